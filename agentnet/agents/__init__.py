@@ -1,0 +1,1 @@
+"""The agent process: runtime, reconnect, dedup, brains."""

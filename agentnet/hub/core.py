@@ -1,0 +1,983 @@
+"""The hub's delivery state machine: events in, effects out. No sockets, no clock, no disk.
+
+Every public method takes `now` (monotonic seconds) and returns a list of effects:
+`Send(conn, bytes)`, `Close(conn, code, reason)`, `Emit(type, fields)` for observers and
+`Subscribe(conn)`. Writes go into a Batch; the shell commits it (`take_batch` ->
+store -> `batch_committed`) and only then are post responses, notifies and `wal.append`
+events released. That ordering is the durability promise: nothing is acknowledged or
+delivered before it is in the store.
+
+Delivery, per (recipient, channel) cursor:
+  scanner (next_seq) --first delivery--> inflight[seq] --ack--> done --> ack floor moves
+                                             |  ^
+                          nack / ack_wait /  |  | resend (attempt + 1) from the `ready` heap
+                          reconnect          v  |
+                                           ready  --attempt > max_deliver--> dead letter
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import orjson
+
+from agentnet.protocol import ids
+from agentnet.protocol.codec import check_value, decode_params
+from agentnet.protocol.errors import CloseCode, ErrorCode, ProtocolError
+from agentnet.protocol.frames import (
+    ChannelParams,
+    CloseChannelParams,
+    DisconnectParams,
+    FindByCausationParams,
+    Hello,
+    OpenChannelParams,
+    PostParams,
+    ReadWalParams,
+    Receipt,
+    RegisterParams,
+    Request,
+)
+
+from . import rules
+from .records import (
+    HUB_SENDER,
+    AckRow,
+    AgentRecord,
+    Batch,
+    ChannelRecord,
+    CommitBatch,
+    Cursor,
+    EnvRecord,
+    Inflight,
+    InflightState,
+    LoadedState,
+)
+
+Fragment = orjson.Fragment
+
+# ----------------------------------------------------------------------------- effects
+
+
+@dataclass(slots=True, frozen=True)
+class Send:
+    conn: int
+    data: bytes
+
+
+@dataclass(slots=True, frozen=True)
+class Close:
+    conn: int
+    code: int
+    reason: str
+
+
+@dataclass(slots=True, frozen=True)
+class Emit:
+    type: str
+    fields: dict[str, Any]
+
+
+@dataclass(slots=True, frozen=True)
+class Subscribe:
+    """Start the observer feed for this connection (right after its snapshot was sent)."""
+
+    conn: int
+
+
+Effect = Send | Close | Emit | Subscribe
+
+
+@dataclass(slots=True)
+class CoreConfig:
+    window: int = 256  # unacked deliveries per recipient
+    ack_wait: float = 30.0  # seconds without a receipt before redelivery
+    max_deliver: int = 5  # attempts before dead-lettering
+    nack_backoff: float = 0.5  # first resend delay after a nack; doubles per attempt
+    nack_backoff_max: float = 30.0
+    max_data_bytes: int = 256 * 1024  # encoded `data` of one post
+    read_page_bytes: int = 512 * 1024  # a read_wal page stays below the peer's max_size
+    cache_per_channel: int = 4096  # envelopes kept in memory per channel; older ones are paged in
+
+
+class EnvelopeSource(Protocol):
+    """Read side of a store. Synchronous and fast (an index lookup); called on the loop thread."""
+
+    def load_envelopes(self, channel_id: str, after_seq: int, limit: int) -> list[EnvRecord]: ...
+
+    def find_by_causation(
+        self, channel_id: str, causation_id: str, sender: str | None
+    ) -> EnvRecord | None: ...
+
+    def find_idempotent(self, sender: str, key: str) -> tuple[str, str, int] | None: ...
+
+
+@dataclass(slots=True)
+class Session:
+    conn: int
+    name: str
+    role: str
+    session_id: str
+
+
+AGENT_OPS = frozenset(
+    {"register", "open_channel", "post", "close_channel", "find_by_causation", "pending_turns"}
+)
+ACTING_OPS = frozenset({"open_channel", "post", "close_channel"})  # a supervisor may do these `as_agent`
+
+
+def _response(request_id: str, result: Any) -> bytes:
+    return orjson.dumps({"kind": "response", "request_id": request_id, "ok": True, "result": result})
+
+
+def _error_response(request_id: str, code: ErrorCode | str, message: str) -> bytes:
+    return orjson.dumps(
+        {
+            "kind": "response",
+            "request_id": request_id,
+            "ok": False,
+            "error_code": str(code),
+            "error_message": message,
+        }
+    )
+
+
+def error_frame(code: ErrorCode | str, message: str) -> bytes:
+    return orjson.dumps({"kind": "error", "code": str(code), "message": message})
+
+
+class HubCore:
+    """Registry, channels, WAL heads, cursors, in-flight windows and redelivery for one hub."""
+
+    def __init__(
+        self,
+        state: LoadedState,
+        source: EnvelopeSource,
+        config: CoreConfig | None = None,
+        *,
+        store_name: str = "memory",
+        started_at: str | None = None,
+    ) -> None:
+        self.config = config or CoreConfig()
+        self.source = source
+        self.hub_id = state.hub_id
+        self.store_name = store_name
+        self.started_at = started_at or ids.utc_iso()
+        self.observed = False  # set by the shell while observers are attached; no Emit otherwise
+        self.agents: dict[str, AgentRecord] = {a.name: a for a in state.agents}
+        self.channels: dict[str, ChannelRecord] = {c.channel_id: c for c in state.channels}
+        self.cursors: dict[str, dict[str, Cursor]] = {}  # recipient -> channel_id -> cursor
+        for cur in state.cursors:
+            self.cursors.setdefault(cur.recipient, {})[cur.channel_id] = cur
+        for ch in self.channels.values():
+            for p in ch.participants:
+                self._cursor(p, ch.channel_id)
+        self.idempotency: OrderedDict[tuple[str, str], tuple[str, str, int]] = OrderedDict(state.idempotency)
+        self.sessions: dict[int, Session] = {}
+        self.batch = Batch()
+        self._pending_batches: dict[int, Batch] = {}
+        self._next_batch_id = 1
+        self._out: list[Effect] = []
+        self._dirty: set[str] = set()
+        self.stats = {"posted": 0, "delivered": 0, "acked": 0, "redelivered": 0, "dead": 0, "ignored": 0}
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _flush(self, now: float) -> list[Effect]:
+        while self._dirty:
+            name = self._dirty.pop()
+            agent = self.agents.get(name)
+            if agent is not None and agent.conn is not None:
+                self._pump(agent, now)
+        out, self._out = self._out, []
+        return out
+
+    def _emit(self, type_: str, **fields: Any) -> None:
+        if self.observed:
+            self._out.append(Emit(type_, fields))
+
+    def _cursor(self, recipient: str, channel_id: str) -> Cursor:
+        per = self.cursors.setdefault(recipient, {})
+        cur = per.get(channel_id)
+        if cur is None:
+            cur = per[channel_id] = Cursor(recipient, channel_id)
+        return cur
+
+    def _touch(self, cur: Cursor) -> None:
+        self.batch.cursors[(cur.recipient, cur.channel_id)] = cur.row()
+
+    def _emit_cursor(self, cur: Cursor, now: float) -> None:
+        if not self.observed:
+            return
+        ch = self.channels[cur.channel_id]
+        self._out.append(
+            Emit(
+                "cursor",
+                {
+                    "recipient": cur.recipient,
+                    "channel_id": cur.channel_id,
+                    "ack_floor": cur.ack_floor,
+                    "delivered_seq": cur.delivered_seq,
+                    "inflight": len(cur.inflight),
+                    "lag": ch.committed_seq - cur.ack_floor,
+                },
+            )
+        )
+
+    def _envelope(self, ch: ChannelRecord, seq: int) -> EnvRecord | None:
+        """A committed envelope, from the cache or paged in from the store."""
+        rec = ch.cache.get(seq)
+        if rec is not None or seq > ch.committed_seq:
+            return rec
+        for loaded in self.source.load_envelopes(ch.channel_id, seq - 1, 256):
+            ch.cache.setdefault(loaded.seq, loaded)
+        return ch.cache.get(seq)
+
+    def _trim_cache(self, ch: ChannelRecord) -> None:
+        cache, limit = ch.cache, self.config.cache_per_channel
+        while len(cache) > limit:
+            oldest = next(iter(cache))
+            if oldest > ch.committed_seq:
+                break
+            del cache[oldest]
+
+    # ------------------------------------------------------------------ connections
+
+    def hello(self, conn: int, hello: Hello, now: float) -> list[Effect]:
+        """A connection sent a valid hello (auth already checked by the shell)."""
+        try:
+            if hello.role == "agent":
+                self._hello_agent(conn, hello, now)
+            else:
+                session_id = ids.new_id("s")
+                self.sessions[conn] = Session(conn, hello.name, hello.role, session_id)
+                self._welcome(conn, hello.name, f"{hello.role}:{hello.name}", session_id)
+        except ProtocolError as exc:
+            close = CloseCode.CLIENT_AHEAD if exc.code == ErrorCode.CONFLICT else CloseCode.POLICY
+            self._out += [
+                Send(conn, error_frame(exc.code, exc.message)),
+                Close(conn, close, exc.message[:120]),
+            ]
+        return self._flush(now)
+
+    def _welcome(self, conn: int, name: str, agent_id: str, session_id: str) -> None:
+        frame = {
+            "kind": "welcome",
+            "session_id": session_id,
+            "name": name,
+            "agent_id": agent_id,
+            "hub_id": self.hub_id,
+            "hub_time": ids.utc_iso(),
+            "protocol": 1,
+        }
+        self._out.append(Send(conn, orjson.dumps(frame)))
+
+    def _hello_agent(self, conn: int, hello: Hello, now: float) -> None:
+        name = hello.name
+        if name == HUB_SENDER:
+            raise ProtocolError(ErrorCode.INVALID, f"the name {HUB_SENDER!r} is reserved for the hub")
+        agent = self.agents.get(name)
+        since = hello.since or {}
+        for channel_id, seq in since.items():
+            ch = self.channels.get(channel_id)
+            if ch is None or name not in ch.participants:
+                raise ProtocolError(
+                    ErrorCode.INVALID, f"since names channel {channel_id!r}, which {name} is not in"
+                )
+            if seq > ch.committed_seq:
+                raise ProtocolError(
+                    ErrorCode.CONFLICT,
+                    f"client ahead of log: since {channel_id}={seq} but the hub's head is {ch.committed_seq}",
+                )
+        if agent is None:
+            agent = AgentRecord(name, ids.new_id("a"), "agent", {}, ids.utc_iso())
+            self.agents[name] = agent
+            self.batch.agents[name] = agent
+        elif agent.conn is not None:
+            old = agent.conn
+            self._out.append(Close(old, CloseCode.SUPERSEDED, "superseded by a newer session"))
+            self._detach(old, CloseCode.SUPERSEDED, "superseded by a newer session", now)
+        session_id = ids.new_id("s")
+        agent.conn, agent.session_id, agent.connected_since = conn, session_id, now
+        self.sessions[conn] = Session(conn, name, "agent", session_id)
+        self._welcome(conn, name, agent.agent_id, session_id)
+        self._emit("agent.connected", name=name, agent_id=agent.agent_id, session_id=session_id, role="agent")
+        # Everything delivered and not acked goes out again, in seq order, before anything new.
+        count = 0
+        for cur in self.cursors.get(name, {}).values():
+            for inf in cur.inflight.values():
+                if inf.state is not InflightState.READY:
+                    inf.state, inf.deadline, inf.reason = InflightState.READY, None, "replay"
+                    heapq.heappush(cur.ready, inf.seq)
+                count += 1
+            count += max(0, cur.delivered_seq - cur.next_seq + 1)  # delivered before a hub restart
+            asked = since.get(cur.channel_id)
+            if asked is not None and asked < cur.next_seq - 1:
+                cur.courtesy = [asked + 1, cur.next_seq - 1]
+                count += cur.next_seq - 1 - asked
+        if count:
+            agent.replay_count = count
+            self._emit("replay.start", recipient=name, count=count)
+        self._dirty.add(name)
+
+    def _detach(self, conn: int, code: int, reason: str, now: float) -> None:
+        session = self.sessions.pop(conn, None)
+        if session is None or session.role != "agent":
+            return
+        agent = self.agents[session.name]
+        if agent.conn != conn:
+            return
+        agent.conn, agent.disconnected_at = None, now
+        if agent.replay_count:
+            agent.replay_count = 0
+        self._emit(
+            "agent.disconnected",
+            name=agent.name,
+            session_id=session.session_id,
+            code=int(code),
+            reason=reason,
+        )
+
+    def connection_closed(self, conn: int, code: int, reason: str, now: float) -> list[Effect]:
+        self._detach(conn, code, reason, now)
+        return self._flush(now)
+
+    def session(self, conn: int) -> Session | None:
+        return self.sessions.get(conn)
+
+    # ------------------------------------------------------------------ requests
+
+    def request(self, conn: int, req: Request, now: float) -> list[Effect]:
+        session = self.sessions.get(conn)
+        if session is None:  # the shell only forwards requests after hello; be safe anyway
+            self._out.append(
+                Send(conn, _error_response(req.request_id, ErrorCode.ACCESS_DENIED, "hello first"))
+            )
+            return self._flush(now)
+        try:
+            params = decode_params(req.op, req.params)
+            self._authorize(session, req.op, params)
+            result = getattr(self, "_op_" + req.op)(session, params, req.request_id, now)
+            if result is not None:
+                self._out.append(Send(conn, _response(req.request_id, result)))
+        except ProtocolError as exc:
+            self._out.append(Send(conn, _error_response(req.request_id, exc.code, exc.message)))
+        return self._flush(now)
+
+    def _authorize(self, session: Session, op: str, params: Any) -> None:
+        acting_as = getattr(params, "as_agent", None)
+        if acting_as is not None and session.role != "supervisor":
+            raise ProtocolError(ErrorCode.ACCESS_DENIED, "only the supervisor may act as another agent")
+        if op in AGENT_OPS and session.role != "agent":
+            if session.role == "supervisor" and op in ACTING_OPS and acting_as is not None:
+                return
+            raise ProtocolError(ErrorCode.ACCESS_DENIED, f"{session.role}s cannot {op}; it is for agents")
+        if op == "observe" and session.role not in ("observer", "supervisor"):
+            raise ProtocolError(ErrorCode.ACCESS_DENIED, "observe is for observers")
+        if op == "disconnect" and session.role not in ("observer", "supervisor"):
+            raise ProtocolError(ErrorCode.ACCESS_DENIED, "disconnect is for observers and the supervisor")
+
+    def _actor(self, session: Session, params: Any) -> str:
+        acting_as = getattr(params, "as_agent", None)
+        if acting_as is None:
+            return session.name
+        if acting_as not in self.agents:
+            raise ProtocolError(ErrorCode.NOT_FOUND, f"unknown agent {acting_as!r}")
+        return acting_as
+
+    def _channel_for(self, session: Session, channel_id: str, *, actor: str | None = None) -> ChannelRecord:
+        ch = self.channels.get(channel_id)
+        if ch is None:
+            raise ProtocolError(ErrorCode.NOT_FOUND, f"no channel {channel_id!r}")
+        who = actor or session.name
+        if session.role == "agent" or actor is not None:
+            if who not in ch.participants:
+                raise ProtocolError(ErrorCode.ACCESS_DENIED, f"{who} is not a participant of {channel_id}")
+        return ch
+
+    def _op_register(self, session: Session, p: RegisterParams, request_id: str, now: float) -> dict:
+        agent = self.agents[session.name]
+        passport = p.passport.model_dump()
+        check_value(passport, "passport")
+        agent.passport = passport
+        self.batch.agents[agent.name] = agent
+        self._emit("agent.registered", name=agent.name, agent_id=agent.agent_id, passport=passport)
+        return {"agent_id": agent.agent_id}
+
+    def _op_list_agents(self, session: Session, p: Any, request_id: str, now: float) -> dict:
+        return {
+            "agents": [
+                {
+                    "name": a.name,
+                    "agent_id": a.agent_id,
+                    "role": a.role,
+                    "connected": a.conn is not None,
+                    "passport": a.passport,
+                }
+                for a in self.agents.values()
+            ]
+        }
+
+    def _op_list_channels(self, session: Session, p: Any, request_id: str, now: float) -> dict:
+        chans = self.channels.values()
+        if session.role == "agent":
+            chans = [c for c in chans if session.name in c.participants]
+        return {"channels": [c.info() for c in chans]}
+
+    def _op_get_channel(self, session: Session, p: ChannelParams, request_id: str, now: float) -> dict:
+        return self._channel_for(session, p.channel_id).info()
+
+    def _op_open_channel(self, session: Session, p: OpenChannelParams, request_id: str, now: float) -> None:
+        creator = self._actor(session, p)
+        others: list[str] = []
+        for name in p.participants:
+            if name != creator and name not in others:
+                others.append(name)
+        if not others:
+            raise ProtocolError(
+                ErrorCode.INVALID, "a channel needs at least one participant besides its creator"
+            )
+        unknown = [n for n in others if n not in self.agents]
+        if unknown:
+            raise ProtocolError(ErrorCode.NOT_FOUND, f"unknown agent(s): {', '.join(unknown)}")
+        check_value(p.knobs, "knobs")
+        knobs = rules.validate_knobs(p.type, p.knobs)
+        ch = ChannelRecord(
+            channel_id="ch-" + ids.new_id("x")[-12:],
+            type=p.type,
+            topic=p.topic,
+            creator=creator,
+            participants=(creator, *others),
+            created_at=ids.utc_iso(),
+            knobs=knobs,
+        )
+        ch.rule_state = rules.init_state(ch)
+        self.channels[ch.channel_id] = ch
+        for name in ch.participants:
+            self._cursor(name, ch.channel_id)
+        text = f"{creator} opened a {p.type} channel with {', '.join(others)}"
+        self._append(ch, HUB_SENDER, "channel.opened", {"text": text, "topic": p.topic}, None, None, None)
+        self.batch.channels[ch.channel_id] = ch
+        self.batch.after_commit.append(("channel.opened", ch.channel_id))
+        self.batch.after_commit.append(("respond_channel", session.conn, request_id, ch.channel_id))
+
+    def _op_close_channel(self, session: Session, p: CloseChannelParams, request_id: str, now: float) -> Any:
+        actor = self._actor(session, p)
+        ch = self._channel_for(session, p.channel_id, actor=actor)
+        if ch.state == "closed":
+            return ch.info()
+        self._close_channel(ch, p.reason or f"closed by {actor}")
+        self.batch.after_commit.append(("respond_channel", session.conn, request_id, ch.channel_id))
+        return None
+
+    def _close_channel(self, ch: ChannelRecord, reason: str) -> None:
+        ch.state, ch.closed_at, ch.close_reason = "closed", ids.utc_iso(), reason
+        ch.rule_state["next"] = []
+        self._append(
+            ch,
+            HUB_SENDER,
+            "channel.closed",
+            {"text": f"closed: {reason}", "reason": reason},
+            None,
+            None,
+            None,
+        )
+        self.batch.channels[ch.channel_id] = ch
+        self.batch.after_commit.append(("channel.closed", ch.channel_id))
+
+    def _op_post(self, session: Session, p: PostParams, request_id: str, now: float) -> Any:
+        sender = self._actor(session, p)
+        if p.idempotency_key is not None:
+            known = self.idempotency.get((sender, p.idempotency_key))
+            if known is None:
+                known = self.source.find_idempotent(sender, p.idempotency_key)
+            if known is not None:
+                channel_id, envelope_id, seq = known
+                result = {"envelope_id": envelope_id, "seq": seq, "duplicate": True}
+                ch = self.channels.get(channel_id)
+                if ch is not None and seq > ch.committed_seq:  # the original is still in a pending commit
+                    self.batch.after_commit.append(Send(session.conn, _response(request_id, result)))
+                    self.batch.posts.append((session.conn, request_id))
+                    return None
+                return result
+        ch = self._channel_for(session, p.channel_id, actor=sender)
+        if ch.state == "closed":
+            raise ProtocolError(ErrorCode.CLOSED, f"channel {ch.channel_id} is closed ({ch.close_reason})")
+        audience: tuple[str, ...] | None = None
+        if p.audience is not None:
+            bad = [n for n in p.audience if n not in ch.participants or n == sender]
+            if bad:
+                raise ProtocolError(
+                    ErrorCode.INVALID,
+                    f"audience must be other participants of {ch.channel_id}: {', '.join(bad)}",
+                )
+            audience = tuple(dict.fromkeys(p.audience))
+        check_value(p.data, "data")
+        size = len(orjson.dumps(p.data))
+        if size > self.config.max_data_bytes:
+            raise ProtocolError(
+                ErrorCode.TOO_LARGE, f"data is {size} bytes; the limit is {self.config.max_data_bytes}"
+            )
+        rules.check_post(ch, sender, p.type, p.causation_id)
+        rec = self._append(ch, sender, p.type, p.data, audience, p.causation_id, p.idempotency_key)
+        if p.idempotency_key is not None:
+            self.idempotency[(sender, p.idempotency_key)] = (ch.channel_id, rec.envelope_id, rec.seq)
+            if len(self.idempotency) > 100_000:
+                self.idempotency.popitem(last=False)
+        result = {"envelope_id": rec.envelope_id, "seq": rec.seq}
+        self.batch.after_commit.append(Send(session.conn, _response(request_id, result)))
+        self.batch.posts.append((session.conn, request_id))
+        self.stats["posted"] += 1
+        return None
+
+    def _append(
+        self,
+        ch: ChannelRecord,
+        sender: str,
+        env_type: str,
+        data: dict[str, Any],
+        audience: tuple[str, ...] | None,
+        causation_id: str | None,
+        idempotency_key: str | None,
+    ) -> EnvRecord:
+        seq = ch.head_seq + 1
+        envelope_id = ids.new_id("e")
+        envelope: dict[str, Any] = {
+            "envelope_id": envelope_id,
+            "channel_id": ch.channel_id,
+            "seq": seq,
+            "sender": sender,
+            "audience": list(audience) if audience is not None else None,
+            "type": env_type,
+            "data": data,
+            "causation_id": causation_id,
+            "idempotency_key": idempotency_key,
+            "created_at": ids.utc_iso(),
+        }
+        close_reason = None
+        if sender != HUB_SENDER and env_type in rules.TURN_TYPES:
+            envelope["turn"], close_reason = rules.after_turn(ch, sender, env_type, envelope_id, seq)
+            self.batch.channels[ch.channel_id] = ch
+        if sender == HUB_SENDER:
+            envelope["audience"] = list(ch.participants)
+            audience = ch.participants
+        encoded = orjson.dumps(envelope)
+        text = data.get("text")
+        rec = EnvRecord(
+            ch.channel_id,
+            seq,
+            envelope_id,
+            sender,
+            audience,
+            env_type,
+            causation_id,
+            idempotency_key,
+            envelope["created_at"],
+            encoded,
+            text if isinstance(text, str) else None,
+        )
+        ch.head_seq = seq
+        ch.cache[seq] = rec
+        self.batch.envelopes.append(rec)
+        if close_reason:
+            self._close_channel(ch, close_reason)
+        return rec
+
+    def _op_read_wal(self, session: Session, p: ReadWalParams, request_id: str, now: float) -> None:
+        ch = self._channel_for(session, p.channel_id)
+        out: list[Fragment] = []
+        size, seq, budget = 0, p.after_seq + 1, self.config.read_page_bytes
+        while seq <= ch.committed_seq and len(out) < p.limit:
+            rec = self._envelope(ch, seq)
+            if rec is None:  # pragma: no cover - a committed seq is always in the store
+                break
+            if out and size + len(rec.json) > budget:
+                break
+            out.append(Fragment(rec.json))
+            size += len(rec.json) + 1
+            seq += 1
+        result = {"envelopes": out, "head_seq": ch.committed_seq, "has_more": seq <= ch.committed_seq}
+        self._out.append(Send(session.conn, _response(request_id, result)))
+        return None
+
+    def _op_find_by_causation(
+        self, session: Session, p: FindByCausationParams, request_id: str, now: float
+    ) -> dict:
+        ch = self._channel_for(session, p.channel_id)
+        for rec in ch.cache.values():
+            if rec.causation_id == p.causation_id and rec.seq <= ch.committed_seq:
+                if p.sender is None or rec.sender == p.sender:
+                    return {"envelope": Fragment(rec.json)}
+        rec = self.source.find_by_causation(ch.channel_id, p.causation_id, p.sender)
+        return {"envelope": Fragment(rec.json) if rec is not None else None}
+
+    def _op_pending_turns(self, session: Session, p: Any, request_id: str, now: float) -> dict:
+        turns = []
+        for channel_id in self.cursors.get(session.name, {}):
+            ch = self.channels[channel_id]
+            seq = rules.owed_turn(ch, session.name)
+            if seq is not None and seq <= ch.committed_seq:
+                turns.append({"channel_id": channel_id, "after_seq": seq - 1})
+        return {"turns": turns}
+
+    def _op_observe(self, session: Session, p: Any, request_id: str, now: float) -> None:
+        self._out.append(Send(session.conn, _response(request_id, self.snapshot(now))))
+        self._out.append(Subscribe(session.conn))
+        return None
+
+    def _op_disconnect(self, session: Session, p: DisconnectParams, request_id: str, now: float) -> dict:
+        agent = self.agents.get(p.name)
+        if agent is None:
+            raise ProtocolError(ErrorCode.NOT_FOUND, f"unknown agent {p.name!r}")
+        if agent.conn is None:
+            raise ProtocolError(ErrorCode.CONFLICT, f"{p.name} is not connected")
+        self._out.append(Close(agent.conn, CloseCode.DISCONNECTED, f"disconnected by {session.name}"))
+        return {}
+
+    # ------------------------------------------------------------------ receipts
+
+    def receipt(self, conn: int, r: Receipt, now: float) -> list[Effect]:
+        session = self.sessions.get(conn)
+        if session is None or session.role != "agent":
+            who = session.name if session else "unknown"
+            self._ignored(who, r, "stale session" if session is None else f"{session.role}s cannot ack")
+            return self._flush(now)
+        cur = self.cursors.get(session.name, {}).get(r.channel_id)
+        inf = cur.inflight.get(r.seq) if cur is not None else None
+        if cur is None or inf is None:
+            delivered = cur is not None and (r.seq <= cur.ack_floor or r.seq in cur.done)
+            self._ignored(session.name, r, "already acked" if delivered else "not delivered to you")
+            return self._flush(now)
+        if inf.envelope_id != r.envelope_id:
+            self._ignored(session.name, r, "envelope_id does not match the seq")
+            return self._flush(now)
+        agent = self.agents[session.name]
+        if r.status == "ack":
+            self._finish(agent, cur, inf, "acked", now)
+            cur.acked += 1
+            self.stats["acked"] += 1
+            self._emit(
+                "ack",
+                recipient=cur.recipient,
+                channel_id=cur.channel_id,
+                seq=r.seq,
+                envelope_id=r.envelope_id,
+            )
+            self._emit_cursor(cur, now)
+        else:
+            reason = r.reason or "nacked"
+            self._emit(
+                "nack",
+                recipient=cur.recipient,
+                channel_id=cur.channel_id,
+                seq=r.seq,
+                envelope_id=r.envelope_id,
+                attempt=inf.attempt,
+                reason=reason,
+            )
+            if inf.attempt >= self.config.max_deliver:
+                self._dead_letter(agent, cur, inf, f"nacked {inf.attempt} times; last: {reason}", now)
+            else:
+                backoff = min(self.config.nack_backoff * 2 ** (inf.attempt - 1), self.config.nack_backoff_max)
+                inf.state, inf.deadline, inf.reason = InflightState.BACKOFF, now + backoff, "nack"
+        self._dirty.add(agent.name)
+        return self._flush(now)
+
+    def _ignored(self, name: str, r: Receipt, reason: str) -> None:
+        self.stats["ignored"] += 1
+        self._emit(
+            "receipt.ignored",
+            name=name,
+            channel_id=r.channel_id,
+            seq=r.seq,
+            envelope_id=r.envelope_id,
+            reason=reason,
+        )
+
+    def _finish(
+        self, agent: AgentRecord, cur: Cursor, inf: Inflight, status: str, now: float, reason: str = ""
+    ) -> None:
+        """An in-flight delivery is over (acked or dead): free its window slot, move the floor."""
+        del cur.inflight[inf.seq]
+        agent.unacked -= 1
+        if inf.courtesy:
+            return
+        cur.done.add(inf.seq)
+        cur.advance_floor()
+        self._touch(cur)
+        self.batch.acks.append(
+            AckRow(
+                cur.recipient,
+                cur.channel_id,
+                inf.seq,
+                inf.envelope_id,
+                status,
+                inf.attempt,
+                ids.utc_iso(),
+                reason,
+            )
+        )
+
+    def _dead_letter(self, agent: AgentRecord, cur: Cursor, inf: Inflight, reason: str, now: float) -> None:
+        courtesy = inf.courtesy
+        self._finish(agent, cur, inf, "dead", now, reason)
+        if courtesy:
+            return
+        cur.dead += 1
+        self.stats["dead"] += 1
+        self._touch(cur)
+        self._emit(
+            "dead_letter",
+            recipient=cur.recipient,
+            channel_id=cur.channel_id,
+            seq=inf.seq,
+            envelope_id=inf.envelope_id,
+            attempts=inf.attempt,
+            reason=reason,
+        )
+        self._emit_cursor(cur, now)
+
+    # ------------------------------------------------------------------ delivery
+
+    def _pump(self, agent: AgentRecord, now: float) -> None:
+        """Send what this recipient may receive now: due redeliveries first, then new envelopes."""
+        conn = agent.conn
+        assert conn is not None
+        cursors = self.cursors.get(agent.name)
+        if not cursors:
+            return
+        for cur in cursors.values():
+            if cur.ready:
+                self._resend_ready(agent, cur, now)
+            if cur.courtesy:
+                self._send_courtesy(agent, cur, now)
+        room = self.config.window - agent.unacked
+        if room > 0:
+            active = [c for c in cursors.values() if c.next_seq <= self.channels[c.channel_id].committed_seq]
+            while room > 0 and active:
+                for cur in list(active):
+                    if self._deliver_next(agent, cur, now):
+                        room -= 1
+                        if room == 0:
+                            break
+                    if cur.next_seq > self.channels[cur.channel_id].committed_seq:
+                        active.remove(cur)
+        if agent.replay_count and self._replay_done(cursors):
+            self._emit("replay.end", recipient=agent.name, count=agent.replay_count)
+            agent.replay_count = 0
+
+    @staticmethod
+    def _replay_done(cursors: dict[str, Cursor]) -> bool:
+        return all(not c.ready and not c.courtesy and c.next_seq > c.delivered_seq for c in cursors.values())
+
+    def _deliver_next(self, agent: AgentRecord, cur: Cursor, now: float) -> bool:
+        """Look at the scanner's next seq; deliver it if it is addressed to this recipient."""
+        seq = cur.next_seq
+        cur.next_seq = seq + 1
+        if seq in cur.done or seq in cur.inflight or seq <= cur.ack_floor:
+            return False
+        ch = self.channels[cur.channel_id]
+        rec = self._envelope(ch, seq)
+        if rec is None or agent.name not in rec.recipients(ch.participants):
+            cur.done.add(seq)
+            if cur.advance_floor():
+                self._touch(cur)
+            return False
+        redelivery = seq <= cur.delivered_seq  # delivered before a hub restart, never acked
+        inf = Inflight(seq, rec.envelope_id, 1 if redelivery else 0, InflightState.READY, None, now, "replay")
+        cur.inflight[seq] = inf
+        agent.unacked += 1
+        if not redelivery:
+            cur.delivered_seq = seq
+            self._touch(cur)
+        return self._send(agent, cur, rec, inf, now)
+
+    def _resend_ready(self, agent: AgentRecord, cur: Cursor, now: float) -> None:
+        ch = self.channels[cur.channel_id]
+        while cur.ready:
+            seq = heapq.heappop(cur.ready)
+            inf = cur.inflight.get(seq)
+            if inf is None or inf.state is not InflightState.READY:
+                continue
+            rec = self._envelope(ch, seq)
+            if rec is not None:
+                self._send(agent, cur, rec, inf, now)
+
+    def _send_courtesy(self, agent: AgentRecord, cur: Cursor, now: float) -> None:
+        ch = self.channels[cur.channel_id]
+        start, end = cur.courtesy
+        while start <= end and agent.unacked < self.config.window:
+            seq, start = start, start + 1
+            if seq in cur.inflight:
+                continue
+            rec = self._envelope(ch, seq)
+            if rec is None or agent.name not in rec.recipients(ch.participants):
+                continue
+            inf = Inflight(seq, rec.envelope_id, 1, InflightState.READY, None, now, "replay", courtesy=True)
+            cur.inflight[seq] = inf
+            agent.unacked += 1
+            self._send(agent, cur, rec, inf, now)
+        cur.courtesy = [start, end] if start <= end else []
+
+    def _send(self, agent: AgentRecord, cur: Cursor, rec: EnvRecord, inf: Inflight, now: float) -> bool:
+        if inf.attempt >= self.config.max_deliver:
+            self._dead_letter(agent, cur, inf, f"no ack after {inf.attempt} deliveries", now)
+            return False
+        inf.attempt += 1
+        inf.state, inf.deadline = InflightState.SENT, now + self.config.ack_wait
+        reason = "first" if inf.attempt == 1 else inf.reason
+        if inf.attempt > 1:
+            cur.redelivered += 1
+            self.stats["redelivered"] += 1
+            self._touch(cur)
+        self.stats["delivered"] += 1
+        frame = {
+            "kind": "notify",
+            "recipient": agent.name,
+            "envelope": Fragment(rec.json),
+            "attempt": inf.attempt,
+        }
+        assert agent.conn is not None
+        self._out.append(Send(agent.conn, orjson.dumps(frame)))
+        if self.observed:
+            self._emit(
+                "deliver",
+                recipient=agent.name,
+                channel_id=cur.channel_id,
+                seq=rec.seq,
+                envelope_id=rec.envelope_id,
+                attempt=inf.attempt,
+                reason=reason,
+            )
+            self._emit_cursor(cur, now)
+        return True
+
+    # ------------------------------------------------------------------ timers
+
+    def tick(self, now: float) -> list[Effect]:
+        """Redeliver what waited too long for a receipt, and nacked envelopes whose backoff is over."""
+        for agent in self.agents.values():
+            if agent.conn is None or not agent.unacked:
+                continue
+            for cur in self.cursors.get(agent.name, {}).values():
+                for inf in cur.inflight.values():
+                    if inf.deadline is None or inf.deadline > now:
+                        continue
+                    if inf.state is InflightState.SENT:
+                        inf.reason = "ack_wait"
+                    inf.state, inf.deadline = InflightState.READY, None
+                    heapq.heappush(cur.ready, inf.seq)
+                    self._dirty.add(agent.name)
+        return self._flush(now)
+
+    # ------------------------------------------------------------------ commits
+
+    def take_batch(self) -> CommitBatch | None:
+        """Hand the writes decided since the last call to the store (None if there are none)."""
+        batch = self.batch
+        if not batch:
+            return None
+        self.batch = Batch()
+        batch_id = self._next_batch_id
+        self._next_batch_id += 1
+        self._pending_batches[batch_id] = batch
+        dumps = orjson.dumps
+        return CommitBatch(
+            batch_id=batch_id,
+            envelopes=batch.envelopes,
+            channels=[
+                (
+                    c.channel_id,
+                    c.type,
+                    c.topic,
+                    c.creator,
+                    dumps(list(c.participants)).decode(),
+                    c.created_at,
+                    dumps(c.knobs).decode(),
+                    c.state,
+                    c.closed_at,
+                    c.close_reason,
+                    dumps(c.rule_state).decode(),
+                )
+                for c in batch.channels.values()
+            ],
+            agents=[
+                (a.name, a.agent_id, a.role, dumps(a.passport).decode(), a.registered_at)
+                for a in batch.agents.values()
+            ],
+            cursors=list(batch.cursors.values()),
+            acks=batch.acks,
+        )
+
+    def batch_committed(self, batch_id: int, now: float) -> list[Effect]:
+        """The store made the batch durable: release its responses, notifies and events."""
+        batch = self._pending_batches.pop(batch_id)
+        touched: set[str] = set()
+        for rec in batch.envelopes:
+            ch = self.channels[rec.channel_id]
+            ch.committed_seq = max(ch.committed_seq, rec.seq)
+            touched.add(rec.channel_id)
+            if self.observed:
+                self._out.append(Emit("wal.append", {"envelope": Fragment(rec.json)}))
+        for item in batch.after_commit:
+            if isinstance(item, Send):
+                self._out.append(item)
+            elif item[0] == "respond_channel":
+                _, conn, request_id, channel_id = item
+                self._out.append(Send(conn, _response(request_id, self.channels[channel_id].info())))
+            else:  # ("channel.opened" | "channel.closed", channel_id)
+                self._emit(item[0], channel=self.channels[item[1]].info())
+        for channel_id in touched:
+            ch = self.channels[channel_id]
+            self._dirty.update(ch.participants)
+            if len(ch.cache) > self.config.cache_per_channel:
+                self._trim_cache(ch)
+        return self._flush(now)
+
+    def batch_failed(self, batch_id: int, message: str) -> list[Effect]:
+        """The store refused the batch: every post in it gets a definite error. The caller must then
+        rebuild the core from the store (its memory is ahead of what is durable)."""
+        batch = self._pending_batches.pop(batch_id)
+        for conn, request_id in batch.posts:
+            self._out.append(
+                Send(conn, _error_response(request_id, ErrorCode.INTERNAL, f"not stored: {message}"))
+            )
+        out, self._out = self._out, []
+        return out
+
+    # ------------------------------------------------------------------ observers
+
+    def cursor_info(self, cur: Cursor, now: float) -> dict[str, Any]:
+        ch = self.channels[cur.channel_id]
+        oldest = min((inf.since for inf in cur.inflight.values()), default=None)
+        return {
+            "recipient": cur.recipient,
+            "channel_id": cur.channel_id,
+            "ack_floor": cur.ack_floor,
+            "delivered_seq": cur.delivered_seq,
+            "inflight": len(cur.inflight),
+            "oldest_inflight_age": None if oldest is None else round(now - oldest, 3),
+            "redelivered": cur.redelivered,
+            "dead": cur.dead,
+            "lag": ch.committed_seq - cur.ack_floor,
+        }
+
+    def snapshot(self, now: float) -> dict[str, Any]:
+        return {
+            "hub": {"hub_id": self.hub_id, "started_at": self.started_at, "store": self.store_name},
+            "agents": [
+                {
+                    "name": a.name,
+                    "agent_id": a.agent_id,
+                    "role": a.role,
+                    "connected": a.conn is not None,
+                    "session_id": a.session_id if a.conn is not None else None,
+                    "passport": a.passport,
+                }
+                for a in self.agents.values()
+            ],
+            "channels": [c.info() for c in self.channels.values()],
+            "cursors": [self.cursor_info(cur, now) for per in self.cursors.values() for cur in per.values()],
+        }

@@ -1,0 +1,194 @@
+"""The hub's in-memory records and the unit of durable work (a Batch) that the core hands to a store."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+HUB_SENDER = "hub"  # sender of channel.opened / channel.closed; reserved, no agent may use it
+
+
+@dataclass(slots=True)
+class EnvRecord:
+    """One WAL entry as the hub keeps it: indexed fields plus the envelope's JSON, encoded once."""
+
+    channel_id: str
+    seq: int
+    envelope_id: str
+    sender: str
+    audience: tuple[str, ...] | None  # None = every participant but the sender
+    type: str
+    causation_id: str | None
+    idempotency_key: str | None
+    created_at: str
+    json: bytes  # the whole envelope object, as sent in notify frames and read_wal pages
+    text: str | None = None  # data["text"], kept for channel rules and the checker
+
+    def recipients(self, participants: tuple[str, ...]) -> tuple[str, ...]:
+        if self.audience is not None:
+            return self.audience
+        return tuple(p for p in participants if p != self.sender)
+
+
+@dataclass(slots=True)
+class ChannelRecord:
+    channel_id: str
+    type: str
+    topic: str | None
+    creator: str
+    participants: tuple[str, ...]
+    created_at: str
+    knobs: dict[str, Any]
+    state: str = "open"
+    head_seq: int = 0  # last seq assigned (may not be durable yet)
+    committed_seq: int = 0  # last seq durable in the store: nothing above it is delivered or read
+    closed_at: str | None = None
+    close_reason: str | None = None
+    rule_state: dict[str, Any] = field(default_factory=dict)  # owned by the channel's rules
+    cache: dict[int, EnvRecord] = field(default_factory=dict)  # recent envelopes; older ones paged in
+
+    def info(self, head_seq: int | None = None) -> dict[str, Any]:
+        return {
+            "channel_id": self.channel_id,
+            "type": self.type,
+            "topic": self.topic,
+            "creator": self.creator,
+            "participants": list(self.participants),
+            "state": self.state,
+            "head_seq": self.committed_seq if head_seq is None else head_seq,
+            "created_at": self.created_at,
+            "closed_at": self.closed_at,
+            "close_reason": self.close_reason,
+            "knobs": self.knobs,
+        }
+
+
+class InflightState(Enum):
+    SENT = "sent"  # on the wire to the current session, waiting for a receipt until the deadline
+    BACKOFF = "backoff"  # nacked; resend when the deadline passes
+    READY = "ready"  # to be resent as soon as the recipient is connected and the pump runs
+
+
+@dataclass(slots=True)
+class Inflight:
+    """An envelope delivered (at least once) to a recipient and not yet acked or dead-lettered."""
+
+    seq: int
+    envelope_id: str
+    attempt: int  # deliveries so far
+    state: InflightState
+    deadline: float | None  # SENT: ack_wait expiry; BACKOFF: when to resend
+    since: float  # when it was first delivered (oldest-in-flight age)
+    reason: str = "first"  # why the next send happens: replay | nack | ack_wait
+    courtesy: bool = False  # re-sent because hello asked `since`; was already acked
+
+
+@dataclass(slots=True)
+class Cursor:
+    """Delivery state of one (recipient, channel): the ack floor and what lies above it."""
+
+    recipient: str
+    channel_id: str
+    ack_floor: int = 0  # every seq <= floor addressed to the recipient is acked or dead
+    next_seq: int = 1  # next seq the scanner looks at for a first delivery
+    delivered_seq: int = 0  # highest seq ever delivered (survives restarts: attempt numbering)
+    done: set[int] = field(default_factory=set)  # seqs above the floor that are finished
+    inflight: dict[int, Inflight] = field(default_factory=dict)
+    ready: list[int] = field(default_factory=list)  # heap of in-flight seqs due for redelivery
+    courtesy: list[int] = field(default_factory=list)  # [next, end]: acked seqs a hello `since` asked again
+    redelivered: int = 0
+    dead: int = 0
+    acked: int = 0
+
+    def advance_floor(self) -> bool:
+        floor, done = self.ack_floor, self.done
+        start = floor
+        while floor + 1 in done:
+            floor += 1
+            done.discard(floor)
+        self.ack_floor = floor
+        return floor != start
+
+    def row(self) -> tuple[str, str, int, int, int, int]:
+        return (
+            self.recipient,
+            self.channel_id,
+            self.ack_floor,
+            self.delivered_seq,
+            self.redelivered,
+            self.dead,
+        )
+
+
+@dataclass(slots=True)
+class AgentRecord:
+    name: str
+    agent_id: str
+    role: str
+    passport: dict[str, Any]
+    registered_at: str
+    conn: int | None = None
+    session_id: str | None = None
+    connected_since: float | None = None
+    disconnected_at: float | None = None
+    unacked: int = 0  # in-flight deliveries across all channels (the window)
+    replay_count: int = 0  # non-zero while a replay announced by replay.start is running
+
+
+@dataclass(slots=True)
+class AckRow:
+    recipient: str
+    channel_id: str
+    seq: int
+    envelope_id: str
+    status: str  # acked | dead
+    attempts: int
+    at: str
+    reason: str | None = None
+
+
+@dataclass(slots=True)
+class Batch:
+    """What the core has decided since the last commit: writes, and the effects the commit releases."""
+
+    envelopes: list[EnvRecord] = field(default_factory=list)
+    channels: dict[str, ChannelRecord] = field(default_factory=dict)  # upsert (created, closed, rules)
+    agents: dict[str, AgentRecord] = field(default_factory=dict)  # upsert
+    cursors: dict[tuple[str, str], tuple[str, str, int, int, int, int]] = field(default_factory=dict)
+    acks: list[AckRow] = field(default_factory=list)
+    after_commit: list[Any] = field(default_factory=list)  # effects released by the commit
+    posts: list[tuple[int, str]] = field(default_factory=list)  # (conn, request_id) answered by the commit
+
+    def __bool__(self) -> bool:
+        return bool(
+            self.envelopes or self.channels or self.agents or self.cursors or self.acks or self.after_commit
+        )
+
+
+@dataclass(slots=True, frozen=True)
+class CommitBatch:
+    """A Batch flattened to plain rows on the loop thread, so a store may write it from another thread."""
+
+    batch_id: int
+    envelopes: list[EnvRecord]  # immutable once appended
+    channels: list[tuple[Any, ...]]  # (channel_id, type, topic, creator, participants_json, created_at,
+    #                                   knobs_json, state, closed_at, close_reason, rule_state_json)
+    agents: list[tuple[str, str, str, str, str]]  # (name, agent_id, role, passport_json, registered_at)
+    cursors: list[tuple[str, str, int, int, int, int]]
+    acks: list[AckRow]
+
+    @property
+    def size(self) -> int:
+        return len(self.envelopes) + len(self.acks)
+
+
+@dataclass(slots=True)
+class LoadedState:
+    """What a store gives back when the hub starts on it."""
+
+    hub_id: str
+    agents: list[AgentRecord]
+    channels: list[ChannelRecord]  # head_seq = committed_seq = max seq in the store
+    cursors: list[Cursor]  # floors, delivered_seq, counters and `done` from acks above the floor
+    idempotency: dict[tuple[str, str], tuple[str, str, int]] = field(default_factory=dict)

@@ -1,0 +1,96 @@
+"""The store interface the hub's shell drives, and `open_store("memory" | "sqlite:PATH")`."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from ..records import CommitBatch, EnvRecord, LoadedState
+
+
+class StoreError(Exception):
+    """The store cannot be opened or written (bad path, corrupt file, disk full)."""
+
+
+class Store(Protocol):
+    description: str  # e.g. "sqlite:/path/hub.db (synchronous=FULL)"
+    threaded: bool  # True: commit() blocks on I/O and runs in a worker thread
+
+    def load(self) -> LoadedState: ...
+
+    def commit(self, batch: CommitBatch) -> None: ...
+
+    def load_envelopes(self, channel_id: str, after_seq: int, limit: int) -> list[EnvRecord]: ...
+
+    def find_by_causation(
+        self, channel_id: str, causation_id: str, sender: str | None
+    ) -> EnvRecord | None: ...
+
+    def find_idempotent(self, sender: str, key: str) -> tuple[str, str, int] | None: ...
+
+    def close(self) -> None: ...
+
+
+def open_store(spec: str, *, synchronous: str = "FULL") -> Store:
+    """`memory` or `sqlite:PATH` (a bare path ending in .db also works)."""
+    if spec == "memory":
+        from .memory import MemoryStore
+
+        return MemoryStore()
+    path = spec.removeprefix("sqlite:")
+    if spec.startswith("sqlite:") or path.endswith((".db", ".sqlite", ".sqlite3")):
+        from .sqlite import SqliteStore
+
+        return SqliteStore(path, synchronous=synchronous)
+    raise StoreError(f"unknown store {spec!r}: use 'memory' or 'sqlite:PATH'")
+
+
+def build_state(
+    hub_id: str,
+    agent_rows: list[tuple[str, str, str, str, str]],
+    channel_rows: list[tuple],
+    head_seqs: dict[str, int],
+    cursor_rows: list[tuple[str, str, int, int, int, int]],
+    finished_above_floor: list[tuple[str, str, int]],
+) -> LoadedState:
+    """Rows as both stores keep them -> the records a core starts from."""
+    import orjson
+
+    from ..records import AgentRecord, ChannelRecord, Cursor
+
+    agents = [AgentRecord(n, aid, role, orjson.loads(pp), at) for n, aid, role, pp, at in agent_rows]
+    channels = []
+    for cid, typ, topic, creator, parts, created, knobs, state, closed_at, reason, rule_state in channel_rows:
+        head = head_seqs.get(cid, 0)
+        channels.append(
+            ChannelRecord(
+                channel_id=cid,
+                type=typ,
+                topic=topic,
+                creator=creator,
+                participants=tuple(orjson.loads(parts)),
+                created_at=created,
+                knobs=orjson.loads(knobs),
+                state=state,
+                head_seq=head,
+                committed_seq=head,
+                closed_at=closed_at,
+                close_reason=reason,
+                rule_state=orjson.loads(rule_state),
+            )
+        )
+    cursors: dict[tuple[str, str], Cursor] = {}
+    for recipient, cid, floor, delivered, redelivered, dead in cursor_rows:
+        cursors[(recipient, cid)] = Cursor(
+            recipient,
+            cid,
+            ack_floor=floor,
+            next_seq=floor + 1,
+            delivered_seq=delivered,
+            redelivered=redelivered,
+            dead=dead,
+        )
+    for recipient, cid, seq in finished_above_floor:
+        cur = cursors.get((recipient, cid))
+        if cur is not None and seq > cur.ack_floor:
+            cur.done.add(seq)
+    return LoadedState(hub_id=hub_id, agents=agents, channels=channels, cursors=list(cursors.values()))

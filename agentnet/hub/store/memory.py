@@ -1,0 +1,79 @@
+"""A volatile store: plain dicts, commit is immediate. For tests, demos and benchmarks."""
+
+from __future__ import annotations
+
+import bisect
+
+import orjson
+
+from agentnet.protocol import ids
+
+from ..records import CommitBatch, EnvRecord, LoadedState
+from .base import build_state
+
+
+class MemoryStore:
+    description = "memory (volatile)"
+    threaded = False
+
+    def __init__(self) -> None:
+        self.hub_id = ids.new_id("hub")
+        self.envelopes: dict[str, list[EnvRecord]] = {}  # channel_id -> records in seq order
+        self.channels: dict[str, tuple] = {}
+        self.agents: dict[str, tuple[str, str, str, str, str]] = {}
+        self.cursors: dict[tuple[str, str], tuple[str, str, int, int, int, int]] = {}
+        self.receipts: dict[tuple[str, str, int], str] = {}
+        self.idempotency: dict[tuple[str, str], tuple[str, str, int]] = {}
+        self.commits = 0
+
+    def load(self) -> LoadedState:
+        floors = {(r, c): row[2] for (r, c), row in self.cursors.items()}
+        finished = [(r, c, s) for (r, c, s) in self.receipts if s > floors.get((r, c), 0)]
+        heads = {cid: recs[-1].seq for cid, recs in self.envelopes.items() if recs}
+        return build_state(
+            self.hub_id,
+            list(self.agents.values()),
+            list(self.channels.values()),
+            heads,
+            list(self.cursors.values()),
+            finished,
+        )
+
+    def commit(self, batch: CommitBatch) -> None:
+        for rec in batch.envelopes:
+            self.envelopes.setdefault(rec.channel_id, []).append(rec)
+            if rec.idempotency_key is not None:
+                self.idempotency[(rec.sender, rec.idempotency_key)] = (
+                    rec.channel_id,
+                    rec.envelope_id,
+                    rec.seq,
+                )
+        for row in batch.channels:
+            self.channels[row[0]] = row
+        for row in batch.agents:
+            self.agents[row[0]] = row
+        for row in batch.cursors:
+            self.cursors[(row[0], row[1])] = row
+        for ack in batch.acks:
+            self.receipts[(ack.recipient, ack.channel_id, ack.seq)] = ack.status
+        self.commits += 1
+
+    def load_envelopes(self, channel_id: str, after_seq: int, limit: int) -> list[EnvRecord]:
+        recs = self.envelopes.get(channel_id, [])
+        start = bisect.bisect_right(recs, after_seq, key=lambda r: r.seq)
+        return recs[start : start + limit]
+
+    def find_by_causation(self, channel_id: str, causation_id: str, sender: str | None) -> EnvRecord | None:
+        for rec in self.envelopes.get(channel_id, []):
+            if rec.causation_id == causation_id and (sender is None or rec.sender == sender):
+                return rec
+        return None
+
+    def find_idempotent(self, sender: str, key: str) -> tuple[str, str, int] | None:
+        return self.idempotency.get((sender, key))
+
+    def dump_envelopes(self, channel_id: str) -> list[dict]:
+        return [orjson.loads(r.json) for r in self.envelopes.get(channel_id, [])]
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,234 @@
+"""The durable store: one SQLite file in WAL mode, appended to, never rewritten.
+
+Durability: `synchronous=FULL` by default, so a commit that returned survives power loss, not
+only a crash. Throughput comes from group commit in the shell (one transaction takes every post
+that arrived while the previous commit ran), not from relaxing fsync. Appends are one INSERT
+per envelope: a channel's log is never rewritten (the AG2 hub rewrote it on every post).
+
+Threads: `commit` runs in a worker thread on the writer connection; reads (`load_envelopes`,
+`find_*`) run on the event loop over a second connection, which WAL mode lets proceed while a
+commit is in progress.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+
+from agentnet.protocol import ids
+
+from ..records import CommitBatch, EnvRecord, LoadedState
+from .base import StoreError, build_state
+
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS agents(
+    name TEXT PRIMARY KEY, agent_id TEXT NOT NULL, role TEXT NOT NULL,
+    passport TEXT NOT NULL, registered_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS channels(
+    channel_id TEXT PRIMARY KEY, type TEXT NOT NULL, topic TEXT, creator TEXT NOT NULL,
+    participants TEXT NOT NULL, created_at TEXT NOT NULL, knobs TEXT NOT NULL, state TEXT NOT NULL,
+    closed_at TEXT, close_reason TEXT, rule_state TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS envelopes(
+    channel_id TEXT NOT NULL, seq INTEGER NOT NULL, envelope_id TEXT NOT NULL UNIQUE,
+    sender TEXT NOT NULL, audience TEXT, type TEXT NOT NULL, causation_id TEXT,
+    idempotency_key TEXT, created_at TEXT NOT NULL, body BLOB NOT NULL,
+    PRIMARY KEY(channel_id, seq));
+CREATE INDEX IF NOT EXISTS envelopes_causation ON envelopes(channel_id, causation_id)
+    WHERE causation_id IS NOT NULL;
+CREATE UNIQUE INDEX IF NOT EXISTS envelopes_idempotency ON envelopes(sender, idempotency_key)
+    WHERE idempotency_key IS NOT NULL;
+CREATE TABLE IF NOT EXISTS cursors(
+    recipient TEXT NOT NULL, channel_id TEXT NOT NULL, ack_floor INTEGER NOT NULL,
+    delivered_seq INTEGER NOT NULL, redelivered INTEGER NOT NULL, dead INTEGER NOT NULL,
+    PRIMARY KEY(recipient, channel_id));
+CREATE TABLE IF NOT EXISTS receipts(
+    recipient TEXT NOT NULL, channel_id TEXT NOT NULL, seq INTEGER NOT NULL,
+    envelope_id TEXT NOT NULL, status TEXT NOT NULL, attempts INTEGER NOT NULL,
+    at TEXT NOT NULL, reason TEXT,
+    PRIMARY KEY(recipient, channel_id, seq));
+"""
+
+ENVELOPE_COLUMNS = (
+    "channel_id, seq, envelope_id, sender, audience, type, causation_id, idempotency_key, created_at, body"
+)
+
+
+def _record(row: tuple) -> EnvRecord:
+    import orjson
+
+    channel_id, seq, envelope_id, sender, audience, typ, causation_id, key, created_at, body = row
+    body = bytes(body)
+    text = orjson.loads(body).get("data", {}).get("text") if typ in ("text", "revise") else None
+    return EnvRecord(
+        channel_id,
+        seq,
+        envelope_id,
+        sender,
+        tuple(orjson.loads(audience)) if audience is not None else None,
+        typ,
+        causation_id,
+        key,
+        created_at,
+        body,
+        text if isinstance(text, str) else None,
+    )
+
+
+class SqliteStore:
+    threaded = True
+
+    def __init__(self, path: str | os.PathLike[str], *, synchronous: str = "FULL") -> None:
+        if synchronous not in ("FULL", "NORMAL", "EXTRA"):
+            raise StoreError(f"synchronous must be FULL, NORMAL or EXTRA, not {synchronous!r}")
+        self.path = Path(path)
+        self.description = f"sqlite:{self.path} (synchronous={synchronous})"
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(f"PRAGMA synchronous={synchronous}")
+            self._db.execute("PRAGMA busy_timeout=5000")
+            self._db.executescript(SCHEMA)
+            self._check_meta()
+            self._reader = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self._reader.execute("PRAGMA busy_timeout=5000")
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open store {self.path}: {exc}") from None
+        self.commits = 0
+
+    def _check_meta(self) -> None:
+        meta = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
+        if not meta:
+            self._db.executemany(
+                "INSERT INTO meta(key, value) VALUES(?, ?)",
+                [
+                    ("schema_version", str(SCHEMA_VERSION)),
+                    ("hub_id", ids.new_id("hub")),
+                    ("clean_shutdown", "1"),
+                ],
+            )
+            meta = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
+        version = int(meta.get("schema_version", "0"))
+        if version != SCHEMA_VERSION:
+            raise StoreError(f"{self.path} has schema v{version}; this agentnet reads v{SCHEMA_VERSION}")
+        if meta.get("clean_shutdown") == "0":
+            # The last hub died without closing the store: make sure what it left is sound.
+            result = self._db.execute("PRAGMA quick_check").fetchone()[0]
+            if result != "ok":
+                raise StoreError(
+                    f"{self.path} failed its integrity check after an unclean shutdown: {result}"
+                )
+        self._db.execute("UPDATE meta SET value='0' WHERE key='clean_shutdown'")
+        self.hub_id = meta["hub_id"]
+
+    def load(self) -> LoadedState:
+        db = self._db
+        heads = dict(db.execute("SELECT channel_id, MAX(seq) FROM envelopes GROUP BY channel_id"))
+        finished = db.execute(
+            "SELECT r.recipient, r.channel_id, r.seq FROM receipts r JOIN cursors c"
+            " ON c.recipient = r.recipient AND c.channel_id = r.channel_id WHERE r.seq > c.ack_floor"
+        ).fetchall()
+        return build_state(
+            self.hub_id,
+            db.execute("SELECT name, agent_id, role, passport, registered_at FROM agents").fetchall(),
+            db.execute(
+                "SELECT channel_id, type, topic, creator, participants, created_at, knobs, state,"
+                " closed_at, close_reason, rule_state FROM channels ORDER BY created_at"
+            ).fetchall(),
+            heads,
+            db.execute(
+                "SELECT recipient, channel_id, ack_floor, delivered_seq, redelivered, dead FROM cursors"
+            ).fetchall(),
+            finished,
+        )
+
+    def commit(self, batch: CommitBatch) -> None:
+        import orjson
+
+        db = self._db
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            if batch.envelopes:
+                db.executemany(
+                    f"INSERT INTO envelopes({ENVELOPE_COLUMNS}) VALUES(?,?,?,?,?,?,?,?,?,?)",
+                    [
+                        (
+                            r.channel_id,
+                            r.seq,
+                            r.envelope_id,
+                            r.sender,
+                            None if r.audience is None else orjson.dumps(list(r.audience)).decode(),
+                            r.type,
+                            r.causation_id,
+                            r.idempotency_key,
+                            r.created_at,
+                            r.json,
+                        )
+                        for r in batch.envelopes
+                    ],
+                )
+            if batch.channels:
+                db.executemany(
+                    "INSERT OR REPLACE INTO channels VALUES(?,?,?,?,?,?,?,?,?,?,?)", batch.channels
+                )
+            if batch.agents:
+                db.executemany("INSERT OR REPLACE INTO agents VALUES(?,?,?,?,?)", batch.agents)
+            if batch.cursors:
+                db.executemany("INSERT OR REPLACE INTO cursors VALUES(?,?,?,?,?,?)", batch.cursors)
+            if batch.acks:
+                db.executemany(
+                    "INSERT OR REPLACE INTO receipts VALUES(?,?,?,?,?,?,?,?)",
+                    [
+                        (
+                            a.recipient,
+                            a.channel_id,
+                            a.seq,
+                            a.envelope_id,
+                            a.status,
+                            a.attempts,
+                            a.at,
+                            a.reason,
+                        )
+                        for a in batch.acks
+                    ],
+                )
+            db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise StoreError(f"commit failed: {exc}") from None
+        self.commits += 1
+
+    def load_envelopes(self, channel_id: str, after_seq: int, limit: int) -> list[EnvRecord]:
+        rows = self._reader.execute(
+            f"SELECT {ENVELOPE_COLUMNS} FROM envelopes WHERE channel_id=? AND seq>? ORDER BY seq LIMIT ?",
+            (channel_id, after_seq, limit),
+        ).fetchall()
+        return [_record(r) for r in rows]
+
+    def find_by_causation(self, channel_id: str, causation_id: str, sender: str | None) -> EnvRecord | None:
+        sql = f"SELECT {ENVELOPE_COLUMNS} FROM envelopes WHERE channel_id=? AND causation_id=?"
+        args: tuple = (channel_id, causation_id)
+        if sender is not None:
+            sql, args = sql + " AND sender=?", (*args, sender)
+        row = self._reader.execute(sql + " ORDER BY seq LIMIT 1", args).fetchone()
+        return _record(row) if row else None
+
+    def find_idempotent(self, sender: str, key: str) -> tuple[str, str, int] | None:
+        row = self._reader.execute(
+            "SELECT channel_id, envelope_id, seq FROM envelopes WHERE sender=? AND idempotency_key=?",
+            (sender, key),
+        ).fetchone()
+        return (row[0], row[1], row[2]) if row else None
+
+    def close(self) -> None:
+        try:
+            self._db.execute("UPDATE meta SET value='1' WHERE key='clean_shutdown'")
+            self._db.close()
+            self._reader.close()
+        except sqlite3.Error:
+            pass
