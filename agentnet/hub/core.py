@@ -392,9 +392,8 @@ class HubCore:
         if ch is None:
             raise ProtocolError(ErrorCode.NOT_FOUND, f"no channel {channel_id!r}")
         who = actor or session.name
-        if session.role == "agent" or actor is not None:
-            if who not in ch.participants:
-                raise ProtocolError(ErrorCode.ACCESS_DENIED, f"{who} is not a participant of {channel_id}")
+        if (session.role == "agent" or actor is not None) and who not in ch.participants:
+            raise ProtocolError(ErrorCode.ACCESS_DENIED, f"{who} is not a participant of {channel_id}")
         return ch
 
     def _op_register(self, session: Session, p: RegisterParams, request_id: str, now: float) -> dict:
@@ -607,9 +606,9 @@ class HubCore:
     ) -> dict:
         ch = self._channel_for(session, p.channel_id)
         for rec in ch.cache.values():
-            if rec.causation_id == p.causation_id and rec.seq <= ch.committed_seq:
-                if p.sender is None or rec.sender == p.sender:
-                    return {"envelope": Fragment(rec.json)}
+            matches = rec.causation_id == p.causation_id and (p.sender is None or rec.sender == p.sender)
+            if matches and rec.seq <= ch.committed_seq:
+                return {"envelope": Fragment(rec.json)}
         rec = self.source.find_by_causation(ch.channel_id, p.causation_id, p.sender)
         return {"envelope": Fragment(rec.json) if rec is not None else None}
 

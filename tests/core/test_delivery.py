@@ -77,7 +77,7 @@ def test_ack_wait_expiry_redelivers():
     h = CoreHarness(ack_wait=5.0)
     a, b, ch = h.pair()
     post(h, a, ch, 1)
-    (first,) = h.notifies(b)
+    (_first,) = h.notifies(b)
     h.tick(4.9)
     assert h.notifies(b) == []
     h.tick(0.2)
@@ -138,7 +138,7 @@ def test_post_retried_with_idempotency_key_returns_the_original_seq():
 
 def test_idempotent_retry_while_the_original_commit_is_pending_waits_for_it():
     h = CoreHarness()
-    a, b, ch = h.pair()
+    a, _b, ch = h.pair()
     h.auto_commit = False
     h.send(
         a,
@@ -176,7 +176,7 @@ def test_nothing_is_answered_or_delivered_before_the_commit():
     assert not [f for f in h.outbox.get(a, []) if f.get("request_id") == "p"]
     assert h.notifies(b) == []
     h.commit()
-    assert [f for f in h.outbox[a] if f.get("request_id") == "p"][0]["ok"]
+    assert next(f for f in h.outbox[a] if f.get("request_id") == "p")["ok"]
     assert len(h.notifies(b)) == 1
 
 
@@ -255,11 +255,11 @@ def test_hello_since_redelivers_everything_after_it_acked_or_not():
 
 def test_hello_since_ahead_of_the_log_is_refused_with_4009():
     h = CoreHarness()
-    a, b, ch = h.pair()
+    _a, b, ch = h.pair()
     h.drop(b)
     b2 = h.connect("bob", since={ch: 99})
     assert h.closed[b2][0] == 4009
-    err = [f for f in h.outbox[b2] if f["kind"] == "error"][0]
+    err = next(f for f in h.outbox[b2] if f["kind"] == "error")
     assert err["code"] == "conflict" and "ahead" in err["message"]
 
 
@@ -279,7 +279,7 @@ def test_audience_limits_who_receives_and_the_floor_skips_the_rest():
 
 def test_observers_cannot_post_and_agents_cannot_observe():
     h = CoreHarness()
-    a, b, ch = h.pair()
+    a, _b, ch = h.pair()
     o = h.connect("watcher", role="observer")
     resp = h.request(o, "post", channel_id=ch, data={"text": "hi"})
     assert (resp["ok"], resp["error_code"]) == (False, "access_denied")
@@ -291,7 +291,7 @@ def test_observers_cannot_post_and_agents_cannot_observe():
 
 def test_read_wal_pages_and_non_participants_are_refused():
     h = CoreHarness()
-    a, b, ch = h.pair()
+    a, _b, ch = h.pair()
     for i in range(7):
         post(h, a, ch, i)
     page = h.ok(a, "read_wal", channel_id=ch, after_seq=0, limit=5)
