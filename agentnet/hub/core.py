@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import heapq
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -166,6 +167,9 @@ class HubCore:
         self.store_name = store_name
         self.started_at = started_at or ids.utc_iso()
         self.observed = False  # set by the shell while observers are attached; no Emit otherwise
+        # Facts only the shell knows, read when a snapshot is taken.
+        self.event_seq: Callable[[], int] = lambda: 0
+        self.latency_ms: Callable[[int], float | None] = lambda conn: None
         self.agents: dict[str, AgentRecord] = {a.name: a for a in state.agents}
         self.channels: dict[str, ChannelRecord] = {c.channel_id: c for c in state.channels}
         self.cursors: dict[str, dict[str, Cursor]] = {}  # recipient -> channel_id -> cursor
@@ -965,7 +969,12 @@ class HubCore:
 
     def snapshot(self, now: float) -> dict[str, Any]:
         return {
-            "hub": {"hub_id": self.hub_id, "started_at": self.started_at, "store": self.store_name},
+            "hub": {
+                "hub_id": self.hub_id,
+                "started_at": self.started_at,
+                "store": self.store_name,
+                "event_seq": self.event_seq(),
+            },
             "agents": [
                 {
                     "name": a.name,
@@ -974,6 +983,7 @@ class HubCore:
                     "connected": a.conn is not None,
                     "session_id": a.session_id if a.conn is not None else None,
                     "passport": a.passport,
+                    "latency_ms": self.latency_ms(a.conn) if a.conn is not None else None,
                 }
                 for a in self.agents.values()
             ],

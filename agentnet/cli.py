@@ -1,0 +1,164 @@
+"""The `agentnet` command: thin argument parsing that hands off to each part's runner."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+from agentnet import __version__
+
+EXIT_USAGE = 2
+
+
+def _fail(message: str, code: int = EXIT_USAGE) -> int:
+    print(f"agentnet: error: {message}", file=sys.stderr)
+    return code
+
+
+# --------------------------------------------------------------------------- hub
+
+
+def _add_hub(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "hub",
+        help="run a hub (WebSocket server with a WAL per channel)",
+        description="Run a hub: agents connect on ws://HOST:PORT/v1; GET /healthz answers readiness. "
+        "SIGTERM or Ctrl-C shuts it down gracefully.",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    p.add_argument(
+        "--port", type=int, default=8765, help="port to listen on; 0 picks a free one (default: 8765)"
+    )
+    p.add_argument(
+        "--store",
+        default="memory",
+        help="'memory' (volatile) or 'sqlite:PATH' (durable, synchronous=FULL) (default: memory)",
+    )
+    p.add_argument("--synchronous", default="FULL", choices=["FULL", "NORMAL"], help="SQLite fsync policy")
+    p.add_argument("--auth-file", type=Path, help="YAML file of API keys: tokens: [{name, role, token}]")
+    p.add_argument("--tls-cert", type=Path, help="PEM certificate (serve wss://)")
+    p.add_argument("--tls-key", type=Path, help="PEM private key for --tls-cert")
+    p.add_argument("--port-file", type=Path, help="write the bound port here once listening")
+    p.add_argument("--window", type=int, default=256, help="unacked deliveries per recipient (default: 256)")
+    p.add_argument(
+        "--ack-wait", type=float, default=30.0, help="seconds before an unacked delivery is resent"
+    )
+    p.add_argument("--max-deliver", type=int, default=5, help="attempts before an envelope is dead-lettered")
+    p.add_argument(
+        "--nack-backoff", type=float, default=0.5, help="first resend delay after a nack (doubles)"
+    )
+    p.add_argument("--ping-interval", type=float, default=5.0, help="keepalive ping interval, seconds")
+    p.add_argument("--ping-timeout", type=float, default=10.0, help="keepalive pong timeout, seconds")
+    p.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--exit-with-parent", action="store_true", help=argparse.SUPPRESS)
+    p.set_defaults(run=_run_hub)
+
+
+def _run_hub(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from agentnet.hub.auth import AuthError
+    from agentnet.hub.server import HubSettings, run_hub
+    from agentnet.hub.store import StoreError
+
+    if bool(args.tls_cert) != bool(args.tls_key):
+        return _fail("--tls-cert and --tls-key go together")
+    try:
+        settings = HubSettings(
+            host=args.host,
+            port=args.port,
+            store=args.store,
+            synchronous=args.synchronous,
+            auth_file=args.auth_file,
+            tls_cert=args.tls_cert,
+            tls_key=args.tls_key,
+            port_file=args.port_file,
+            window=args.window,
+            ack_wait=args.ack_wait,
+            max_deliver=args.max_deliver,
+            nack_backoff=args.nack_backoff,
+            ping_interval=args.ping_interval,
+            ping_timeout=args.ping_timeout,
+        )
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        return _fail(f"--{'-'.join(str(p) for p in err['loc']).replace('_', '-')}: {err['msg']}")
+    _exit_with_parent(args)
+    try:
+        asyncio.run(run_hub(settings))
+    except (StoreError, AuthError) as exc:
+        return _fail(str(exc))
+    except OSError as exc:
+        if exc.errno == 98:
+            return _fail(
+                f"port {args.port} on {args.host} is already in use (pick another with --port, or 0)"
+            )
+        return _fail(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}")
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def _exit_with_parent(args: argparse.Namespace) -> None:
+    if getattr(args, "exit_with_parent", False):
+        from agentnet.launcher.lifeline import exit_with_parent
+
+        exit_with_parent()
+
+
+# --------------------------------------------------------------------------- main
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="agentnet",
+        description="A local, inspectable agent network: hub, agents, launcher and dashboard.",
+        epilog="Start with: agentnet up scenarios/consult.yaml",
+    )
+    parser.add_argument("--version", action="version", version=f"agentnet {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_hub(sub)
+    for register in _EXTRA_COMMANDS:
+        register(sub)
+    return parser
+
+
+_EXTRA_COMMANDS: list = []
+
+
+def _load_extra_commands() -> None:
+    """Each part registers its own subcommands (keeps this module thin)."""
+    import importlib
+
+    for module in (
+        "agentnet.agents.cli",
+        "agentnet.launcher.cli",
+        "agentnet.tui.cli",
+        "agentnet.bench.cli",
+    ):
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name and (module == exc.name or module.startswith(exc.name + ".")):  # part not installed
+                continue
+            raise
+        _EXTRA_COMMANDS.append(mod.register)
+
+
+def main(argv: list[str] | None = None) -> int:
+    _load_extra_commands()
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "run", None):
+        parser.print_help()
+        return EXIT_USAGE
+    level = getattr(args, "log_level", "warning")
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,18 @@
+"""The SDK agents and observers use to talk to a hub."""
+
+from .agent import AgentClient, Channel, Delivery, PostResult, WalPage
+from .connection import ConnectionLost, HubClient, HubError, HubUnavailable
+from .observer import ObserverClient
+
+__all__ = [
+    "AgentClient",
+    "Channel",
+    "ConnectionLost",
+    "Delivery",
+    "HubClient",
+    "HubError",
+    "HubUnavailable",
+    "ObserverClient",
+    "PostResult",
+    "WalPage",
+]

@@ -1,0 +1,314 @@
+"""HubClient: one identity's connection to a hub, with requests, receipts and automatic reconnect.
+
+Requests are matched to responses by request_id and may be in flight concurrently; each has a
+timeout with a clear error. When the connection drops, the client reconnects with jittered
+backoff and says hello again (the hub then replays what was not acked); requests that were in
+flight fail with `ConnectionLost`, because their outcome is unknown — posts made through
+`Channel.send` carry an idempotency key and are retried transparently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from agentnet import __version__
+from agentnet.protocol.errors import CloseCode
+
+log = logging.getLogger("agentnet.client")
+
+# The hub closes with these when reconnecting cannot help.
+FATAL_CLOSE_CODES = {
+    CloseCode.POLICY: "the hub refused a frame (protocol violation)",
+    CloseCode.SUPERSEDED: "a newer session took over this name",
+    CloseCode.FORBIDDEN: "authentication failed",
+    CloseCode.CLIENT_AHEAD: "this client is ahead of the hub's log",
+}
+
+
+class HubError(Exception):
+    """The hub answered a request with an error, or could not be reached."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+class ConnectionLost(HubError):
+    """The connection dropped while a request was in flight: its outcome is unknown."""
+
+    def __init__(self, message: str = "connection lost before the hub answered") -> None:
+        super().__init__("disconnected", message)
+
+
+class HubUnavailable(HubError):
+    def __init__(self, message: str) -> None:
+        super().__init__("unavailable", message)
+
+
+FrameHandler = Callable[[dict[str, Any]], Awaitable[None] | None]
+
+
+class HubClient:
+    """`async with HubClient(url, name="bob") as hub:` — connected and welcomed on entry."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        name: str,
+        role: str = "agent",
+        token: str | None = None,
+        request_timeout: float = 15.0,
+        reconnect: bool = True,
+        backoff_initial: float = 0.1,
+        backoff_max: float = 5.0,
+        connect_timeout: float = 10.0,
+        ping_interval: float = 5.0,
+        ping_timeout: float = 10.0,
+        max_size: int = 4 * 1024 * 1024,
+        since: Callable[[], dict[str, int] | None] | None = None,
+    ) -> None:
+        self.url = url
+        self.name = name
+        self.role = role
+        self.token = token
+        self.request_timeout = request_timeout
+        self.reconnect = reconnect
+        self.backoff_initial = backoff_initial
+        self.backoff_max = backoff_max
+        self.connect_timeout = connect_timeout
+        self.ping_interval = ping_interval
+        self.ping_timeout = ping_timeout
+        self.max_size = max_size
+        self.since = since
+        self.welcome: dict[str, Any] | None = None
+        self.on_frame: FrameHandler | None = None  # notify and event frames go here
+        self.on_connect: Callable[[], Awaitable[None]] | None = None  # after every (re)connect
+        self.connections = 0
+        self.closed_reason: str | None = None
+        self._ws: ClientConnection | None = None
+        self._pending: dict[str, asyncio.Future] = {}
+        self._next_id = 0
+        self._connected = asyncio.Event()
+        self._closing = False
+        self._runner: asyncio.Task | None = None
+        self._fatal: HubError | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def __aenter__(self) -> HubClient:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        """Connect and say hello; raise HubError if the first attempt fails for good."""
+        ws = await self._open()
+        self._runner = asyncio.create_task(self._run(ws), name=f"hub-client-{self.name}")
+        if self.on_connect is not None:
+            await self.on_connect()
+
+    async def close(self) -> None:
+        self._closing = True
+        if self._ws is not None:
+            with contextlib.suppress(Exception):
+                await self._ws.close(1000, "bye")
+        if self._runner is not None:
+            self._runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._runner
+        self._fail_pending(ConnectionLost("client closed"))
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    async def wait_connected(self, timeout: float | None = None) -> None:
+        async with asyncio.timeout(timeout):
+            await self._connected.wait()
+        if self._fatal:
+            raise self._fatal
+
+    async def _open(self) -> ClientConnection:
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else None
+        try:
+            ws = await connect(
+                self.url,
+                compression=None,
+                max_size=self.max_size,
+                max_queue=16,
+                open_timeout=self.connect_timeout,
+                close_timeout=2,
+                ping_interval=self.ping_interval,
+                ping_timeout=self.ping_timeout,
+                additional_headers=headers,
+                user_agent_header=f"agentnet/{__version__}",
+                proxy=None,
+            )
+        except InvalidStatus as exc:
+            status = exc.response.status_code
+            if status in (401, 403):
+                raise HubError("auth_failed", f"{self.url} refused the API key (HTTP {status})") from None
+            raise HubUnavailable(f"{self.url} answered HTTP {status}") from None
+        except (OSError, TimeoutError) as exc:
+            raise HubUnavailable(f"cannot reach {self.url}: {exc}") from None
+        hello: dict[str, Any] = {
+            "kind": "hello",
+            "name": self.name,
+            "role": self.role,
+            "client": f"agentnet/{__version__}",
+        }
+        if self.token:
+            hello["auth"] = {"scheme": "api_key", "token": self.token}
+        since = self.since() if self.since else None
+        if since:
+            hello["since"] = since
+        try:
+            await ws.send(orjson.dumps(hello).decode())
+            async with asyncio.timeout(self.connect_timeout):
+                reply = orjson.loads(await ws.recv())
+        except (ConnectionClosed, TimeoutError) as exc:
+            await ws.close()
+            raise HubUnavailable(f"no welcome from {self.url}: {exc}") from None
+        if reply.get("kind") != "welcome":
+            await ws.close()
+            raise HubError(
+                reply.get("code", "invalid"), reply.get("message", f"unexpected {reply.get('kind')}")
+            )
+        self.welcome = reply
+        self._ws = ws
+        self.connections += 1
+        self._connected.set()
+        return ws
+
+    async def _run(self, ws: ClientConnection) -> None:
+        attempt = 0
+        while True:
+            reason = await self._read(ws)
+            self._connected.clear()
+            self._fail_pending(ConnectionLost(reason))
+            if self._closing or not self.reconnect or self._fatal:
+                return
+            while True:  # reconnect with jittered exponential backoff
+                delay = min(self.backoff_max, self.backoff_initial * 1.6**attempt) * random.uniform(0.5, 1.0)
+                attempt += 1
+                await asyncio.sleep(delay)
+                try:
+                    ws = await self._open()
+                except HubError as exc:
+                    if exc.code in ("auth_failed", "conflict"):
+                        self._fatal = exc
+                        self._connected.set()  # wake waiters so they see the error
+                        return
+                    log.debug("%s: reconnect failed: %s", self.name, exc)
+                    continue
+                attempt = 0
+                if self.on_connect is not None:
+                    try:
+                        await self.on_connect()
+                    except HubError as exc:
+                        log.warning("%s: after reconnect: %s", self.name, exc)
+                break
+
+    async def _read(self, ws: ClientConnection) -> str:
+        try:
+            async for message in ws:
+                frame = orjson.loads(message)
+                kind = frame.get("kind")
+                if kind == "response":
+                    fut = self._pending.pop(frame.get("request_id"), None)
+                    if fut is not None and not fut.done():
+                        fut.set_result(frame)
+                elif self.on_frame is not None and kind in ("notify", "event"):
+                    result = self.on_frame(frame)
+                    if result is not None:
+                        await result
+                elif kind == "error":
+                    log.warning("%s: hub error %s: %s", self.name, frame.get("code"), frame.get("message"))
+        except ConnectionClosed:
+            pass
+        code = ws.close_code
+        reason = f"connection closed ({code} {ws.close_reason or ''})".strip()
+        if code in FATAL_CLOSE_CODES:
+            self._fatal = HubError("closed", f"{FATAL_CLOSE_CODES[code]}: {ws.close_reason}")
+            self.closed_reason = self._fatal.message
+        return reason
+
+    def _fail_pending(self, exc: HubError) -> None:
+        pending, self._pending = self._pending, {}
+        for fut in pending.values():
+            if not fut.done():
+                fut.set_exception(exc)
+
+    # ------------------------------------------------------------------ requests and receipts
+
+    async def request(self, op: str, timeout: float | None = None, **params: Any) -> dict[str, Any]:
+        """Send a request and return its result, or raise HubError (code from the contract)."""
+        if self._fatal:
+            raise self._fatal
+        if not self._connected.is_set():
+            try:
+                await self.wait_connected(timeout or self.request_timeout)
+            except TimeoutError:
+                raise HubUnavailable(f"not connected to {self.url}") from None
+        ws = self._ws
+        assert ws is not None
+        self._next_id += 1
+        request_id = f"r{self._next_id}"
+        fut: asyncio.Future = asyncio.get_running_loop().create_future()
+        self._pending[request_id] = fut
+        frame = {"kind": "request", "request_id": request_id, "op": op, "params": params}
+        try:
+            await ws.send(orjson.dumps(frame).decode())
+            async with asyncio.timeout(timeout or self.request_timeout):
+                response = await fut
+        except TimeoutError:
+            self._pending.pop(request_id, None)
+            raise HubError(
+                "timeout", f"{op}: no response within {timeout or self.request_timeout:g} s"
+            ) from None
+        except ConnectionClosed:
+            self._pending.pop(request_id, None)
+            raise ConnectionLost() from None
+        if not response["ok"]:
+            raise HubError(response.get("error_code") or "internal", response.get("error_message") or "")
+        return response.get("result") or {}
+
+    async def send_receipt(
+        self, envelope: dict[str, Any], status: str = "ack", reason: str | None = None
+    ) -> bool:
+        """Send a receipt; False if the connection is down (the hub will redeliver)."""
+        ws = self._ws
+        if ws is None or not self._connected.is_set():
+            return False
+        frame: dict[str, Any] = {
+            "kind": "receipt",
+            "channel_id": envelope["channel_id"],
+            "seq": envelope["seq"],
+            "envelope_id": envelope["envelope_id"],
+            "status": status,
+        }
+        if reason:
+            frame["reason"] = reason[:1000]
+        try:
+            await ws.send(orjson.dumps(frame).decode())
+            return True
+        except ConnectionClosed:
+            return False
+
+    async def disconnect_abruptly(self) -> None:
+        """For tests and demos: drop the TCP connection without a closing handshake."""
+        if self._ws is not None:
+            self._ws.transport.abort()

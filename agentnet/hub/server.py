@@ -1,0 +1,509 @@
+"""The hub's websockets shell: sockets, timers and the group-commit writer around HubCore.
+
+One task reads each connection and feeds the core; one task per connection writes to it, each
+send under its own deadline, so a slow or paused peer only ever stalls itself. One writer task
+commits batches: a commit takes everything that arrived while the previous one ran (no timer),
+and only its completion releases responses, notifies and events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import http
+import logging
+import os
+import ssl
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request as HttpRequest
+from websockets.http11 import Response as HttpResponse
+
+from agentnet import __version__
+from agentnet.protocol import ids
+from agentnet.protocol.codec import FrameError, decode_client_frame
+from agentnet.protocol.errors import CloseCode, ErrorCode
+from agentnet.protocol.frames import Hello
+
+from .auth import Authenticator, load_auth_file
+from .core import Close, CoreConfig, Emit, HubCore, Send, Subscribe, error_frame
+from .store import Store, StoreError, open_store
+
+log = logging.getLogger("agentnet.hub")
+
+
+class HubSettings(BaseModel):
+    """Everything `agentnet hub` can be told, validated once."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    host: str = "127.0.0.1"
+    port: int = Field(8765, ge=0, le=65535)
+    store: str = "memory"
+    synchronous: str = "FULL"
+    auth_file: Path | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    port_file: Path | None = None  # written with the bound port once listening (for port 0)
+    window: int = Field(256, ge=1, le=100_000)
+    ack_wait: float = Field(30.0, gt=0)
+    max_deliver: int = Field(5, ge=1)
+    nack_backoff: float = Field(0.5, ge=0)
+    ping_interval: float = Field(5.0, gt=0)
+    ping_timeout: float = Field(10.0, gt=0)
+    close_timeout: float = 3.0
+    open_timeout: float = 5.0
+    hello_timeout: float = 5.0
+    send_timeout: float = 10.0  # a send that cannot complete within this aborts the connection
+    max_frame: int = 1024 * 1024  # incoming frames; larger ones are closed with 1009
+    max_data_bytes: int = 256 * 1024
+    observer_queue: int = 20_000  # events buffered per observer before it is told it lagged
+
+    def core_config(self) -> CoreConfig:
+        return CoreConfig(
+            window=self.window,
+            ack_wait=self.ack_wait,
+            max_deliver=self.max_deliver,
+            nack_backoff=self.nack_backoff,
+            max_data_bytes=self.max_data_bytes,
+        )
+
+
+_CLOSE = object()  # marker in a peer's outbox: close after what is queued before it
+
+
+@dataclass(eq=False)
+class Peer:
+    """One connection's outbound side: a queue drained by its own sender task."""
+
+    conn: int
+    ws: ServerConnection
+    send_timeout: float
+    frames: deque = field(default_factory=deque)
+    events: deque = field(default_factory=deque)  # observer feed, bounded by the feed
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    dropped: int = 0
+    observer: bool = False
+    closing: bool = False
+    task: asyncio.Task | None = None
+
+    def push(self, data: Any) -> None:
+        if self.closing:
+            return
+        self.frames.append(data)
+        self.wake.set()
+
+    async def run(self, feed: ObserverFeed) -> None:
+        ws = self.ws
+        try:
+            while True:
+                await self.wake.wait()
+                self.wake.clear()
+                while self.frames or self.events:
+                    if self.frames:
+                        item = self.frames.popleft()
+                        if item is _CLOSE:
+                            code, reason = self.close_args
+                            async with asyncio.timeout(self.send_timeout):
+                                await ws.close(code, reason)
+                            return
+                    else:
+                        item = self.events.popleft()
+                        if not self.events and self.dropped:
+                            await self._send(feed.lagged_frame(self.dropped))
+                            self.dropped = 0
+                    await self._send(item)
+        except TimeoutError:
+            log.warning(
+                "conn %d: a send took longer than %.0f s; dropping the connection",
+                self.conn,
+                self.send_timeout,
+            )
+            ws.transport.abort()
+        except ConnectionClosed:
+            pass
+
+    async def _send(self, data: bytes) -> None:
+        async with asyncio.timeout(self.send_timeout):
+            await self.ws.send(data, text=True)
+
+    def close(self, code: int, reason: str) -> None:
+        if self.closing:
+            return
+        self.close_args = (int(code), reason[:120])
+        self.frames.append(_CLOSE)
+        self.closing = True
+        self.wake.set()
+
+
+class ObserverFeed:
+    """Stamps events with event_seq and fans them out to each observer's bounded queue."""
+
+    def __init__(self, limit: int) -> None:
+        self.event_seq = 0
+        self.limit = limit
+        self.observers: dict[int, Peer] = {}
+
+    def publish(self, type_: str, fields: dict[str, Any]) -> None:
+        self.event_seq += 1
+        if not self.observers:
+            return
+        frame = {"kind": "event", "event_seq": self.event_seq, "at": ids.utc_iso(), "type": type_}
+        frame.update(fields)
+        data = orjson.dumps(frame)
+        for peer in self.observers.values():
+            if len(peer.events) >= self.limit:
+                peer.dropped += 1  # the observer is slow: lose events, never slow the agents
+                continue
+            peer.events.append(data)
+            peer.wake.set()
+
+    def lagged_frame(self, dropped: int) -> bytes:
+        return orjson.dumps(
+            {
+                "kind": "event",
+                "event_seq": self.event_seq,
+                "at": ids.utc_iso(),
+                "type": "observer.lagged",
+                "dropped": dropped,
+            }
+        )
+
+
+class Hub:
+    """A running hub: `await hub.start()`, then `await hub.stop()` (or `async with Hub(...)`)."""
+
+    def __init__(self, settings: HubSettings, store: Store | None = None) -> None:
+        self.settings = settings
+        self.store = store or open_store(settings.store, synchronous=settings.synchronous)
+        self.auth = Authenticator(load_auth_file(settings.auth_file) if settings.auth_file else None)
+        self.core = self._new_core()
+        self.feed = ObserverFeed(settings.observer_queue)
+        self.peers: dict[int, Peer] = {}
+        self._next_conn = 0
+        self._commit_wanted = asyncio.Event()
+        self._tasks: list[asyncio.Task] = []
+        self._server: Server | None = None
+        self.port: int | None = None
+        self.stopping = False
+
+    def _new_core(self) -> HubCore:
+        core = HubCore(
+            self.store.load(), self.store, self.settings.core_config(), store_name=self.store.description
+        )
+        core.event_seq = lambda: self.feed.event_seq
+        core.latency_ms = self._latency_of
+        return core
+
+    def _latency_of(self, conn: int) -> float | None:
+        peer = self.peers.get(conn)
+        return round(peer.ws.latency * 1000, 2) if peer is not None else None
+
+    @property
+    def url(self) -> str:
+        scheme = "wss" if self.settings.tls_cert else "ws"
+        return f"{scheme}://{self.settings.host}:{self.port}/v1"
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        s = self.settings
+        ssl_ctx = None
+        if s.tls_cert:
+            ssl_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ssl_ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+            ssl_ctx.load_cert_chain(s.tls_cert, s.tls_key)
+        self._server = await serve(
+            self._handle,
+            s.host,
+            s.port,
+            process_request=self._process_request,
+            compression=None,
+            max_size=s.max_frame,
+            max_queue=16,
+            write_limit=64 * 1024,
+            ping_interval=s.ping_interval,
+            ping_timeout=s.ping_timeout,
+            close_timeout=s.close_timeout,
+            open_timeout=s.open_timeout,
+            server_header=None,
+            ssl=ssl_ctx,
+            backlog=1024,
+            logger=logging.getLogger("agentnet.hub.ws"),
+        )
+        sock = next(iter(self._server.sockets))
+        self.port = sock.getsockname()[1]
+        self._tasks = [
+            asyncio.create_task(self._writer(), name="hub-writer"),
+            asyncio.create_task(self._ticker(), name="hub-ticker"),
+        ]
+        if s.port_file:
+            tmp = s.port_file.with_suffix(".tmp")
+            tmp.write_text(str(self.port))
+            os.replace(tmp, s.port_file)
+
+    async def stop(self, code: int = CloseCode.GOING_AWAY) -> None:
+        """Stop accepting, close every connection, finish the commit in progress, close the store."""
+        if self.stopping:
+            return
+        self.stopping = True
+        if self._server is not None:
+            self._server.close(close_connections=True, code=code, reason="hub shutting down")
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.settings.close_timeout + 1):
+                    await self._server.wait_closed()
+        await self._commit_all()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self.store.close()
+
+    async def __aenter__(self) -> Hub:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    def summary(self) -> str:
+        s = self.settings
+        channels = len(self.core.channels)
+        auth = (
+            "on (API keys from " + str(s.auth_file) + ")"
+            if self.auth.enabled
+            else "off (anyone on this machine)"
+        )
+        return "\n".join(
+            [
+                f"agentnet hub {__version__} listening on {self.url}",
+                f"  store   {self.store.description}; {channels} channels, {len(self.core.agents)} agents",
+                f"  auth    {auth}",
+                f"  health  http{'s' if s.tls_cert else ''}://{s.host}:{self.port}/healthz",
+                f"  delivery window={s.window} ack_wait={s.ack_wait:g}s max_deliver={s.max_deliver}",
+            ]
+        )
+
+    # ------------------------------------------------------------------ HTTP side
+
+    def _process_request(self, connection: ServerConnection, request: HttpRequest) -> HttpResponse | None:
+        path = request.path.split("?", 1)[0]
+        if path == "/healthz":
+            body = {
+                "status": "ok",
+                "hub_id": self.core.hub_id,
+                "agents": sum(1 for a in self.core.agents.values() if a.conn is not None),
+                "channels": len(self.core.channels),
+            }
+            return HttpResponse(
+                200, "OK", Headers([("Content-Type", "application/json")]), orjson.dumps(body) + b"\n"
+            )
+        if path != "/v1":
+            return connection.respond(http.HTTPStatus.NOT_FOUND, "agentnet speaks WebSocket on /v1\n")
+        header = request.headers.get("Authorization")
+        if self.auth.enabled and header is not None:
+            token = header.removeprefix("Bearer ").strip()
+            if self.auth.identify(token) is None:
+                return connection.respond(http.HTTPStatus.UNAUTHORIZED, "unknown API key\n")
+        return None
+
+    # ------------------------------------------------------------------ connections
+
+    def _dispatch(self, effects: list) -> None:
+        for eff in effects:
+            kind = type(eff)
+            if kind is Send:
+                peer = self.peers.get(eff.conn)
+                if peer is not None:
+                    peer.push(eff.data)
+            elif kind is Emit:
+                self.feed.publish(eff.type, eff.fields)
+            elif kind is Close:
+                peer = self.peers.get(eff.conn)
+                if peer is not None:
+                    peer.close(eff.code, eff.reason)
+            elif kind is Subscribe:
+                peer = self.peers.get(eff.conn)
+                if peer is not None and not peer.observer:
+                    peer.observer = True
+                    self.feed.observers[peer.conn] = peer
+                    self.core.observed = True
+        self._commit_wanted.set()
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        self._next_conn += 1
+        conn = self._next_conn
+        peer = Peer(conn, ws, self.settings.send_timeout)
+        self.peers[conn] = peer
+        peer.task = asyncio.create_task(peer.run(self.feed), name=f"hub-send-{conn}")
+        said_hello = False
+        try:
+            said_hello = await self._greet(conn, peer, ws)
+            if not said_hello:
+                return
+            async for message in ws:
+                self._on_message(conn, peer, message)
+                if peer.closing:
+                    break
+        except ConnectionClosed:
+            pass
+        except Exception:  # a hub bug must cost one connection, never the hub
+            log.exception("conn %d: internal error; closing it with 1011", conn)
+            peer.close(CloseCode.INTERNAL, "internal error")
+        finally:
+            if said_hello:
+                rcvd = ws.close_code if ws.close_code is not None else 1006
+                self._dispatch(
+                    self.core.connection_closed(conn, rcvd, ws.close_reason or "", time.monotonic())
+                )
+            if peer.observer:
+                self.feed.observers.pop(conn, None)
+                self.core.observed = bool(self.feed.observers)
+            if peer.closing and peer.task is not None:
+                with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                    async with asyncio.timeout(self.settings.close_timeout):
+                        await asyncio.shield(peer.task)
+            self.peers.pop(conn, None)
+            if peer.task is not None:
+                peer.task.cancel()
+
+    def _refuse(self, peer: Peer, code: ErrorCode, message: str, close: int) -> None:
+        peer.push(error_frame(code, message))
+        peer.close(close, message)
+
+    async def _greet(self, conn: int, peer: Peer, ws: ServerConnection) -> bool:
+        try:
+            async with asyncio.timeout(self.settings.hello_timeout):
+                first = await ws.recv()
+        except TimeoutError:
+            self._refuse(
+                peer,
+                ErrorCode.INVALID,
+                f"no hello within {self.settings.hello_timeout:g} s",
+                CloseCode.POLICY,
+            )
+            return False
+        try:
+            frame = decode_client_frame(first, binary=isinstance(first, bytes))
+        except FrameError as exc:
+            self._refuse(peer, exc.code, exc.message, exc.close_code)
+            return False
+        if not isinstance(frame, Hello):
+            self._refuse(
+                peer, ErrorCode.INVALID, f"the first frame must be hello, not {frame.kind}", CloseCode.POLICY
+            )
+            return False
+        token = frame.auth.token if frame.auth else None
+        if token is None:
+            header = ws.request.headers.get("Authorization") if ws.request else None
+            token = header.removeprefix("Bearer ").strip() if header else None
+        problem = self.auth.check(token, frame.name, frame.role)
+        if problem:
+            log.info("conn %d: refused %s %r: %s", conn, frame.role, frame.name, problem)
+            self._refuse(peer, ErrorCode.AUTH_FAILED, problem, CloseCode.FORBIDDEN)
+            return False
+        self._dispatch(self.core.hello(conn, frame, time.monotonic()))
+        return not peer.closing
+
+    def _on_message(self, conn: int, peer: Peer, message: str | bytes) -> None:
+        try:
+            frame = decode_client_frame(message, binary=isinstance(message, bytes))
+        except FrameError as exc:
+            self._refuse(peer, exc.code, exc.message, exc.close_code)
+            return
+        now = time.monotonic()
+        kind = frame.kind
+        if kind == "request":
+            self._dispatch(self.core.request(conn, frame, now))
+        elif kind == "receipt":
+            self._dispatch(self.core.receipt(conn, frame, now))
+        else:
+            self._refuse(
+                peer, ErrorCode.INVALID, "hello was already said on this connection", CloseCode.POLICY
+            )
+
+    # ------------------------------------------------------------------ background tasks
+
+    async def _writer(self) -> None:
+        """Group commit: each commit takes everything decided while the previous one ran."""
+        while True:
+            await self._commit_wanted.wait()
+            self._commit_wanted.clear()
+            await self._commit_once()
+
+    async def _commit_once(self) -> bool:
+        batch = self.core.take_batch()
+        if batch is None:
+            return False
+        try:
+            if self.store.threaded:
+                await asyncio.to_thread(self.store.commit, batch)
+            else:
+                self.store.commit(batch)
+        except StoreError as exc:
+            log.error("store commit failed (%s); answering its posts with errors and reloading", exc)
+            self._dispatch(self.core.batch_failed(batch.batch_id, str(exc)))
+            self._reload_after_failure()
+            return True
+        self._dispatch(self.core.batch_committed(batch.batch_id, time.monotonic()))
+        return True
+
+    async def _commit_all(self) -> None:
+        with contextlib.suppress(Exception):
+            while await self._commit_once():
+                pass
+
+    def _reload_after_failure(self) -> None:
+        """Memory is ahead of the store: rebuild the core from what is durable, and make every
+        client reconnect so that what it was told matches what the store holds."""
+        self.core = self._new_core()
+        self.core.observed = bool(self.feed.observers)
+        for peer in list(self.peers.values()):
+            peer.close(CloseCode.TRY_AGAIN_LATER, "store failure; reconnect")
+
+    async def _ticker(self) -> None:
+        interval = min(0.1, self.settings.ack_wait / 4)
+        last_latency = 0.0
+        while True:
+            await asyncio.sleep(interval)
+            now = time.monotonic()
+            self._dispatch(self.core.tick(now))
+            if self.feed.observers and now - last_latency >= 2.0:
+                last_latency = now
+                self.feed.publish("agent.latency", {"latency_ms": self.latencies()})
+
+    def latencies(self) -> dict[str, float]:
+        out = {}
+        for agent in self.core.agents.values():
+            peer = self.peers.get(agent.conn) if agent.conn is not None else None
+            if peer is not None:
+                out[agent.name] = round(peer.ws.latency * 1000, 2)
+        return out
+
+
+async def run_hub(settings: HubSettings, *, announce: bool = True) -> None:
+    """Run until SIGTERM/SIGINT; shut down gracefully (a second signal is not needed)."""
+    import signal
+
+    hub = Hub(settings)
+    await hub.start()
+    if announce:
+        print(hub.summary(), flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    if announce:
+        print("agentnet hub: shutting down (finishing the commit in progress)", flush=True)
+    await hub.stop()
