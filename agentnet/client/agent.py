@@ -127,9 +127,7 @@ class Channel:
         return Envelope.model_validate(r["envelope"]) if r.get("envelope") else None
 
     async def refresh(self) -> ChannelInfo:
-        self.info = ChannelInfo.model_validate(
-            await self.client.hub.request("get_channel", channel_id=self.id)
-        )
+        self.info = ChannelInfo.model_validate(await self.client.hub.request("get_channel", channel_id=self.id))
         return self.info
 
     async def close(self, reason: str | None = None) -> ChannelInfo:

@@ -103,6 +103,7 @@ class HubClient:
         self._closing = False
         self._runner: asyncio.Task | None = None
         self._fatal: HubError | None = None
+        self._after_connect: asyncio.Task | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -184,9 +185,7 @@ class HubClient:
             raise HubUnavailable(f"no welcome from {self.url}: {exc}") from None
         if reply.get("kind") != "welcome":
             await ws.close()
-            raise HubError(
-                reply.get("code", "invalid"), reply.get("message", f"unexpected {reply.get('kind')}")
-            )
+            raise HubError(reply.get("code", "invalid"), reply.get("message", f"unexpected {reply.get('kind')}"))
         self.welcome = reply
         self._ws = ws
         self.connections += 1
@@ -216,10 +215,8 @@ class HubClient:
                     continue
                 attempt = 0
                 if self.on_connect is not None:
-                    try:
-                        await self.on_connect()
-                    except HubError as exc:
-                        log.warning("%s: after reconnect: %s", self.name, exc)
+                    # Not awaited here: on_connect makes requests, whose answers this task must read.
+                    self._after_connect = asyncio.create_task(self._run_on_connect())
                 break
 
     async def _read(self, ws: ClientConnection) -> str:
@@ -245,6 +242,15 @@ class HubClient:
             self._fatal = HubError("closed", f"{FATAL_CLOSE_CODES[code]}: {ws.close_reason}")
             self.closed_reason = self._fatal.message
         return reason
+
+    async def _run_on_connect(self) -> None:
+        assert self.on_connect is not None
+        try:
+            await self.on_connect()
+        except HubError as exc:
+            log.warning("%s: after reconnect: %s", self.name, exc)
+        except Exception:
+            log.exception("%s: on_connect failed", self.name)
 
     def _fail_pending(self, exc: HubError) -> None:
         pending, self._pending = self._pending, {}
@@ -276,9 +282,7 @@ class HubClient:
                 response = await fut
         except TimeoutError:
             self._pending.pop(request_id, None)
-            raise HubError(
-                "timeout", f"{op}: no response within {timeout or self.request_timeout:g} s"
-            ) from None
+            raise HubError("timeout", f"{op}: no response within {timeout or self.request_timeout:g} s") from None
         except ConnectionClosed:
             self._pending.pop(request_id, None)
             raise ConnectionLost() from None
@@ -286,9 +290,7 @@ class HubClient:
             raise HubError(response.get("error_code") or "internal", response.get("error_message") or "")
         return response.get("result") or {}
 
-    async def send_receipt(
-        self, envelope: dict[str, Any], status: str = "ack", reason: str | None = None
-    ) -> bool:
+    async def send_receipt(self, envelope: dict[str, Any], status: str = "ack", reason: str | None = None) -> bool:
         """Send a receipt; False if the connection is down (the hub will redeliver)."""
         ws = self._ws
         if ws is None or not self._connected.is_set():

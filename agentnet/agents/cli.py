@@ -1,0 +1,130 @@
+"""`agentnet agent` (run an agent process) and `agentnet ask` (post a question from the terminal)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "agent",
+        help="run an agent process with a brain",
+        description="Connect to a hub as NAME, answer every turn owed in the channels it is invited to, "
+        "exactly once even under redelivery. SIGTERM or Ctrl-C exits cleanly.",
+    )
+    p.add_argument("--name", required=True, help="agent name (lowercase letters, digits, _ . -)")
+    p.add_argument("--hub", default="ws://127.0.0.1:8765/v1", help="hub URL (default: ws://127.0.0.1:8765/v1)")
+    p.add_argument("--brain", default="echo", help="echo | calc | scripted | transform | llm | python")
+    p.add_argument("--options", default="{}", help="brain options as JSON, e.g. '{\"think_time\": 0.2}'")
+    p.add_argument("--token", default=os.environ.get("AGENTNET_TOKEN"), help="API key (or $AGENTNET_TOKEN)")
+    p.add_argument("--state-dir", type=Path, help="where processed.jsonl lives (default: .agentnet/agents/NAME)")
+    p.add_argument("--description", help="passport description shown to others")
+    p.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--exit-with-parent", action="store_true", help=argparse.SUPPRESS)
+    p.set_defaults(run=_run_agent)
+
+    q = sub.add_parser(
+        "ask",
+        help="ask an agent something from the terminal and print the reply",
+        description="Open a channel as --as to --to, post the question, print each reply, exit.",
+    )
+    q.add_argument("question", help='the prompt, e.g. "What is 12 times 11?"')
+    q.add_argument("--hub", default="ws://127.0.0.1:8765/v1", help="hub URL")
+    q.add_argument("--as", dest="as_name", default="asker", help="who asks (default: asker)")
+    q.add_argument("--to", action="append", required=True, help="who answers (repeat for several)")
+    q.add_argument("--type", default="consulting", choices=["consulting", "conversation", "discussion", "workflow"])
+    q.add_argument("--token", default=os.environ.get("AGENTNET_TOKEN"), help="API key (or $AGENTNET_TOKEN)")
+    q.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the replies (default: 30)")
+    q.add_argument("--json", action="store_true", help="print the reply envelopes as JSON lines")
+    q.set_defaults(run=_run_ask)
+
+
+def _run_agent(args: argparse.Namespace) -> int:
+    import re
+
+    from agentnet.agents.brains import BrainConfigError, make_brain
+    from agentnet.cli import _exit_with_parent, _fail
+    from agentnet.client import HubError
+    from agentnet.protocol.models import NAME_PATTERN
+
+    if not re.match(NAME_PATTERN, args.name):
+        return _fail(f"--name {args.name!r}: use 1-64 of a-z 0-9 _ . - starting with a letter or digit")
+    try:
+        options: dict[str, Any] = orjson.loads(args.options)
+        if not isinstance(options, dict):
+            raise ValueError("must be a JSON object")
+    except (orjson.JSONDecodeError, ValueError) as exc:
+        return _fail(f"--options is not a JSON object: {exc}")
+    try:
+        brain = make_brain(args.brain, options, agent=args.name)
+    except BrainConfigError as exc:
+        return _fail(str(exc))
+    _exit_with_parent(args)
+    passport = {
+        "description": args.description or f"{args.brain} brain",
+        "capabilities": [args.brain],
+        "meta": {"brain": args.brain, "pid": os.getpid()},
+    }
+    from .runtime import AgentRuntime
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        runtime = AgentRuntime(
+            args.name, args.hub, brain, token=args.token, state_dir=args.state_dir, passport=passport
+        )
+        await runtime.run(stop)
+
+    try:
+        asyncio.run(main())
+    except HubError as exc:
+        print(f"agentnet agent {args.name}: {exc.message}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _run_ask(args: argparse.Namespace) -> int:
+    from agentnet.client import AgentClient, HubError
+
+    async def main() -> int:
+        targets = [t for item in args.to for t in item.split(",") if t]
+        async with AgentClient(args.hub, args.as_name, token=args.token) as me:
+            async with asyncio.timeout(args.timeout):
+                channel = await me.open(args.type, targets, topic=args.question[:100])
+                question = await channel.send(args.question)
+                waiting = set(targets)
+                after = question.seq
+                while waiting:
+                    env = await me.wait_for_channel_event(
+                        channel.id,
+                        lambda e, a=after: e.seq > a and e.causation_id == question.envelope_id and e.sender in waiting,
+                        timeout=args.timeout,
+                    )
+                    after = env.seq
+                    waiting.discard(env.sender)
+                    if args.json:
+                        print(env.model_dump_json())
+                    elif len(targets) == 1:
+                        print(env.text if env.text is not None else orjson.dumps(env.data).decode())
+                    else:
+                        print(f"{env.sender}: {env.text}")
+        return 0
+
+    try:
+        return asyncio.run(main())
+    except TimeoutError:
+        print(f"agentnet ask: no reply from {', '.join(args.to)} within {args.timeout:g} s", file=sys.stderr)
+        return 1
+    except HubError as exc:
+        print(f"agentnet ask: {exc.message}", file=sys.stderr)
+        return 1
