@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 
 from agentnet.client import AgentClient, Channel, Delivery, HubError
+from agentnet.crashpoints import crashpoint
 from agentnet.protocol.models import Envelope
 
 from .brains import Brain, BrainReply, BrainRequest
@@ -137,6 +138,7 @@ class AgentRuntime:
                     raise  # transient: nack, the hub redelivers
                 self.log.record(self.name, env, attempt, "rejected", reason=exc.message)
                 return
+            crashpoint("agent.after_reply_before_ack")
             self.replies += 1
             effect = "dedup_skipped" if posted.duplicate else "applied"
             self.log.record(self.name, env, attempt, effect, reply_seq=posted.seq, reply=_clip(reply))
