@@ -23,9 +23,7 @@ class BrainRequest:
     topic: str | None = None
     seq: int = 0
     attempt: int = 1
-    history: tuple[
-        dict[str, Any], ...
-    ] = ()  # earlier envelopes of the channel (sender, type, data), oldest first
+    history: tuple[dict[str, Any], ...] = ()  # earlier envelopes of the channel (sender, type, data), oldest first
     meta: dict[str, Any] = field(default_factory=dict)  # channel-type extras (round, step, revision, ...)
 
 
