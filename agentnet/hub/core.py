@@ -478,6 +478,7 @@ class HubCore:
     def _close_channel(self, ch: ChannelRecord, reason: str) -> None:
         ch.state, ch.closed_at, ch.close_reason = "closed", ids.utc_iso(), reason
         ch.rule_state["next"] = []
+        ch.closed_seq = ch.head_seq + 1  # the channel.closed envelope appended next
         self._append(
             ch,
             HUB_SENDER,

@@ -45,21 +45,30 @@ class ChannelRecord:
     committed_seq: int = 0  # last seq durable in the store: nothing above it is delivered or read
     closed_at: str | None = None
     close_reason: str | None = None
+    closed_seq: int = 0  # seq of its channel.closed envelope; "closed" is shown once that is durable
     rule_state: dict[str, Any] = field(default_factory=dict)  # owned by the channel's rules
     cache: dict[int, EnvRecord] = field(default_factory=dict)  # recent envelopes; older ones paged in
 
+    @property
+    def visible_state(self) -> str:
+        """What readers are told: a channel is closed once its channel.closed envelope is committed."""
+        if self.state == "closed" and self.committed_seq >= self.closed_seq:
+            return "closed"
+        return "open"
+
     def info(self, head_seq: int | None = None) -> dict[str, Any]:
+        closed = self.visible_state == "closed"
         return {
             "channel_id": self.channel_id,
             "type": self.type,
             "topic": self.topic,
             "creator": self.creator,
             "participants": list(self.participants),
-            "state": self.state,
+            "state": "closed" if closed else "open",
             "head_seq": self.committed_seq if head_seq is None else head_seq,
             "created_at": self.created_at,
-            "closed_at": self.closed_at,
-            "close_reason": self.close_reason,
+            "closed_at": self.closed_at if closed else None,
+            "close_reason": self.close_reason if closed else None,
             "knobs": self.knobs,
         }
 

@@ -76,6 +76,7 @@ def build_state(
                 closed_at=closed_at,
                 close_reason=reason,
                 rule_state=orjson.loads(rule_state),
+                closed_seq=head if state == "closed" else 0,
             )
         )
     cursors: dict[tuple[str, str], Cursor] = {}
