@@ -190,9 +190,6 @@ class AgentClient:
         return handler
 
     async def _on_connect(self) -> None:
-        # Deliveries queued from the previous session will be redelivered by the hub's replay.
-        while not self._queue.empty():
-            self._queue.get_nowait()
         if self.passport is not None:
             await self.hub.request("register", passport=self.passport)
         if self.hub.connections > 1 and self.on_reconnect is not None:
@@ -250,6 +247,11 @@ class AgentClient:
     async def _work(self) -> None:
         while True:
             session, frame = await self._queue.get()
+            if session != self.hub.connections:
+                # Queued by a connection that has dropped since: the hub replays it on the new one.
+                # (Not cleared in on_connect: that runs beside the new connection's reader, which
+                # may already have queued the replay.)
+                continue
             env = Envelope.model_validate(frame["envelope"])
             self._wake_waiters(env)
             channel = self.channels.get(env.channel_id)

@@ -19,11 +19,13 @@ from typing import Any
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.protocol import State
 
 from agentnet import __version__
 from agentnet.protocol.errors import CloseCode
 
 log = logging.getLogger("agentnet.client")
+OPEN = State.OPEN
 
 # The hub closes with these when reconnecting cannot help.
 FATAL_CLOSE_CODES = {
@@ -56,6 +58,49 @@ class HubUnavailable(HubError):
 
 
 FrameHandler = Callable[[dict[str, Any]], Awaitable[None] | None]
+
+
+class _Connection(ClientConnection):
+    """A websockets client connection that can send several text messages in one socket write.
+
+    The bytes on the wire are exactly those of separate `send()` calls; only the number of `send()`
+    syscalls changes (on loopback each one also runs the receiver's TCP path, so it is most of a
+    small message's cost).
+    """
+
+    async def send_texts(self, messages: list[bytes]) -> None:
+        """Send each of `messages` (UTF-8 bytes) as its own text message, in order, in one write."""
+        while self.send_in_progress is not None:  # never interleave with a fragmented send
+            await asyncio.shield(self.send_in_progress)
+        async with self.send_context():
+            protocol = self.protocol
+            for data in messages:
+                protocol.send_text(data)
+
+    def send_data(self) -> None:
+        writes = self.protocol.data_to_send()
+        if len(writes) > 1 and all(writes):
+            writes = [b"".join(writes)]
+        for data in writes:
+            if data:
+                self.transport.write(data)
+            elif self.transport.can_write_eof():  # SEND_EOF: half-close, as websockets does
+                with contextlib.suppress(Exception):
+                    self.transport.write_eof()
+            else:  # pragma: no cover - TLS transports cannot half-close
+                self.transport.close()
+
+
+class _Outbox:
+    """Frames queued for one connection during one turn of the event loop; flushed by one task."""
+
+    __slots__ = ("frames", "request_ids", "sent", "ws")
+
+    def __init__(self, ws: _Connection) -> None:
+        self.ws = ws
+        self.frames: list[bytes] = []
+        self.request_ids: list[str] = []
+        self.sent = False
 
 
 class HubClient:
@@ -96,8 +141,10 @@ class HubClient:
         self.on_connect: Callable[[], Awaitable[None]] | None = None  # after every (re)connect
         self.connections = 0
         self.closed_reason: str | None = None
-        self._ws: ClientConnection | None = None
+        self._ws: _Connection | None = None
         self._pending: dict[str, asyncio.Future] = {}
+        self._outbox: _Outbox | None = None
+        self._flushers: set[asyncio.Task] = set()
         self._next_id = 0
         self._connected = asyncio.Event()
         self._closing = False
@@ -123,6 +170,8 @@ class HubClient:
 
     async def close(self) -> None:
         self._closing = True
+        if self._outbox is not None:  # what was queued goes out before the close frame
+            await self._flush(self._outbox)
         if self._ws is not None:
             with contextlib.suppress(Exception):
                 await self._ws.close(1000, "bye")
@@ -142,10 +191,10 @@ class HubClient:
         if self._fatal:
             raise self._fatal
 
-    async def _open(self) -> ClientConnection:
+    async def _open(self) -> _Connection:
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else None
         try:
-            ws = await connect(
+            ws: _Connection = await connect(  # type: ignore[assignment]
                 self.url,
                 compression=None,
                 max_size=self.max_size,
@@ -157,6 +206,7 @@ class HubClient:
                 additional_headers=headers,
                 user_agent_header=f"agentnet/{__version__}",
                 proxy=None,
+                create_connection=_Connection,
             )
         except InvalidStatus as exc:
             status = exc.response.status_code
@@ -276,24 +326,26 @@ class HubClient:
         fut: asyncio.Future = asyncio.get_running_loop().create_future()
         self._pending[request_id] = fut
         frame = {"kind": "request", "request_id": request_id, "op": op, "params": params}
+        self._queue(ws, orjson.dumps(frame), request_id)  # a failed write fails `fut` with ConnectionLost
         try:
-            await ws.send(orjson.dumps(frame).decode())
             async with asyncio.timeout(timeout or self.request_timeout):
                 response = await fut
         except TimeoutError:
             self._pending.pop(request_id, None)
             raise HubError("timeout", f"{op}: no response within {timeout or self.request_timeout:g} s") from None
-        except ConnectionClosed:
-            self._pending.pop(request_id, None)
-            raise ConnectionLost() from None
         if not response["ok"]:
             raise HubError(response.get("error_code") or "internal", response.get("error_message") or "")
         return response.get("result") or {}
 
     async def send_receipt(self, envelope: dict[str, Any], status: str = "ack", reason: str | None = None) -> bool:
-        """Send a receipt; False if the connection is down (the hub will redeliver)."""
+        """Send a receipt; False if the connection is down (the hub will redeliver).
+
+        The receipt is queued for this connection's next write (at the end of the current turn of
+        the event loop, together with whatever else was queued in it), behind every frame queued
+        before it; if that write finds the connection closed, the hub redelivers.
+        """
         ws = self._ws
-        if ws is None or not self._connected.is_set():
+        if ws is None or not self._connected.is_set() or ws.protocol.state is not OPEN:
             return False
         frame: dict[str, Any] = {
             "kind": "receipt",
@@ -304,11 +356,37 @@ class HubClient:
         }
         if reason:
             frame["reason"] = reason[:1000]
+        self._queue(ws, orjson.dumps(frame))
+        return True
+
+    def _queue(self, ws: _Connection, data: bytes, request_id: str | None = None) -> None:
+        """Queue a frame: everything queued in one turn of the loop goes out in one write, in order."""
+        box = self._outbox
+        if box is None or box.ws is not ws:
+            box = self._outbox = _Outbox(ws)
+            task = asyncio.get_running_loop().create_task(self._flush(box))
+            self._flushers.add(task)
+            task.add_done_callback(self._flushers.discard)
+        box.frames.append(data)
+        if request_id is not None:
+            box.request_ids.append(request_id)
+
+    async def _flush(self, box: _Outbox) -> None:
+        if box.sent:
+            return
+        box.sent = True
+        if self._outbox is box:
+            self._outbox = None  # frames queued from now on go in the next write
         try:
-            await ws.send(orjson.dumps(frame).decode())
-            return True
+            if len(box.frames) == 1:
+                await box.ws.send(box.frames[0], text=True)
+            else:
+                await box.ws.send_texts(box.frames)
         except ConnectionClosed:
-            return False
+            for request_id in box.request_ids:  # as if each request's own send had failed
+                fut = self._pending.pop(request_id, None)
+                if fut is not None and not fut.done():
+                    fut.set_exception(ConnectionLost())
 
     async def disconnect_abruptly(self) -> None:
         """For tests and demos: drop the TCP connection without a closing handshake."""

@@ -179,6 +179,9 @@ class HubCore:
             for p in ch.participants:
                 self._cursor(p, ch.channel_id)
         self.idempotency: OrderedDict[tuple[str, str], tuple[str, str, int]] = OrderedDict(state.idempotency)
+        # While the store holds no envelope this core did not append itself (it started empty) and the
+        # map above has evicted nothing, the map knows every key the store does: a miss needs no query.
+        self._idempotency_complete = not any(c.committed_seq or c.head_seq for c in state.channels)
         self.sessions: dict[int, Session] = {}
         self.batch = Batch()
         self._pending_batches: dict[int, Batch] = {}
@@ -495,7 +498,7 @@ class HubCore:
         sender = self._actor(session, p)
         if p.idempotency_key is not None:
             known = self.idempotency.get((sender, p.idempotency_key))
-            if known is None:
+            if known is None and not self._idempotency_complete:
                 known = self.source.find_idempotent(sender, p.idempotency_key)
             if known is not None:
                 channel_id, envelope_id, seq = known
@@ -518,7 +521,8 @@ class HubCore:
                     f"audience must be other participants of {ch.channel_id}: {', '.join(bad)}",
                 )
             audience = tuple(dict.fromkeys(p.audience))
-        check_value(p.data, "data")
+        # `data` needs no check_value of its own: the shell only hands the core frames that passed
+        # decode_client_frame, whose check counts depth from the frame's root (stricter than from data).
         size = len(orjson.dumps(p.data))
         if size > self.config.max_data_bytes:
             raise ProtocolError(
@@ -530,6 +534,7 @@ class HubCore:
             self.idempotency[(sender, p.idempotency_key)] = (ch.channel_id, rec.envelope_id, rec.seq)
             if len(self.idempotency) > 100_000:
                 self.idempotency.popitem(last=False)
+                self._idempotency_complete = False
         result = {"envelope_id": rec.envelope_id, "seq": rec.seq}
         self.batch.after_commit.append(Send(session.conn, _response(request_id, result)))
         self.batch.posts.append((session.conn, request_id))

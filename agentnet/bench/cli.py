@@ -1,0 +1,143 @@
+"""`agentnet bench ...`: registers the benchmark subcommands (imports stay lazy until one runs)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
+    return value
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    bench = sub.add_parser(
+        "bench",
+        help="measure throughput and latency (hub, sender and receiver in separate processes)",
+        description="Benchmarks. Speed is measured here, never asserted in tests.",
+    )
+    bench_sub = bench.add_subparsers(dest="bench_command", metavar="BENCHMARK")
+    bench.set_defaults(run=lambda args: _no_benchmark(bench))
+
+    t = bench_sub.add_parser(
+        "throughput",
+        help="acked envelopes/s and post->delivery latency through a real hub",
+        description="Start a hub, a receiver and a sender (three processes on 127.0.0.1). The sender keeps "
+        "--in-flight posts outstanding on one connection; the receiver acks each delivery. Prints acked "
+        "envelopes/s, post->ok and post->delivery latency p50/p99, hub CPU per envelope and hub RSS; a second "
+        "line repeats the test one envelope at a time (idle latency).",
+    )
+    t.add_argument("--store", choices=["memory", "sqlite"], default="memory", help="hub store (default: memory)")
+    t.add_argument(
+        "--synchronous",
+        choices=["FULL", "NORMAL"],
+        default="FULL",
+        help="SQLite fsync policy for --store sqlite (default: FULL, durable against power loss)",
+    )
+    t.add_argument("--count", type=_positive, default=20_000, help="envelopes measured (default: 20000)")
+    t.add_argument("--in-flight", type=_positive, default=64, help="posts outstanding at once (default: 64)")
+    t.add_argument("--size", type=_non_negative, default=200, help="bytes of envelope data (default: 200)")
+    t.add_argument(
+        "--warmup", type=_non_negative, default=1_000, help="envelopes sent before measuring (default: 1000)"
+    )
+    t.add_argument(
+        "--idle-count",
+        type=_non_negative,
+        default=1_000,
+        help="envelopes of the second, one-at-a-time pass (idle latency); 0 skips it (default: 1000)",
+    )
+    t.add_argument("--runs", type=_positive, default=1, help="repeat each pass and report the median (default: 1)")
+    t.add_argument("--dir", type=Path, help="directory for the SQLite file and logs (default: a fresh temp dir)")
+    t.add_argument("--json", action="store_true", help="print the results as JSON (progress still goes to stderr)")
+    t.add_argument("--quiet", action="store_true", help="no progress output")
+    t.set_defaults(run=_run_throughput)
+
+    tui = bench_sub.add_parser(
+        "tui",
+        help="dashboard benchmark: how fast the TUI model digests hub events",
+        description="Feed the dashboard's model a synthetic event stream and report its rate.",
+    )
+    tui.add_argument("--events", type=_positive, default=100_000, help="events to feed (default: 100000)")
+    tui.add_argument("--json", action="store_true", help="print the results as JSON")
+    tui.set_defaults(run=_run_tui)
+
+
+def _no_benchmark(parser: argparse.ArgumentParser) -> int:
+    parser.print_help()
+    return 2
+
+
+def _run_throughput(args: argparse.Namespace) -> int:
+    from .throughput import BenchConfig, run_throughput
+
+    cfg = BenchConfig(
+        store=args.store,
+        count=args.count,
+        in_flight=args.in_flight,
+        size=args.size,
+        warmup=args.warmup,
+        idle_count=args.idle_count,
+        runs=args.runs,
+        synchronous=args.synchronous,
+        dir=args.dir,
+    )
+    return run_throughput(cfg, as_json=args.json, quiet=args.quiet)
+
+
+def _flatten(value: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    if isinstance(value, dict):
+        rows: list[tuple[str, Any]] = []
+        for key, item in value.items():
+            rows += _flatten(item, f"{prefix}.{key}" if prefix else str(key))
+        return rows
+    return [(prefix, value)]
+
+
+def _run_tui(args: argparse.Namespace) -> int:
+    try:
+        from agentnet.tui.bench import run_tui_bench  # type: ignore[import-not-found]
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("agentnet.tui", "agentnet.tui.bench"):
+            raise
+        print(
+            "agentnet bench tui: the dashboard benchmark (agentnet.tui.bench) is not part of this build yet",
+            file=sys.stderr,
+        )
+        return 1
+    except ImportError:
+        print("agentnet bench tui: agentnet.tui.bench has no run_tui_bench() yet", file=sys.stderr)
+        return 1
+    result = run_tui_bench(events=args.events)
+    if args.json:
+        import orjson
+
+        sys.stdout.write(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode() + "\n")
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"agentnet bench tui: {args.events:,} events", title_justify="left")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    for key, value in _flatten(result):
+        if isinstance(value, float):
+            text = f"{value:,.3f}" if abs(value) < 1000 else f"{value:,.0f}"
+        elif isinstance(value, int) and not isinstance(value, bool):
+            text = f"{value:,}"
+        else:
+            text = str(value)
+        table.add_row(key, text)
+    Console().print(table)
+    return 0

@@ -1,0 +1,541 @@
+"""`agentnet check RUN_DIR`: the delivery invariants of a finished run, from what it left on disk.
+
+Sources, all in the run directory:
+
+* the hub's store (`run.json` names it; SQLite, opened read-only): every envelope, every channel's
+  participants, and the hub's receipts (acked or dead-lettered, per recipient);
+* each agent's processed-log (`agents/NAME/processed.jsonl`): what the agent did with each
+  delivery (`applied`, `dedup_skipped`, `rejected`, `failed`), fsynced before its ack;
+* the recording (`recording.jsonl`): process, fault and hub events, used to explain duplicates.
+  With the memory store it is also where the envelopes and receipts come from.
+
+Invariants (each violation is one line of the report; any violation means exit code 1):
+
+* undelivered   every envelope reached every recipient at least once, or was dead-lettered. An
+                envelope the hub still owes a recipient when the run stopped (above its ack floor,
+                kept in the WAL, delivered when it comes back) is *pending*: reported, and a
+                violation only with `strict` (`agentnet check --strict`). One the hub has moved
+                the recipient's ack floor past without a receipt or a processed-log entry is lost.
+* unprocessed   no envelope acked by the hub that its recipient's processed-log does not show
+* order         first deliveries (attempt 1) to one recipient in one channel came in seq order
+* duplicate     an envelope processed again only where a fault explains it (a restart, kill,
+                pause, disconnect, hub restart, ack_wait or nack), and then `dedup_skipped`
+* mismatch      a processed-log entry whose envelope the store does not have
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+RUN_FILE = "run.json"
+RECORDING_FILE = "recording.jsonl"
+PROCESSED_GLOB = "agents/*/processed.jsonl"
+PROCESSED_EFFECTS = ("applied", "dedup_skipped", "rejected")  # the ones that justify an ack
+SHOW = 12  # violations listed per kind
+DISRUPTIVE_STATES = {"starting", "exited", "crashed", "killed", "paused", "backoff"}
+WINDOW_BEFORE = 3.0  # seconds before the first processing in which a disruption still explains a duplicate
+
+
+class CheckError(Exception):
+    """The directory is not a run directory the checker can read (exit code 2)."""
+
+
+def parse_time(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    try:
+        parsed = datetime.fromisoformat(str(value))
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.timestamp()
+
+
+# --------------------------------------------------------------------------- facts
+
+
+@dataclass(frozen=True, slots=True)
+class Env:
+    channel_id: str
+    seq: int
+    envelope_id: str
+    sender: str
+    recipients: tuple[str, ...]
+    type: str
+    text: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    recipient: str
+    channel_id: str
+    seq: int
+    envelope_id: str
+    status: str  # acked | dead
+    attempts: int
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One line of a processed-log."""
+
+    line: int
+    ts: float | None
+    agent: str
+    channel_id: str
+    seq: int
+    envelope_id: str
+    attempt: int
+    effect: str
+
+
+@dataclass(frozen=True, slots=True)
+class Disruption:
+    at: float
+    agent: str | None  # None: affects every agent (the hub)
+    what: str
+    key: tuple[str, int] | None = None  # (channel_id, seq) when it concerns one envelope only
+
+
+@dataclass
+class Facts:
+    source: str  # where envelopes and receipts came from
+    envelopes: dict[tuple[str, int], Env] = field(default_factory=dict)
+    channels: dict[str, tuple[str, ...]] = field(default_factory=dict)  # channel_id -> participants
+    receipts: dict[tuple[str, str, int], Receipt] = field(default_factory=dict)  # (recipient, ch, seq)
+    redelivered: int = 0
+    floors: dict[tuple[str, str], int] = field(default_factory=dict)  # (recipient, ch) -> ack floor
+    processed: dict[str, list[Entry]] = field(default_factory=dict)
+    logs_found: set[str] = field(default_factory=set)
+    disruptions: list[Disruption] = field(default_factory=list)
+    first_deliveries: dict[tuple[str, str, int, int], float] = field(default_factory=dict)
+    recording: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+def load_facts(run_dir: Path) -> Facts:
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise CheckError(f"{run_dir}: no such directory")
+    meta: dict[str, Any] = {}
+    if (run_dir / RUN_FILE).exists():
+        try:
+            meta = json.loads((run_dir / RUN_FILE).read_text())
+        except ValueError as exc:
+            raise CheckError(f"{run_dir / RUN_FILE}: not JSON ({exc})") from None
+    store = _store_path(run_dir, meta)
+    recording = run_dir / RECORDING_FILE
+    if store is not None:
+        facts = _facts_from_store(store)
+    elif recording.exists():
+        facts = Facts(source=f"recording {recording} (the hub's store was memory)")
+    else:
+        raise CheckError(f"{run_dir}: not a run directory (no {RUN_FILE} naming a store, no hub store, no recording)")
+    if recording.exists():
+        _read_recording(recording, facts, envelopes_too=store is None)
+    else:
+        facts.notes.append("no recording: duplicates cannot be explained")
+    for path in sorted(run_dir.glob(PROCESSED_GLOB)):
+        agent = path.parent.name
+        facts.logs_found.add(agent)
+        facts.processed[agent] = _read_processed(path, agent, facts)
+    return facts
+
+
+def _store_path(run_dir: Path, meta: dict[str, Any]) -> Path | None:
+    spec = meta.get("store")
+    if isinstance(spec, str) and spec.startswith("sqlite:"):
+        path = Path(spec.removeprefix("sqlite:"))
+        if not path.is_absolute():
+            path = run_dir / path
+        if not path.exists():
+            raise CheckError(f"{run_dir}: the hub's store {path} is missing")
+        return path
+    if spec == "memory":
+        return None
+    for pattern in ("hub.sqlite3", "hub.db", "*.sqlite3", "*.db"):
+        found = sorted(run_dir.glob(pattern))
+        if found:
+            return found[0]
+    return None
+
+
+def _facts_from_store(path: Path) -> Facts:
+    facts = Facts(source=f"store {path}")
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+    except sqlite3.Error as exc:
+        raise CheckError(f"cannot open the store {path}: {exc}") from None
+    try:
+        for channel_id, participants in db.execute("SELECT channel_id, participants FROM channels"):
+            facts.channels[channel_id] = tuple(json.loads(participants))
+        for channel_id, seq, envelope_id, sender, audience, typ, body in db.execute(
+            "SELECT channel_id, seq, envelope_id, sender, audience, type, body FROM envelopes"
+        ):
+            participants = facts.channels.get(channel_id, ())
+            recipients = (
+                tuple(json.loads(audience)) if audience is not None else tuple(p for p in participants if p != sender)
+            )
+            text = None
+            if typ in ("text", "revise"):
+                try:
+                    text = json.loads(bytes(body)).get("data", {}).get("text")
+                except ValueError:
+                    text = None
+            facts.envelopes[(channel_id, seq)] = Env(channel_id, seq, envelope_id, sender, recipients, typ, text)
+        for recipient, channel_id, seq, envelope_id, status, attempts, reason in db.execute(
+            "SELECT recipient, channel_id, seq, envelope_id, status, attempts, reason FROM receipts"
+        ):
+            facts.receipts[(recipient, channel_id, seq)] = Receipt(
+                recipient, channel_id, seq, envelope_id, status, attempts, reason
+            )
+        for recipient, channel_id, floor, redelivered in db.execute(
+            "SELECT recipient, channel_id, ack_floor, redelivered FROM cursors"
+        ):
+            facts.floors[(recipient, channel_id)] = floor
+            facts.redelivered += redelivered
+    except sqlite3.Error as exc:
+        raise CheckError(f"cannot read the store {path}: {exc}") from None
+    finally:
+        db.close()
+    return facts
+
+
+def _read_recording(path: Path, facts: Facts, *, envelopes_too: bool) -> None:
+    facts.recording = True
+    snapshots = 0
+    with path.open("rb") as handle:
+        handle.readline()  # the header
+        for raw in handle:
+            try:
+                line = json.loads(raw)
+                kind, data = line["kind"], line["data"]
+            except (ValueError, KeyError, TypeError):
+                continue  # a torn last line
+            at = parse_time(data.get("at")) if isinstance(data, dict) else None
+            if kind == "snapshot":
+                snapshots += 1
+                if envelopes_too:
+                    for ch in data.get("channels", []):
+                        facts.channels[ch["channel_id"]] = tuple(ch.get("participants", ()))
+                continue
+            if at is None:
+                continue
+            if kind == "process" and data.get("state") in DISRUPTIVE_STATES:
+                agent = None if data.get("role") == "hub" else data.get("name")
+                what = f"{data.get('name')} {data.get('state')}"
+                if data.get("reason"):
+                    what += f" ({data['reason']})"
+                facts.disruptions.append(Disruption(at, agent, what))
+            elif kind == "fault":
+                target = data.get("target")
+                facts.disruptions.append(Disruption(at, target, f"fault {data.get('action')} {target or ''}".strip()))
+            elif kind == "event":
+                _read_event(data, at, facts, envelopes_too)
+
+
+def _read_event(ev: dict[str, Any], at: float, facts: Facts, envelopes_too: bool) -> None:
+    typ = ev.get("type")
+    if typ == "agent.disconnected":
+        facts.disruptions.append(Disruption(at, ev.get("name"), f"{ev.get('name')} disconnected ({ev.get('code')})"))
+    elif typ == "deliver":
+        key = (ev.get("recipient"), ev.get("channel_id"), ev.get("seq"), ev.get("attempt"))
+        facts.first_deliveries.setdefault(key, at)  # type: ignore[arg-type]
+        if ev.get("reason") in ("ack_wait", "nack"):
+            facts.disruptions.append(
+                Disruption(at, ev.get("recipient"), f"redelivered after {ev['reason']}", (ev["channel_id"], ev["seq"]))
+            )
+        if envelopes_too and (ev.get("attempt") or 1) > 1:
+            facts.redelivered += 1
+    elif typ == "cursor" and envelopes_too:
+        key = (ev.get("recipient"), ev.get("channel_id"))
+        facts.floors[key] = max(facts.floors.get(key, 0), ev.get("ack_floor") or 0)  # type: ignore[index]
+    elif typ == "observer.lagged":
+        facts.disruptions.append(Disruption(at, None, "events lost (the recorder lagged)"))
+        facts.notes.append(f"the recording lost {ev.get('dropped')} events (observer lagged)")
+    elif not envelopes_too:
+        return
+    elif typ == "wal.append":
+        env = ev.get("envelope") or {}
+        ch = env.get("channel_id")
+        participants = facts.channels.get(ch, ())
+        audience = env.get("audience")
+        sender = env.get("sender")
+        recipients = tuple(audience) if audience is not None else tuple(p for p in participants if p != sender)
+        text = (env.get("data") or {}).get("text") if env.get("type") in ("text", "revise") else None
+        facts.envelopes[(ch, env.get("seq"))] = Env(
+            ch, env["seq"], env["envelope_id"], sender, recipients, env.get("type", ""), text
+        )
+    elif typ in ("channel.opened", "channel.closed"):
+        info = ev.get("channel") or {}
+        if info.get("channel_id"):
+            facts.channels[info["channel_id"]] = tuple(info.get("participants", ()))
+    elif typ in ("ack", "dead_letter"):
+        status = "acked" if typ == "ack" else "dead"
+        key = (ev["recipient"], ev["channel_id"], ev["seq"])
+        attempts = ev.get("attempts") or 0
+        facts.receipts[key] = Receipt(*key, ev.get("envelope_id", ""), status, attempts, ev.get("reason"))
+
+
+def _read_processed(path: Path, agent: str, facts: Facts) -> list[Entry]:
+    out: list[Entry] = []
+    with path.open("rb") as handle:
+        for n, raw in enumerate(handle, start=1):
+            if not raw.strip():
+                continue
+            try:
+                rec = json.loads(raw)
+                out.append(
+                    Entry(
+                        n,
+                        parse_time(rec.get("ts")),
+                        rec.get("agent") or agent,
+                        rec["channel_id"],
+                        int(rec["seq"]),
+                        rec.get("envelope_id", ""),
+                        int(rec.get("attempt") or 0),
+                        rec.get("effect", "?"),
+                    )
+                )
+            except (ValueError, KeyError, TypeError):
+                facts.notes.append(f"{path}:{n}: unreadable line skipped (a torn write is never acked)")
+    return out
+
+
+# --------------------------------------------------------------------------- the check
+
+
+@dataclass
+class Report:
+    run_dir: Path
+    facts: Facts
+    violations: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    stats: dict[str, Any] = field(default_factory=dict)
+    dead: list[str] = field(default_factory=list)
+    pending: list[str] = field(default_factory=list)
+    explanations: Counter = field(default_factory=Counter)
+    strict: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not any(self.violations.values())
+
+    @property
+    def violation_count(self) -> int:
+        return sum(len(v) for v in self.violations.values())
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "run_dir": str(self.run_dir),
+            "ok": self.ok,
+            "source": self.facts.source,
+            "stats": self.stats,
+            "dead_lettered": self.dead,
+            "pending": self.pending,
+            "duplicates_explained_by": dict(self.explanations),
+            "violations": {k: v for k, v in self.violations.items() if v},
+            "notes": self.facts.notes,
+        }
+
+    def lines(self) -> list[str]:
+        s = self.stats
+        verdict = "PASS" if self.ok else f"FAIL ({self.violation_count} violations)"
+        out = [
+            f"agentnet check {self.run_dir}: {verdict}",
+            f"  source      {self.facts.source}",
+            f"  envelopes   {s['envelopes']} in {s['channels']} channels",
+            f"  deliveries  {s['expected']} expected (envelope x recipient): {s['reached']} reached, "
+            f"{s['acked']} acked, {s['dead']} dead-lettered, {len(self.pending)} pending, "
+            f"{s['redelivered']} redeliveries",
+            f"  processed   {s['entries']} entries in {s['logs']} processed-logs: "
+            + ", ".join(f"{n} {effect}" for effect, n in sorted(s["effects"].items()))
+            if s["entries"]
+            else f"  processed   no entries ({s['logs']} processed-logs)",
+        ]
+        dup = s["duplicates"]
+        if dup:
+            why = ", ".join(f"{n} by {what}" for what, n in self.explanations.most_common(4))
+            out.append(f"  duplicates  {dup} processed again, all dedup_skipped; explained {why or '-'}")
+        else:
+            out.append("  duplicates  none")
+        out.append(f"  order       first deliveries checked for {s['pairs']} (recipient, channel) pairs")
+        for line in self.dead[:SHOW]:
+            out.append(f"  dead letter {line}")
+        if len(self.dead) > SHOW:
+            out.append(f"  dead letter ... and {len(self.dead) - SHOW} more")
+        if self.pending:
+            out.append(
+                f"  pending     {len(self.pending)} deliveries the hub still owes (kept in its WAL above the "
+                "recipients' ack floors: the run stopped before they were acked)"
+            )
+            for line in self.pending[:SHOW]:
+                out.append(f"  pending     {line}")
+            if len(self.pending) > SHOW:
+                out.append(f"  pending     ... and {len(self.pending) - SHOW} more")
+        for note in self.facts.notes[:SHOW]:
+            out.append(f"  note        {note}")
+        for kind, items in self.violations.items():
+            for item in items[:SHOW]:
+                out.append(f"  VIOLATION   {kind}: {item}")
+            if len(items) > SHOW:
+                out.append(f"  VIOLATION   {kind}: ... and {len(items) - SHOW} more")
+        return out
+
+    def render(self) -> str:
+        return "\n".join(self.lines())
+
+
+def check_run(run_dir: str | Path, *, strict: bool = False) -> Report:
+    """Check a run directory. Raises CheckError if it cannot be read. `strict`: a delivery still
+    pending when the run stopped is a violation too."""
+    run_dir = Path(run_dir)
+    facts = load_facts(run_dir)
+    report = Report(run_dir, facts, strict=strict)
+    _check(report)
+    return report
+
+
+def _check(report: Report) -> None:
+    facts = report.facts
+    v = report.violations
+    by_key: dict[tuple[str, str, int], list[Entry]] = defaultdict(list)
+    effects: Counter = Counter()
+    for agent, entries in facts.processed.items():
+        for e in entries:
+            by_key[(agent, e.channel_id, e.seq)].append(e)
+            effects[e.effect] += 1
+            env = facts.envelopes.get((e.channel_id, e.seq))
+            if env is None:
+                v["mismatch"].append(f"{agent} processed {e.channel_id} #{e.seq}, which is not in the store")
+            elif e.envelope_id and env.envelope_id != e.envelope_id:
+                v["mismatch"].append(
+                    f"{agent} processed {e.channel_id} #{e.seq} as {e.envelope_id}; the store has {env.envelope_id}"
+                )
+
+    # every envelope reached every recipient at least once, or was dead-lettered
+    expected = reached = 0
+    for (ch, seq), env in sorted(facts.envelopes.items()):
+        for recipient in env.recipients:
+            expected += 1
+            receipt = facts.receipts.get((recipient, ch, seq))
+            entries = by_key.get((recipient, ch, seq), [])
+            if any(e.attempt >= 1 for e in entries) or (receipt is not None and receipt.status == "acked"):
+                reached += 1
+            elif receipt is not None and receipt.status == "dead":
+                pass
+            elif facts.floors.get((recipient, ch), 0) >= seq:
+                v["undelivered"].append(
+                    f"{ch} #{seq} ({env.type} from {env.sender}) never reached {recipient}, yet the hub moved "
+                    f"{recipient}'s ack floor past it ({facts.floors[(recipient, ch)]}): lost"
+                )
+            else:
+                report.pending.append(f"{ch} #{seq} ({env.type} from {env.sender}) for {recipient}")
+                if report.strict:
+                    v["undelivered"].append(
+                        f"{ch} #{seq} ({env.type} from {env.sender}) never reached {recipient} (still pending)"
+                    )
+            if receipt is not None and receipt.status == "dead":
+                report.dead.append(
+                    f"{ch} #{seq} for {recipient} after {receipt.attempts} attempts: {receipt.reason or '?'}"
+                )
+            processed = any(e.effect in PROCESSED_EFFECTS for e in entries)
+            if receipt is not None and receipt.status == "acked" and not processed:
+                where = "its processed-log" if recipient in facts.logs_found else "a processed-log (it left none)"
+                v["unprocessed"].append(
+                    f"{ch} #{seq} acked by {recipient} but not in {where}"
+                    + (f" (only: {', '.join(e.effect for e in entries)})" if entries else "")
+                )
+
+    # first deliveries in seq order, per (recipient, channel)
+    pairs = 0
+    for agent, entries in facts.processed.items():
+        last: dict[str, Entry] = {}
+        for e in entries:
+            if e.attempt != 1:
+                continue
+            prev = last.get(e.channel_id)
+            if prev is None:
+                pairs += 1
+            elif e.seq <= prev.seq:
+                v["order"].append(
+                    f"{agent} got {e.channel_id} #{e.seq} as a first delivery (line {e.line}) "
+                    f"after #{prev.seq} (line {prev.line})"
+                )
+            last[e.channel_id] = e
+
+    # duplicates: only where a fault explains them, and then dedup_skipped
+    duplicates = 0
+    for (agent, ch, seq), entries in by_key.items():
+        applied_at: Entry | None = None
+        for i, e in enumerate(entries):
+            if i > 0:
+                duplicates += 1
+                earlier = entries[0]
+                if applied_at is not None and e.effect != "dedup_skipped":
+                    v["duplicate"].append(
+                        f"{agent} processed {ch} #{seq} again as {e.effect!r} (line {e.line}) after it was applied "
+                        f"(line {applied_at.line}); a redelivery must be dedup_skipped"
+                    )
+                why = _explain(facts, agent, ch, seq, earlier, entries[i - 1], e)
+                if why is None:
+                    v["duplicate"].append(
+                        f"{agent} processed {ch} #{seq} again (line {e.line}, attempt {e.attempt}) "
+                        f"with no fault to explain it"
+                    )
+                else:
+                    report.explanations[why] += 1
+            if e.effect == "applied" and applied_at is None:
+                applied_at = e
+
+    receipts = facts.receipts.values()
+    report.stats = {
+        "envelopes": len(facts.envelopes),
+        "channels": len({ch for ch, _ in facts.envelopes} | set(facts.channels)),
+        "expected": expected,
+        "reached": reached,
+        "acked": sum(1 for r in receipts if r.status == "acked"),
+        "dead": sum(1 for r in receipts if r.status == "dead"),
+        "redelivered": facts.redelivered,
+        "entries": sum(effects.values()),
+        "effects": dict(effects),
+        "logs": len(facts.logs_found),
+        "duplicates": duplicates,
+        "duplicates_suppressed": effects.get("dedup_skipped", 0),
+        "pairs": pairs,
+        "pending": len(report.pending),
+    }
+
+
+def _explain(facts: Facts, agent: str, ch: str, seq: int, first: Entry, prev: Entry, dup: Entry) -> str | None:
+    """What made `agent` process (ch, seq) again, or None if nothing did."""
+    if prev.attempt == 0 or dup.attempt == 0:
+        return "a resumed turn (pending_turns after a (re)connect)"
+    if prev.effect not in PROCESSED_EFFECTS:
+        return f"the earlier attempt {prev.effect}"
+    if dup.attempt == 1:
+        return None  # a first delivery twice: nothing can explain that
+    if not facts.recording:
+        return None
+    start = facts.first_deliveries.get((agent, ch, seq, prev.attempt))
+    if start is None:
+        start = (prev.ts or 0.0) - WINDOW_BEFORE
+    end = (dup.ts or float("inf")) + 0.5
+    for d in facts.disruptions:
+        if start - 0.5 <= d.at <= end and d.agent in (None, agent) and (d.key is None or d.key == (ch, seq)):
+            return _label(d.what)
+    return None
+
+
+def _label(what: str) -> str:
+    """Group explanations for the report: 'consumer-1 killed (...)' -> 'consumer-1 killed'."""
+    return what.split(" (", 1)[0]

@@ -1,0 +1,374 @@
+"""The control API of a running `agentnet up`: in-process for the dashboard, and over a Unix socket
+for `agentnet ctl VERB TARGET` and `agentnet status` from another terminal.
+
+Verbs (`agentnet.tui.controls.VERBS`):
+
+    kill         SIGKILL the process group; never restarted automatically
+    stop         SIGTERM, SIGKILL after a grace period; never restarted automatically
+    pause        SIGSTOP
+    resume       SIGCONT
+    disconnect   the hub closes the agent's socket (4000); the process lives on and reconnects
+    restart      stop (if running) and start again; waits until it is ready again
+    restart-hub  stop the hub and start it on the same port with the same store
+    restart-all  restart the hub, then every agent
+
+A target is a process name, `hub`, or a replicated agent's name (all its replicas).
+
+The socket speaks JSON lines, one request and one response per line:
+
+    -> {"op": "act", "verb": "kill", "target": "bob"}
+    <- {"ok": true, "message": "killed bob (pid 4242)"}
+    -> {"op": "status"}
+    <- {"ok": true, "status": {"scenario": ..., "processes": [...], ...}}
+    <- {"ok": false, "error": "no process named 'bobby' (processes: hub, alice, bob)"}
+
+It lives in the run directory (`control.sock`; `control.json` names it and the launcher's pid), is
+only reachable by the user who started the run (mode 0600), and goes away with the run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import os
+import socket
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from agentnet.protocol.ids import utc_iso
+
+from .supervisor import ProcState, Supervisor, SupervisorError
+
+try:
+    from agentnet.tui.controls import VERBS, ControlError
+except ImportError:  # pragma: no cover - the dashboard package is optional for the launcher
+
+    class ControlError(Exception):  # type: ignore[no-redef]
+        """The launcher refused or failed a control; the message is shown to the user as is."""
+
+    VERBS = ("kill", "stop", "pause", "resume", "disconnect", "restart", "restart-hub", "restart-all")
+
+CONTROL_FILE = "control.json"
+SOCKET_NAME = "control.sock"
+RUNS_DIR = Path(".agentnet") / "runs"
+MAX_SOCKET_PATH = 100  # sun_path is 108 bytes on Linux, 104 on macOS
+READY_WAIT = 15.0  # a restart waits this long for the process to be ready again
+
+
+class LauncherControls:
+    """Implements the dashboard's `Controls` over a `Supervisor` plus the run's hub connection.
+
+    `disconnect(name)` asks the hub to drop an agent; `restart_hub(reason)` restarts the hub and
+    waits for it; `resolve(name)` expands a replicated agent's name; `status()` is the run's state.
+    `source` tells a fault ("fault") from the operator ("operator"): only a fault's kill is a crash
+    that the restart policy answers.
+    """
+
+    def __init__(
+        self,
+        supervisor: Supervisor,
+        *,
+        disconnect: Callable[[str], Awaitable[Any]],
+        restart_hub: Callable[[str], Awaitable[str]],
+        resolve: Callable[[str], tuple[str, ...]] | None = None,
+        status: Callable[[], dict[str, Any]] | None = None,
+        on_action: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
+        self.supervisor = supervisor
+        self._disconnect = disconnect
+        self._restart_hub = restart_hub
+        self._resolve = resolve or (lambda name: (name,))
+        self._status = status
+        self.on_action = on_action
+        self._lock = asyncio.Lock()  # one control at a time: a restart-hub must not meet a kill halfway
+
+    async def act(self, verb: str, target: str | None, *, source: str = "operator", origin: str = "dashboard") -> str:
+        """Perform `verb` on `target`; a short message, or ControlError with the reason.
+
+        `origin` says who asked (dashboard, ctl, script) and is passed on to `on_action`."""
+        try:
+            if verb not in VERBS:
+                raise ControlError(f"unknown verb {verb!r} (verbs: {', '.join(VERBS)})")
+            names = self._targets(verb, target)
+            async with self._lock:
+                try:
+                    messages = [await self._one(verb, name, source) for name in names]
+                except SupervisorError as exc:
+                    raise ControlError(str(exc)) from None
+        except ControlError as exc:
+            self._report(verb, target, source, origin, str(exc), error=True)
+            raise
+        message = "; ".join(messages)
+        self._report(verb, target, source, origin, message, error=False)
+        return message
+
+    def _report(self, verb: str, target: str | None, source: str, origin: str, message: str, error: bool) -> None:
+        if self.on_action is not None:
+            self.on_action(
+                {
+                    "kind": "control",
+                    "at": utc_iso(),
+                    "verb": verb,
+                    "target": target,
+                    "source": source,
+                    "origin": origin,
+                    "message": message,
+                    "error": error,
+                }
+            )
+
+    def status(self) -> dict[str, Any]:
+        if self._status is not None:
+            return self._status()
+        return {"processes": self.supervisor.status()}
+
+    def _targets(self, verb: str, target: str | None) -> list[str | None]:
+        if verb in ("restart-hub", "restart-all"):
+            if target not in (None, "", "hub", "all"):
+                raise ControlError(f"{verb} takes no target")
+            return [None]
+        if not target:
+            raise ControlError(f"{verb} needs a target (a process name)")
+        names = [n for n in self._resolve(target) if n in self.supervisor.processes] or [target]
+        if names == [target] and target not in self.supervisor.processes:
+            known = ", ".join(self.supervisor.processes)
+            raise ControlError(f"no process named {target!r} (processes: {known})")
+        if verb == "disconnect" and "hub" in names:
+            raise ControlError("disconnect is for agents (the hub drops an agent's socket)")
+        return names
+
+    async def _one(self, verb: str, name: str | None, source: str) -> str:
+        sup = self.supervisor
+        by = "a fault" if source == "fault" else "the operator"
+        if verb == "restart-hub":
+            return await self._restart_hub(f"restarted by {by}")
+        if verb == "restart-all":
+            done = [await self._restart_hub(f"restarted by {by} (restart-all)")]
+            agents = [p.name for p in sup.processes.values() if p.role == "agent"]
+            for agent in agents:
+                await sup.restart(agent, reason=f"restarted by {by} (restart-all)")
+            await asyncio.gather(*(sup.wait_ready(a, READY_WAIT) for a in agents), return_exceptions=True)
+            done.append(f"restarted {len(agents)} agents")
+            return "; ".join(done)
+        assert name is not None
+        if verb == "kill":
+            p = sup.get(name)
+            pid = p.pid
+            await sup.kill(name, fault=source == "fault", reason=f"killed by {by} (SIGKILL)")
+            then = ""
+            if p.state is ProcState.BACKOFF:
+                then = f"; {p.reason.split('; ', 1)[-1]}"
+            return f"killed {name} (pid {pid}){then}"
+        if verb == "stop":
+            p = sup.get(name)
+            pid = p.pid
+            await sup.stop(name, reason=f"stopped by {by} (SIGTERM)")
+            return f"stopped {name} (pid {pid}): {p.reason}"
+        if verb == "pause":
+            p = await sup.pause(name, reason=f"paused by {by} (SIGSTOP)")
+            return f"paused {name} (pid {p.pid})"
+        if verb == "resume":
+            p = await sup.resume(name, reason=f"resumed by {by} (SIGCONT)")
+            return f"resumed {name} (pid {p.pid})"
+        if verb == "disconnect":
+            try:
+                await self._disconnect(name)
+            except Exception as exc:  # HubError and friends: say what the hub said
+                raise ControlError(f"disconnect {name}: {getattr(exc, 'message', None) or exc}") from None
+            return f"the hub dropped {name}'s connection; it will reconnect"
+        if verb == "restart":
+            if name == "hub":
+                return await self._restart_hub(f"restarted by {by}")
+            old = sup.get(name).pid
+            p = await sup.restart(name, reason=f"restarted by {by}")
+            try:
+                await sup.wait_ready(name, READY_WAIT)
+            except SupervisorError as exc:
+                return f"restarted {name} (pid {old} -> {p.pid}), not ready: {exc}"
+            return f"restarted {name} (pid {old} -> {p.pid}), ready"
+        raise ControlError(f"unknown verb {verb!r}")
+
+
+# --------------------------------------------------------------------------- the socket server
+
+
+def socket_path_for(run_dir: Path) -> Path:
+    """`run_dir/control.sock`, or a short path in the temp dir when that would be too long."""
+    path = run_dir.resolve() / SOCKET_NAME
+    if len(os.fsencode(path)) <= MAX_SOCKET_PATH:
+        return path
+    digest = hashlib.sha256(os.fsencode(path)).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"agentnet-{digest}.sock"
+
+
+class ControlServer:
+    """JSON-lines control server on a Unix socket; `control.json` in the run dir points at it."""
+
+    def __init__(self, controls: LauncherControls, run_dir: Path) -> None:
+        self.controls = controls
+        self.run_dir = run_dir
+        self.path = socket_path_for(run_dir)
+        self._server: asyncio.AbstractServer | None = None
+        self._tasks: set[asyncio.Task] = set()
+
+    async def start(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+        old = os.umask(0o077)
+        try:
+            self._server = await asyncio.start_unix_server(self._client, path=str(self.path), limit=1 << 20)
+        finally:
+            os.umask(old)
+        os.chmod(self.path, 0o600)
+        info = {"socket": str(self.path), "pid": os.getpid(), "started": time.time()}
+        tmp = self.run_dir / (CONTROL_FILE + ".tmp")
+        tmp.write_text(json.dumps(info) + "\n")
+        os.replace(tmp, self.run_dir / CONTROL_FILE)
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            for task in list(self._tasks):
+                task.cancel()
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(2):
+                    await self._server.wait_closed()
+            self._server = None
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+        with contextlib.suppress(FileNotFoundError):
+            (self.run_dir / CONTROL_FILE).unlink()
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+        try:
+            while line := await reader.readline():
+                response = await self.handle(line)
+                writer.write(json.dumps(response, default=str).encode() + b"\n")
+                await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+            pass
+        finally:
+            if task is not None:
+                self._tasks.discard(task)
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+    async def handle(self, line: bytes) -> dict[str, Any]:
+        try:
+            request = json.loads(line)
+            if not isinstance(request, dict):
+                raise ValueError("expected a JSON object")
+        except ValueError as exc:
+            return {"ok": False, "error": f"bad request: {exc}"}
+        op = request.get("op")
+        try:
+            if op == "status":
+                return {"ok": True, "status": self.controls.status()}
+            if op == "act":
+                message = await self.controls.act(str(request.get("verb")), request.get("target"), origin="ctl")
+                return {"ok": True, "message": message}
+            if op == "ping":
+                return {"ok": True}
+            return {"ok": False, "error": f"unknown op {op!r} (ops: act, status, ping)"}
+        except ControlError as exc:
+            return {"ok": False, "error": str(exc)}
+        except Exception as exc:  # a launcher bug must answer, not hang the client
+            return {"ok": False, "error": f"internal error: {exc!r}"}
+
+
+# --------------------------------------------------------------------------- the client (ctl, status)
+
+
+class ControlClientError(Exception):
+    """No running launcher to talk to, or it refused the request. `str()` is one line."""
+
+
+def _launcher_alive(info: dict[str, Any]) -> bool:
+    pid = info.get("pid")
+    if not isinstance(pid, int):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def read_control_file(run_dir: Path) -> dict[str, Any] | None:
+    try:
+        info = json.loads((run_dir / CONTROL_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return info if isinstance(info, dict) and _launcher_alive(info) else None
+
+
+def find_running(root: Path = RUNS_DIR) -> Path | None:
+    """The most recently started run under `root` whose launcher is alive."""
+    best: tuple[float, Path] | None = None
+    if not root.is_dir():
+        return None
+    for run_dir in root.iterdir():
+        info = read_control_file(run_dir)
+        if info is not None:
+            started = float(info.get("started") or 0)
+            if best is None or started > best[0]:
+                best = (started, run_dir)
+    return best[1] if best else None
+
+
+def resolve_run_dir(run_dir: str | Path | None, root: Path = RUNS_DIR) -> Path:
+    if run_dir is not None:
+        path = Path(run_dir)
+        if not (path / CONTROL_FILE).exists():
+            raise ControlClientError(f"{path}: no running launcher there (no {CONTROL_FILE})")
+        return path
+    found = find_running(root)
+    if found is None:
+        raise ControlClientError(
+            f"no running 'agentnet up' found under {root}/ (start one, or name its run directory with --run)"
+        )
+    return found
+
+
+def request(run_dir: Path, payload: dict[str, Any], timeout: float = 60.0) -> dict[str, Any]:
+    """Send one request to the launcher of `run_dir` and return its response."""
+    info = read_control_file(run_dir)
+    if info is None:
+        raise ControlClientError(f"{run_dir}: the launcher of this run is not running")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        sock.connect(info["socket"])
+        sock.sendall(json.dumps(payload).encode() + b"\n")
+        data = b""
+        while not data.endswith(b"\n"):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    except TimeoutError:
+        raise ControlClientError(f"the launcher did not answer within {timeout:g} s") from None
+    except OSError as exc:
+        raise ControlClientError(f"cannot reach the launcher at {info['socket']}: {exc.strerror or exc}") from None
+    finally:
+        sock.close()
+    try:
+        return json.loads(data)
+    except ValueError:
+        raise ControlClientError("the launcher closed the connection without an answer") from None
+
+
+async def arequest(run_dir: Path, payload: dict[str, Any], timeout: float = 60.0) -> dict[str, Any]:
+    """`request`, without blocking the event loop (for tests and async callers)."""
+    return await asyncio.to_thread(request, run_dir, payload, timeout)

@@ -1,0 +1,721 @@
+"""The Textual dashboard: live (``agentnet up`` / ``agentnet tui URL``) and playback (``agentnet replay``).
+
+Data flow: a feed worker applies feed items to the pure :class:`DashboardModel` (in time slices, so
+keys stay responsive at thousands of events per second); a steady timer (10 Hz) syncs the visible
+panes from the model. Controls go out through :class:`Controls` and come back as process events in
+the feed: the dashboard never assumes a control worked, it shows what the launcher reports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import time
+from collections.abc import AsyncIterable, Callable, Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import ClassVar
+
+from rich.text import Text
+from textual import on, work
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Input, TabbedContent, TabPane
+
+from agentnet.tui.controls import (
+    CONTROL_SPECS,
+    IRREVERSIBLE,
+    SPECS_BY_VERB,
+    ControlError,
+    Controls,
+    confirm_text,
+)
+from agentnet.tui.diagram import to_mermaid
+from agentnet.tui.model import DashboardModel, EnvelopeRow, FeedItem, WalFilter, format_clock, sparkline_text
+from agentnet.tui.playback import PlaybackController
+from agentnet.tui.procstats import ProcessSampler
+from agentnet.tui.recording import RecordingReader, RecordingWriter
+from agentnet.tui.screens import ConfirmScreen, HelpScreen, InspectorScreen, PromptScreen
+from agentnet.tui.widgets.lines import TextLine
+from agentnet.tui.widgets.streams import LadderView, LogView, StreamView, WalView
+from agentnet.tui.widgets.tables import ChannelTable, CursorTable, ProcessTable
+
+INGEST_SLICE = 0.002  # seconds of feed work before yielding to the UI
+TABLE_INTERVAL = 0.25  # the tables repaint at most 4 times a second
+
+
+class ControlDone(Message):
+    """A control finished: what the launcher answered (or why it failed)."""
+
+    def __init__(self, verb: str, target: str | None, message: str, error: bool) -> None:
+        super().__init__()
+        self.verb = verb
+        self.target = target
+        self.message = message
+        self.error = error
+
+
+class FilterInput(Input):
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "close", "close filter", id="wal.filter.close")]
+
+    def action_close(self) -> None:
+        self.app.call_later(self.app.close_filter)  # type: ignore[attr-defined]
+
+
+def _control_bindings() -> list[BindingType]:
+    return [
+        Binding(spec.key, f"control('{spec.verb}')", spec.label, id=spec.binding_id, tooltip=spec.help)
+        for spec in CONTROL_SPECS
+    ]
+
+
+OTHER_KEYS: tuple[tuple[str, str, str], ...] = (
+    ("enter", "inspect", "Open the selected envelope (WAL row, diagram arrow, log line)"),
+    ("f", "follow", "Follow the newest rows of the focused stream (or pause)"),
+    ("/", "filter", "Filter the WAL stream: from:alice type:text to:bob words"),
+    ("tab", "next pane", "Move focus to the next pane (shift+tab: previous)"),
+    ("1 / 2", "tabs", "Overview / sequence diagram"),
+    ("m", "export Mermaid", "Write the selected channel's sequence diagram as a Mermaid file"),
+    ("z", "maximize", "Maximize the focused pane (esc to restore)"),
+    ("?", "help", "This screen"),
+    ("q", "quit", "Quit the dashboard (the run goes on if attached)"),
+)
+PLAYBACK_KEYS: tuple[tuple[str, str, str], ...] = (
+    ("space", "play / pause", "Play the recording at the chosen speed"),
+    ("[ / ]", "step", "One item back / forward ({ / } ten items)"),
+    ("+ / -", "speed", "Faster / slower (0.25x to 64x)"),
+    ("j", "jump", "Jump to a seq (42), an item (#120), a time since start (12.5s) or a UTC time (10:00:03)"),
+)
+
+
+class DashboardApp(App[None]):
+    """The agentnet dashboard."""
+
+    CSS_PATH = "dashboard.tcss"
+    TITLE = "agentnet"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        *_control_bindings(),
+        Binding("f", "follow", "follow", id="stream.follow", tooltip="Follow the newest rows (or pause)"),
+        Binding("slash", "filter", "filter", id="wal.filter", tooltip="Filter the WAL stream"),
+        Binding("m", "export_mermaid", "Mermaid", id="sequence.export", show=False),
+        Binding("1", "show_tab('overview')", "overview", id="tab.overview", show=False),
+        Binding("2", "show_tab('sequence')", "sequence", id="tab.sequence", show=False),
+        Binding("z", "maximize_pane", "maximize", id="pane.maximize", show=False),
+        Binding("question_mark", "help", "help", id="app.help"),
+        Binding("q", "quit", "quit", id="app.quit", show=False),
+        Binding("space", "play_pause", "play/pause", id="playback.toggle"),
+        Binding("left_square_bracket", "step(-1)", "back", id="playback.back"),
+        Binding("right_square_bracket", "step(1)", "step", id="playback.forward"),
+        Binding("left_curly_bracket", "step(-10)", "back 10", id="playback.back10", show=False),
+        Binding("right_curly_bracket", "step(10)", "step 10", id="playback.forward10", show=False),
+        Binding("plus,equals_sign", "speed(1)", "faster", id="playback.faster"),
+        Binding("minus", "speed(-1)", "slower", id="playback.slower"),
+        Binding("j", "jump", "jump", id="playback.jump"),
+    ]
+
+    def __init__(
+        self,
+        feed: AsyncIterable[FeedItem] | None = None,
+        controls: Controls | None = None,
+        *,
+        title: str = "agentnet",
+        playback: PlaybackController | None = None,
+        recording_path: str | Path | None = None,
+        clock: Callable[[], float] | None = None,
+        refresh_hz: float = 10.0,
+        sample_processes: bool = False,
+        read_only_reason: str | None = None,
+        keymap: dict[str, str] | None = None,
+        export_dir: str | Path | None = None,
+        model: DashboardModel | None = None,
+    ) -> None:
+        super().__init__()
+        self.feed = feed
+        self.controls = controls
+        self.run_title = title
+        self.playback = playback
+        self.recording_path = Path(recording_path) if recording_path else None
+        self._clock = clock
+        self.refresh_interval = 1.0 / refresh_hz
+        self.sample_processes = sample_processes and playback is None
+        self.keymap_overrides = keymap or {}
+        self.export_dir = (
+            Path(export_dir) if export_dir else (self.recording_path.parent if self.recording_path else Path.cwd())
+        )
+        self._model = model or DashboardModel()
+        if playback is not None:
+            self.mode = "playback"
+            self.read_only_reason = "playback of a recording has no side effects: controls are disabled"
+        elif controls is None:
+            self.mode = "read-only"
+            self.read_only_reason = read_only_reason or "no launcher reachable: controls are disabled"
+        else:
+            self.mode = "live"
+            self.read_only_reason = ""
+        self.selected_process: str | None = None
+        self.selected_channel: str | None = None
+        self.selected_cursor: tuple[str, str] | None = None
+        self.feed_done = asyncio.Event()
+        self.control_results: list[ControlDone] = []
+        self._writer: RecordingWriter | None = None
+        self._sampler = ProcessSampler() if self.sample_processes else None
+        self._synced_version = -1
+        self._tables_version = -1
+        self._last_table_sync = 0.0
+        self._last_tick = time.monotonic()
+
+    # ------------------------------------------------------------------ model and clock
+
+    @property
+    def model(self) -> DashboardModel:
+        return self.playback.model if self.playback is not None else self._model
+
+    def now(self) -> float:
+        """The present for ages and rates: the wall clock live, the model's event time otherwise."""
+        if self._clock is not None:
+            return max(self._clock(), self.model.clock)
+        return self.model.clock
+
+    # ------------------------------------------------------------------ layout
+
+    def compose(self) -> ComposeResult:
+        yield TextLine(id="status")
+        yield TextLine(id="caption")
+        with TabbedContent(id="tabs", initial="overview"):
+            with TabPane("Overview", id="overview"):
+                yield ProcessTable(id="processes")
+                with Horizontal(id="row-b"):
+                    yield ChannelTable(id="channels")
+                    with Vertical(id="cursor-pane"):
+                        yield CursorTable(id="cursors")
+                        yield TextLine(id="cursor-detail")
+                        yield TextLine(id="lag-spark")
+                with Horizontal(id="row-c"):
+                    with Vertical(id="wal-pane"):
+                        yield FilterInput(
+                            placeholder="filter: from:alice type:text to:bob words — enter apply, esc close",
+                            id="wal-filter",
+                        )
+                        yield WalView(id="wal")
+                    yield LogView(id="log")
+            with TabPane("Sequence", id="sequence"):
+                yield LadderView(id="ladder")
+        if self.playback is not None:
+            yield TextLine(id="playback-bar")
+        yield Footer(compact=True)
+
+    @property
+    def main(self) -> Screen:
+        """The dashboard's own screen (queries must not land on a modal on top of it)."""
+        return self.screen_stack[0]
+
+    def on_mount(self) -> None:
+        self.title = self.run_title
+        if self.keymap_overrides:
+            self.set_keymap(self.keymap_overrides)
+        self.main.query_one("#processes").border_title = "processes"
+        self.main.query_one("#channels").border_title = "channels"
+        self.main.query_one("#cursor-pane").border_title = "cursors"
+        self.main.query_one("#wal-filter").display = False
+        if self.mode == "playback":
+            self.screen.add_class("-playback")
+        if self.recording_path is not None:
+            self._writer = RecordingWriter(self.recording_path, meta={"title": self.run_title, "source": "dashboard"})
+        if self.feed is not None:
+            self._consume_feed()
+        else:
+            self.feed_done.set()
+        self.set_interval(self.refresh_interval, self._on_tick)
+        if self._sampler is not None:
+            self.set_interval(1.0, self._sample_processes)
+        self.main.query_one("#wal", WalView).focus()
+        self.sync_views()
+
+    def on_unmount(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+
+    # ------------------------------------------------------------------ feed
+
+    def ingest(self, item: FeedItem) -> None:
+        """Apply one item to the model (and record it)."""
+        self._model.apply(item)
+        if self._writer is not None:
+            self._writer.write_item(item)
+
+    @work(exclusive=True, group="feed", exit_on_error=False)
+    async def _consume_feed(self) -> None:
+        assert self.feed is not None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + INGEST_SLICE
+        ingest = self.ingest
+        try:
+            async for item in self.feed:
+                ingest(item)
+                if loop.time() >= deadline:
+                    await asyncio.sleep(0)
+                    deadline = loop.time() + INGEST_SLICE
+            self.ingest(("status", {"state": "ended", "at": self.model.clock or None}))
+        except Exception as exc:  # a broken feed must not take the dashboard down
+            self.ingest(("status", {"state": "failed", "detail": f"{type(exc).__name__}: {exc}"}))
+            raise
+        finally:
+            self.feed_done.set()
+
+    def _sample_processes(self) -> None:
+        assert self._sampler is not None
+        item = self._sampler.sample_model(self._model, time.time())
+        if item is not None:
+            self.ingest(("stats", item))
+
+    # ------------------------------------------------------------------ refresh
+
+    def _on_tick(self) -> None:
+        if not self.is_running:  # shutting down: the panes are being taken apart
+            return
+        wall = time.monotonic()
+        elapsed, self._last_tick = wall - self._last_tick, wall
+        if self.playback is not None:
+            self.playback.advance(elapsed)
+        version = self.model.version
+        since_tables = wall - self._last_table_sync
+        tables_due = (version != self._tables_version and since_tables >= TABLE_INTERVAL) or since_tables >= 1.0
+        if version != self._synced_version or tables_due:
+            self.sync_views(tables=tables_due)
+
+    def sync_views(self, *, tables: bool = True) -> None:
+        """Bring the visible panes up to date with the model (the steady-rate refresh).
+
+        Streams (WAL, log, diagram) follow every tick; the tables, whose repaint is dearer, at most
+        every ``TABLE_INTERVAL`` (and at least once a second, for ages and uptimes).
+        """
+        model = self.model
+        now = self.now()
+        self._synced_version = model.version
+        with self.batch_update():
+            self.main.query_one("#status", TextLine).set(self._status_text(now))
+            self.main.query_one("#caption", TextLine).set(self._caption_text())
+            if self.playback is not None:
+                self.main.query_one("#playback-bar", TextLine).set(self._playback_text())
+            if self.main.query_one("#tabs", TabbedContent).active == "sequence":
+                ladder = self.main.query_one("#ladder", LadderView)
+                ladder.channel_id = self.selected_channel
+                ladder.sync(model)
+            else:
+                if tables:
+                    self._tables_version = model.version
+                    self._last_table_sync = time.monotonic()
+                    self.main.query_one("#processes", ProcessTable).sync(model, now)
+                    self.main.query_one("#channels", ChannelTable).sync(model, now)
+                    self.main.query_one("#cursors", CursorTable).sync(model, now, self.selected_channel)
+                    self._sync_cursor_detail(model, now)
+                wal = self.main.query_one("#wal", WalView)
+                wal.channel_id = self.selected_channel
+                wal.sync(model)
+                self.main.query_one("#log", LogView).sync(model)
+            if isinstance(self.screen, InspectorScreen):
+                self.screen.refresh_content()
+
+    def _sync_cursor_detail(self, model: DashboardModel, now: float) -> None:
+        """Under the cursors table: the selected cursor (when that table has focus) or the first
+        stuck one, explained in words, and its lag sparkline."""
+        selected = self.selected_cursor if self.selected_cursor in model.cursors else None
+        stuck = model.stuck_cursors(now)
+        if selected is not None and (self.main.query_one("#cursors").has_focus or not stuck):
+            key: tuple[str, str] | None = selected
+        else:
+            key = stuck[0][0] if stuck else None
+        lines = Text()
+        if key is None:
+            lines.append("every cursor is moving", style="green")
+        elif why := model.explain_cursor(key, now):
+            lines.append("⚠ ", style="bold red")
+            lines.append(f"[{key[1]}] {why}")
+            if len(stuck) > 1:
+                lines.append(f"  (+{len(stuck) - 1} more stuck)", style="dim")
+        else:
+            cursor = model.cursors[key]
+            lines.append(f"{key[0]} in {key[1]}: ", style="bold")
+            lines.append(f"floor {cursor.ack_floor}, {cursor.inflight} in flight, lag {cursor.lag}", style="green")
+        self.main.query_one("#cursor-detail", TextLine).set(lines)
+        spark = Text(no_wrap=True, overflow="ellipsis")
+        if key is not None:
+            series = model.lag_series(key, now, 30)
+            spark.append(f"lag of {key[0]} in {key[1]}, 30 s ", style="dim")
+            spark.append(sparkline_text(series), style="yellow")
+            spark.append(f" now {series[-1]:.0f}, max {max(series):.0f}", style="dim")
+        self.main.query_one("#lag-spark", TextLine).set(spark)
+
+    def _status_text(self, now: float) -> Text:
+        model = self.model
+        text = Text(no_wrap=True, overflow="ellipsis")
+        text.append(" agentnet ", style="bold reverse")
+        text.append(f" {self.run_title} ", style="bold")
+        if self.mode == "live":
+            text.append(" LIVE ", style="bold black on green")
+        elif self.mode == "read-only":
+            text.append(" READ-ONLY ", style="bold black on yellow")
+            text.append(" controls off", style="yellow")
+        else:
+            text.append(" PLAYBACK ", style="bold white on magenta")
+            text.append(" no side effects", style="magenta")
+        hub = model.hub
+        if hub.get("hub_id"):
+            text.append(f"  hub {hub['hub_id']}", style="cyan")
+            if hub.get("store"):
+                text.append(f" ({hub['store']})", style="dim")
+        text.append(f"  {format_clock(now)} UTC", style="")
+        text.append(f"  {model.event_rate.rate(now):.0f} ev/s", style="green")
+        text.append(f"  {model.events_total} events", style="dim")
+        if model.dropped_total or model.missed_total:
+            text.append(f"  lost {model.dropped_total + model.missed_total}", style="bold red")
+        if self.mode == "live":
+            text.append(f"  target: {self.selected_process or '—'}", style="bold")
+        if self._writer is not None:
+            text.append("  ● REC", style="bold red")
+        return text
+
+    def _caption_text(self) -> Text:
+        model = self.model
+        if model.captions:
+            at, caption = model.captions[-1]
+            text = Text(no_wrap=True, overflow="ellipsis")
+            text.append(" ▌ ", style="bold cyan")
+            text.append(caption, style="bold")
+            text.append(f"   {format_clock(at)}", style="dim")
+            return text
+        return Text(" ? help · tab next pane · 1/2 overview/sequence · enter inspect · ctrl+p commands", style="dim")
+
+    def _playback_text(self) -> Text:
+        controller = self.playback
+        assert controller is not None
+        total = len(controller)
+        position = controller.position
+        duration = controller.reader.duration
+        width = 24
+        filled = int(width * position / total) if total else 0
+        text = Text(no_wrap=True, overflow="ellipsis")
+        state = "▶ playing" if controller.playing else "⏸ paused"
+        text.append(f" {state} {controller.speed:g}x ", style="bold white on magenta")
+        text.append(f"  item {position}/{total}  t {controller.current_t:.3f} / {duration:.3f} s  ")
+        text.append("━" * filled, style="magenta")
+        text.append("─" * (width - filled), style="dim")
+        return text
+
+    # ------------------------------------------------------------------ selection
+
+    @on(DataTable.RowHighlighted, "#processes")
+    def _process_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self.selected_process = event.row_key.value
+
+    @on(DataTable.RowHighlighted, "#channels")
+    def _channel_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        key = event.row_key.value
+        channel = None if key == ChannelTable.ALL else key
+        if channel != self.selected_channel:
+            self.selected_channel = channel
+            self.sync_views()
+
+    @on(DataTable.RowHighlighted, "#cursors")
+    def _cursor_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self.selected_cursor = CursorTable.parse_key(event.row_key.value)
+        self._sync_cursor_detail(self.model, self.now())
+
+    @on(TabbedContent.TabActivated)
+    def _tab_activated(self) -> None:
+        self.sync_views()
+
+    # ------------------------------------------------------------------ actions: controls
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "control":
+            # playback: hidden (the footer shows playback keys); read-only: shown disabled
+            return None if self.mode == "read-only" else self.mode == "live"
+        if action in ("play_pause", "step", "speed", "jump"):
+            return self.mode == "playback"
+        return True
+
+    def action_control(self, verb: str) -> None:
+        if self.controls is None:
+            self.notify(f"Controls are disabled: {self.read_only_reason}.", severity="warning", timeout=4)
+            return
+        spec = SPECS_BY_VERB[verb]
+        target = self.selected_process if spec.needs_target else None
+        if spec.needs_target:
+            if not target:
+                self.notify("Select a process in the processes pane first.", severity="warning")
+                return
+            proc = self.model.processes.get(target)
+            if verb == "pause" and proc is not None and proc.state == "paused":
+                verb = "resume"
+            is_hub = (proc is not None and proc.role == "hub") or (proc is None and target == "hub")
+            if verb == "disconnect" and is_hub:
+                self.notify("disconnect drops an agent's connection; select an agent.", severity="warning")
+                return
+        if verb in IRREVERSIBLE:
+
+            def confirmed(answer: bool | None) -> None:
+                if answer:
+                    self.run_control(verb, target)
+
+            self.push_screen(ConfirmScreen(confirm_text(verb, target)), confirmed)
+        else:
+            self.run_control(verb, target)
+
+    @work(group="controls", exit_on_error=False)
+    async def run_control(self, verb: str, target: str | None) -> None:
+        assert self.controls is not None
+        try:
+            message = await self.controls.act(verb, target)
+            error = False
+        except ControlError as exc:
+            message, error = str(exc), True
+        except Exception as exc:
+            message, error = f"{type(exc).__name__}: {exc}", True
+        self.post_message(ControlDone(verb, target, message, error))
+
+    def on_control_done(self, event: ControlDone) -> None:
+        self.control_results.append(event)
+        label = f"{event.verb} {event.target}" if event.target else event.verb
+        self.notify(f"{label}: {event.message}", severity="error" if event.error else "information", timeout=4)
+        if self.playback is None:
+            self.ingest(
+                (
+                    "control",
+                    {
+                        "at": self.now(),
+                        "verb": event.verb,
+                        "target": event.target,
+                        "message": event.message,
+                        "error": event.error,
+                    },
+                )
+            )
+
+    # ------------------------------------------------------------------ actions: views
+
+    def _focused_stream(self) -> StreamView:
+        focused = self.focused
+        if isinstance(focused, StreamView):
+            return focused
+        if self.main.query_one("#tabs", TabbedContent).active == "sequence":
+            return self.main.query_one("#ladder", LadderView)
+        return self.main.query_one("#wal", WalView)
+
+    def action_follow(self) -> None:
+        self._focused_stream().action_toggle_follow()
+
+    def action_filter(self) -> None:
+        self.main.query_one("#tabs", TabbedContent).active = "overview"
+        box = self.main.query_one("#wal-filter", FilterInput)
+        box.value = self.main.query_one("#wal", WalView).wal_filter.describe()
+        box.display = True
+        box.focus()
+
+    @on(Input.Submitted, "#wal-filter")
+    def _filter_submitted(self, event: Input.Submitted) -> None:
+        wal = self.main.query_one("#wal", WalView)
+        wal.wal_filter = WalFilter.parse(event.value)
+        self.close_filter()
+        self.sync_views()
+
+    def close_filter(self) -> None:
+        self.main.query_one("#wal-filter", FilterInput).display = False
+        self.main.query_one("#wal", WalView).focus()
+
+    def action_show_tab(self, tab: str) -> None:
+        self.main.query_one("#tabs", TabbedContent).active = tab
+        self.main.query_one("#ladder" if tab == "sequence" else "#wal", StreamView).focus()
+        self.sync_views()
+
+    def action_maximize_pane(self) -> None:
+        if self.screen.maximized is not None:
+            self.screen.minimize()
+        elif self.focused is not None:
+            self.screen.maximize(self.focused)
+
+    def action_export_mermaid(self) -> Path | None:
+        channel = self.selected_channel
+        path = self.export_dir / f"sequence-{channel or 'all'}.mmd"
+        try:
+            path.write_text(to_mermaid(self.model, channel), encoding="utf-8")
+        except OSError as exc:
+            self.notify(f"cannot write {path}: {exc}", severity="error")
+            return None
+        self.notify(f"sequence diagram written to {path}", timeout=4)
+        return path
+
+    def on_stream_view_inspect(self, event: StreamView.Inspect) -> None:
+        item = event.item
+        if isinstance(item, EnvelopeRow):
+            row: EnvelopeRow | None = item
+        else:
+            row = self.model.envelope(
+                getattr(item, "envelope_id", None),
+                channel_id=getattr(item, "channel_id", None),
+                seq=getattr(item, "seq", None),
+            )
+        if row is None:
+            if getattr(item, "envelope_id", None) or getattr(item, "seq", None):
+                self.notify("That envelope has left the dashboard's buffer.", severity="warning")
+            return
+        self.push_screen(InspectorScreen(self.model, row))
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen(self.help_keys(), self._mode_note()))
+
+    def help_keys(self) -> list[tuple[str, str, str]]:
+        keys: list[tuple[str, str, str]] = []
+        if self.mode != "playback":
+            keys += [
+                (spec.key, spec.label, spec.help + (" (asks first)" if spec.irreversible else ""))
+                for spec in CONTROL_SPECS
+            ]
+        else:
+            keys += list(PLAYBACK_KEYS)
+        return keys + list(OTHER_KEYS)
+
+    def _mode_note(self) -> str:
+        if self.mode == "live":
+            return "LIVE: controls go to the launcher; only kill, restart hub and restart all ask first."
+        if self.mode == "read-only":
+            return f"READ-ONLY: {self.read_only_reason}."
+        return "PLAYBACK: a recording, replayed with no side effects; controls are disabled."
+
+    # ------------------------------------------------------------------ actions: playback
+
+    def _after_seek(self) -> None:
+        self.sync_views()
+
+    def action_play_pause(self) -> None:
+        assert self.playback is not None
+        self.playback.toggle()
+        self._last_tick = time.monotonic()
+        self._after_seek()
+
+    def action_step(self, count: int) -> None:
+        assert self.playback is not None
+        self.playback.playing = False
+        self.playback.step(count)
+        self._after_seek()
+
+    def action_speed(self, direction: int) -> None:
+        assert self.playback is not None
+        speed = self.playback.faster() if direction > 0 else self.playback.slower()
+        self.notify(f"speed {speed:g}x", timeout=1.5)
+        self._after_seek()
+
+    def action_jump(self) -> None:
+        def jump(query: str | None) -> None:
+            if not query or self.playback is None:
+                return
+            self.playback.playing = False
+            try:
+                done = self.playback.jump(query, self.selected_channel)
+            except ValueError as exc:
+                self.notify(str(exc), severity="error")
+                return
+            self.notify(f"jumped to {done}", timeout=2)
+            self._after_seek()
+
+        self.push_screen(PromptScreen("Jump to…", "42 (seq) · #120 (item) · 12.5s · 10:00:03"), jump)
+
+    # ------------------------------------------------------------------ command palette
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        if self.mode != "playback":
+            for spec in CONTROL_SPECS:
+                target = "" if not spec.needs_target else f" {self.selected_process or '(select a process)'}"
+                yield SystemCommand(
+                    f"Control: {spec.label}{target} ({spec.key})",
+                    spec.help,
+                    lambda verb=spec.verb: self.action_control(verb),
+                )
+        else:
+            yield SystemCommand("Playback: play / pause (space)", "Play the recording", self.action_play_pause)
+            yield SystemCommand("Playback: step forward (])", "Apply the next item", lambda: self.action_step(1))
+            yield SystemCommand("Playback: step back ([)", "Go back one item", lambda: self.action_step(-1))
+            yield SystemCommand("Playback: jump (j)", "Jump to a seq, item or time", self.action_jump)
+        yield SystemCommand(
+            "View: overview (1)", "Processes, channels, cursors, WAL, log", lambda: self.action_show_tab("overview")
+        )
+        yield SystemCommand("View: sequence diagram (2)", "Lanes and arrows", lambda: self.action_show_tab("sequence"))
+        yield SystemCommand("WAL: filter (/)", "Filter by text, sender (from:) or type (type:)", self.action_filter)
+        yield SystemCommand("Stream: follow / pause (f)", "Follow the newest rows", self.action_follow)
+        yield SystemCommand(
+            "Export: sequence diagram as Mermaid (m)",
+            f"Write the {'selected channel' if self.selected_channel else 'whole run'} to {self.export_dir}",
+            self.action_export_mermaid,
+        )
+        yield SystemCommand("Help: keys and concepts (?)", "What every pane shows", self.action_help)
+
+
+# ---------------------------------------------------------------------------------------- entry points
+
+
+@contextmanager
+def relaxed_gc(gen0: int = 50_000) -> Iterator[None]:
+    """Collect cyclic garbage less often while the dashboard runs.
+
+    The model keeps ~10^5 long-lived objects in its ring buffers and allocates a few per event; with
+    the default threshold (700) the collector rescans them constantly, which cuts the event rate
+    several times over and shows as pauses. The model makes no reference cycles, so its garbage is
+    freed by reference counting anyway. The previous thresholds are restored on exit.
+    """
+    old = gc.get_threshold()
+    gc.set_threshold(max(gen0, old[0]), *old[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*old)
+
+
+async def run_dashboard(
+    feed: AsyncIterable[FeedItem],
+    controls: Controls | None,
+    *,
+    title: str = "agentnet",
+    recording_path: str | Path | None = None,
+    keymap: dict[str, str] | None = None,
+    read_only_reason: str | None = None,
+    sample_processes: bool = True,
+) -> None:
+    """Run the live dashboard until the user quits. ``controls=None`` makes it read-only.
+
+    ``recording_path``: also record every item the dashboard consumes (and its process samples and
+    control results) there, for ``agentnet replay``.
+    """
+    app = DashboardApp(
+        feed,
+        controls,
+        title=title,
+        recording_path=recording_path,
+        clock=time.time,
+        sample_processes=sample_processes,
+        keymap=keymap,
+        read_only_reason=read_only_reason,
+    )
+    with relaxed_gc():
+        await app.run_async()
+
+
+def playback_app(recording_path: str | Path, *, title: str | None = None, start: str = "begin") -> DashboardApp:
+    path = Path(recording_path)
+    controller = PlaybackController(RecordingReader(path))
+    if start == "end":
+        controller.seek(len(controller))
+    return DashboardApp(None, None, title=title or f"replay {path.name}", playback=controller, export_dir=path.parent)
+
+
+async def run_playback(recording_path: str | Path, *, title: str | None = None, start: str = "begin") -> None:
+    """Open a recording in the dashboard, in playback mode (``agentnet replay RECORDING``)."""
+    app = playback_app(recording_path, title=title, start=start)
+    with relaxed_gc():
+        await app.run_async()
+
+
+__all__ = ["ControlDone", "DashboardApp", "playback_app", "relaxed_gc", "run_dashboard", "run_playback"]

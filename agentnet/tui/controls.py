@@ -1,0 +1,94 @@
+"""What the dashboard can ask the launcher to do, and the one registry of those controls.
+
+The launcher implements :class:`Controls`; the dashboard only calls ``act``. The new state is never
+assumed: the dashboard shows it when the launcher's next process event (or the hub's connection
+event) arrives through the feed. ``controls=None`` means read-only (attached to a hub without its
+launcher, or playback).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+VERBS = ("kill", "stop", "pause", "resume", "disconnect", "restart", "restart-hub", "restart-all")
+
+
+class ControlError(Exception):
+    """The launcher refused or failed a control; the message is shown to the user as is."""
+
+
+@runtime_checkable
+class Controls(Protocol):
+    async def act(self, verb: str, target: str | None) -> str:
+        """Perform ``verb`` (one of :data:`VERBS`) on ``target`` (a process name, or None for
+        ``restart-hub`` / ``restart-all``). Returns a short human message; raises
+        :class:`ControlError` with a human message when it cannot."""
+        ...
+
+
+@dataclass(frozen=True)
+class ControlSpec:
+    """One control: its key, its binding id (for the footer, help, palette and keymaps) and texts."""
+
+    verb: str
+    key: str
+    binding_id: str
+    label: str
+    help: str
+    needs_target: bool = True
+    irreversible: bool = False
+
+
+CONTROL_SPECS: tuple[ControlSpec, ...] = (
+    ControlSpec(
+        "kill",
+        "k",
+        "control.kill",
+        "kill",
+        "SIGKILL the selected process (the launcher may restart it)",
+        irreversible=True,
+    ),
+    ControlSpec("stop", "s", "control.stop", "stop", "Stop the selected process gracefully (SIGTERM), no restart"),
+    ControlSpec("pause", "p", "control.pause", "pause", "Pause (SIGSTOP) or resume (SIGCONT) the selected process"),
+    ControlSpec(
+        "disconnect",
+        "d",
+        "control.disconnect",
+        "disconnect",
+        "Ask the hub to drop the selected agent's connection (the process lives on and reconnects)",
+    ),
+    ControlSpec("restart", "r", "control.restart", "restart", "Restart the selected process"),
+    ControlSpec(
+        "restart-hub",
+        "H",
+        "control.restart-hub",
+        "restart hub",
+        "Restart the hub (agents reconnect and get replays)",
+        needs_target=False,
+        irreversible=True,
+    ),
+    ControlSpec(
+        "restart-all",
+        "R",
+        "control.restart-all",
+        "restart all",
+        "Restart the hub and every agent",
+        needs_target=False,
+        irreversible=True,
+    ),
+)
+
+SPECS_BY_VERB: dict[str, ControlSpec] = {spec.verb: spec for spec in CONTROL_SPECS}
+SPECS_BY_VERB["resume"] = SPECS_BY_VERB["pause"]
+IRREVERSIBLE = frozenset(spec.verb for spec in CONTROL_SPECS if spec.irreversible)
+
+
+def confirm_text(verb: str, target: str | None) -> str:
+    if verb == "kill":
+        return f"Kill {target} with SIGKILL? Its unacked envelopes will be redelivered when it comes back."
+    if verb == "restart-hub":
+        return "Restart the hub? Every agent disconnects, reconnects and gets its replay."
+    if verb == "restart-all":
+        return "Restart the hub and every agent?"
+    return f"{verb} {target or ''}?"

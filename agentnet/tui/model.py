@@ -1,0 +1,1301 @@
+"""The dashboard's state, free of Textual: feed items in, plain Python objects out.
+
+Everything the panes show is computed here from the observer feed (hub snapshot + events) and the
+launcher's process events, so it can be tested without a terminal and replayed deterministically:
+rates, ages and "stuck cursor" explanations are computed from event times, and every query that needs
+the present takes ``now`` as an argument (the live app passes the wall clock, playback and tests pass
+``model.clock``, the time of the latest item applied).
+
+Memory is bounded: envelopes, log lines and diagram arrows live in ring buffers; per-envelope
+delivery histories and per-cursor series are capped.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+FeedItem = tuple[str, dict[str, Any]]
+"""One item of a feed: ``(kind, payload)`` with kind in :data:`FEED_KINDS`."""
+
+FEED_KINDS = ("snapshot", "event", "process", "caption", "fault", "stats", "status", "control")
+
+CONNECTED = "connected"
+DISCONNECTED = "disconnected"
+SUPERSEDED = "superseded"
+CLOSE_SUPERSEDED = 4001
+CLOSE_DISCONNECTED_BY_OBSERVER = 4000
+
+DOWN_STATES = frozenset({"exited", "crashed", "killed", "stopped", "backoff"})
+RUNNING_STATES = frozenset({"starting", "ready", "paused"})
+DEFAULT_WINDOW = 256
+HISTORY_CAP = 24
+SERIES_SECONDS = 600
+
+# --------------------------------------------------------------------------------------------- helpers
+
+
+def parse_time(value: Any) -> float | None:
+    """ISO-8601 (``2026-11-20T10:00:00.123Z``) or epoch seconds to epoch seconds; None if absent."""
+    if value is None:
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    try:
+        parsed = datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.timestamp()
+
+
+def format_clock(at: float | None) -> str:
+    """``HH:MM:SS.mmm`` in UTC (the protocol's time zone)."""
+    if at is None:
+        return "--:--:--.---"
+    return datetime.fromtimestamp(at, UTC).strftime("%H:%M:%S.%f")[:-3]
+
+
+def format_age(seconds: float | None) -> str:
+    """A short human duration: ``4.1 s``, ``3 min 12 s``, ``2 h 05 min``."""
+    if seconds is None:
+        return "—"
+    seconds = max(0.0, seconds)
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    if seconds < 3600:
+        return f"{int(seconds // 60)} min {int(seconds % 60):02d} s"
+    return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60):02d} min"
+
+
+def format_duration(seconds: float | None) -> str:
+    """Like :func:`format_age` in whole seconds (for table cells that should not flicker)."""
+    if seconds is None:
+        return "—"
+    seconds = max(0.0, seconds)
+    if seconds < 60:
+        return f"{int(seconds)} s"
+    return format_age(seconds)
+
+
+def format_bytes(value: float | None) -> str:
+    if value is None:
+        return "—"
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GB"  # pragma: no cover
+
+
+def plural(count: int, word: str) -> str:
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
+SPARK_CHARS = "▁▂▃▄▅▆▇█"
+
+
+def sparkline_text(values: list[float] | list[int]) -> str:
+    """A one-line text sparkline (for table cells), scaled to the largest value."""
+    if not values:
+        return ""
+    top = max(values)
+    if top <= 0:
+        return SPARK_CHARS[0] * len(values)
+    last = len(SPARK_CHARS) - 1
+    return "".join(SPARK_CHARS[min(last, round(v / top * last))] for v in values)
+
+
+class RateCounter:
+    """Counts per whole second of event time; bounded to the last ``seconds`` seconds."""
+
+    __slots__ = ("_buckets", "total")
+
+    def __init__(self, seconds: int = SERIES_SECONDS) -> None:
+        self._buckets: deque[list[int]] = deque(maxlen=seconds)
+        self.total = 0
+
+    def add(self, at: float, count: int = 1) -> None:
+        self.total += count
+        second = int(at)
+        if self._buckets and self._buckets[-1][0] == second:
+            self._buckets[-1][1] += count
+        elif not self._buckets or second > self._buckets[-1][0]:
+            self._buckets.append([second, count])
+        else:  # an out-of-order time: add it to its bucket if we still have it
+            for bucket in reversed(self._buckets):
+                if bucket[0] == second:
+                    bucket[1] += count
+                    return
+                if bucket[0] < second:
+                    return
+
+    def series(self, now: float, n: int = 30) -> list[int]:
+        """Counts for the ``n`` whole seconds ending with ``now``'s second (oldest first)."""
+        end = int(now)
+        start = end - n + 1
+        out = [0] * n
+        for second, count in reversed(self._buckets):
+            if second < start:
+                break
+            if second <= end:
+                out[second - start] = count
+        return out
+
+    def rate(self, now: float, window: int = 5) -> float:
+        """Mean events per second over the last ``window`` complete seconds before ``now``."""
+        values = self.series(now - 1, window)
+        return sum(values) / window
+
+
+class SeriesSampler:
+    """The last value per whole second (e.g. a cursor's lag); forward-filled when queried."""
+
+    __slots__ = ("_points",)
+
+    def __init__(self, seconds: int = SERIES_SECONDS) -> None:
+        self._points: deque[list[float]] = deque(maxlen=seconds)
+
+    def add(self, at: float, value: float) -> None:
+        second = int(at)
+        if self._points and self._points[-1][0] == second:
+            self._points[-1][1] = value
+        elif not self._points or second > self._points[-1][0]:
+            self._points.append([second, value])
+
+    def series(self, now: float, n: int = 30) -> list[float]:
+        end = int(now)
+        start = end - n + 1
+        window: list[list[float]] = []  # newest first: the points in the window and the one before it
+        for point in reversed(self._points):
+            if point[0] > end:
+                continue
+            window.append(point)
+            if point[0] < start:
+                break
+        window.reverse()
+        out: list[float] = [0.0] * n
+        value = 0.0
+        index = 0
+        for second in range(start, end + 1):
+            while index < len(window) and window[index][0] <= second:
+                value = window[index][1]
+                index += 1
+            out[second - start] = value
+        return out
+
+
+# --------------------------------------------------------------------------------------------- entities
+
+
+class ProcessInfo:
+    """One supervised process (hub or agent), as the launcher reports it."""
+
+    __slots__ = (
+        "cpu",
+        "down_since",
+        "exit_code",
+        "last_restart_at",
+        "name",
+        "pid",
+        "reason",
+        "restarts",
+        "role",
+        "rss",
+        "started_at",
+        "state",
+        "state_since",
+    )
+
+    def __init__(self, name: str, role: str = "agent") -> None:
+        self.name = name
+        self.role = role
+        self.pid: int | None = None
+        self.state = "pending"
+        self.reason = ""
+        self.restarts = 0
+        self.started_at: float | None = None
+        self.last_restart_at: float | None = None
+        self.exit_code: int | None = None
+        self.state_since: float | None = None
+        self.down_since: float | None = None  # when it last went from running to down
+        self.cpu: float | None = None
+        self.rss: float | None = None
+
+    def uptime(self, now: float) -> float | None:
+        if self.state not in RUNNING_STATES or self.started_at is None:
+            return None
+        return max(0.0, now - self.started_at)
+
+
+class AgentInfo:
+    """One agent identity on the hub and its current connection."""
+
+    __slots__ = (
+        "agent_id",
+        "close_code",
+        "close_reason",
+        "connected",
+        "connected_at",
+        "disconnected_at",
+        "latency_ms",
+        "name",
+        "passport",
+        "replaying",
+        "role",
+        "session_id",
+    )
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.agent_id: str | None = None
+        self.role = "agent"
+        self.connected = False
+        self.session_id: str | None = None
+        self.passport: dict[str, Any] | None = None
+        self.latency_ms: float | None = None
+        self.connected_at: float | None = None
+        self.disconnected_at: float | None = None
+        self.close_code: int | None = None
+        self.close_reason: str | None = None
+        self.replaying: int | None = None
+
+    @property
+    def connection(self) -> str:
+        if self.connected:
+            return CONNECTED
+        if self.close_code == CLOSE_SUPERSEDED:
+            return SUPERSEDED
+        return DISCONNECTED
+
+
+class ChannelInfo:
+    __slots__ = (
+        "channel_id",
+        "close_reason",
+        "closed_at",
+        "created_at",
+        "creator",
+        "head_seq",
+        "knobs",
+        "participants",
+        "rate",
+        "state",
+        "topic",
+        "type",
+    )
+
+    def __init__(self, channel_id: str) -> None:
+        self.channel_id = channel_id
+        self.type = "?"
+        self.topic: str | None = None
+        self.creator: str | None = None
+        self.participants: list[str] = []
+        self.state = "open"
+        self.head_seq = 0
+        self.created_at: float | None = None
+        self.closed_at: float | None = None
+        self.close_reason: str | None = None
+        self.knobs: dict[str, Any] = {}
+        self.rate = RateCounter()
+
+    def update(self, channel: dict[str, Any]) -> None:
+        self.type = channel.get("type", self.type)
+        self.topic = channel.get("topic", self.topic)
+        self.creator = channel.get("creator", self.creator)
+        self.participants = list(channel.get("participants") or self.participants)
+        self.state = channel.get("state", self.state)
+        self.head_seq = max(self.head_seq, int(channel.get("head_seq") or 0))
+        self.created_at = parse_time(channel.get("created_at")) or self.created_at
+        self.closed_at = parse_time(channel.get("closed_at")) or self.closed_at
+        self.close_reason = channel.get("close_reason", self.close_reason)
+        self.knobs = dict(channel.get("knobs") or self.knobs)
+
+
+class CursorInfo:
+    """Per (recipient, channel): the hub's numbers plus what the feed lets us derive."""
+
+    __slots__ = (
+        "ack_floor",
+        "channel_id",
+        "dead",
+        "delivered_seq",
+        "inflight",
+        "lag",
+        "lag_series",
+        "last_ack_at",
+        "last_nack",
+        "recipient",
+        "redelivered",
+        "since",
+        "snapshot_oldest_at",
+        "updated_at",
+    )
+
+    def __init__(self, recipient: str, channel_id: str) -> None:
+        self.recipient = recipient
+        self.channel_id = channel_id
+        self.ack_floor = 0
+        self.delivered_seq = 0
+        self.inflight = 0
+        self.lag = 0
+        self.redelivered = 0
+        self.dead = 0
+        self.since: dict[int, float] = {}  # seq -> first delivery time, for unacked deliveries
+        self.snapshot_oldest_at: float | None = None
+        self.last_ack_at: float | None = None
+        self.last_nack: tuple[float, int, str] | None = None  # (at, seq, reason)
+        self.updated_at: float | None = None
+        self.lag_series = SeriesSampler()
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.recipient, self.channel_id)
+
+    def oldest_inflight(self) -> tuple[int | None, float | None]:
+        """(seq, first-delivery time) of the oldest unacked delivery we know of."""
+        if self.since:
+            seq = min(self.since)
+            return seq, self.since[seq]
+        if self.inflight and self.snapshot_oldest_at is not None:
+            return None, self.snapshot_oldest_at
+        return None, None
+
+    def oldest_age(self, now: float) -> float | None:
+        _, at = self.oldest_inflight()
+        return None if at is None else max(0.0, now - at)
+
+
+class Mark:
+    """The delivery state of one envelope for one recipient, with its history."""
+
+    __slots__ = ("attempts", "history", "recipient", "state")
+
+    GLYPHS = {
+        "pending": "·",
+        "delivered": "→",
+        "acked": "✓",
+        "nacked": "✗",
+        "dead": "†",
+    }
+
+    def __init__(self, recipient: str) -> None:
+        self.recipient = recipient
+        self.state = "pending"
+        self.attempts = 0
+        self.history: list[tuple[float | None, str, str]] = []
+
+    def note(self, at: float | None, what: str, detail: str = "") -> None:
+        if len(self.history) >= HISTORY_CAP:
+            del self.history[1]  # keep the first entry, drop the oldest after it
+        self.history.append((at, what, detail))
+
+    @property
+    def redeliveries(self) -> int:
+        return max(0, self.attempts - 1)
+
+    @property
+    def glyph(self) -> str:
+        extra = f"↻{self.redeliveries}" if self.redeliveries else ""
+        return self.GLYPHS.get(self.state, "?") + extra
+
+
+class EnvelopeRow:
+    """One WAL entry as the dashboard keeps it."""
+
+    __slots__ = (
+        "at",
+        "audience",
+        "channel_id",
+        "envelope",
+        "envelope_id",
+        "marks",
+        "sender",
+        "seq",
+        "serial",
+        "text",
+        "type",
+        "version",
+    )
+
+    def __init__(self, serial: int, envelope: dict[str, Any], at: float | None, recipients: list[str]) -> None:
+        self.serial = serial
+        self.envelope = envelope
+        self.envelope_id: str = envelope.get("envelope_id", "")
+        self.channel_id: str = envelope.get("channel_id", "")
+        self.seq: int = int(envelope.get("seq") or 0)
+        self.sender: str = envelope.get("sender", "?")
+        self.audience: list[str] | None = envelope.get("audience")
+        self.type: str = envelope.get("type", "?")
+        data = envelope.get("data")
+        text = data.get("text") if isinstance(data, dict) else None
+        if not isinstance(text, str):
+            text = json.dumps(data, separators=(",", ":"), ensure_ascii=False) if data else ""
+        self.text: str = text
+        self.at = at
+        self.marks: dict[str, Mark] = {name: Mark(name) for name in recipients}
+        self.version = 0
+
+    def mark(self, recipient: str) -> Mark:
+        mark = self.marks.get(recipient)
+        if mark is None:
+            mark = self.marks[recipient] = Mark(recipient)
+        self.version += 1
+        return mark
+
+    @property
+    def audience_label(self) -> str:
+        if self.audience is None:
+            return "*"
+        return ",".join(self.audience)
+
+
+class LogLine:
+    __slots__ = ("at", "envelope_id", "level", "serial", "text")
+
+    def __init__(self, serial: int, at: float | None, level: str, text: str, envelope_id: str | None) -> None:
+        self.serial = serial
+        self.at = at
+        self.level = level
+        self.text = text
+        self.envelope_id = envelope_id
+
+
+class Arrow:
+    """One arrow of the sequence diagram."""
+
+    __slots__ = ("at", "attempt", "channel_id", "detail", "dst", "envelope_id", "kind", "seq", "serial", "src")
+
+    KINDS = ("post", "deliver", "redeliver", "ack", "nack", "dead")
+
+    def __init__(
+        self,
+        serial: int,
+        at: float | None,
+        kind: str,
+        src: str,
+        dst: str,
+        channel_id: str,
+        seq: int,
+        envelope_id: str | None,
+        attempt: int = 1,
+        detail: str = "",
+    ) -> None:
+        self.serial = serial
+        self.at = at
+        self.kind = kind
+        self.src = src
+        self.dst = dst
+        self.channel_id = channel_id
+        self.seq = seq
+        self.envelope_id = envelope_id
+        self.attempt = attempt
+        self.detail = detail
+
+
+# --------------------------------------------------------------------------------------------- filters
+
+
+class WalFilter:
+    """``from:alice type:text to:bob some words`` — every part optional, all must match."""
+
+    __slots__ = ("recipient", "sender", "text", "type")
+
+    PREFIXES = {"from": "sender", "sender": "sender", "type": "type", "to": "recipient"}
+
+    def __init__(
+        self, text: str = "", sender: str | None = None, type: str | None = None, recipient: str | None = None
+    ) -> None:
+        self.text = text.lower()
+        self.sender = sender
+        self.type = type
+        self.recipient = recipient
+
+    @classmethod
+    def parse(cls, query: str) -> WalFilter:
+        words: list[str] = []
+        fields: dict[str, str] = {}
+        for token in query.split():
+            prefix, sep, value = token.partition(":")
+            if sep and value and prefix.lower() in cls.PREFIXES:
+                fields[cls.PREFIXES[prefix.lower()]] = value
+            else:
+                words.append(token)
+        return cls(" ".join(words), **fields)
+
+    @property
+    def empty(self) -> bool:
+        return not (self.text or self.sender or self.type or self.recipient)
+
+    def describe(self) -> str:
+        parts = []
+        if self.sender:
+            parts.append(f"from:{self.sender}")
+        if self.type:
+            parts.append(f"type:{self.type}")
+        if self.recipient:
+            parts.append(f"to:{self.recipient}")
+        if self.text:
+            parts.append(self.text)
+        return " ".join(parts)
+
+    def key(self) -> tuple[str, str | None, str | None, str | None]:
+        return (self.text, self.sender, self.type, self.recipient)
+
+    def __call__(self, row: EnvelopeRow) -> bool:
+        if self.sender and row.sender != self.sender:
+            return False
+        if self.type and row.type != self.type:
+            return False
+        if self.recipient and self.recipient not in row.marks:
+            return False
+        if self.text:
+            haystack = f"{row.text} {row.sender} {row.type} {row.audience_label}".lower()
+            if self.text not in haystack:
+                return False
+        return True
+
+
+class Selection:
+    """An incrementally maintained, filtered, indexable view over one of the model's ring buffers.
+
+    ``sync()`` scans only what was appended since the last call and drops what the ring evicted, so
+    keeping a filtered WAL view current costs O(new items), not O(buffer).
+    """
+
+    def __init__(self, ring: deque[Any], predicate: Callable[[Any], bool] | None) -> None:
+        self._ring = ring
+        self._predicate = predicate
+        self._rows: list[Any] = []
+        self._start = 0
+        self._scanned = 0  # highest serial examined
+        self.dropped = 0  # rows evicted from the front by the last sync
+
+    def sync(self) -> int:
+        """Bring the view up to date; returns how many rows were added."""
+        ring = self._ring
+        self.dropped = 0
+        if ring:
+            oldest = ring[0].serial
+            rows = self._rows
+            start = self._start
+            while start < len(rows) and rows[start].serial < oldest:
+                start += 1
+            self.dropped = start - self._start
+            if start > 1024 and start * 2 > len(rows):
+                del rows[:start]
+                start = 0
+            self._start = start
+        else:
+            self.dropped = len(self)
+            self._rows.clear()
+            self._start = 0
+            return 0
+        newest = ring[-1].serial
+        if newest <= self._scanned:
+            return 0
+        fresh: list[Any] = []
+        for item in reversed(ring):
+            if item.serial <= self._scanned:
+                break
+            fresh.append(item)
+        fresh.reverse()
+        self._scanned = newest
+        if self._predicate is not None:
+            fresh = [item for item in fresh if self._predicate(item)]
+        self._rows.extend(fresh)
+        return len(fresh)
+
+    def __len__(self) -> int:
+        return len(self._rows) - self._start
+
+    def __getitem__(self, index: int) -> Any:
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        return self._rows[self._start + index]
+
+    def __iter__(self) -> Iterator[Any]:
+        for index in range(self._start, len(self._rows)):
+            yield self._rows[index]
+
+    def index_of_serial(self, serial: int) -> int | None:
+        """Position of the row with this serial (binary search: serials increase)."""
+        lo, hi = self._start, len(self._rows)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            value = self._rows[mid].serial
+            if value < serial:
+                lo = mid + 1
+            elif value > serial:
+                hi = mid
+            else:
+                return mid - self._start
+        return None
+
+
+# --------------------------------------------------------------------------------------------- the model
+
+
+class DashboardModel:
+    """Everything the dashboard knows, updated by ``apply*`` and read by the panes."""
+
+    def __init__(
+        self,
+        *,
+        max_envelopes: int = 50_000,
+        max_log: int = 5_000,
+        max_arrows: int = 50_000,
+        stuck_after: float = 5.0,
+        window: int = DEFAULT_WINDOW,
+    ) -> None:
+        self.stuck_after = stuck_after
+        self.window = window
+        self.hub: dict[str, Any] = {}
+        self.processes: dict[str, ProcessInfo] = {}
+        self.agents: dict[str, AgentInfo] = {}
+        self.channels: dict[str, ChannelInfo] = {}
+        self.cursors: dict[tuple[str, str], CursorInfo] = {}
+        self.envelopes: deque[EnvelopeRow] = deque(maxlen=max_envelopes)
+        self.log: deque[LogLine] = deque(maxlen=max_log)
+        self.arrows: deque[Arrow] = deque(maxlen=max_arrows)
+        self.lanes: list[str] = ["hub"]
+        self.captions: list[tuple[float | None, str]] = []
+        self._by_key: dict[tuple[str, int], EnvelopeRow] = {}
+        self._by_id: dict[str, EnvelopeRow] = {}
+        self._serial = 0
+        self.clock: float = 0.0  # time of the latest item applied
+        self.started_at: float | None = None  # time of the first item applied
+        self.version = 0  # bumps on every change; panes redraw when it moves
+        self.event_seq: int | None = None
+        self.events_total = 0
+        self.items_total = 0
+        self.dropped_total = 0
+        self.missed_total = 0
+        self.bad_items = 0
+        self.snapshots = 0
+        self.feed_state = "waiting"
+        self.feed_detail = ""
+        self.event_rate = RateCounter()
+        self.wal_rate = RateCounter()
+        self._event_handlers: dict[str, Callable[[dict[str, Any], float | None], None]] = {
+            "agent.connected": self._on_agent_connected,
+            "agent.disconnected": self._on_agent_disconnected,
+            "agent.registered": self._on_agent_registered,
+            "channel.opened": self._on_channel,
+            "channel.closed": self._on_channel,
+            "wal.append": self._on_wal_append,
+            "deliver": self._on_deliver,
+            "ack": self._on_ack,
+            "nack": self._on_nack,
+            "cursor": self._on_cursor,
+            "replay.start": self._on_replay,
+            "replay.end": self._on_replay,
+            "dead_letter": self._on_dead_letter,
+            "receipt.ignored": self._on_receipt_ignored,
+            "observer.lagged": self._on_observer_lagged,
+        }
+
+    # ------------------------------------------------------------------ dispatch
+
+    def apply(self, item: FeedItem) -> None:
+        """Apply one feed item; malformed items are counted and logged, never raised."""
+        kind, payload = item
+        self.items_total += 1
+        try:
+            if kind == "event":
+                self.apply_event(payload)
+            elif kind == "snapshot":
+                self.apply_snapshot(payload)
+            elif kind == "process":
+                self.apply_process(payload)
+            elif kind == "caption":
+                self.apply_caption(payload)
+            elif kind == "fault":
+                self.apply_fault(payload)
+            elif kind == "stats":
+                self.apply_stats(payload)
+            elif kind == "status":
+                self.apply_status(payload)
+            elif kind == "control":
+                self.apply_control(payload)
+            else:
+                self.bad_items += 1
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            self.bad_items += 1
+            self._log(self.clock or None, "error", f"malformed {kind} item ignored: {exc!r}")
+
+    def _tick(self, at: float | None) -> float | None:
+        if at is not None:
+            if self.started_at is None:
+                self.started_at = at
+            if at > self.clock:
+                self.clock = at
+        self.version += 1
+        return at
+
+    def _next_serial(self) -> int:
+        self._serial += 1
+        return self._serial
+
+    def _log(self, at: float | None, level: str, text: str, envelope_id: str | None = None) -> None:
+        self.log.append(LogLine(self._next_serial(), at, level, text, envelope_id))
+
+    def _lane(self, name: str | None) -> None:
+        if name and name not in self.lanes:
+            self.lanes.append(name)
+
+    # ------------------------------------------------------------------ snapshot
+
+    def apply_snapshot(self, snapshot: dict[str, Any], at: float | None = None) -> None:
+        """Replace hub-side state (agents, channels, cursors) with a fresh snapshot.
+
+        The WAL ring, the log and the diagram keep what they had: a re-snapshot after
+        ``observer.lagged`` leaves a gap in them, which the log records.
+        """
+        at = self._tick(at if at is not None else parse_time(snapshot.get("at")))
+        when = at if at is not None else (self.clock or None)
+        self.snapshots += 1
+        if self.feed_state == "waiting":
+            self.feed_state = "connected"
+        self.hub = dict(snapshot.get("hub") or {})
+        seq = self.hub.get("event_seq")
+        self.event_seq = int(seq) if seq is not None else None
+        agents: dict[str, AgentInfo] = {}
+        for entry in snapshot.get("agents") or []:
+            name = entry["name"]
+            agent = self.agents.get(name) or AgentInfo(name)
+            agent.agent_id = entry.get("agent_id", agent.agent_id)
+            agent.role = entry.get("role") or agent.role
+            was_connected = agent.connected
+            agent.connected = bool(entry.get("connected"))
+            agent.session_id = entry.get("session_id", agent.session_id)
+            agent.passport = entry.get("passport", agent.passport)
+            agent.latency_ms = entry.get("latency_ms")
+            if agent.connected and not was_connected:
+                agent.connected_at = agent.connected_at or when
+            if not agent.connected and agent.disconnected_at is None:
+                agent.disconnected_at = when
+            agents[name] = agent
+            self._lane(name)
+        self.agents = agents
+        channels: dict[str, ChannelInfo] = {}
+        for entry in snapshot.get("channels") or []:
+            channel = self.channels.get(entry["channel_id"]) or ChannelInfo(entry["channel_id"])
+            channel.update(entry)
+            channels[channel.channel_id] = channel
+        self.channels = channels
+        cursors: dict[tuple[str, str], CursorInfo] = {}
+        for entry in snapshot.get("cursors") or []:
+            key = (entry["recipient"], entry["channel_id"])
+            cursor = self.cursors.get(key) or CursorInfo(*key)
+            self._update_cursor(cursor, entry, when)
+            cursor.redelivered = int(entry.get("redelivered") or 0)
+            cursor.dead = int(entry.get("dead") or 0)
+            age = entry.get("oldest_inflight_age")
+            cursor.snapshot_oldest_at = (when - float(age)) if (age is not None and when is not None) else None
+            if not cursor.inflight:
+                cursor.since.clear()
+            cursors[key] = cursor
+        self.cursors = cursors
+        self._log(
+            when,
+            "info",
+            f"snapshot: {plural(len(agents), 'agent')}, {plural(len(channels), 'channel')}, "
+            f"{plural(len(cursors), 'cursor')} (event_seq {self.event_seq})",
+        )
+
+    # ------------------------------------------------------------------ hub events
+
+    def apply_event(self, event: dict[str, Any]) -> None:
+        at = self._tick(parse_time(event.get("at")))
+        self.events_total += 1
+        if at is not None:
+            self.event_rate.add(at)
+        seq = event.get("event_seq")
+        if seq is not None:
+            seq = int(seq)
+            if self.event_seq is not None and seq > self.event_seq + 1:
+                missed = seq - self.event_seq - 1
+                self.missed_total += missed
+                self._log(at, "warn", f"feed gap: {plural(missed, 'event')} missing before event {seq}")
+            if self.event_seq is None or seq > self.event_seq:
+                self.event_seq = seq
+        handler = self._event_handlers.get(event.get("type", ""))
+        if handler is not None:
+            handler(event, at)
+
+    def _agent(self, name: str) -> AgentInfo:
+        agent = self.agents.get(name)
+        if agent is None:
+            agent = self.agents[name] = AgentInfo(name)
+            self._lane(name)
+        return agent
+
+    def _on_agent_connected(self, event: dict[str, Any], at: float | None) -> None:
+        name = event["name"]
+        agent = self._agent(name)
+        previous = agent.session_id if agent.connected else None
+        agent.connected = True
+        agent.session_id = event.get("session_id")
+        agent.agent_id = event.get("agent_id", agent.agent_id)
+        agent.role = event.get("role") or agent.role
+        agent.connected_at = at
+        agent.close_code = None
+        agent.close_reason = None
+        if previous and previous != agent.session_id:
+            self._log(at, "warn", f"{name} connected again: session {agent.session_id} supersedes {previous}")
+        else:
+            self._log(at, "info", f"{name} connected (session {agent.session_id})")
+
+    def _on_agent_disconnected(self, event: dict[str, Any], at: float | None) -> None:
+        name = event["name"]
+        agent = self._agent(name)
+        session = event.get("session_id")
+        code = event.get("code")
+        reason = event.get("reason") or ""
+        why = f"code {code}" + (f", {reason}" if reason else "")
+        if session is not None and agent.session_id is not None and session != agent.session_id:
+            self._log(at, "info", f"{name}: old session {session} closed ({why}), superseded")
+            return
+        agent.connected = False
+        agent.disconnected_at = at
+        agent.close_code = int(code) if code is not None else None
+        agent.close_reason = reason
+        agent.latency_ms = None
+        agent.replaying = None
+        self._log(at, "warn", f"{name} disconnected ({why})")
+
+    def _on_agent_registered(self, event: dict[str, Any], at: float | None) -> None:
+        agent = self._agent(event["name"])
+        agent.agent_id = event.get("agent_id", agent.agent_id)
+        agent.passport = event.get("passport", agent.passport)
+        self._log(at, "info", f"{agent.name} registered")
+
+    def _on_channel(self, event: dict[str, Any], at: float | None) -> None:
+        data = event["channel"]
+        channel = self.channels.get(data["channel_id"])
+        if channel is None:
+            channel = self.channels[data["channel_id"]] = ChannelInfo(data["channel_id"])
+        channel.update(data)
+        for name in channel.participants:
+            self._lane(name)
+        if event.get("type") == "channel.closed":
+            channel.state = "closed"
+            reason = f": {channel.close_reason}" if channel.close_reason else ""
+            self._log(at, "info", f"channel {channel.channel_id} closed{reason}")
+        else:
+            who = ", ".join(channel.participants)
+            topic = f" “{channel.topic}”" if channel.topic else ""
+            self._log(at, "info", f"channel {channel.channel_id} opened ({channel.type}{topic}; {who})")
+
+    def _on_wal_append(self, event: dict[str, Any], at: float | None) -> None:
+        envelope = event["envelope"]
+        channel_id = envelope["channel_id"]
+        channel = self.channels.get(channel_id)
+        if channel is None:
+            channel = self.channels[channel_id] = ChannelInfo(channel_id)
+        seq = int(envelope["seq"])
+        if seq > channel.head_seq:
+            channel.head_seq = seq
+        if at is not None:
+            channel.rate.add(at)
+            self.wal_rate.add(at)
+        sender = envelope.get("sender", "?")
+        audience = envelope.get("audience")
+        recipients = list(audience) if audience is not None else [p for p in channel.participants if p != sender]
+        if len(self.envelopes) == self.envelopes.maxlen:
+            old = self.envelopes[0]
+            self._by_key.pop((old.channel_id, old.seq), None)
+            self._by_id.pop(old.envelope_id, None)
+        row = EnvelopeRow(self._next_serial(), envelope, at, recipients)
+        self.envelopes.append(row)
+        self._by_key[(channel_id, seq)] = row
+        if row.envelope_id:
+            self._by_id[row.envelope_id] = row
+        if sender != "hub":
+            self._lane(sender)
+            self._arrow(at, "post", sender, "hub", channel_id, seq, row.envelope_id, detail=row.type)
+
+    def _arrow(
+        self,
+        at: float | None,
+        kind: str,
+        src: str,
+        dst: str,
+        channel_id: str,
+        seq: int,
+        envelope_id: str | None,
+        attempt: int = 1,
+        detail: str = "",
+    ) -> None:
+        self.arrows.append(
+            Arrow(self._next_serial(), at, kind, src, dst, channel_id, seq, envelope_id, attempt, detail)
+        )
+
+    def _cursor(self, recipient: str, channel_id: str) -> CursorInfo:
+        key = (recipient, channel_id)
+        cursor = self.cursors.get(key)
+        if cursor is None:
+            cursor = self.cursors[key] = CursorInfo(recipient, channel_id)
+        return cursor
+
+    def _on_deliver(self, event: dict[str, Any], at: float | None) -> None:
+        recipient = event["recipient"]
+        channel_id = event["channel_id"]
+        seq = int(event["seq"])
+        attempt = int(event.get("attempt") or 1)
+        reason = event.get("reason") or ("first" if attempt == 1 else "")
+        row = self._by_key.get((channel_id, seq))
+        envelope_id = event.get("envelope_id") or (row.envelope_id if row else None)
+        if row is not None:
+            mark = row.mark(recipient)
+            mark.attempts = max(mark.attempts + 1, attempt)
+            if mark.state != "acked":
+                mark.state = "delivered"
+            mark.note(at, "redelivered" if attempt > 1 else "delivered", f"attempt {attempt}, {reason}")
+        cursor = self._cursor(recipient, channel_id)
+        if at is not None and seq > cursor.ack_floor:
+            cursor.since.setdefault(seq, at)
+        if seq > cursor.delivered_seq:
+            cursor.delivered_seq = seq
+        if attempt > 1:
+            cursor.redelivered += 1
+        self._lane(recipient)
+        kind = "redeliver" if attempt > 1 else "deliver"
+        self._arrow(at, kind, "hub", recipient, channel_id, seq, envelope_id, attempt, reason)
+
+    def _on_ack(self, event: dict[str, Any], at: float | None) -> None:
+        recipient = event["recipient"]
+        channel_id = event["channel_id"]
+        seq = int(event["seq"])
+        row = self._by_key.get((channel_id, seq))
+        if row is not None:
+            mark = row.mark(recipient)
+            mark.state = "acked"
+            mark.note(at, "acked")
+        cursor = self._cursor(recipient, channel_id)
+        cursor.since.pop(seq, None)
+        cursor.last_ack_at = at
+        self._arrow(at, "ack", recipient, "hub", channel_id, seq, event.get("envelope_id"))
+
+    def _on_nack(self, event: dict[str, Any], at: float | None) -> None:
+        recipient = event["recipient"]
+        channel_id = event["channel_id"]
+        seq = int(event["seq"])
+        reason = event.get("reason") or ""
+        row = self._by_key.get((channel_id, seq))
+        if row is not None:
+            mark = row.mark(recipient)
+            if mark.state != "acked":
+                mark.state = "nacked"
+            mark.note(at, "nacked", reason)
+        cursor = self._cursor(recipient, channel_id)
+        if at is not None:
+            cursor.last_nack = (at, seq, reason)
+        self._arrow(at, "nack", recipient, "hub", channel_id, seq, event.get("envelope_id"), detail=reason)
+        attempt = event.get("attempt")
+        suffix = f" after attempt {attempt}" if attempt else ""
+        self._log(at, "warn", f"{recipient} nacked {channel_id} #{seq}{suffix}: {reason}", event.get("envelope_id"))
+
+    def _update_cursor(self, cursor: CursorInfo, data: dict[str, Any], at: float | None) -> None:
+        cursor.ack_floor = int(data.get("ack_floor") or 0)
+        if data.get("delivered_seq") is not None:
+            cursor.delivered_seq = int(data["delivered_seq"])
+        inflight = data.get("inflight")
+        if isinstance(inflight, list):
+            inflight = len(inflight)
+        if inflight is not None:
+            cursor.inflight = int(inflight)
+        lag = data.get("lag")
+        if lag is None:
+            channel = self.channels.get(cursor.channel_id)
+            lag = max(0, channel.head_seq - cursor.ack_floor) if channel else 0
+        cursor.lag = int(lag)
+        cursor.updated_at = at
+        if at is not None:
+            cursor.lag_series.add(at, cursor.lag)
+        floor = cursor.ack_floor
+        if cursor.since:
+            for seq in [s for s in cursor.since if s <= floor]:
+                del cursor.since[seq]
+        if cursor.inflight == 0:
+            cursor.since.clear()
+            cursor.snapshot_oldest_at = None
+
+    def _on_cursor(self, event: dict[str, Any], at: float | None) -> None:
+        self._update_cursor(self._cursor(event["recipient"], event["channel_id"]), event, at)
+
+    def _on_replay(self, event: dict[str, Any], at: float | None) -> None:
+        recipient = event["recipient"]
+        count = int(event.get("count") or 0)
+        agent = self._agent(recipient)
+        if event.get("type") == "replay.start":
+            agent.replaying = count
+            self._log(at, "replay", f"replaying {plural(count, 'envelope')} to {recipient}")
+        else:
+            agent.replaying = None
+            self._log(at, "replay", f"replay to {recipient} done ({plural(count, 'envelope')})")
+
+    def _on_dead_letter(self, event: dict[str, Any], at: float | None) -> None:
+        recipient = event["recipient"]
+        channel_id = event["channel_id"]
+        seq = int(event["seq"])
+        reason = event.get("reason") or ""
+        attempts = event.get("attempts")
+        row = self._by_key.get((channel_id, seq))
+        if row is not None:
+            mark = row.mark(recipient)
+            mark.state = "dead"
+            mark.note(at, "dead-lettered", f"after {attempts} attempts: {reason}")
+        cursor = self._cursor(recipient, channel_id)
+        cursor.dead += 1
+        cursor.since.pop(seq, None)
+        self._arrow(at, "dead", "hub", recipient, channel_id, seq, event.get("envelope_id"), detail=reason)
+        self._log(
+            at,
+            "error",
+            f"dead letter: {channel_id} #{seq} for {recipient} after {attempts} attempts ({reason})",
+            event.get("envelope_id"),
+        )
+
+    def _on_receipt_ignored(self, event: dict[str, Any], at: float | None) -> None:
+        name = event.get("name", "?")
+        seq = event.get("seq")
+        row = self._by_key.get((event.get("channel_id", ""), int(seq or 0)))
+        if row is not None and name in row.marks:
+            row.mark(name).note(at, "receipt ignored", event.get("reason") or "")
+        self._log(
+            at,
+            "warn",
+            f"ignored receipt from {name} for {event.get('channel_id')} #{seq}: {event.get('reason')}",
+            event.get("envelope_id"),
+        )
+
+    def _on_observer_lagged(self, event: dict[str, Any], at: float | None) -> None:
+        dropped = int(event.get("dropped") or 0)
+        self.dropped_total += dropped
+        self._log(at, "warn", f"dashboard lagged: hub dropped {plural(dropped, 'event')}; re-snapshotting")
+        # the next event_seq after a fresh snapshot is not a gap
+        self.event_seq = None
+
+    # ------------------------------------------------------------------ launcher items
+
+    def apply_process(self, data: dict[str, Any]) -> None:
+        at = self._tick(parse_time(data.get("at")))
+        name = data["name"]
+        proc = self.processes.get(name)
+        if proc is None:
+            proc = self.processes[name] = ProcessInfo(name, data.get("role") or "agent")
+            if proc.role != "hub":
+                self._lane(name)
+        old_state = proc.state
+        proc.role = data.get("role") or proc.role
+        if "pid" in data:
+            proc.pid = data["pid"]
+        proc.state = data.get("state", proc.state)
+        proc.reason = data.get("reason") or ""
+        proc.restarts = int(data.get("restarts") or 0)
+        proc.started_at = parse_time(data.get("started_at"))
+        proc.last_restart_at = parse_time(data.get("last_restart_at"))
+        proc.exit_code = data.get("exit_code")
+        if proc.state in DOWN_STATES and old_state not in DOWN_STATES:
+            proc.down_since = at
+        elif proc.state in RUNNING_STATES:
+            proc.down_since = None
+        if proc.state != old_state or proc.state_since is None:
+            proc.state_since = at
+            if proc.state != old_state:
+                level = "error" if proc.state in ("crashed", "killed") else "process"
+                why = f" ({proc.reason})" if proc.reason else ""
+                code = f", exit {proc.exit_code}" if proc.exit_code is not None else ""
+                self._log(at, level, f"{name}: {old_state} → {proc.state}{why}{code}")
+        if proc.state not in RUNNING_STATES:
+            proc.pid = data.get("pid")
+            proc.cpu = None
+            proc.rss = None
+
+    def apply_caption(self, data: dict[str, Any]) -> None:
+        at = self._tick(parse_time(data.get("at")))
+        text = str(data.get("text", ""))
+        self.captions.append((at, text))
+        if len(self.captions) > 200:
+            del self.captions[0]
+        self._log(at, "caption", text)
+
+    def apply_fault(self, data: dict[str, Any]) -> None:
+        at = self._tick(parse_time(data.get("at")))
+        target = f" {data['target']}" if data.get("target") else ""
+        caption = f" — {data['caption']}" if data.get("caption") else ""
+        self._log(at, "fault", f"fault: {data.get('action', '?')}{target}{caption}")
+
+    def apply_stats(self, data: dict[str, Any]) -> None:
+        """``{"at", "procs": {name: {"cpu": percent, "rss": bytes, "latency_ms"?: float}}}``."""
+        self._tick(parse_time(data.get("at")))
+        for name, stats in (data.get("procs") or {}).items():
+            proc = self.processes.get(name)
+            if proc is not None:
+                proc.cpu = stats.get("cpu")
+                proc.rss = stats.get("rss")
+            if "latency_ms" in stats and name in self.agents:
+                self.agents[name].latency_ms = stats["latency_ms"]
+
+    def apply_status(self, data: dict[str, Any]) -> None:
+        """Feed status from the source: ``{"state": "connected"|"reconnecting"|"ended"|..., "detail"}``."""
+        at = self._tick(parse_time(data.get("at")))
+        state = str(data.get("state", "?"))
+        detail = str(data.get("detail") or "")
+        if state != self.feed_state or detail != self.feed_detail:
+            self._log(at, "info", f"feed {state}" + (f": {detail}" if detail else ""))
+        self.feed_state = state
+        self.feed_detail = detail
+
+    def apply_control(self, data: dict[str, Any]) -> None:
+        """A control the dashboard sent and what the launcher answered."""
+        at = self._tick(parse_time(data.get("at")))
+        target = f" {data['target']}" if data.get("target") else ""
+        result = data.get("message") or ""
+        level = "error" if data.get("error") else "control"
+        self._log(at, level, f"control {data.get('verb')}{target}: {result}")
+
+    # ------------------------------------------------------------------ queries
+
+    def envelope(self, envelope_id: str | None = None, *, channel_id: str | None = None, seq: int | None = None):
+        """The row of an envelope still in the ring, by id or by (channel, seq)."""
+        if envelope_id:
+            row = self._by_id.get(envelope_id)
+            if row is not None:
+                return row
+        if channel_id is not None and seq is not None:
+            return self._by_key.get((channel_id, seq))
+        return None
+
+    def select_wal(self, channel_id: str | None = None, wal_filter: WalFilter | None = None) -> Selection:
+        predicate: Callable[[EnvelopeRow], bool] | None
+        if channel_id is None and (wal_filter is None or wal_filter.empty):
+            predicate = None
+        elif wal_filter is None or wal_filter.empty:
+
+            def predicate(row: EnvelopeRow) -> bool:
+                return row.channel_id == channel_id
+
+        elif channel_id is None:
+            predicate = wal_filter
+        else:
+
+            def predicate(row: EnvelopeRow) -> bool:
+                return row.channel_id == channel_id and wal_filter(row)
+
+        selection = Selection(self.envelopes, predicate)
+        selection.sync()
+        return selection
+
+    def select_arrows(self, channel_id: str | None = None) -> Selection:
+        predicate = None if channel_id is None else (lambda arrow: arrow.channel_id == channel_id)
+        selection = Selection(self.arrows, predicate)
+        selection.sync()
+        return selection
+
+    def select_log(self) -> Selection:
+        selection = Selection(self.log, None)
+        selection.sync()
+        return selection
+
+    def process_names(self) -> list[str]:
+        """Rows of the processes pane: hub processes first, then every process or agent known."""
+        names = [name for name, proc in self.processes.items() if proc.role == "hub"]
+        names += [name for name in dict.fromkeys([*self.processes, *self.agents]) if name not in names]
+        return names
+
+    def channel_rate(self, channel_id: str, now: float, n: int = 30) -> list[int]:
+        channel = self.channels.get(channel_id)
+        return channel.rate.series(now, n) if channel else [0] * n
+
+    def lag_series(self, key: tuple[str, str], now: float, n: int = 30) -> list[float]:
+        cursor = self.cursors.get(key)
+        return cursor.lag_series.series(now, n) if cursor else [0.0] * n
+
+    def is_stuck(self, key: tuple[str, str], now: float) -> bool:
+        return self.explain_cursor(key, now) is not None
+
+    def explain_cursor(self, key: tuple[str, str], now: float) -> str | None:
+        """Why this cursor is not moving, in words; None if it is healthy (or idle)."""
+        cursor = self.cursors.get(key)
+        if cursor is None:
+            return None
+        name = cursor.recipient
+        pending = cursor.inflight or len(cursor.since)
+        waiting = max(0, cursor.lag - pending)
+        if not pending and not cursor.lag:
+            return None
+        agent = self.agents.get(name)
+        proc = self.processes.get(name)
+        will_redeliver = f"{plural(pending, 'envelope')} will be redelivered when it reconnects"
+        also_waiting = f"; {waiting} more wait for it" if waiting else ""
+        if proc is not None and proc.state in DOWN_STATES and proc.role != "hub":
+            since = proc.down_since if proc.down_since is not None else proc.state_since
+            ago = format_age(now - since) if since is not None else "a while"
+            head = {
+                "exited": f"{name}'s process exited {ago} ago",
+                "crashed": f"{name}'s process crashed {ago} ago",
+                "killed": f"{name}'s process was killed {ago} ago",
+                "stopped": f"{name}'s process was stopped {ago} ago",
+                "backoff": f"{name}'s process has been down for {ago} and restarts after a backoff",
+            }[proc.state]
+            if pending:
+                return f"{head}; {will_redeliver}{also_waiting}"
+            return f"{head}; {plural(cursor.lag, 'envelope')} wait for it"
+        if agent is not None and not agent.connected:
+            ago = format_age(now - agent.disconnected_at) if agent.disconnected_at is not None else "some time"
+            how = "was superseded" if agent.close_code == CLOSE_SUPERSEDED else "disconnected"
+            if pending:
+                return f"{name} {how} {ago} ago; {will_redeliver}{also_waiting}"
+            return f"{name} {how} {ago} ago; {plural(cursor.lag, 'envelope')} wait for it"
+        oldest_seq, oldest_at = cursor.oldest_inflight()
+        age = None if oldest_at is None else max(0.0, now - oldest_at)
+        which = f"#{oldest_seq}" if oldest_seq is not None else "its oldest delivery"
+        if proc is not None and proc.state == "paused":
+            since = format_age(now - proc.state_since) if proc.state_since is not None else "a while"
+            return (
+                f"{name} is paused (SIGSTOP) for {since}; {plural(pending, 'envelope')} in flight"
+                f"{f', the oldest {format_age(age)} old' if age is not None else ''}; "
+                "they are redelivered after ack_wait or when it resumes"
+            )
+        if pending >= self.window:
+            return f"{name}'s window is full ({pending} unacked): the hub holds the rest until it acks"
+        if cursor.last_nack is not None and now - cursor.last_nack[0] < self.stuck_after and pending:
+            _, seq, reason = cursor.last_nack
+            return f"{name} nacked #{seq} ({reason or 'no reason'}); the hub redelivers it after a backoff"
+        if pending and age is not None and age >= self.stuck_after:
+            return (
+                f"{name} is connected but has not acked {which} for {format_age(age)}; "
+                f"{plural(pending, 'envelope')} in flight (redelivered after ack_wait)"
+            )
+        return None
+
+    def stuck_cursors(self, now: float) -> list[tuple[tuple[str, str], str]]:
+        out = []
+        for key in self.cursors:
+            why = self.explain_cursor(key, now)
+            if why is not None:
+                out.append((key, why))
+        return out
+
+    def connection_label(self, name: str) -> str:
+        agent = self.agents.get(name)
+        if agent is None:
+            return "—"
+        if agent.connected and agent.replaying:
+            return f"replay {agent.replaying}"
+        return agent.connection
+
+    def relative(self, at: float | None) -> float | None:
+        """Seconds since the first item (for ``+12.345`` time labels)."""
+        if at is None or self.started_at is None:
+            return None
+        return at - self.started_at

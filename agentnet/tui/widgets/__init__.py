@@ -1,0 +1,1 @@
+"""Dashboard widgets: keyed tables and Line-API stream views."""

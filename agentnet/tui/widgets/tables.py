@@ -1,0 +1,266 @@
+"""Keyed tables: processes, channels, cursors. Rows are keyed by a stable id and updated in place,
+cell by cell, only where the value changed (no clear-and-refill, so the cursor and scroll stay put)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual.coordinate import Coordinate
+from textual.widgets import DataTable
+from textual.widgets.data_table import CellDoesNotExist, RowKey
+
+from agentnet.tui.model import (
+    CONNECTED,
+    DashboardModel,
+    format_bytes,
+    format_duration,
+    sparkline_text,
+)
+
+Cell = str | Text
+
+STATE_STYLES = {
+    "ready": "green",
+    "starting": "cyan",
+    "pending": "dim",
+    "paused": "yellow",
+    "backoff": "yellow",
+    "exited": "red",
+    "crashed": "bold red",
+    "killed": "bold red",
+    "stopped": "dim",
+    "connected": "green",
+    "disconnected": "red",
+    "superseded": "yellow",
+    "open": "green",
+    "closed": "dim",
+}
+
+
+def styled(value: str, style: str | None = None) -> Text:
+    return Text(value, style=style or STATE_STYLES.get(value.split(" ")[0], ""), no_wrap=True)
+
+
+class KeyedTable(DataTable[Cell]):
+    """A DataTable whose rows are replaced by ``sync_rows`` with a keyed, cell-level diff."""
+
+    COLUMNS: tuple[tuple[str, str, int], ...] = ()
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id, cursor_type="row", zebra_stripes=False, cell_padding=1)
+        self._rows: dict[str, tuple[Cell, ...]] = {}
+
+    def on_mount(self) -> None:
+        for key, label, width in self.COLUMNS:
+            self.add_column(label, width=width, key=key)
+
+    @property
+    def selected_key(self) -> str | None:
+        if not self.row_count:
+            return None
+        try:
+            row_key = self.coordinate_to_cell_key(Coordinate(self.cursor_row, 0)).row_key
+        except CellDoesNotExist:
+            return None
+        return row_key.value
+
+    def sync_rows(self, rows: list[tuple[str, tuple[Cell, ...]]]) -> bool:
+        """Make the table show exactly ``rows`` (in order of first appearance). True if anything changed."""
+        changed = False
+        wanted = {key for key, _ in rows}
+        for key in [key for key in self._rows if key not in wanted]:
+            self.remove_row(RowKey(key))
+            del self._rows[key]
+            changed = True
+        columns = [key for key, _, _ in self.COLUMNS]
+        for key, cells in rows:
+            old = self._rows.get(key)
+            if old is None:
+                self.add_row(*cells, key=key)
+                changed = True
+            elif old != cells:
+                for column, before, after in zip(columns, old, cells, strict=True):
+                    if before != after:
+                        self.update_cell(key, column, after)
+                changed = True
+            self._rows[key] = cells
+        return changed
+
+    def reset(self) -> None:
+        self.clear()
+        self._rows.clear()
+
+
+class ProcessTable(KeyedTable):
+    COLUMNS = (
+        ("name", "name", 10),
+        ("role", "role", 5),
+        ("pid", "pid", 6),
+        ("state", "state", 8),
+        ("conn", "connection", 12),
+        ("ping", "ping", 6),
+        ("cpu", "cpu", 5),
+        ("rss", "rss", 8),
+        ("uptime", "uptime", 10),
+        ("restarts", "restarts", 8),
+        ("last", "last restart", 12),
+    )
+
+    def sync(self, model: DashboardModel, now: float) -> None:
+        rows = []
+        for name in model.process_names():
+            proc = model.processes.get(name)
+            agent = model.agents.get(name)
+            role = proc.role if proc is not None else (agent.role if agent is not None else "?")
+            conn: Cell
+            ping: Cell
+            if proc is not None and proc.role == "hub":
+                feed = {"waiting": "—", "connected": "feed ok"}.get(model.feed_state, f"feed {model.feed_state}")
+                conn, ping = styled(feed, "cyan"), "—"
+            elif agent is not None:
+                label = model.connection_label(name)
+                conn = styled(label, "cyan" if label.startswith("replay") else None)
+                connected = agent.connected and agent.latency_ms is not None
+                ping = f"{agent.latency_ms:.0f} ms" if connected else "—"
+            else:
+                conn, ping = styled("—", "dim"), "—"
+            if proc is None:
+                cells: tuple[Cell, ...] = (name, role, "—", styled("—", "dim"), conn, ping, "—", "—", "—", "—", "—")
+            else:
+                uptime = proc.uptime(now)
+                since = proc.last_restart_at
+                cells = (
+                    name,
+                    role,
+                    str(proc.pid) if proc.pid is not None else "—",
+                    styled(proc.state),
+                    conn,
+                    ping,
+                    f"{proc.cpu:.0f}%" if proc.cpu is not None else "—",
+                    format_bytes(proc.rss),
+                    format_duration(uptime),
+                    str(proc.restarts),
+                    f"{format_duration(now - since)} ago" if since is not None else "—",
+                )
+            rows.append((name, cells))
+        self.sync_rows(rows)
+
+
+class ChannelTable(KeyedTable):
+    ALL = "*"
+    COLUMNS = (
+        ("id", "channel", 8),
+        ("head", "head", 4),
+        ("rate", "rate/s 30s", 10),
+        ("state", "state", 6),
+        ("type", "type", 10),
+        ("topic", "topic", 12),
+        ("who", "participants", 16),
+    )
+    SPARK = 10
+
+    def sync(self, model: DashboardModel, now: float) -> None:
+        total = model.wal_rate.series(now, self.SPARK)
+        heads = sum(channel.head_seq for channel in model.channels.values())
+        rows: list[tuple[str, tuple[Cell, ...]]] = [
+            (
+                self.ALL,
+                (
+                    Text("(all)", style="bold"),
+                    str(heads),
+                    Text(sparkline_text(total), style="cyan"),
+                    "",
+                    "",
+                    "",
+                    f"{len(model.agents)} agents",
+                ),
+            )
+        ]
+        for channel_id, channel in model.channels.items():
+            rows.append(
+                (
+                    channel_id,
+                    (
+                        channel_id,
+                        str(channel.head_seq),
+                        Text(sparkline_text(channel.rate.series(now, self.SPARK)), style="green"),
+                        styled(channel.state),
+                        channel.type,
+                        channel.topic or "",
+                        ",".join(channel.participants),
+                    ),
+                )
+            )
+        self.sync_rows(rows)
+
+    @property
+    def selected_channel(self) -> str | None:
+        key = self.selected_key
+        return None if key in (None, self.ALL) else key
+
+
+class CursorTable(KeyedTable):
+    COLUMNS = (
+        ("who", "recipient", 9),
+        ("channel", "channel", 7),
+        ("lag", "lag", 4),
+        ("inflight", "in flight", 9),
+        ("floor", "floor", 5),
+        ("delivered", "deliv", 5),
+        ("redelivered", "redeliv", 7),
+        ("dead", "dead", 4),
+        ("spark", "lag 30s", 8),
+    )
+    SPARK = 8
+
+    @staticmethod
+    def row_key(key: tuple[str, str]) -> str:
+        return f"{key[0]}\x1f{key[1]}"
+
+    @staticmethod
+    def parse_key(value: str | None) -> tuple[str, str] | None:
+        if not value or "\x1f" not in value:
+            return None
+        recipient, channel_id = value.split("\x1f", 1)
+        return (recipient, channel_id)
+
+    def sync(self, model: DashboardModel, now: float, channel_id: str | None = None) -> None:
+        rows = []
+        for key, cursor in model.cursors.items():
+            if channel_id is not None and cursor.channel_id != channel_id:
+                continue
+            stuck = model.explain_cursor(key, now) is not None
+            age = cursor.oldest_age(now)
+            inflight = str(cursor.inflight)
+            if cursor.inflight and age is not None:
+                inflight += f" ({format_duration(age)})"
+            agent = model.agents.get(cursor.recipient)
+            who_style = "bold red" if stuck else ("" if agent is None or agent.connection == CONNECTED else "dim")
+            series = model.lag_series(key, now, self.SPARK)
+            rows.append(
+                (
+                    self.row_key(key),
+                    (
+                        Text(("⚠ " if stuck else "") + cursor.recipient, style=who_style, no_wrap=True),
+                        cursor.channel_id,
+                        Text(str(cursor.lag), style="bold yellow" if cursor.lag else ""),
+                        Text(inflight, style="yellow" if stuck else ""),
+                        str(cursor.ack_floor),
+                        str(cursor.delivered_seq),
+                        Text(str(cursor.redelivered), style="yellow" if cursor.redelivered else ""),
+                        Text(str(cursor.dead), style="bold magenta" if cursor.dead else ""),
+                        Text(sparkline_text(series), style="red" if stuck else "yellow"),
+                    ),
+                )
+            )
+        self.sync_rows(rows)
+
+    @property
+    def selected_cursor(self) -> tuple[str, str] | None:
+        return self.parse_key(self.selected_key)
+
+
+def cells_text(cells: tuple[Any, ...]) -> list[str]:
+    """Plain text of a row's cells (for tests)."""
+    return [cell.plain if isinstance(cell, Text) else str(cell) for cell in cells]

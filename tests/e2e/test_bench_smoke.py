@@ -1,0 +1,152 @@
+"""`agentnet bench`: a tiny throughput run reports every field and leaves no process behind.
+
+Speed is measured by the benchmark, never asserted here: these tests only check the plumbing
+(three processes, the report, the hub's own confirmation, clean-up on success and on Ctrl-C).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+
+AGENTNET = [sys.executable, "-m", "agentnet.cli"]
+TIMEOUT = 120
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _processes_mentioning(text: str) -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        try:
+            if any(text in part for part in proc.info["cmdline"] or []):
+                found.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return found
+
+
+def _wait_gone(pids: list[int], timeout: float = 10.0) -> list[int]:
+    deadline = time.monotonic() + timeout
+    while True:
+        left = [pid for pid in pids if _alive(pid)]
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.05)
+
+
+def test_tiny_memory_run_reports_every_field_and_leaves_no_process(tmp_path: Path) -> None:
+    workdir = tmp_path / "bench"
+    done = subprocess.run(
+        [
+            *AGENTNET,
+            *("bench", "throughput", "--store", "memory", "--count", "300", "--warmup", "50"),
+            *("--idle-count", "40", "--json", "--dir", str(workdir)),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+
+    assert result["store"] == "memory"
+    assert [r["mode"] for r in result["runs"]] == ["pipelined", "serial"]
+    pipelined, serial = result["runs"]
+    assert (pipelined["count"], pipelined["in_flight"]) == (300, 64)
+    assert (serial["count"], serial["in_flight"]) == (40, 1)
+    for run in result["runs"]:
+        assert run["acked_per_s"] > 0
+        for key in ("post_ok_ms", "delivery_ms"):
+            assert set(run[key]) >= {"p50", "p99"}
+            assert 0 <= run[key]["p50"] <= run[key]["p99"]
+        assert run["hub_cpu_us_per_env"] >= 0
+        assert run["hub_rss_mb"]["peak"] > 0
+        assert run["load_cpu_us_per_env"] >= 0
+        assert run["hub_confirms_all_acked"] is True  # the hub's own cursor reached the head
+        assert set(run["pids"]) == {"hub", "receiver", "sender"}
+    assert set(result["summary"]) == {"pipelined", "serial"}
+    assert result["summary"]["pipelined"]["acked_per_s"] == pipelined["acked_per_s"]
+
+    pids = [pid for run in result["runs"] for pid in run["pids"].values()]
+    assert _wait_gone(pids) == []
+    assert _processes_mentioning(str(workdir)) == []
+
+
+def test_table_output_names_the_figures(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [
+            *AGENTNET,
+            *("bench", "throughput", "--count", "200", "--warmup", "0", "--idle-count", "0"),
+            *("--dir", str(tmp_path / "bench")),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+    assert done.returncode == 0, done.stderr
+    for label in ("acked", "post→ok", "post→delivery", "p50 / p99", "hub CPU", "µs/env", "hub RSS", "64 in flight"):
+        assert label in done.stdout, label
+    assert "confirms every envelope acked" in done.stdout
+    assert "measuring 200 envelopes" in done.stderr  # progress goes to stderr
+
+
+def test_ctrl_c_stops_every_process_it_started(tmp_path: Path) -> None:
+    workdir = tmp_path / "bench"
+    bench = subprocess.Popen(
+        [
+            *AGENTNET,
+            *("bench", "throughput", "--store", "sqlite", "--count", "5000000", "--warmup", "0"),
+            *("--dir", str(workdir)),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        children: list[int] = []
+        deadline = time.monotonic() + 60
+        while len(children) < 3:  # hub, receiver, sender
+            assert bench.poll() is None, bench.stderr.read() if bench.stderr else ""
+            assert time.monotonic() < deadline, "the bench never started its three processes"
+            try:
+                children = [c.pid for c in psutil.Process(bench.pid).children(recursive=True)]
+            except psutil.NoSuchProcess:
+                children = []
+            time.sleep(0.05)
+        time.sleep(1.0)  # let the measured phase get going
+        bench.send_signal(signal.SIGINT)
+        _, err = bench.communicate(timeout=60)
+        assert bench.returncode == 130, err
+        assert "interrupted" in err
+        assert _wait_gone(children) == []
+        assert _processes_mentioning(str(workdir)) == []
+    finally:
+        if bench.poll() is None:
+            bench.kill()
+            bench.wait()
+
+
+def test_tui_benchmark_runs_or_says_it_is_missing() -> None:
+    done = subprocess.run(
+        [*AGENTNET, "bench", "tui", "--events", "2000"], capture_output=True, text=True, timeout=TIMEOUT
+    )
+    if importlib.util.find_spec("agentnet.tui.bench") is None:
+        assert done.returncode == 1
+        assert "agentnet.tui.bench" in done.stderr and "not part of this build" in done.stderr
+    else:
+        assert done.returncode == 0, done.stderr
+        assert "agentnet bench tui" in done.stdout

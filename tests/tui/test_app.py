@@ -1,0 +1,332 @@
+"""Pilot tests: keys pressed → the (fake) launcher reports the new state through the feed → the pane shows it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from textual.widgets import Input
+
+from agentnet.tui.app import DashboardApp, playback_app
+from agentnet.tui.controls import CONTROL_SPECS
+from agentnet.tui.feed import QueueFeed
+from agentnet.tui.screens import ConfirmScreen, HelpScreen, InspectorScreen, PromptScreen
+from agentnet.tui.widgets.streams import LadderView, WalView
+from tests.tui.conftest import SIZE, cell, live_app, select_row, settle, wait_for
+from tests.tui.sample import iso, sample_feed_items
+from tests.tui.screen_text import screen_text
+
+
+def appended(seq: int, text: str, t: float = 21.0) -> dict[str, Any]:
+    return {
+        "kind": "event",
+        "at": iso(t),
+        "type": "wal.append",
+        "envelope": {
+            "envelope_id": f"x{seq}",
+            "channel_id": "arith",
+            "seq": seq,
+            "sender": "alice",
+            "audience": None,
+            "type": "text",
+            "data": {"text": text},
+            "created_at": iso(t),
+        },
+    }
+
+
+# ------------------------------------------------------------------------------------------ controls
+
+
+async def test_every_control_key_reaches_the_launcher_and_the_pane_shows_the_new_state() -> None:
+    app, feed, launcher = live_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot, feed)
+        await select_row(app, pilot, "#processes", "carol")
+        await pilot.press("k", "n")  # declined: nothing happens
+        assert launcher.calls == [] and not isinstance(app.screen, ConfirmScreen)
+        steps = [
+            # key, target, asks first, expected call, (row, column, shown after the launcher reports)
+            ("d", "bob", False, ("disconnect", "bob"), ("bob", "conn", "disconnected")),
+            ("p", "bob", False, ("pause", "bob"), ("bob", "state", "paused")),
+            ("p", "bob", False, ("resume", "bob"), ("bob", "state", "ready")),
+            ("s", "alice", False, ("stop", "alice"), ("alice", "state", "stopped")),
+            ("r", "alice", False, ("restart", "alice"), ("alice", "restarts", "1")),
+            ("k", "carol", True, ("kill", "carol"), ("carol", "state", "killed")),
+            ("H", None, True, ("restart-hub", None), ("hub", "restarts", "1")),
+            ("R", None, True, ("restart-all", None), ("carol", "restarts", "1")),
+        ]
+        for key, target, confirm, call, (row, column, shown) in steps:
+            if target is not None:
+                await select_row(app, pilot, "#processes", target)
+            assert cell(app, "#processes", row, column) != shown
+            calls = len(launcher.calls)
+            await pilot.press(key)
+            assert isinstance(app.screen, ConfirmScreen) == confirm  # only irreversible controls ask
+            if confirm:
+                await pilot.press("y")
+            await wait_for(lambda calls=calls: len(launcher.calls) > calls, pilot)
+            assert launcher.calls[-1] == call
+            await settle(app, pilot, feed)
+            assert cell(app, "#processes", row, column) == shown, key
+            if key == "k":  # the kill shows up as a stuck cursor, explained in words
+                assert cell(app, "#processes", "carol", "conn") == "disconnected"
+                assert "⚠ [review] carol's process was killed 0.1 s ago; 1 envelope will be" in screen_text(app)
+                assert app.model.explain_cursor(("carol", "review"), app.now()) == (
+                    "carol's process was killed 0.1 s ago; 1 envelope will be redelivered when it reconnects"
+                )
+        assert [spec.verb for spec in CONTROL_SPECS] == [
+            "kill",
+            "stop",
+            "pause",
+            "disconnect",
+            "restart",
+            "restart-hub",
+            "restart-all",
+        ]
+        logged = [line.text for line in app.model.log if line.level == "control"]
+        assert "control kill carol: carol killed" in logged and len(logged) == len(steps)
+
+
+async def test_refused_controls_are_reported_not_assumed_and_the_palette_offers_every_control() -> None:
+    app, feed, launcher = live_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot, feed)
+        await select_row(app, pilot, "#processes", "bob")
+        launcher.fail_next = "bob is not supervised by this launcher"
+        await pilot.press("s")
+        await wait_for(lambda: bool(app.control_results), pilot)
+        await settle(app, pilot, feed)
+        assert app.control_results[0].error
+        assert cell(app, "#processes", "bob", "state") == "ready"
+        assert any(line.level == "error" and "not supervised" in line.text for line in app.model.log)
+
+        titles = [command.title for command in app.get_system_commands(app.screen)]
+        for spec in CONTROL_SPECS:
+            assert any(title.startswith(f"Control: {spec.label}") and f"({spec.key})" in title for title in titles)
+        assert "Control: kill bob (k)" in titles
+        ids = {getattr(binding, "id", None) for binding in app.BINDINGS}
+        assert {spec.binding_id for spec in CONTROL_SPECS} <= ids
+        await pilot.press("ctrl+p")
+        await pilot.pause()
+        app.screen.query_one(Input).value = "restart all"
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await wait_for(lambda: isinstance(app.screen, ConfirmScreen), pilot)
+        await pilot.press("y")
+        await wait_for(lambda: launcher.calls[-1] == ("restart-all", None), pilot)
+
+        # disconnect makes no sense for the hub: refused here, the launcher is not asked
+        await select_row(app, pilot, "#processes", "hub")
+        calls = len(launcher.calls)
+        await pilot.press("d")
+        await pilot.pause()
+        assert len(launcher.calls) == calls
+
+
+async def test_read_only_dashboard_disables_controls_and_says_why() -> None:
+    feed = QueueFeed()
+    for kind, data in sample_feed_items():
+        feed.put_nowait(kind, data)
+    app = DashboardApp(feed, None, title="attached")
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot, feed)
+        await select_row(app, pilot, "#processes", "bob")
+        await pilot.press("k")
+        assert not isinstance(app.screen, ConfirmScreen)
+        assert cell(app, "#processes", "bob", "state") == "ready"
+        assert "READ-ONLY  controls off" in screen_text(app)
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        assert "no launcher reachable: controls are disabled" in app.screen.mode_note
+        labels = [label for _, label, _ in app.screen.keys]
+        assert {spec.label for spec in CONTROL_SPECS} <= set(labels)
+        assert {"inspect", "follow", "filter", "help", "quit"} <= set(labels)
+        await pilot.press("escape")
+        assert not isinstance(app.screen, HelpScreen)
+
+
+# ------------------------------------------------------------------------------------------ streams
+
+
+async def test_wal_follows_pauses_on_scroll_counts_new_rows_and_filters() -> None:
+    app, feed, _ = live_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot, feed)
+        wal = app.query_one("#wal", WalView)
+        assert wal.follow and wal.scroll_y == wal.max_scroll_y > 0
+        await pilot.press("up", "up")
+        assert not wal.follow and wal.selected_item.seq == 11
+        for seq in range(13, 18):
+            feed.put_nowait("event", appended(seq, f"late {seq}"))
+        await settle(app, pilot, feed)
+        assert wal.new_count == 5
+        assert "5 new · f to follow" in str(wal.border_subtitle)
+        assert wal.selected_item.seq == 11  # the selection stays put while paused
+        await pilot.press("f")
+        await settle(app, pilot, feed)
+        assert wal.follow and wal.new_count == 0 and wal.scroll_y == wal.max_scroll_y
+        assert "late 17" in screen_text(app)
+
+        box = app.query_one("#wal-filter", Input)
+        for query, expected in [
+            ("from:bob", ["132", "42"]),
+            ("type:channel.opened", ['{"topic":"arithmetic"}', '{"topic":"review"}']),
+            ("times", ["What is 12 times 11?", "And 7 times 6?"]),
+        ]:
+            await pilot.press("slash")
+            assert box.has_focus
+            box.value = query
+            await pilot.press("enter")
+            await settle(app, pilot, feed)
+            assert wal.has_focus and not box.display
+            assert [row.text for row in wal.selection] == expected
+            assert f"filter: {query}" in str(wal.border_title)
+        await pilot.press("slash")
+        box.value = ""
+        await pilot.press("enter")
+        await settle(app, pilot, feed)
+        assert len(wal.selection) == 19
+
+
+async def test_selecting_a_channel_focuses_the_wal_and_the_cursors() -> None:
+    app, feed, _ = live_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot, feed)
+        await select_row(app, pilot, "#channels", "review")
+        await settle(app, pilot, feed)
+        wal = app.query_one("#wal", WalView)
+        assert {row.channel_id for row in wal.selection} == {"review"}
+        assert "channel review" in str(wal.border_title)
+        assert app.query_one("#cursors").row_count == 2
+
+
+async def test_only_visible_rows_are_rendered() -> None:
+    app, feed, _ = live_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot, feed)
+        wal = app.query_one("#wal", WalView)
+        rendered: list[int] = []
+        original = wal.render_item
+
+        def counting(row: Any, width: int) -> Any:
+            rendered.append(row.seq)
+            return original(row, width)
+
+        wal.render_item = counting  # type: ignore[method-assign]
+        for seq in range(13, 20_013):  # 20,000 envelopes arrive between two refreshes
+            app.ingest(("event", appended(seq, f"bulk {seq}")))
+        app.sync_views()
+        await pilot.pause()
+        assert len(wal.selection) == 20_014
+        assert sorted(set(rendered)) == list(range(20_013 - wal.size.height, 20_013))
+
+
+# ------------------------------------------------------------------------------------------ inspector
+
+
+async def test_enter_opens_the_inspector_which_follows_deliveries_and_never_acks() -> None:
+    app, feed, launcher = live_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot, feed)
+        wal = app.query_one("#wal", WalView)
+        rows = list(wal.selection)
+        wal.select(next(index for index, row in enumerate(rows) if (row.channel_id, row.seq) == ("arith", 5)))
+        await pilot.press("up")
+        assert (wal.selected_item.channel_id, wal.selected_item.seq) == ("arith", 4)
+        version, items = app.model.version, app.model.items_total
+        await pilot.press("enter")
+        assert isinstance(app.screen, InspectorScreen)
+        await pilot.pause()
+        text = screen_text(app)
+        assert "envelope #4 in arith" in text
+        assert "And 7 times 6?" in text and '"envelope_id": "env-arith-4"' in text
+        assert "redelivered" in text and "attempt 2, replay" in text
+        assert "inspecting never acks" in text
+        await pilot.press("escape")
+        assert not isinstance(app.screen, InspectorScreen)
+        assert (app.model.version, app.model.items_total) == (version, items)  # looking changed nothing
+        assert launcher.calls == []
+
+        wal.select(next(index for index, row in enumerate(rows) if (row.channel_id, row.seq) == ("review", 2)))
+        await pilot.press("enter")
+        assert isinstance(app.screen, InspectorScreen)
+        await pilot.pause()
+        assert "→ delivered" in screen_text(app)
+        feed.put_nowait(
+            "event",
+            {
+                "kind": "event",
+                "at": iso(21),
+                "type": "ack",
+                "recipient": "carol",
+                "channel_id": "review",
+                "seq": 2,
+                "envelope_id": "env-review-2",
+            },
+        )
+        await settle(app, pilot, feed)
+        assert "✓ acked" in screen_text(app)  # the open inspector shows the ack as it arrives
+
+
+# ------------------------------------------------------------------------------------------ diagram
+
+
+async def test_sequence_tab_selecting_an_arrow_opens_its_envelope_and_exports_mermaid(tmp_path: Path) -> None:
+    app, feed, _ = live_app(export_dir=tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot, feed)
+        await select_row(app, pilot, "#channels", "arith")
+        await pilot.press("2")
+        await settle(app, pilot, feed)
+        ladder = app.query_one("#ladder", LadderView)
+        assert ladder.has_focus and ladder.channel_id == "arith"
+        assert "carol" not in screen_text(app).splitlines()[5]  # only this channel's lanes
+        arrows = list(ladder.selection)
+        ladder.select(next(index for index, arrow in enumerate(arrows) if arrow.kind == "redeliver") + 1)
+        await pilot.press("up")
+        assert ladder.selected_item.kind == "redeliver" and ladder.selected_item.seq == 4
+        await pilot.press("enter")
+        assert isinstance(app.screen, InspectorScreen) and app.screen.row.seq == 4
+        await pilot.press("escape")
+        await wait_for(lambda: not isinstance(app.screen, InspectorScreen), pilot)
+        await pilot.press("m")
+        await wait_for((tmp_path / "sequence-arith.mmd").exists, pilot)
+        exported = (tmp_path / "sequence-arith.mmd").read_text()
+        assert exported.startswith("sequenceDiagram") and "hub--)bob: #4 redeliver try 2" in exported
+
+
+# ------------------------------------------------------------------------------------------ playback
+
+
+async def test_playback_is_labelled_has_no_controls_and_steps_plays_and_jumps(sample_recording: Path) -> None:
+    app = playback_app(sample_recording)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        controller = app.playback
+        assert controller is not None and controller.position == 0
+        text = screen_text(app)
+        assert "PLAYBACK  no side effects" in text
+        footer = text.splitlines()[-1]
+        assert "space play/pause" in footer and " kill " not in footer
+        await pilot.press("k")  # nothing to kill in a recording
+        assert not isinstance(app.screen, ConfirmScreen)
+        await pilot.press("right_square_bracket", "right_square_bracket", "right_square_bracket")
+        assert controller.position == 3
+        await pilot.press("left_square_bracket")
+        assert controller.position == 2 and controller.rebuilds == 1
+        await pilot.press("j")
+        assert isinstance(app.screen, PromptScreen)
+        app.screen.query_one(Input).value = "4"
+        await pilot.press("enter")
+        assert app.model.envelopes[-1].seq == 4
+        await pilot.press("plus", "minus", "plus", "plus")
+        assert controller.speed == 4.0
+        await pilot.press("space")
+        assert controller.playing and controller.position > 2
+        controller.speed = 64.0
+        await wait_for(lambda: controller.at_end, pilot)
+        assert not controller.playing
+        app.sync_views()
+        await pilot.pause()
+        assert f"item {len(controller)}/{len(controller)}" in screen_text(app)

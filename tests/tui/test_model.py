@@ -1,0 +1,367 @@
+"""The pure dashboard model: feed items in, what the panes show out. No Textual here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from agentnet.tui.model import (
+    DashboardModel,
+    RateCounter,
+    SeriesSampler,
+    WalFilter,
+    format_age,
+    parse_time,
+    sparkline_text,
+)
+from tests.tui.sample import END_T, build_sample, iso, sample_feed_items
+
+T0 = parse_time(iso(0.0))
+assert T0 is not None
+
+
+def at(t: float) -> float:
+    assert T0 is not None
+    return T0 + t
+
+
+def loaded(items: list[tuple[str, dict[str, Any]]] | None = None) -> DashboardModel:
+    model = DashboardModel()
+    for item in items if items is not None else sample_feed_items():
+        model.apply(item)
+    return model
+
+
+def event(t: float, type_: str, **fields: Any) -> tuple[str, dict[str, Any]]:
+    return ("event", {"kind": "event", "at": iso(t), "type": type_, **fields})
+
+
+def envelope(
+    channel_id: str, seq: int, sender: str, text: str = "hi", audience: list[str] | None = None, type_: str = "text"
+) -> dict[str, Any]:
+    return {
+        "envelope_id": f"e-{channel_id}-{seq}",
+        "channel_id": channel_id,
+        "seq": seq,
+        "sender": sender,
+        "audience": audience,
+        "type": type_,
+        "data": {"text": text},
+        "causation_id": None,
+        "idempotency_key": None,
+        "created_at": iso(0),
+    }
+
+
+def channel(channel_id: str, participants: list[str]) -> dict[str, Any]:
+    return {
+        "channel_id": channel_id,
+        "type": "conversation",
+        "topic": "t",
+        "creator": participants[0],
+        "participants": participants,
+        "state": "open",
+        "head_seq": 0,
+        "created_at": iso(0),
+    }
+
+
+def test_sample_is_time_ordered_and_applies_cleanly() -> None:
+    times = [t for t, _, _ in build_sample()]
+    assert times == sorted(times)
+    model = loaded()
+    assert model.bad_items == 0
+    assert model.missed_total == 0
+    assert model.clock == at(END_T)
+    assert model.hub["hub_id"] == "hub-7f3a"
+    assert list(model.channels) == ["arith", "review"]
+    assert model.channels["arith"].head_seq == 12
+    assert model.lanes == ["hub", "alice", "bob", "carol"]
+
+
+def test_delivery_marks_follow_each_recipient() -> None:
+    model = loaded()
+    q2 = model.envelope(channel_id="arith", seq=4)
+    assert q2 is not None and q2.text == "And 7 times 6?"
+    bob = q2.marks["bob"]
+    assert bob.state == "acked"
+    assert bob.attempts == 2 and bob.redeliveries == 1
+    assert bob.glyph == "✓↻1"
+    assert [what for _, what, _ in bob.history] == ["delivered", "redelivered", "acked"]
+    nacked = model.envelope(channel_id="arith", seq=5)
+    assert nacked is not None
+    assert [what for _, what, _ in nacked.marks["bob"].history] == ["delivered", "nacked", "redelivered", "acked"]
+    pending = model.envelope(channel_id="review", seq=2)
+    assert pending is not None and pending.marks["carol"].state == "delivered"
+    # audience null = every participant but the sender
+    assert list(pending.marks) == ["carol"]
+    assert model.envelope("env-arith-2") is model.envelope(channel_id="arith", seq=2)
+
+
+def test_cursor_numbers_and_derived_inflight_age() -> None:
+    model = loaded()
+    carol = model.cursors[("carol", "review")]
+    assert (carol.ack_floor, carol.delivered_seq, carol.inflight, carol.lag) == (1, 2, 1, 1)
+    assert carol.oldest_inflight() == (2, at(12.05))
+    assert carol.oldest_age(model.clock) == pytest.approx(END_T - 12.05)
+    bob = model.cursors[("bob", "arith")]
+    assert (bob.ack_floor, bob.inflight, bob.lag, bob.redelivered) == (12, 0, 0, 2)
+
+
+def test_stuck_cursor_explained_when_connected_but_not_acking() -> None:
+    model = loaded()
+    assert model.explain_cursor(("carol", "review"), model.clock) == (
+        "carol is connected but has not acked #2 for 8.0 s; 1 envelope in flight (redelivered after ack_wait)"
+    )
+    assert model.explain_cursor(("bob", "arith"), model.clock) is None
+    assert [key for key, _ in model.stuck_cursors(model.clock)] == [("carol", "review")]
+    # young in-flight deliveries are not stuck
+    assert model.explain_cursor(("carol", "review"), at(13.0)) is None
+
+
+def test_stuck_cursor_explained_when_disconnected() -> None:
+    items = [
+        event(0, "agent.connected", name="bob", session_id="s1", agent_id="a", role="agent"),
+        event(0, "channel.opened", channel=channel("c", ["alice", "bob"])),
+        *[event(1, "wal.append", envelope=envelope("c", seq, "alice")) for seq in (1, 2, 3)],
+        *[event(1.1, "deliver", recipient="bob", channel_id="c", seq=seq, attempt=1) for seq in (1, 2, 3)],
+        event(1.2, "cursor", recipient="bob", channel_id="c", ack_floor=0, delivered_seq=3, inflight=3, lag=3),
+        event(2.0, "agent.disconnected", name="bob", session_id="s1", code=1006, reason="lost"),
+    ]
+    model = loaded(items)
+    assert model.explain_cursor(("bob", "c"), at(6.1)) == (
+        "bob disconnected 4.1 s ago; 3 envelopes will be redelivered when it reconnects"
+    )
+    assert model.connection_label("bob") == "disconnected"
+
+
+def test_stuck_cursor_explained_for_killed_paused_and_superseded() -> None:
+    base = [
+        event(0, "agent.connected", name="bob", session_id="s1", agent_id="a", role="agent"),
+        event(0, "channel.opened", channel=channel("c", ["alice", "bob"])),
+        event(1, "wal.append", envelope=envelope("c", 1, "alice")),
+        event(1.1, "deliver", recipient="bob", channel_id="c", seq=1, attempt=1),
+        event(1.2, "cursor", recipient="bob", channel_id="c", ack_floor=0, delivered_seq=1, inflight=1, lag=1),
+    ]
+
+    def proc(t: float, state: str) -> tuple[str, dict[str, Any]]:
+        return (
+            "process",
+            {
+                "kind": "process",
+                "at": iso(t),
+                "name": "bob",
+                "role": "agent",
+                "pid": 7,
+                "state": state,
+                "reason": "",
+                "restarts": 0,
+                "started_at": iso(0),
+            },
+        )
+
+    killed = loaded([*base, proc(2.0, "killed")])
+    assert killed.explain_cursor(("bob", "c"), at(5.0)) == (
+        "bob's process was killed 3.0 s ago; 1 envelope will be redelivered when it reconnects"
+    )
+    paused = loaded([*base, proc(2.0, "paused")])
+    assert paused.explain_cursor(("bob", "c"), at(5.0)) == (
+        "bob is paused (SIGSTOP) for 3.0 s; 1 envelope in flight, the oldest 3.9 s old; "
+        "they are redelivered after ack_wait or when it resumes"
+    )
+    # a new session supersedes the old one: the old session's close does not disconnect bob
+    superseded = loaded(
+        [
+            *base,
+            event(3.0, "agent.connected", name="bob", session_id="s2", agent_id="a", role="agent"),
+            event(3.1, "agent.disconnected", name="bob", session_id="s1", code=4001, reason="superseded"),
+        ]
+    )
+    assert superseded.agents["bob"].connected
+    assert superseded.agents["bob"].session_id == "s2"
+    assert any("supersedes s1" in line.text for line in superseded.log)
+    alone = loaded([*base, event(3.1, "agent.disconnected", name="bob", session_id="s1", code=4001)])
+    assert alone.connection_label("bob") == "superseded"
+
+
+def test_nack_and_dead_letter_are_logged_and_marked() -> None:
+    model = loaded(
+        [
+            event(0, "channel.opened", channel=channel("c", ["alice", "bob"])),
+            event(1, "wal.append", envelope=envelope("c", 1, "alice")),
+            event(1.1, "deliver", recipient="bob", channel_id="c", seq=1, attempt=1),
+            event(1.2, "nack", recipient="bob", channel_id="c", seq=1, attempt=1, reason="busy"),
+            event(1.5, "cursor", recipient="bob", channel_id="c", ack_floor=0, delivered_seq=1, inflight=1, lag=1),
+        ]
+    )
+    assert model.explain_cursor(("bob", "c"), at(2.0)) == (
+        "bob nacked #1 (busy); the hub redelivers it after a backoff"
+    )
+    model.apply(event(3, "dead_letter", recipient="bob", channel_id="c", seq=1, attempts=5, reason="busy"))
+    row = model.envelope(channel_id="c", seq=1)
+    assert row is not None and row.marks["bob"].state == "dead" and row.marks["bob"].glyph == "†"
+    assert model.cursors[("bob", "c")].dead == 1
+    levels = [(line.level, line.text) for line in model.log]
+    assert ("warn", "bob nacked c #1 after attempt 1: busy") in levels
+    assert ("error", "dead letter: c #1 for bob after 5 attempts (busy)") in levels
+    assert [arrow.kind for arrow in model.arrows] == ["post", "deliver", "nack", "dead"]
+
+
+def test_log_has_connections_replays_faults_captions_and_process_changes() -> None:
+    texts = [line.text for line in loaded().log]
+    for expected in (
+        "bob connected (session s-bob-2)",
+        "bob disconnected (code 1006, connection lost)",
+        "replaying 2 envelopes to bob",
+        "replay to bob done (2 envelopes)",
+        "fault: kill bob — SIGKILL",
+        "now kill bob while a question is in flight",
+        "bob: ready → killed (SIGKILL by scenario), exit -9",
+        "bob: backoff → starting (restart 1)",
+    ):
+        assert expected in texts
+
+
+def test_processes_uptime_and_restarts() -> None:
+    model = loaded()
+    bob = model.processes["bob"]
+    assert (bob.state, bob.pid, bob.restarts) == ("ready", 4102, 1)
+    assert bob.last_restart_at == at(7.0)
+    assert bob.uptime(model.clock) == pytest.approx(END_T - 7.0)
+    assert bob.rss == 38 * 1024 * 1024
+    assert model.process_names() == ["hub", "alice", "bob", "carol"]
+
+
+def test_rates_come_from_event_time_not_the_wall_clock() -> None:
+    model = loaded()
+    series = model.channel_rate("arith", model.clock, 10)
+    assert series == [0, 0, 1, 1, 1, 1, 1, 1, 0, 0]
+    counter = RateCounter()
+    for t in (0.1, 0.2, 1.5, 3.9, 3.95):
+        counter.add(t)
+    assert counter.series(4.0, 5) == [2, 1, 0, 2, 0]
+    counter.add(1.7)  # out of order, still within the window
+    assert counter.series(4.0, 5) == [2, 2, 0, 2, 0]
+    sampler = SeriesSampler()
+    sampler.add(1.2, 3)
+    sampler.add(3.5, 1)
+    assert sampler.series(5.0, 5) == [3, 3, 1, 1, 1]
+    assert sampler.series(9.0, 3) == [1, 1, 1]  # forward-filled from before the window
+
+
+def test_ring_buffers_are_bounded_and_selections_follow_them() -> None:
+    model = DashboardModel(max_envelopes=100, max_log=10, max_arrows=50)
+    model.apply(event(0, "channel.opened", channel=channel("c", ["alice", "bob"])))
+    selection = model.select_wal("c", WalFilter.parse("from:alice"))
+    for seq in range(1, 301):
+        model.apply(event(seq / 100, "wal.append", envelope=envelope("c", seq, "alice" if seq % 2 else "bob")))
+        if seq % 37 == 0:
+            selection.sync()
+    selection.sync()
+    assert len(model.envelopes) == 100
+    assert len(model.arrows) == 50
+    assert len(model.log) <= 10
+    assert [row.seq for row in selection] == list(range(201, 301, 2))
+    assert model.envelope(channel_id="c", seq=1) is None  # evicted rows leave the indexes too
+    assert len(model._by_key) == 100
+    assert selection.index_of_serial(selection[3].serial) == 3
+
+
+def test_wal_filter_parses_prefixes_and_free_text() -> None:
+    wal_filter = WalFilter.parse("from:alice type:text to:bob Times")
+    assert (wal_filter.sender, wal_filter.type, wal_filter.recipient, wal_filter.text) == (
+        "alice",
+        "text",
+        "bob",
+        "times",
+    )
+    assert wal_filter.describe() == "from:alice type:text to:bob times"
+    model = loaded()
+    rows = list(model.select_wal(None, WalFilter.parse("times")))
+    assert [row.text for row in rows] == ["What is 12 times 11?", "And 7 times 6?"]
+    assert [row.seq for row in model.select_wal("arith", WalFilter.parse("from:bob"))] == [3, 6]
+    assert [row.seq for row in model.select_wal(None, WalFilter.parse("type:channel.opened"))] == [1, 1]
+    assert len(model.select_wal(None, WalFilter.parse("to:carol"))) == 2
+
+
+def test_feed_gap_lag_and_resnapshot() -> None:
+    model = loaded()
+    last = model.event_seq
+    assert last is not None
+    model.apply(
+        (
+            "event",
+            {
+                "kind": "event",
+                "event_seq": last + 5,
+                "at": iso(21),
+                "type": "ack",
+                "recipient": "bob",
+                "channel_id": "arith",
+                "seq": 12,
+            },
+        )
+    )
+    assert model.missed_total == 4
+    model.apply(
+        ("event", {"kind": "event", "event_seq": last + 6, "at": iso(21), "type": "observer.lagged", "dropped": 120})
+    )
+    assert model.dropped_total == 120
+    envelopes = len(model.envelopes)
+    model.apply(
+        (
+            "snapshot",
+            {
+                "hub": {"hub_id": "hub-7f3a", "store": "sqlite", "event_seq": last + 200},
+                "agents": [
+                    {
+                        "name": "alice",
+                        "agent_id": "ag-alice",
+                        "connected": True,
+                        "session_id": "s",
+                        "passport": None,
+                        "latency_ms": 1.5,
+                    }
+                ],
+                "channels": [channel("arith", ["alice", "bob"]) | {"head_seq": 40}],
+                "cursors": [
+                    {
+                        "recipient": "bob",
+                        "channel_id": "arith",
+                        "ack_floor": 30,
+                        "delivered_seq": 33,
+                        "inflight": 3,
+                        "oldest_inflight_age": 2.5,
+                        "redelivered": 4,
+                        "dead": 1,
+                        "lag": 10,
+                    }
+                ],
+            },
+        )
+    )
+    assert model.missed_total == 4  # the snapshot is the new base, no gap counted after lagging
+    assert len(model.envelopes) == envelopes  # the WAL ring survives a re-snapshot
+    assert list(model.agents) == ["alice"] and model.agents["alice"].latency_ms == 1.5
+    assert model.channels["arith"].head_seq == 40
+    bob = model.cursors[("bob", "arith")]
+    assert (bob.inflight, bob.redelivered, bob.dead) == (3, 4, 1)
+    assert bob.oldest_age(model.clock + 1.0) == pytest.approx(3.5)
+
+
+def test_malformed_items_are_counted_not_raised() -> None:
+    model = DashboardModel()
+    model.apply(("event", {"type": "deliver", "at": iso(0)}))  # no recipient
+    model.apply(("mystery", {}))
+    model.apply(("process", {"at": iso(0)}))  # no name
+    assert model.bad_items == 3
+    assert any("malformed" in line.text for line in model.log)
+
+
+def test_helpers() -> None:
+    assert parse_time("2026-11-20T10:00:00.123Z") == pytest.approx(at(0.123))
+    assert parse_time(None) is None and parse_time("garbage") is None
+    assert format_age(4.06) == "4.1 s" and format_age(192) == "3 min 12 s" and format_age(7300) == "2 h 01 min"
+    assert sparkline_text([0, 1, 2, 4]) == "▁▃▅█"
+    assert sparkline_text([0, 0]) == "▁▁"
