@@ -133,6 +133,8 @@ def _load_extra_commands() -> None:
     """Each part registers its own subcommands (keeps this module thin)."""
     import importlib
 
+    if _EXTRA_COMMANDS:
+        return  # already loaded (main() may be called more than once in a process)
     for module in (
         "agentnet.agents.cli",
         "agentnet.launcher.cli",
