@@ -1,0 +1,89 @@
+"""`agentnet tui URL` (attach the dashboard to a running hub) and `agentnet replay RECORDING`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "tui",
+        help="attach the dashboard to a running hub as an observer",
+        description="Watch any hub live. Controls (kill, pause, restart, ...) are enabled when the "
+        "`agentnet up` that started it is reachable: pass --run DIR, or it is found in .agentnet/runs.",
+    )
+    p.add_argument("url", nargs="?", default="ws://127.0.0.1:8765/v1", help="hub URL (default: ws://127.0.0.1:8765/v1)")
+    p.add_argument("--token", default=os.environ.get("AGENTNET_TOKEN"), help="observer API key (or $AGENTNET_TOKEN)")
+    p.add_argument("--name", default="dashboard", help="observer name (must match the token's name)")
+    p.add_argument("--run", type=Path, help="run directory of the `agentnet up` to control")
+    p.set_defaults(run=_run_tui)
+
+    r = sub.add_parser(
+        "replay",
+        help="open a recorded run in the dashboard (playback, no side effects)",
+        description="Step through RUN_DIR/recording.jsonl: back and forth, play/pause, speed, jump to a seq or time.",
+    )
+    r.add_argument("recording", type=Path, help="a recording.jsonl, or the run directory holding one")
+    r.add_argument("--start", choices=["begin", "end"], default="begin", help="where playback starts")
+    r.set_defaults(run=_run_replay)
+
+
+class RemoteControls:
+    """The dashboard's Controls, carried to a running `agentnet up` over its control socket."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+
+    async def act(self, verb: str, target: str | None) -> str:
+        from agentnet.launcher.control import arequest
+        from agentnet.tui.controls import ControlError
+
+        try:
+            reply = await arequest(self.run_dir, {"op": "act", "verb": verb, "target": target})
+        except Exception as exc:
+            raise ControlError(f"the launcher is not reachable: {exc}") from None
+        if not reply.get("ok"):
+            raise ControlError(reply.get("error", "refused"))
+        return reply.get("message", "done")
+
+
+def _find_controls(run: Path | None) -> tuple[RemoteControls | None, str | None]:
+    from agentnet.launcher.control import find_running, read_control_file
+
+    run_dir = run or find_running()
+    if run_dir is None or read_control_file(run_dir) is None:
+        return None, "read-only: no running `agentnet up` found (pass --run DIR to control one)"
+    return RemoteControls(run_dir), None
+
+
+def _run_tui(args: argparse.Namespace) -> int:
+    from agentnet.client import HubError, ObserverClient
+    from agentnet.tui.app import run_dashboard
+
+    controls, why = _find_controls(args.run)
+
+    async def main() -> None:
+        async with ObserverClient(args.url, args.name, token=args.token) as feed:
+            await run_dashboard(feed.__aiter__(), controls, title=f"agentnet {args.url}", read_only_reason=why)
+
+    try:
+        asyncio.run(main())
+    except HubError as exc:
+        print(f"agentnet tui: {exc.message}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _run_replay(args: argparse.Namespace) -> int:
+    from agentnet.tui.app import run_playback
+
+    path = args.recording / "recording.jsonl" if args.recording.is_dir() else args.recording
+    if not path.exists():
+        print(f"agentnet replay: no recording at {path}", file=sys.stderr)
+        return 2
+    asyncio.run(run_playback(path, start=args.start))
+    return 0
