@@ -44,7 +44,7 @@ from agentnet.tui.widgets.streams import LadderView, LogView, StreamView, WalVie
 from agentnet.tui.widgets.tables import ChannelTable, CursorTable, ProcessTable
 
 INGEST_SLICE = 0.002  # seconds of feed work before yielding to the UI
-TABLE_INTERVAL = 0.25  # the tables repaint at most 4 times a second
+TABLE_INTERVAL = 0.5  # the tables repaint at most this often (seconds); streams every tick
 
 
 class ControlDone(Message):
@@ -587,26 +587,23 @@ class DashboardApp(App[None]):
 
     # ------------------------------------------------------------------ actions: playback
 
-    def _after_seek(self) -> None:
-        self.sync_views()
-
     def action_play_pause(self) -> None:
         assert self.playback is not None
         self.playback.toggle()
         self._last_tick = time.monotonic()
-        self._after_seek()
+        self.sync_views()
 
     def action_step(self, count: int) -> None:
         assert self.playback is not None
         self.playback.playing = False
         self.playback.step(count)
-        self._after_seek()
+        self.sync_views()
 
     def action_speed(self, direction: int) -> None:
         assert self.playback is not None
         speed = self.playback.faster() if direction > 0 else self.playback.slower()
         self.notify(f"speed {speed:g}x", timeout=1.5)
-        self._after_seek()
+        self.sync_views()
 
     def action_jump(self) -> None:
         def jump(query: str | None) -> None:
@@ -619,7 +616,7 @@ class DashboardApp(App[None]):
                 self.notify(str(exc), severity="error")
                 return
             self.notify(f"jumped to {done}", timeout=2)
-            self._after_seek()
+            self.sync_views()
 
         self.push_screen(PromptScreen("Jump to…", "42 (seq) · #120 (item) · 12.5s · 10:00:03"), jump)
 

@@ -58,6 +58,11 @@ class QueueFeed:
         self.dropped = 0
         self._closed = False
 
+    @property
+    def pending(self) -> int:
+        """Items queued and not consumed yet."""
+        return self._queue.qsize()
+
     def put_nowait(self, kind: str, data: dict[str, Any]) -> None:
         if self._closed:
             return

@@ -1220,9 +1220,6 @@ class DashboardModel:
         cursor = self.cursors.get(key)
         return cursor.lag_series.series(now, n) if cursor else [0.0] * n
 
-    def is_stuck(self, key: tuple[str, str], now: float) -> bool:
-        return self.explain_cursor(key, now) is not None
-
     def explain_cursor(self, key: tuple[str, str], now: float) -> str | None:
         """Why this cursor is not moving, in words; None if it is healthy (or idle)."""
         cursor = self.cursors.get(key)

@@ -6,12 +6,11 @@ from __future__ import annotations
 import shutil
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from .procs import HubProc, Procs, Stream, read_jsonl, wait_until
+from .procs import HubProc, KillRun, Procs, Stream, read_jsonl, wait_until
 
 
 @pytest.fixture
@@ -45,17 +44,6 @@ def evidence(tmp_path: Path) -> Iterator[Path]:
         yield path
     finally:
         _keep(path, tmp_path)
-
-
-@dataclass
-class KillRun:
-    """The receiver-SIGKILL run: a 10,000-envelope stream whose receiver was killed -9 twice and
-    restarted, with an observer recording everything the hub showed it."""
-
-    stream: Stream
-    events: list[dict]
-    kills: int
-    receiver_pids: list[int]
 
 
 KILL_AT = (3_000, 7_000)  # processed deliveries at which the receiver is SIGKILLed

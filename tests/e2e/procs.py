@@ -19,6 +19,7 @@ import time
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -449,6 +450,17 @@ class Stream:
 
 
 @dataclass
+class KillRun:
+    """The receiver-SIGKILL run: a 10,000-envelope stream whose receiver was killed -9 twice and
+    restarted, with an observer recording everything the hub showed it."""
+
+    stream: Stream
+    events: list[dict]
+    kills: int
+    receiver_pids: list[int]
+
+
+@dataclass
 class StreamReport:
     head: int
     processed: int
@@ -517,13 +529,19 @@ def check_stream(stream: Stream, *, strict_attempts: bool = True) -> StreamRepor
         assert first_attempts == sorted(set(first_attempts)), (
             f"deliveries with attempt 1 are not in strictly increasing seq order near {_first_break(first_attempts)}"
         )
-    # C6: nothing the hub counts as acked went unprocessed; the floor reached the head
+    # C6: nothing the hub counts as acked went unprocessed, or was acked before it was processed
+    # (the hub stamps receipts with milliseconds; both clocks are this host's)
+    first_processed: dict[int, float] = {}
+    for r in records:
+        first_processed.setdefault(r["seq"], r["wall"])
     acked = db_rows(
         db,
-        "SELECT seq FROM receipts WHERE recipient=? AND channel_id=? AND status='acked'",
+        "SELECT seq, at FROM receipts WHERE recipient=? AND channel_id=? AND status='acked'",
         (stream.receiver, channel),
     )
-    assert {s for (s,) in acked} <= seen
+    assert {s for s, _ in acked} <= seen
+    early = [(s, at) for s, at in acked if _epoch(at) + 0.001 < first_processed[s]]
+    assert not early, f"acked at the hub before the receiver had processed them: {early[:5]}"
     assert ack_floor(db, stream.receiver, channel) == head
     assert not db_rows(
         db, "SELECT seq FROM receipts WHERE recipient=? AND channel_id=? AND status='dead'", (stream.receiver, channel)
@@ -536,6 +554,10 @@ def check_stream(stream: Stream, *, strict_attempts: bool = True) -> StreamRepor
         posts_ok=len(ops),
         duplicate_oks=sum(1 for op in ops if op["duplicate"]),
     )
+
+
+def _epoch(iso: str) -> float:
+    return datetime.fromisoformat(iso).timestamp()
 
 
 def _first_break(seqs: list[int]) -> list[int]:

@@ -10,7 +10,7 @@ with the same key). Every post the hub answered ok is logged: `{"t", "n", "chann
 "envelope_id", "duplicate"}`.
 
 The receiver logs every delivery, flushed and fsynced **before** the handler returns (the SDK acks
-after that): `{"t", "pid", "channel", "seq", "envelope_id", "attempt", "session", "sender", "n"}`,
+after that): `{"t", "wall", "pid", "channel", "seq", "envelope_id", "attempt", "session", "sender", "n"}`,
 `session` counting this process's connections. SIGUSR1
 drops its connection abruptly (TCP abort, no closing handshake); the SDK reconnects.
 
@@ -51,7 +51,8 @@ class Log:
             os.fsync(self.fd)
 
 
-async def run_stop_on_sigterm(main: asyncio.Task) -> None:
+def cancel_on_signals(main: asyncio.Task) -> None:
+    """SIGTERM/SIGINT end the program cleanly (the SDK closes its connection, exit status 0)."""
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, main.cancel)
@@ -104,6 +105,7 @@ async def recv(args: argparse.Namespace) -> int:
         log.write(
             {
                 "t": time.monotonic(),
+                "wall": time.time(),  # to compare with the hub's receipt times (same host clock)
                 "pid": pid,
                 "channel": env.channel_id,
                 "seq": env.seq,
@@ -160,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     async def runner() -> int:
         task = asyncio.current_task()
         assert task is not None
-        await run_stop_on_sigterm(task)
+        cancel_on_signals(task)
         try:
             return await {"send": send, "recv": recv, "observe": observe}[args.mode](args)
         except asyncio.CancelledError:

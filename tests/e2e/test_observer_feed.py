@@ -13,8 +13,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from .conftest import KillRun
-from .procs import HubProc, Peer, Procs, Stream, await_until, check_stream, read_jsonl
+from .procs import HubProc, KillRun, Peer, Procs, Stream, await_until, check_stream, read_jsonl
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -2,8 +2,9 @@
 
 Every run ends with `check_stream` (the test plan's C1, C2, C5, C6, C9, C10, C11): every envelope
 processed at least once, first deliveries in seq order, nothing acked lost, every post answered ok
-still in the WAL with the seq it was told, seqs gapless and never reused. Before a fault the
-receiver is paused until it owes 1,000 acks, so each fault is sure to hit deliveries in flight.
+still in the WAL with the seq it was told, seqs gapless and never reused. Before each fault (but
+the receiver's first kill, which lands wherever it lands) the receiver is paused until it owes
+1,000 acks, so the fault is sure to hit a full window of deliveries in flight.
 """
 
 from __future__ import annotations
@@ -15,8 +16,7 @@ import orjson
 import pytest
 from websockets.sync.client import connect
 
-from .conftest import KillRun
-from .procs import HubProc, Procs, Stream, ack_floor, check_stream, db_rows, read_jsonl
+from .procs import HubProc, KillRun, Procs, Stream, ack_floor, check_stream, db_rows, read_jsonl
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -11,6 +11,7 @@ from textual.pilot import Pilot
 
 from agentnet.tui.app import DashboardApp
 from agentnet.tui.feed import QueueFeed
+from agentnet.tui.recording import RecordingReader
 from agentnet.tui.widgets.tables import KeyedTable
 from tests.tui.fakes import FakeLauncher
 from tests.tui.sample import sample_feed_items, write_sample_recording
@@ -23,10 +24,12 @@ def sample_recording(tmp_path: Path) -> Path:
     return write_sample_recording(tmp_path / "run" / "recording.jsonl")
 
 
-def live_app(**kwargs: Any) -> tuple[DashboardApp, QueueFeed, FakeLauncher]:
-    """A dashboard fed the sample run through an open feed (like a live hub) with a fake launcher."""
+def live_app(recording: Path | None = None, **kwargs: Any) -> tuple[DashboardApp, QueueFeed, FakeLauncher]:
+    """A dashboard fed the sample run (or a recording of it) through an open feed, as from a live hub,
+    with a fake launcher."""
     feed = QueueFeed()
-    for kind, data in sample_feed_items():
+    items = [item.item for item in RecordingReader(recording)] if recording else sample_feed_items()
+    for kind, data in items:
         feed.put_nowait(kind, data)
     launcher = FakeLauncher(feed)
     kwargs.setdefault("title", "sample")
@@ -38,7 +41,7 @@ async def settle(app: DashboardApp, pilot: Pilot[Any], feed: QueueFeed | None = 
     """Wait until the feed has been applied, then refresh every pane and let it paint."""
     if feed is not None:
         for _ in range(500):
-            if feed._queue.empty():
+            if not feed.pending:
                 break
             await asyncio.sleep(0.005)
         await asyncio.sleep(0.01)

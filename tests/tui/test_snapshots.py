@@ -1,4 +1,4 @@
-"""SVG snapshots at 120x36 from the deterministic sample run.
+"""SVG snapshots at 120x36 from a recording of the deterministic sample run (tests/tui/sample.py).
 
 Update after an intended visual change with ``pytest tests/tui/test_snapshots.py --snapshot-update``
 and review the diffs in the report.
@@ -16,8 +16,8 @@ from agentnet.tui.widgets.streams import WalView
 from tests.tui.conftest import SIZE, live_app, select_row, settle
 
 
-def test_main_screen(snap_compare: Any) -> None:
-    app, feed, _ = live_app(title="consult.yaml")
+def test_main_screen(snap_compare: Any, sample_recording: Path) -> None:
+    app, feed, _ = live_app(sample_recording, title="consult.yaml")
 
     async def run_before(pilot: Pilot[Any]) -> None:
         await settle(app, pilot, feed)
@@ -25,8 +25,8 @@ def test_main_screen(snap_compare: Any) -> None:
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
 
 
-def test_sequence_diagram(snap_compare: Any) -> None:
-    app, feed, _ = live_app(title="consult.yaml")
+def test_sequence_diagram(snap_compare: Any, sample_recording: Path) -> None:
+    app, feed, _ = live_app(sample_recording, title="consult.yaml")
 
     async def run_before(pilot: Pilot[Any]) -> None:
         await settle(app, pilot, feed)
@@ -37,8 +37,8 @@ def test_sequence_diagram(snap_compare: Any) -> None:
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
 
 
-def test_inspector(snap_compare: Any) -> None:
-    app, feed, _ = live_app(title="consult.yaml")
+def test_inspector(snap_compare: Any, sample_recording: Path) -> None:
+    app, feed, _ = live_app(sample_recording, title="consult.yaml")
 
     async def run_before(pilot: Pilot[Any]) -> None:
         await settle(app, pilot, feed)

@@ -21,10 +21,6 @@ class TextLine(Widget):
         super().__init__(id=id)
         self._text = Text()
 
-    @property
-    def text(self) -> Text:
-        return self._text
-
     def set(self, text: Text) -> None:
         if text != self._text:
             self._text = text

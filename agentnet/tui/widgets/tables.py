@@ -3,8 +3,6 @@ cell by cell, only where the value changed (no clear-and-refill, so the cursor a
 
 from __future__ import annotations
 
-from typing import Any
-
 from rich.text import Text
 from textual.coordinate import Coordinate
 from textual.widgets import DataTable
@@ -86,10 +84,6 @@ class KeyedTable(DataTable[Cell]):
                 changed = True
             self._rows[key] = cells
         return changed
-
-    def reset(self) -> None:
-        self.clear()
-        self._rows.clear()
 
 
 class ProcessTable(KeyedTable):
@@ -259,8 +253,3 @@ class CursorTable(KeyedTable):
     @property
     def selected_cursor(self) -> tuple[str, str] | None:
         return self.parse_key(self.selected_key)
-
-
-def cells_text(cells: tuple[Any, ...]) -> list[str]:
-    """Plain text of a row's cells (for tests)."""
-    return [cell.plain if isinstance(cell, Text) else str(cell) for cell in cells]
