@@ -571,7 +571,7 @@ class DashboardApp(App[None]):
         keys: list[tuple[str, str, str]] = []
         if self.mode != "playback":
             keys += [
-                (spec.key, spec.label, spec.help + (" (asks first)" if spec.irreversible else ""))
+                (spec.key, spec.label, spec.help + (" — asks first" if spec.irreversible else ""))
                 for spec in CONTROL_SPECS
             ]
         else:

@@ -699,6 +699,7 @@ class DashboardModel:
             "dead_letter": self._on_dead_letter,
             "receipt.ignored": self._on_receipt_ignored,
             "observer.lagged": self._on_observer_lagged,
+            "agent.latency": self._on_agent_latency,
         }
 
     # ------------------------------------------------------------------ dispatch
@@ -876,6 +877,12 @@ class DashboardModel:
         agent.agent_id = event.get("agent_id", agent.agent_id)
         agent.passport = event.get("passport", agent.passport)
         self._log(at, "info", f"{agent.name} registered")
+
+    def _on_agent_latency(self, event: dict[str, Any], at: float | None) -> None:
+        """The hub's keepalive round trips, every 2 s: ``latency_ms: {name: ms}``."""
+        for name, ms in (event.get("latency_ms") or {}).items():
+            if name in self.agents:
+                self.agents[name].latency_ms = ms
 
     def _on_channel(self, event: dict[str, Any], at: float | None) -> None:
         data = event["channel"]
