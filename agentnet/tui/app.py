@@ -76,6 +76,7 @@ OTHER_KEYS: tuple[tuple[str, str, str], ...] = (
     ("enter", "inspect", "Open the selected envelope (WAL row, diagram arrow, log line)"),
     ("f", "follow", "Follow the newest rows of the focused stream (or pause)"),
     ("/", "filter", "Filter the WAL stream: from:alice type:text to:bob words"),
+    ("t / T", "target", "Pick the process the control keys act on (next / previous), from anywhere"),
     ("tab", "next pane", "Move focus to the next pane (shift+tab: previous)"),
     ("1 / 2", "tabs", "Overview / sequence diagram"),
     ("m", "export Mermaid", "Write the selected channel's sequence diagram as a Mermaid file"),
@@ -104,6 +105,8 @@ class DashboardApp(App[None]):
         Binding("1", "show_tab('overview')", "overview", id="tab.overview", show=False),
         Binding("2", "show_tab('sequence')", "sequence", id="tab.sequence", show=False),
         Binding("z", "maximize_pane", "maximize", id="pane.maximize", show=False),
+        Binding("t", "target(1)", "next target", id="process.target.next", show=False),
+        Binding("T", "target(-1)", "previous target", id="process.target.previous", show=False),
         Binding("question_mark", "help", "help", id="app.help"),
         Binding("q", "quit", "quit", id="app.quit", show=False),
         Binding("space", "play_pause", "play/pause", id="playback.toggle"),
@@ -437,6 +440,15 @@ class DashboardApp(App[None]):
         if action in ("play_pause", "step", "speed", "jump"):
             return self.mode == "playback"
         return True
+
+    def action_target(self, step: int) -> None:
+        """Move the processes pane's cursor: the control keys act on the process it highlights."""
+        table = self.main.query_one("#processes", DataTable)
+        if not table.row_count:
+            return
+        table.move_cursor(row=(table.cursor_row + step) % table.row_count)
+        self.selected_process = table.selected_key
+        self.notify(f"control target: {self.selected_process}", timeout=2)
 
     def action_control(self, verb: str) -> None:
         if self.controls is None:

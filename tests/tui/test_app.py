@@ -330,3 +330,21 @@ async def test_playback_is_labelled_has_no_controls_and_steps_plays_and_jumps(sa
         app.sync_views()
         await pilot.pause()
         assert f"item {len(controller)}/{len(controller)}" in screen_text(app)
+
+
+async def test_t_picks_the_control_target_from_any_pane() -> None:
+    """A new user never has to find the processes pane: `t` moves the target, `k` then acts on it."""
+    app, feed, launcher = live_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot, feed)
+        table = app.query_one("#processes")
+        order = [table.get_row_at(i)[0] for i in range(table.row_count)]
+        start = order.index(app.selected_process) if app.selected_process in order else 0
+        await pilot.press("t")
+        assert app.selected_process == order[(start + 1) % len(order)]
+        await pilot.press("T", "T")
+        assert app.selected_process == order[(start - 1) % len(order)]
+        target = app.selected_process
+        await pilot.press("d")
+        await wait_for(lambda: launcher.calls, pilot)
+        assert launcher.calls[-1] == ("disconnect", target) or target == "hub"
