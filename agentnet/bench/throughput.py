@@ -136,6 +136,13 @@ class Child:
         except (psutil.Error, AssertionError):
             return float("nan")
 
+    def cpu_system(self) -> float:
+        try:
+            assert self.ps is not None
+            return self.ps.cpu_times().system
+        except (psutil.Error, AssertionError):
+            return float("nan")
+
     def rss_mb(self) -> float | None:
         try:
             assert self.ps is not None
@@ -355,6 +362,7 @@ class Run:
 
             hub, rss_start = self.hub, self.hub.rss_mb()
             cpu0 = {c.name: c.cpu() for c in (hub, rx, tx)}
+            cpu0["hub-sys"] = hub.cpu_system()
             wall0 = time.monotonic()
             assert tx.proc.stdin is not None
             tx.proc.stdin.write(b"go\n")
@@ -374,6 +382,7 @@ class Run:
                         done[name] = event
                         if name == "receiver":  # the last ack is out: the hub's work is over
                             cpu1 = {c.name: c.cpu() for c in (hub, rx, tx)}
+                            cpu1["hub-sys"] = hub.cpu_system()
                             wall1 = time.monotonic()
                             self.progress.update(event["acked"])
             finally:
@@ -413,6 +422,7 @@ class Run:
             "hub_cpu_s": round(hub_cpu, 4),
             "hub_cpu_us_per_env": round(hub_cpu / n * 1e6, 1) if n else None,
             "hub_cores": round(hub_cpu / wall, 2) if wall > 0 else None,
+            "hub_cpu_kernel_share": round((cpu1["hub-sys"] - cpu0["hub-sys"]) / hub_cpu, 2) if hub_cpu > 0 else None,
             "load_cpu_us_per_env": round(load_cpu / n * 1e6, 1) if n else None,
             "sender_cpu_us_per_env": round((cpu1["sender"] - cpu0["sender"]) / n * 1e6, 1) if n else None,
             "receiver_cpu_us_per_env": round((cpu1["receiver"] - cpu0["receiver"]) / n * 1e6, 1) if n else None,
