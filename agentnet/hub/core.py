@@ -572,7 +572,9 @@ class HubCore:
         if sender == HUB_SENDER:
             envelope["audience"] = list(ch.participants)
             audience = ch.participants
-        encoded = orjson.dumps(envelope)
+        # A copy of exactly its length: orjson returns bytes that keep a ~4 KiB buffer whatever their
+        # length, and records live long (channel caches, the memory store): ~4.1 KB -> ~0.6 KB each.
+        encoded = bytes(memoryview(orjson.dumps(envelope)))
         text = data.get("text")
         rec = EnvRecord(
             ch.channel_id,
