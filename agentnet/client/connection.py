@@ -23,6 +23,7 @@ from websockets.protocol import State
 
 from agentnet import __version__
 from agentnet.protocol.errors import CloseCode
+from agentnet.wsbatch import BatchedSends
 
 log = logging.getLogger("agentnet.client")
 OPEN = State.OPEN
@@ -60,35 +61,13 @@ class HubUnavailable(HubError):
 FrameHandler = Callable[[dict[str, Any]], Awaitable[None] | None]
 
 
-class _Connection(ClientConnection):
+class _Connection(BatchedSends, ClientConnection):
     """A websockets client connection that can send several text messages in one socket write.
 
     The bytes on the wire are exactly those of separate `send()` calls; only the number of `send()`
     syscalls changes (on loopback each one also runs the receiver's TCP path, so it is most of a
     small message's cost).
     """
-
-    async def send_texts(self, messages: list[bytes]) -> None:
-        """Send each of `messages` (UTF-8 bytes) as its own text message, in order, in one write."""
-        while self.send_in_progress is not None:  # never interleave with a fragmented send
-            await asyncio.shield(self.send_in_progress)
-        async with self.send_context():
-            protocol = self.protocol
-            for data in messages:
-                protocol.send_text(data)
-
-    def send_data(self) -> None:
-        writes = self.protocol.data_to_send()
-        if len(writes) > 1 and all(writes):
-            writes = [b"".join(writes)]
-        for data in writes:
-            if data:
-                self.transport.write(data)
-            elif self.transport.can_write_eof():  # SEND_EOF: half-close, as websockets does
-                with contextlib.suppress(Exception):
-                    self.transport.write_eof()
-            else:  # pragma: no cover - TLS transports cannot half-close
-                self.transport.close()
 
 
 class _Outbox:

@@ -33,6 +33,7 @@ from agentnet.protocol import ids
 from agentnet.protocol.codec import FrameError, decode_client_frame
 from agentnet.protocol.errors import CloseCode, ErrorCode
 from agentnet.protocol.frames import Hello
+from agentnet.wsbatch import BatchedSends
 
 from .auth import Authenticator, load_auth_file
 from .core import Close, CoreConfig, Emit, HubCore, Send, Subscribe, error_frame
@@ -82,7 +83,7 @@ _CLOSE = object()  # marker in a peer's outbox: close after what is queued befor
 SEND_BATCH_BYTES = 256 * 1024  # a peer's queued frames are written together, up to this much per write
 
 
-class HubConnection(ServerConnection):
+class HubConnection(BatchedSends, ServerConnection):
     """A websockets server connection that can send several text messages in one socket write.
 
     On loopback the cost of a message is mostly its `send()` syscall (the kernel runs the receiver's
@@ -90,28 +91,6 @@ class HubConnection(ServerConnection):
     and notifies, is written with one syscall instead of one per message. The bytes on the wire are
     exactly those of separate `send()` calls.
     """
-
-    async def send_texts(self, messages: list[bytes]) -> None:
-        """Send each of `messages` (UTF-8 bytes) as its own text message, in order, in one write."""
-        while self.send_in_progress is not None:  # never interleave with a fragmented send
-            await asyncio.shield(self.send_in_progress)
-        async with self.send_context():
-            protocol = self.protocol
-            for data in messages:
-                protocol.send_text(data)
-
-    def send_data(self) -> None:
-        writes = self.protocol.data_to_send()
-        if len(writes) > 1 and all(writes):
-            writes = [b"".join(writes)]
-        for data in writes:
-            if data:
-                self.transport.write(data)
-            elif self.transport.can_write_eof():  # SEND_EOF: half-close, as websockets does
-                with contextlib.suppress(Exception):
-                    self.transport.write_eof()
-            else:  # pragma: no cover - TLS transports cannot half-close
-                self.transport.close()
 
 
 @dataclass(eq=False)
@@ -246,9 +225,7 @@ class Hub:
         self.stopping = False
 
     def _new_core(self) -> HubCore:
-        core = HubCore(
-            self.store.load(), self.store, self.settings.core_config(), store_name=self.store.description
-        )
+        core = HubCore(self.store.load(), self.store, self.settings.core_config(), store_name=self.store.description)
         core.event_seq = lambda: self.feed.event_seq
         core.latency_ms = self._latency_of
         return core
@@ -329,11 +306,7 @@ class Hub:
     def summary(self) -> str:
         s = self.settings
         channels = len(self.core.channels)
-        auth = (
-            "on (API keys from " + str(s.auth_file) + ")"
-            if self.auth.enabled
-            else "off (anyone on this machine)"
-        )
+        auth = "on (API keys from " + str(s.auth_file) + ")" if self.auth.enabled else "off (anyone on this machine)"
         return "\n".join(
             [
                 f"agentnet hub {__version__} listening on {self.url}",
@@ -355,9 +328,7 @@ class Hub:
                 "agents": sum(1 for a in self.core.agents.values() if a.conn is not None),
                 "channels": len(self.core.channels),
             }
-            return HttpResponse(
-                200, "OK", Headers([("Content-Type", "application/json")]), orjson.dumps(body) + b"\n"
-            )
+            return HttpResponse(200, "OK", Headers([("Content-Type", "application/json")]), orjson.dumps(body) + b"\n")
         if path != "/v1":
             return connection.respond(http.HTTPStatus.NOT_FOUND, "agentnet speaks WebSocket on /v1\n")
         header = request.headers.get("Authorization")
@@ -413,9 +384,7 @@ class Hub:
         finally:
             if said_hello:
                 rcvd = ws.close_code if ws.close_code is not None else 1006
-                self._dispatch(
-                    self.core.connection_closed(conn, rcvd, ws.close_reason or "", time.monotonic())
-                )
+                self._dispatch(self.core.connection_closed(conn, rcvd, ws.close_reason or "", time.monotonic()))
             if peer.observer:
                 self.feed.observers.pop(conn, None)
                 self.core.observed = bool(self.feed.observers)
@@ -449,9 +418,7 @@ class Hub:
             self._refuse(peer, exc.code, exc.message, exc.close_code)
             return False
         if not isinstance(frame, Hello):
-            self._refuse(
-                peer, ErrorCode.INVALID, f"the first frame must be hello, not {frame.kind}", CloseCode.POLICY
-            )
+            self._refuse(peer, ErrorCode.INVALID, f"the first frame must be hello, not {frame.kind}", CloseCode.POLICY)
             return False
         token = frame.auth.token if frame.auth else None
         if token is None:
@@ -478,9 +445,7 @@ class Hub:
         elif kind == "receipt":
             self._dispatch(self.core.receipt(conn, frame, now))
         else:
-            self._refuse(
-                peer, ErrorCode.INVALID, "hello was already said on this connection", CloseCode.POLICY
-            )
+            self._refuse(peer, ErrorCode.INVALID, "hello was already said on this connection", CloseCode.POLICY)
 
     # ------------------------------------------------------------------ background tasks
 
