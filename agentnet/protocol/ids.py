@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import os
 import time
-from datetime import UTC, datetime
 
 _counter = 0
 
@@ -20,7 +20,22 @@ def new_id(prefix: str) -> str:
     return f"{prefix}-{int(time.time() * 1000):012x}{_counter:04x}{os.urandom(4).hex()}"
 
 
+_second: int | None = None
+_second_text = ""
+
+
 def utc_iso(ts: float | None = None) -> str:
-    """ISO-8601 UTC with milliseconds and a Z suffix, e.g. 2026-11-20T10:00:00.123Z."""
-    dt = datetime.fromtimestamp(time.time() if ts is None else ts, UTC)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+    """ISO-8601 UTC with milliseconds and a Z suffix, e.g. 2026-11-20T10:00:00.123Z.
+
+    The date and time up to the second are formatted once per second (this runs twice per envelope).
+    """
+    global _second, _second_text
+    t = time.time() if ts is None else ts
+    second = math.floor(t)
+    micros = round((t - second) * 1_000_000)  # rounded like datetime.fromtimestamp
+    if micros >= 1_000_000:
+        second, micros = second + 1, 0
+    if second != _second:
+        _second_text = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(second))
+        _second = second
+    return f"{_second_text}{micros // 1000:03d}Z"

@@ -26,9 +26,7 @@ class WireModel(BaseModel):
 
 class Passport(WireModel):
     description: Annotated[str, StringConstraints(max_length=4000)] | None = None
-    capabilities: Annotated[
-        list[Annotated[str, StringConstraints(max_length=128)]], Field(max_length=64)
-    ] = []
+    capabilities: Annotated[list[Annotated[str, StringConstraints(max_length=128)]], Field(max_length=64)] = []
     meta: dict[str, Any] = {}
 
 
