@@ -327,6 +327,9 @@ class Run:
             async with asyncio.timeout(timeout):
                 name, event = await self.queue.get()
         except TimeoutError:
+            hub = self.hub
+            if hub is not None and hub.proc.returncode is not None:
+                raise BenchError(f"the hub exited (code {hub.proc.returncode}):\n{hub.tail()}") from None
             raise BenchError(f"no progress for {timeout:g} s while waiting for {waiting_for}") from None
         kind = event.get("event")
         if kind == "error":
