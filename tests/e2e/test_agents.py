@@ -10,7 +10,8 @@ import pytest
 from agentnet.client import HubClient
 from tests.stub_openai import StubOpenAI
 
-from .net import Net, wait_until
+from .net import Net
+from .procs import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -157,15 +158,15 @@ async def test_redelivery_after_a_crash_between_reply_and_ack_never_answers_twic
         await wait_agents(hub, {"alice", "bob"})
         ch = await hub.request("open_channel", as_agent="alice", type="consulting", participants=["bob"])
         q = await hub.request("post", as_agent="alice", channel_id=ch["channel_id"], data={"text": "What is 6 x 7?"})
-        wait_until(lambda: bob.poll() is not None, what="bob to die at the crash point")
+        wait_until("bob to die at the crash point", lambda: bob.poll() is not None)
         assert bob.returncode == 137
         net.agent("bob", "calc")  # restarted, without the crash point
         await wait_closed(hub, ch["channel_id"], timeout=20)
         replies = [e for e in await wal(hub, ch["channel_id"]) if e["causation_id"] == q["envelope_id"]]
         assert [r["data"]["text"] for r in replies] == ["42"]
         records = wait_until(
+            "bob's processed-log entry for the question",
             lambda: [r for r in net.processed("bob") if r["envelope_id"] == q["envelope_id"]] or None,
-            what="bob's processed-log entry for the question",
         )
         assert [r["effect"] for r in records] == ["dedup_skipped"]
         assert records[0]["attempt"] in (0, 2)  # resumed via pending_turns or redelivered
@@ -187,7 +188,7 @@ async def test_llm_brain_fails_clearly_while_the_endpoint_is_down_then_answers(n
             ch = await hub.request("open_channel", as_agent="alice", type="consulting", participants=["bob"])
             stub.stop()
             await hub.request("post", as_agent="alice", channel_id=ch["channel_id"], data={"text": "12 x 11?"})
-            wait_until(lambda: "unreachable" in net.log("bob"), timeout=20, what="bob to report the dead endpoint")
+            wait_until("bob to report the dead endpoint", lambda: "unreachable" in net.log("bob"), timeout=20)
             assert "nack" in net.log("bob") or "handler failed" in net.log("bob")
             stub = StubOpenAI(reply=lambda body: "stub says 132", port=port).start()
             await wait_closed(hub, ch["channel_id"], timeout=30)
