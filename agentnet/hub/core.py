@@ -108,9 +108,7 @@ class EnvelopeSource(Protocol):
 
     def load_envelopes(self, channel_id: str, after_seq: int, limit: int) -> list[EnvRecord]: ...
 
-    def find_by_causation(
-        self, channel_id: str, causation_id: str, sender: str | None
-    ) -> EnvRecord | None: ...
+    def find_by_causation(self, channel_id: str, causation_id: str, sender: str | None) -> EnvRecord | None: ...
 
     def find_idempotent(self, sender: str, key: str) -> tuple[str, str, int] | None: ...
 
@@ -123,9 +121,7 @@ class Session:
     session_id: str
 
 
-AGENT_OPS = frozenset(
-    {"register", "open_channel", "post", "close_channel", "find_by_causation", "pending_turns"}
-)
+AGENT_OPS = frozenset({"register", "open_channel", "post", "close_channel", "find_by_causation", "pending_turns"})
 ACTING_OPS = frozenset({"open_channel", "post", "close_channel"})  # a supervisor may do these `as_agent`
 
 
@@ -290,9 +286,7 @@ class HubCore:
         for channel_id, seq in since.items():
             ch = self.channels.get(channel_id)
             if ch is None or name not in ch.participants:
-                raise ProtocolError(
-                    ErrorCode.INVALID, f"since names channel {channel_id!r}, which {name} is not in"
-                )
+                raise ProtocolError(ErrorCode.INVALID, f"since names channel {channel_id!r}, which {name} is not in")
             if seq > ch.committed_seq:
                 raise ProtocolError(
                     ErrorCode.CONFLICT,
@@ -359,9 +353,7 @@ class HubCore:
     def request(self, conn: int, req: Request, now: float) -> list[Effect]:
         session = self.sessions.get(conn)
         if session is None:  # the shell only forwards requests after hello; be safe anyway
-            self._out.append(
-                Send(conn, _error_response(req.request_id, ErrorCode.ACCESS_DENIED, "hello first"))
-            )
+            self._out.append(Send(conn, _error_response(req.request_id, ErrorCode.ACCESS_DENIED, "hello first")))
             return self._flush(now)
         try:
             params = decode_params(req.op, req.params)
@@ -442,9 +434,7 @@ class HubCore:
             if name != creator and name not in others:
                 others.append(name)
         if not others:
-            raise ProtocolError(
-                ErrorCode.INVALID, "a channel needs at least one participant besides its creator"
-            )
+            raise ProtocolError(ErrorCode.INVALID, "a channel needs at least one participant besides its creator")
         unknown = [n for n in others if n not in self.agents]
         if unknown:
             raise ProtocolError(ErrorCode.NOT_FOUND, f"unknown agent(s): {', '.join(unknown)}")
@@ -464,7 +454,8 @@ class HubCore:
         for name in ch.participants:
             self._cursor(name, ch.channel_id)
         text = f"{creator} opened a {p.type} channel with {', '.join(others)}"
-        self._append(ch, HUB_SENDER, "channel.opened", {"text": text, "topic": p.topic}, None, None, None)
+        opened = orjson.dumps({"text": text, "topic": p.topic})
+        self._append(ch, HUB_SENDER, "channel.opened", opened, text, None, None, None)
         self.batch.channels[ch.channel_id] = ch
         self.batch.after_commit.append(("channel.opened", ch.channel_id))
         self.batch.after_commit.append(("respond_channel", session.conn, request_id, ch.channel_id))
@@ -482,15 +473,9 @@ class HubCore:
         ch.state, ch.closed_at, ch.close_reason = "closed", ids.utc_iso(), reason
         ch.rule_state["next"] = []
         ch.closed_seq = ch.head_seq + 1  # the channel.closed envelope appended next
-        self._append(
-            ch,
-            HUB_SENDER,
-            "channel.closed",
-            {"text": f"closed: {reason}", "reason": reason},
-            None,
-            None,
-            None,
-        )
+        text = f"closed: {reason}"
+        closed = orjson.dumps({"text": text, "reason": reason})
+        self._append(ch, HUB_SENDER, "channel.closed", closed, text, None, None, None)
         self.batch.channels[ch.channel_id] = ch
         self.batch.after_commit.append(("channel.closed", ch.channel_id))
 
@@ -523,13 +508,15 @@ class HubCore:
             audience = tuple(dict.fromkeys(p.audience))
         # `data` needs no check_value of its own: the shell only hands the core frames that passed
         # decode_client_frame, whose check counts depth from the frame's root (stricter than from data).
-        size = len(orjson.dumps(p.data))
-        if size > self.config.max_data_bytes:
+        data = orjson.dumps(p.data)  # encoded once: measured here, spliced into the envelope below
+        if len(data) > self.config.max_data_bytes:
             raise ProtocolError(
-                ErrorCode.TOO_LARGE, f"data is {size} bytes; the limit is {self.config.max_data_bytes}"
+                ErrorCode.TOO_LARGE, f"data is {len(data)} bytes; the limit is {self.config.max_data_bytes}"
             )
         rules.check_post(ch, sender, p.type, p.causation_id)
-        rec = self._append(ch, sender, p.type, p.data, audience, p.causation_id, p.idempotency_key)
+        text = p.data.get("text")
+        text = text if isinstance(text, str) else None
+        rec = self._append(ch, sender, p.type, data, text, audience, p.causation_id, p.idempotency_key)
         if p.idempotency_key is not None:
             self.idempotency[(sender, p.idempotency_key)] = (ch.channel_id, rec.envelope_id, rec.seq)
             if len(self.idempotency) > 100_000:
@@ -546,7 +533,8 @@ class HubCore:
         ch: ChannelRecord,
         sender: str,
         env_type: str,
-        data: dict[str, Any],
+        data: bytes,
+        text: str | None,
         audience: tuple[str, ...] | None,
         causation_id: str | None,
         idempotency_key: str | None,
@@ -560,7 +548,7 @@ class HubCore:
             "sender": sender,
             "audience": list(audience) if audience is not None else None,
             "type": env_type,
-            "data": data,
+            "data": Fragment(data),
             "causation_id": causation_id,
             "idempotency_key": idempotency_key,
             "created_at": ids.utc_iso(),
@@ -575,7 +563,6 @@ class HubCore:
         # A copy of exactly its length: orjson returns bytes that keep a ~4 KiB buffer whatever their
         # length, and records live long (channel caches, the memory store): ~4.1 KB -> ~0.6 KB each.
         encoded = bytes(memoryview(orjson.dumps(envelope)))
-        text = data.get("text")
         rec = EnvRecord(
             ch.channel_id,
             seq,
@@ -587,7 +574,7 @@ class HubCore:
             idempotency_key,
             envelope["created_at"],
             encoded,
-            text if isinstance(text, str) else None,
+            text,
         )
         ch.head_seq = seq
         ch.cache[seq] = rec
@@ -613,9 +600,7 @@ class HubCore:
         self._out.append(Send(session.conn, _response(request_id, result)))
         return None
 
-    def _op_find_by_causation(
-        self, session: Session, p: FindByCausationParams, request_id: str, now: float
-    ) -> dict:
+    def _op_find_by_causation(self, session: Session, p: FindByCausationParams, request_id: str, now: float) -> dict:
         ch = self._channel_for(session, p.channel_id)
         for rec in ch.cache.values():
             matches = rec.causation_id == p.causation_id and (p.sender is None or rec.sender == p.sender)
@@ -915,8 +900,7 @@ class HubCore:
                 for c in batch.channels.values()
             ],
             agents=[
-                (a.name, a.agent_id, a.role, dumps(a.passport).decode(), a.registered_at)
-                for a in batch.agents.values()
+                (a.name, a.agent_id, a.role, dumps(a.passport).decode(), a.registered_at) for a in batch.agents.values()
             ],
             cursors=list(batch.cursors.values()),
             acks=batch.acks,
@@ -952,9 +936,7 @@ class HubCore:
         rebuild the core from the store (its memory is ahead of what is durable)."""
         batch = self._pending_batches.pop(batch_id)
         for conn, request_id in batch.posts:
-            self._out.append(
-                Send(conn, _error_response(request_id, ErrorCode.INTERNAL, f"not stored: {message}"))
-            )
+            self._out.append(Send(conn, _error_response(request_id, ErrorCode.INTERNAL, f"not stored: {message}")))
         out, self._out = self._out, []
         return out
 
