@@ -23,7 +23,7 @@ from websockets.protocol import State
 
 from agentnet import __version__
 from agentnet.protocol.errors import CloseCode
-from agentnet.wsbatch import BatchedSends
+from agentnet.wsfast import BatchedSends
 
 log = logging.getLogger("agentnet.client")
 OPEN = State.OPEN

@@ -36,6 +36,7 @@ from agentnet.protocol.frames import (
     Hello,
     OpenChannelParams,
     PostParams,
+    PostRequest,
     ReadWalParams,
     Receipt,
     RegisterParams,
@@ -239,12 +240,20 @@ class HubCore:
         return ch.cache.get(seq)
 
     def _trim_cache(self, ch: ChannelRecord) -> None:
-        cache, limit = ch.cache, self.config.cache_per_channel
-        while len(cache) > limit:
-            oldest = next(iter(cache))
-            if oldest > ch.committed_seq:
-                break
-            del cache[oldest]
+        """Drop the oldest committed envelopes down to the limit, in one rebuild.
+
+        Called once the cache is a quarter over its limit, not at every append: deleting a dict's
+        keys one by one from the front leaves holes that each later `next(iter(d))` scans again.
+        """
+        excess = len(ch.cache) - self.config.cache_per_channel
+        committed = ch.committed_seq
+        kept: dict[int, EnvRecord] = {}
+        for seq, rec in ch.cache.items():  # insertion order: the oldest cached first
+            if excess > 0 and seq <= committed:
+                excess -= 1
+                continue
+            kept[seq] = rec
+        ch.cache = kept
 
     # ------------------------------------------------------------------ connections
 
@@ -350,13 +359,13 @@ class HubCore:
 
     # ------------------------------------------------------------------ requests
 
-    def request(self, conn: int, req: Request, now: float) -> list[Effect]:
+    def request(self, conn: int, req: Request | PostRequest, now: float) -> list[Effect]:
         session = self.sessions.get(conn)
         if session is None:  # the shell only forwards requests after hello; be safe anyway
             self._out.append(Send(conn, _error_response(req.request_id, ErrorCode.ACCESS_DENIED, "hello first")))
             return self._flush(now)
         try:
-            params = decode_params(req.op, req.params)
+            params = req.params if type(req) is PostRequest else decode_params(req.op, req.params)
             self._authorize(session, req.op, params)
             result = getattr(self, "_op_" + req.op)(session, params, req.request_id, now)
             if result is not None:
@@ -651,6 +660,10 @@ class HubCore:
             return self._flush(now)
         agent = self.agents[session.name]
         if r.status == "ack":
+            # A pump after the ack can only send more if the ack freed the window's last slot: below
+            # a full window every pump has already sent all there was (commits and timers pump too).
+            if agent.unacked >= self.config.window:
+                self._dirty.add(agent.name)
             self._finish(agent, cur, inf, "acked", now)
             cur.acked += 1
             self.stats["acked"] += 1
@@ -678,7 +691,7 @@ class HubCore:
             else:
                 backoff = min(self.config.nack_backoff * 2 ** (inf.attempt - 1), self.config.nack_backoff_max)
                 inf.state, inf.deadline, inf.reason = InflightState.BACKOFF, now + backoff, "nack"
-        self._dirty.add(agent.name)
+            self._dirty.add(agent.name)
         return self._flush(now)
 
     def _ignored(self, name: str, r: Receipt, reason: str) -> None:
@@ -776,7 +789,7 @@ class HubCore:
             return False
         ch = self.channels[cur.channel_id]
         rec = self._envelope(ch, seq)
-        if rec is None or agent.name not in rec.recipients(ch.participants):
+        if rec is None or not rec.addressed_to(agent.name, ch.participants):
             cur.done.add(seq)
             if cur.advance_floor():
                 self._touch(cur)
@@ -809,7 +822,7 @@ class HubCore:
             if seq in cur.inflight:
                 continue
             rec = self._envelope(ch, seq)
-            if rec is None or agent.name not in rec.recipients(ch.participants):
+            if rec is None or not rec.addressed_to(agent.name, ch.participants):
                 continue
             inf = Inflight(seq, rec.envelope_id, 1, InflightState.READY, None, now, "replay", courtesy=True)
             cur.inflight[seq] = inf
@@ -927,7 +940,7 @@ class HubCore:
         for channel_id in touched:
             ch = self.channels[channel_id]
             self._dirty.update(ch.participants)
-            if len(ch.cache) > self.config.cache_per_channel:
+            if len(ch.cache) > self.config.cache_per_channel * 5 // 4:
                 self._trim_cache(ch)
         return self._flush(now)
 

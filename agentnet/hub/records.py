@@ -25,10 +25,11 @@ class EnvRecord:
     json: bytes  # the whole envelope object, as sent in notify frames and read_wal pages
     text: str | None = None  # data["text"], kept for channel rules and the checker
 
-    def recipients(self, participants: tuple[str, ...]) -> tuple[str, ...]:
+    def addressed_to(self, name: str, participants: tuple[str, ...]) -> bool:
+        """Its audience, or else every participant but the sender."""
         if self.audience is not None:
-            return self.audience
-        return tuple(p for p in participants if p != self.sender)
+            return name in self.audience
+        return name != self.sender and name in participants
 
 
 @dataclass(slots=True)

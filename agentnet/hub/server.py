@@ -1,7 +1,8 @@
 """The hub's websockets shell: sockets, timers and the group-commit writer around HubCore.
 
-One task reads each connection and feeds the core; one task per connection writes to it, each
-send under its own deadline, so a slow or paused peer only ever stalls itself. One writer task
+Each connection's frames are decoded and fed to the core as they arrive, in the socket's data
+callback; one task per connection writes to it, each send under its own deadline, so a slow or
+paused peer only ever stalls itself. One writer task
 commits batches: a commit takes everything that arrived while the previous one ran (no timer),
 and only its completion releases responses, notifies and events.
 """
@@ -32,8 +33,8 @@ from agentnet import __version__
 from agentnet.protocol import ids
 from agentnet.protocol.codec import FrameError, decode_client_frame
 from agentnet.protocol.errors import CloseCode, ErrorCode
-from agentnet.protocol.frames import Hello
-from agentnet.wsbatch import BatchedSends
+from agentnet.protocol.frames import ClientFrame, Hello
+from agentnet.wsfast import BatchedSends, DirectReceives
 
 from .auth import Authenticator, load_auth_file
 from .core import Close, CoreConfig, Emit, HubCore, Send, Subscribe, error_frame
@@ -83,14 +84,9 @@ _CLOSE = object()  # marker in a peer's outbox: close after what is queued befor
 SEND_BATCH_BYTES = 256 * 1024  # a peer's queued frames are written together, up to this much per write
 
 
-class HubConnection(BatchedSends, ServerConnection):
-    """A websockets server connection that can send several text messages in one socket write.
-
-    On loopback the cost of a message is mostly its `send()` syscall (the kernel runs the receiver's
-    TCP path inline), so a peer's outbox, which fills in bursts when a commit releases its responses
-    and notifies, is written with one syscall instead of one per message. The bytes on the wire are
-    exactly those of separate `send()` calls.
-    """
+class HubConnection(BatchedSends, DirectReceives, ServerConnection):
+    """A websockets server connection whose bursts go out in one socket write and whose incoming
+    messages reach the hub straight from `data_received` (see `agentnet.wsfast`)."""
 
 
 @dataclass(eq=False)
@@ -105,6 +101,7 @@ class Peer:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     dropped: int = 0
     observer: bool = False
+    greeted: bool = False  # its hello was accepted: frames from now on are requests and receipts
     closing: bool = False
     task: asyncio.Task | None = None
 
@@ -361,28 +358,21 @@ class Hub:
                     self.core.observed = True
         self._commit_wanted.set()
 
-    async def _handle(self, ws: ServerConnection) -> None:
+    async def _handle(self, ws: HubConnection) -> None:
+        """One connection's life: its frames are handled as they arrive (`_on_message`, called from
+        the socket's data callback); this task only waits for the end and cleans up."""
         self._next_conn += 1
         conn = self._next_conn
         peer = Peer(conn, ws, self.settings.send_timeout)
         self.peers[conn] = peer
         peer.task = asyncio.create_task(peer.run(self.feed), name=f"hub-send-{conn}")
-        said_hello = False
+        overdue = asyncio.get_running_loop().call_later(self.settings.hello_timeout, self._hello_overdue, peer)
         try:
-            said_hello = await self._greet(conn, peer, ws)
-            if not said_hello:
-                return
-            async for message in ws:
-                self._on_message(conn, peer, message)
-                if peer.closing:
-                    break
-        except ConnectionClosed:
-            pass
-        except Exception:  # a hub bug must cost one connection, never the hub
-            log.exception("conn %d: internal error; closing it with 1011", conn)
-            peer.close(CloseCode.INTERNAL, "internal error")
+            ws.attach(lambda data, text: self._on_message(conn, peer, data, text))
+            await ws.wait_closed()
         finally:
-            if said_hello:
+            overdue.cancel()
+            if peer.greeted:
                 rcvd = ws.close_code if ws.close_code is not None else 1006
                 self._dispatch(self.core.connection_closed(conn, rcvd, ws.close_reason or "", time.monotonic()))
             if peer.observer:
@@ -400,52 +390,49 @@ class Hub:
         peer.push(error_frame(code, message))
         peer.close(close, message)
 
-    async def _greet(self, conn: int, peer: Peer, ws: ServerConnection) -> bool:
+    def _hello_overdue(self, peer: Peer) -> None:
+        if not peer.greeted and not peer.closing:
+            hello_timeout = self.settings.hello_timeout
+            self._refuse(peer, ErrorCode.INVALID, f"no hello within {hello_timeout:g} s", CloseCode.POLICY)
+
+    def _on_message(self, conn: int, peer: Peer, data: bytes, text: bool) -> None:
+        if peer.closing:  # the hub is closing this connection: what the peer sent after that is not read
+            return
         try:
-            async with asyncio.timeout(self.settings.hello_timeout):
-                first = await ws.recv()
-        except TimeoutError:
-            self._refuse(
-                peer,
-                ErrorCode.INVALID,
-                f"no hello within {self.settings.hello_timeout:g} s",
-                CloseCode.POLICY,
-            )
-            return False
-        try:
-            frame = decode_client_frame(first, binary=isinstance(first, bytes))
+            frame = decode_client_frame(data, binary=not text)
         except FrameError as exc:
             self._refuse(peer, exc.code, exc.message, exc.close_code)
-            return False
+            return
+        try:
+            kind = frame.kind
+            if not peer.greeted:
+                self._greet(conn, peer, frame)
+            elif kind == "request":
+                self._dispatch(self.core.request(conn, frame, time.monotonic()))
+            elif kind == "receipt":
+                self._dispatch(self.core.receipt(conn, frame, time.monotonic()))
+            else:
+                self._refuse(peer, ErrorCode.INVALID, "hello was already said on this connection", CloseCode.POLICY)
+        except Exception:  # a hub bug must cost one connection, never the hub
+            log.exception("conn %d: internal error; closing it with 1011", conn)
+            peer.close(CloseCode.INTERNAL, "internal error")
+
+    def _greet(self, conn: int, peer: Peer, frame: ClientFrame) -> None:
         if not isinstance(frame, Hello):
             self._refuse(peer, ErrorCode.INVALID, f"the first frame must be hello, not {frame.kind}", CloseCode.POLICY)
-            return False
+            return
         token = frame.auth.token if frame.auth else None
         if token is None:
-            header = ws.request.headers.get("Authorization") if ws.request else None
+            request = peer.ws.request
+            header = request.headers.get("Authorization") if request else None
             token = header.removeprefix("Bearer ").strip() if header else None
         problem = self.auth.check(token, frame.name, frame.role)
         if problem:
             log.info("conn %d: refused %s %r: %s", conn, frame.role, frame.name, problem)
             self._refuse(peer, ErrorCode.AUTH_FAILED, problem, CloseCode.FORBIDDEN)
-            return False
-        self._dispatch(self.core.hello(conn, frame, time.monotonic()))
-        return not peer.closing
-
-    def _on_message(self, conn: int, peer: Peer, message: str | bytes) -> None:
-        try:
-            frame = decode_client_frame(message, binary=isinstance(message, bytes))
-        except FrameError as exc:
-            self._refuse(peer, exc.code, exc.message, exc.close_code)
             return
-        now = time.monotonic()
-        kind = frame.kind
-        if kind == "request":
-            self._dispatch(self.core.request(conn, frame, now))
-        elif kind == "receipt":
-            self._dispatch(self.core.receipt(conn, frame, now))
-        else:
-            self._refuse(peer, ErrorCode.INVALID, "hello was already said on this connection", CloseCode.POLICY)
+        self._dispatch(self.core.hello(conn, frame, time.monotonic()))
+        peer.greeted = not peer.closing  # the core may refuse it too (a reserved name, a client ahead)
 
     # ------------------------------------------------------------------ background tasks
 

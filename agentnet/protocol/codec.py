@@ -14,7 +14,7 @@ import orjson
 from pydantic import ValidationError
 
 from .errors import CloseCode, ErrorCode
-from .frames import CLIENT_FRAME, OP_PARAMS, ClientFrame, WireModel
+from .frames import CLIENT_FRAME, OP_PARAMS, REQUEST, ClientFrame, WireModel
 
 MAX_DEPTH = 32
 MAX_INT = 2**63 - 1
@@ -67,7 +67,7 @@ def describe_validation_error(exc: ValidationError) -> str:
     parts = []
     for err in exc.errors()[:3]:
         loc_parts = [str(p) for p in err["loc"]]
-        if loc_parts and loc_parts[0] in ("hello", "request", "receipt"):
+        if loc_parts and loc_parts[0] in ("hello", "request", "receipt", "post"):
             loc_parts = loc_parts[1:]  # the discriminator tag adds nothing for the reader
         loc = ".".join(loc_parts) or "frame"
         parts.append(f"{loc}: {err['msg']}")
@@ -99,7 +99,15 @@ def decode_client_frame(data: str | bytes, *, binary: bool = False) -> ClientFra
     try:
         return CLIENT_FRAME.validate_python(raw)
     except ValidationError as exc:
-        raise FrameError(ErrorCode.INVALID, f"{kind} frame: {describe_validation_error(exc)}") from None
+        error = exc
+    if kind == "request" and raw.get("op") == "post":
+        # A post is validated with its params in one call. A sound frame with bad params is not a
+        # frame error: it gets an error response from the core, and the connection stays open.
+        try:
+            return REQUEST.validate_python(raw)
+        except ValidationError as exc:
+            error = exc
+    raise FrameError(ErrorCode.INVALID, f"{kind} frame: {describe_validation_error(error)}")
 
 
 def decode_params(op: str, params: dict[str, Any]) -> WireModel:

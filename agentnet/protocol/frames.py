@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, StringConstraints, Tag, TypeAdapter
 
 from .models import (
     ChannelType,
@@ -57,10 +57,6 @@ class Receipt(WireModel):
     reason: ShortText | None = None
 
 
-ClientFrame = Annotated[Hello | Request | Receipt, Field(discriminator="kind")]
-CLIENT_FRAME = TypeAdapter(ClientFrame)
-
-# --------------------------------------------------------------------------- request params
 
 
 class RegisterParams(WireModel):
@@ -114,6 +110,32 @@ class FindByCausationParams(WireModel):
 class DisconnectParams(WireModel):
     name: Name
 
+
+class PostRequest(WireModel):
+    """A post request, validated with its params in the same call as the frame (the hot path)."""
+
+    kind: Literal["request"]
+    request_id: Annotated[str, StringConstraints(min_length=1, max_length=MAX_REQUEST_ID)]
+    op: Literal["post"]
+    params: PostParams
+
+
+def _frame_tag(value: Any) -> str | None:
+    kind = value.get("kind") if isinstance(value, dict) else getattr(value, "kind", None)
+    if kind == "request" and (value.get("op") if isinstance(value, dict) else getattr(value, "op", None)) == "post":
+        return "post"
+    return kind
+
+
+ClientFrame = Annotated[
+    Annotated[Hello, Tag("hello")]
+    | Annotated[Request, Tag("request")]
+    | Annotated[Receipt, Tag("receipt")]
+    | Annotated[PostRequest, Tag("post")],
+    Discriminator(_frame_tag),
+]
+CLIENT_FRAME = TypeAdapter(ClientFrame)
+REQUEST = TypeAdapter(Request)
 
 OP_PARAMS: dict[str, type[WireModel]] = {
     "register": RegisterParams,
