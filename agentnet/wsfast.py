@@ -59,12 +59,14 @@ class BatchedSends:
 class DirectReceives:
     """Deliver complete messages to a callback from `data_received` once `attach` is called.
 
-    Messages that arrive before `attach` are held and handed over, in order, when it is called.
+    Messages that arrive before `attach` are held and handed over, in order, when it is called;
+    `first_message()` takes the first one out before that (a handshake reply, e.g. a welcome).
     The callback runs inside the event loop's protocol callback: it must not block or raise.
     """
 
     _on_message: MessageCallback | None = None
     _held: list[tuple[bytes, bool]] | None = None
+    _first: asyncio.Future | None = None
     _fragments: list[Frame] | None = None
     _failing: asyncio.Task | None = None
 
@@ -73,6 +75,23 @@ class DirectReceives:
         self._on_message = on_message
         for data, text in held or ():
             on_message(data, text)
+
+    async def first_message(self) -> tuple[bytes, bool]:
+        """The first message, before `attach`; raises EOFError if the connection closes first."""
+        if self._held:
+            return self._held.pop(0)
+        self._first = asyncio.get_running_loop().create_future()
+        if self.connection_lost_waiter.done():  # type: ignore[attr-defined]
+            raise EOFError("the connection closed")
+        try:
+            return await self._first
+        finally:
+            self._first = None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)  # type: ignore[misc]
+        if self._first is not None and not self._first.done():
+            self._first.set_exception(EOFError("the connection closed"))
 
     def process_event(self, event: Any) -> None:
         if type(event) is not Frame or event.opcode not in (Opcode.TEXT, Opcode.BINARY, Opcode.CONT):
@@ -101,6 +120,8 @@ class DirectReceives:
     def _deliver(self, data: bytes, text: bool) -> None:
         if self._on_message is not None:
             self._on_message(data, text)
+        elif self._first is not None and not self._first.done():
+            self._first.set_result((data, text))
         else:
             if self._held is None:
                 self._held = []

@@ -97,13 +97,20 @@ class Channel:
         if causation_id is not None:
             params["causation_id"] = causation_id
         hub = self.client.hub
-        async with asyncio.timeout(timeout):
-            while True:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout  # one deadline for every attempt (no timer of its own)
+        while True:
+            remaining = deadline - loop.time()
+            try:
+                if remaining <= 0:
+                    raise TimeoutError
                 try:
-                    result = await hub.request("post", **params)
+                    result = await hub.request("post", timeout=remaining, **params)
                     return PostResult(result["envelope_id"], result["seq"], bool(result.get("duplicate")))
                 except (ConnectionLost, HubUnavailable):
-                    await hub.wait_connected()
+                    await hub.wait_connected(deadline - loop.time())
+            except TimeoutError:
+                raise HubError("timeout", f"post to {self.id}: not stored within {timeout:g} s") from None
 
     async def read_wal(self, after_seq: int = 0, limit: int = 200) -> WalPage:
         r = await self.client.hub.request("read_wal", channel_id=self.id, after_seq=after_seq, limit=limit)

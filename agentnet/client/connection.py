@@ -23,7 +23,7 @@ from websockets.protocol import State
 
 from agentnet import __version__
 from agentnet.protocol.errors import CloseCode
-from agentnet.wsfast import BatchedSends
+from agentnet.wsfast import BatchedSends, DirectReceives
 
 log = logging.getLogger("agentnet.client")
 OPEN = State.OPEN
@@ -58,16 +58,13 @@ class HubUnavailable(HubError):
         super().__init__("unavailable", message)
 
 
-FrameHandler = Callable[[dict[str, Any]], Awaitable[None] | None]
+# Called for each notify and event frame from the socket's data callback: it must not block.
+FrameHandler = Callable[[dict[str, Any]], None]
 
 
-class _Connection(BatchedSends, ClientConnection):
-    """A websockets client connection that can send several text messages in one socket write.
-
-    The bytes on the wire are exactly those of separate `send()` calls; only the number of `send()`
-    syscalls changes (on loopback each one also runs the receiver's TCP path, so it is most of a
-    small message's cost).
-    """
+class _Connection(BatchedSends, DirectReceives, ClientConnection):
+    """A websockets client connection whose queued frames go out in one socket write and whose
+    incoming frames are handled straight from `data_received` (see `agentnet.wsfast`)."""
 
 
 class _Outbox:
@@ -208,10 +205,10 @@ class HubClient:
         try:
             await ws.send(orjson.dumps(hello).decode())
             async with asyncio.timeout(self.connect_timeout):
-                reply = orjson.loads(await ws.recv())
-        except (ConnectionClosed, TimeoutError) as exc:
+                reply = orjson.loads((await ws.first_message())[0])
+        except (ConnectionClosed, TimeoutError, EOFError) as exc:
             await ws.close()
-            raise HubUnavailable(f"no welcome from {self.url}: {exc}") from None
+            raise HubUnavailable(f"no welcome from {self.url}: {exc or 'timed out'}") from None
         if reply.get("kind") != "welcome":
             await ws.close()
             raise HubError(reply.get("code", "invalid"), reply.get("message", f"unexpected {reply.get('kind')}"))
@@ -219,6 +216,7 @@ class HubClient:
         self._ws = ws
         self.connections += 1
         self._connected.set()
+        ws.attach(self._on_message)  # after the count: replayed notifies belong to this connection
         return ws
 
     async def _run(self, ws: ClientConnection) -> None:
@@ -249,28 +247,30 @@ class HubClient:
                 break
 
     async def _read(self, ws: ClientConnection) -> str:
-        try:
-            async for message in ws:
-                frame = orjson.loads(message)
-                kind = frame.get("kind")
-                if kind == "response":
-                    fut = self._pending.pop(frame.get("request_id"), None)
-                    if fut is not None and not fut.done():
-                        fut.set_result(frame)
-                elif self.on_frame is not None and kind in ("notify", "event"):
-                    result = self.on_frame(frame)
-                    if result is not None:
-                        await result
-                elif kind == "error":
-                    log.warning("%s: hub error %s: %s", self.name, frame.get("code"), frame.get("message"))
-        except ConnectionClosed:
-            pass
+        """Wait for the connection to end (its frames are handled as they arrive); say why it did."""
+        await ws.wait_closed()
         code = ws.close_code
         reason = f"connection closed ({code} {ws.close_reason or ''})".strip()
         if code in FATAL_CLOSE_CODES:
             self._fatal = HubError("closed", f"{FATAL_CLOSE_CODES[code]}: {ws.close_reason}")
             self.closed_reason = self._fatal.message
         return reason
+
+    def _on_message(self, data: bytes, text: bool) -> None:
+        try:
+            frame = orjson.loads(data)
+            kind = frame.get("kind")
+            if kind == "response":
+                fut = self._pending.pop(frame.get("request_id"), None)
+                if fut is not None and not fut.done():
+                    fut.set_result(frame)
+            elif kind in ("notify", "event"):
+                if self.on_frame is not None:
+                    self.on_frame(frame)
+            elif kind == "error":
+                log.warning("%s: hub error %s: %s", self.name, frame.get("code"), frame.get("message"))
+        except Exception:  # a bad frame or a handler bug must not break the connection's reading
+            log.exception("%s: could not handle a frame from the hub", self.name)
 
     async def _run_on_connect(self) -> None:
         assert self.on_connect is not None
