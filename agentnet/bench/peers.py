@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import random
 import sys
 import time
 from typing import Any
@@ -178,7 +179,7 @@ async def run_sender(a: argparse.Namespace) -> int:
             while cursor[0] < stop:
                 i = cursor[0]
                 cursor[0] = i + 1
-                pad = os.urandom(pad_bytes).hex()[:pad_hex]
+                pad = random.randbytes(pad_bytes).hex()[:pad_hex]  # incompressible, without a syscall
                 t0 = time.monotonic_ns()
                 await channel.send(data={"t": t0, "i": i, "pad": pad}, type=BENCH_TYPE, timeout=120.0)
                 if latencies is not None:

@@ -366,10 +366,7 @@ class HubClient:
         if self._outbox is box:
             self._outbox = None  # frames queued from now on go in the next write
         try:
-            if len(box.frames) == 1:
-                await box.ws.send(box.frames[0], text=True)
-            else:
-                await box.ws.send_texts(box.frames)
+            await box.ws.send_texts(box.frames)
         except ConnectionClosed:
             for request_id in box.request_ids:  # as if each request's own send had failed
                 fut = self._pending.pop(request_id, None)

@@ -156,10 +156,7 @@ class Peer:
 
     async def _send_batch(self, batch: list[bytes]) -> None:
         async with asyncio.timeout(self.send_timeout):
-            if len(batch) == 1:
-                await self.ws.send(batch[0], text=True)
-            else:
-                await self.ws.send_texts(batch)
+            await self.ws.send_texts(batch)
 
     def close(self, code: int, reason: str) -> None:
         if self.closing:
