@@ -144,7 +144,8 @@ class DirectReceives:
         # The protocol layer has already refused a continuation without a start, and max_size
         # counts the whole message, so only the number of fragments is left to bound here.
         fragments = self._fragments
-        assert fragments is not None
+        if fragments is None:  # the rest of a message past MAX_FRAGMENTS, read before the close took effect
+            return
         fragments.append(event)
         if event.fin:
             self._fragments = None

@@ -1,8 +1,9 @@
 """AgentClient and Channel: the SDK an agent uses to open channels, post, read and handle deliveries.
 
 Deliveries are handled one at a time, in arrival order, by the agent's handler; the receipt is
-sent after the handler returns (ack) or raises (nack). The reader task never runs the handler
-itself, so a handler may make requests (post a reply) without deadlocking the connection.
+sent after the handler returns (ack) or raises (nack). The connection's frame callback never runs
+the handler itself (a worker task does), so a handler may make requests (post a reply) without
+deadlocking the connection.
 """
 
 from __future__ import annotations
