@@ -269,6 +269,7 @@ class Run:
         """The command line of a child; AGENTNET_BENCH_PROFILE=DIR runs each under cProfile (DIR/NAME.prof)."""
         profile_dir = os.environ.get("AGENTNET_BENCH_PROFILE")
         if profile_dir:
+            Path(profile_dir).mkdir(parents=True, exist_ok=True)
             out = Path(profile_dir) / f"{name}-{self.plan.mode}.prof"
             return [sys.executable, "-m", "cProfile", "-o", str(out), *args]
         return [sys.executable, *args]
