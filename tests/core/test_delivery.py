@@ -300,3 +300,27 @@ def test_read_wal_pages_and_non_participants_are_refused():
     assert [e["seq"] for e in page["envelopes"]] == [6, 7, 8] and not page["has_more"]
     c = h.connect("carol")
     assert h.request(c, "read_wal", channel_id=ch)["error_code"] == "access_denied"
+
+
+def test_after_a_crash_what_the_dead_hub_committed_goes_out_again_as_a_redelivery(tmp_path):
+    """delivered_seq is committed after the notify it records; a hub killed in between must not
+    let a possible redelivery say attempt 1 (a file store, opened again without a clean close)."""
+    from agentnet.hub.store.sqlite import SqliteStore
+
+    path = tmp_path / "hub.db"
+    h = CoreHarness(store=SqliteStore(path))  # type: ignore[arg-type]
+    a, b, ch = h.pair()
+    h.auto_commit = False  # from here on, commit only the envelopes, as if the hub died right after
+    for i in range(3):
+        h.send(a, {"kind": "request", "request_id": f"p{i}", "op": "post", "params": {"channel_id": ch, "data": {}}})
+    batch = h.core.take_batch()
+    assert batch is not None and len(batch.envelopes) == 3
+    h.store.commit(batch)
+    h._apply(h.core.batch_committed(batch.batch_id, h.now))
+    assert [(n["envelope"]["seq"], n["attempt"]) for n in h.notifies(b)] == [(2, 1), (3, 1), (4, 1)]
+    # the cursor row saying so is still in the core's open batch: never committed; the store is never closed
+
+    h2 = CoreHarness(store=SqliteStore(path))  # type: ignore[arg-type]
+    h2.connect("alice")
+    b2 = h2.connect("bob")
+    assert [(n["envelope"]["seq"], n["attempt"]) for n in h2.notifies(b2)] == [(2, 2), (3, 2), (4, 2)]

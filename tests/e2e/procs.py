@@ -470,14 +470,14 @@ class StreamReport:
     duplicate_oks: int  # posts answered from the idempotency table (retries of committed posts)
 
 
-def check_stream(stream: Stream, *, strict_attempts: bool = True) -> StreamReport:
+def check_stream(stream: Stream) -> StreamReport:
     """The invariants of the reliability test plan for one stream, from the logs and the SQLite file.
 
     C1 lost (every ok'd post is in the WAL, same seq and id), C2 unexpected, C10 log integrity
     (seqs 1..head gapless, ids unique), C11 agreement, "seqs never reused", C5 undelivered (every
     seq processed at least once), C6 (everything the hub counts as acked was processed), C9 order
-    (first occurrences in processing order are exactly 1, 2, ..., head; with `strict_attempts`,
-    deliveries with attempt 1 also strictly increase).
+    (first occurrences in processing order are exactly 1, 2, ..., head, and deliveries with attempt 1
+    strictly increase).
     """
     db, channel = stream.hub.db, stream.channel_id
     assert db_rows(db, "PRAGMA integrity_check") == [("ok",)]
@@ -524,11 +524,10 @@ def check_stream(stream: Stream, *, strict_attempts: bool = True) -> StreamRepor
             met.add(r["seq"])
             firsts.append(r["seq"])
     assert firsts == list(range(1, head + 1)), f"first deliveries out of order near {_first_break(firsts)}"
-    if strict_attempts:
-        first_attempts = [r["seq"] for r in records if r["attempt"] == 1]
-        assert first_attempts == sorted(set(first_attempts)), (
-            f"deliveries with attempt 1 are not in strictly increasing seq order near {_first_break(first_attempts)}"
-        )
+    first_attempts = [r["seq"] for r in records if r["attempt"] == 1]
+    assert first_attempts == sorted(set(first_attempts)), (
+        f"deliveries with attempt 1 are not in strictly increasing seq order near {_first_break(first_attempts)}"
+    )
     # C6: nothing the hub counts as acked went unprocessed, or was acked before it was processed
     # (the hub stamps receipts with milliseconds; both clocks are this host's)
     first_processed: dict[int, float] = {}

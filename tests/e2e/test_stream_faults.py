@@ -89,6 +89,7 @@ def test_hub_sigkilled_mid_stream_and_restarted_on_the_same_file(procs: Procs, e
     head_at_kill = max(wal_at_kill.values())
     floor_at_kill = ack_floor(db, stream.receiver, stream.channel_id)
     unacked_at_kill = set(range(floor_at_kill + 1, head_at_kill + 1))
+    session_at_kill = max(r["session"] for r in read_jsonl(stream.processed_path))
     assert len(unacked_at_kill) >= 1_000
     # every post answered ok before the kill is in the file the dead hub left, with the seq it was told
     assert all(wal_at_kill.get(eid) == seq for eid, seq in oks_at_kill.items())
@@ -100,10 +101,15 @@ def test_hub_sigkilled_mid_stream_and_restarted_on_the_same_file(procs: Procs, e
     assert len(stream.receivers) == 1 and stream.receiver_proc.alive()  # the SDK reconnected on its own
     stream.stop()
 
-    # Attempt numbers are a hint across a hub crash (the last delivered_seq may not have been
-    # committed), so the order check looks at first occurrences only.
-    report = check_stream(stream, strict_attempts=False)
+    # After the crash every envelope the dead hub had committed counts as possibly delivered, so
+    # attempt 1 only ever marks a first delivery: those still come in strictly increasing seq order.
+    report = check_stream(stream)
     print(report, f"unacked at the kill: {len(unacked_at_kill)}")
+    replayed = [
+        r for r in read_jsonl(stream.processed_path) if r["session"] > session_at_kill and r["seq"] <= head_at_kill
+    ]
+    assert replayed and all(r["attempt"] >= 2 for r in replayed), "a possible redelivery said attempt 1"
+
     assert report.head == 10_001
     # seqs continue from the committed head with new envelopes, never an old seq for a new one
     after = db_rows(db, "SELECT envelope_id, seq FROM envelopes WHERE seq > ? ORDER BY seq", (head_at_kill,))

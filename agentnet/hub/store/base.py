@@ -51,8 +51,16 @@ def build_state(
     head_seqs: dict[str, int],
     cursor_rows: list[tuple[str, str, int, int, int, int]],
     finished_above_floor: list[tuple[str, str, int]],
+    *,
+    after_crash: bool = False,
 ) -> LoadedState:
-    """Rows as both stores keep them -> the records a core starts from."""
+    """Rows as both stores keep them -> the records a core starts from.
+
+    `after_crash`: the last hub died without closing the store. A cursor's delivered_seq is
+    committed after the notify it records, so that hub may have delivered more than it wrote down:
+    everything it had committed counts as possibly delivered, and goes out again with attempt >= 2.
+    Attempt numbers stay an upper bound (a first delivery may say 2), never an understatement.
+    """
     import orjson
 
     from ..records import AgentRecord, ChannelRecord, Cursor
@@ -90,6 +98,13 @@ def build_state(
             redelivered=redelivered,
             dead=dead,
         )
+    if after_crash:
+        for ch in channels:
+            for participant in ch.participants:
+                cur = cursors.get((participant, ch.channel_id))
+                if cur is None:
+                    cur = cursors[(participant, ch.channel_id)] = Cursor(participant, ch.channel_id)
+                cur.delivered_seq = max(cur.delivered_seq, ch.committed_seq)
     for recipient, cid, seq in finished_above_floor:
         cur = cursors.get((recipient, cid))
         if cur is not None and seq > cur.ack_floor:

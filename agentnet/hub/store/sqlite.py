@@ -115,7 +115,8 @@ class SqliteStore:
         version = int(meta.get("schema_version", "0"))
         if version != SCHEMA_VERSION:
             raise StoreError(f"{self.path} has schema v{version}; this agentnet reads v{SCHEMA_VERSION}")
-        if meta.get("clean_shutdown") == "0":
+        self.after_crash = meta.get("clean_shutdown") == "0"
+        if self.after_crash:
             # The last hub died without closing the store: make sure what it left is sound.
             result = self._db.execute("PRAGMA quick_check").fetchone()[0]
             if result != "ok":
@@ -144,6 +145,7 @@ class SqliteStore:
                 "SELECT recipient, channel_id, ack_floor, delivered_seq, redelivered, dead FROM cursors"
             ).fetchall(),
             finished,
+            after_crash=self.after_crash,
         )
 
     def commit(self, batch: CommitBatch) -> None:
