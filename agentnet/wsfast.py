@@ -135,6 +135,8 @@ class DirectReceives:
         if type(event) is not Frame or event.opcode not in (Opcode.TEXT, Opcode.BINARY, Opcode.CONT):
             super().process_event(event)  # type: ignore[misc]  # handshake, ping, pong, close
             return
+        if self._failing is not None:  # failing the connection: nothing it sent after that is processed
+            return
         if event.opcode is not Opcode.CONT:
             if event.fin:
                 self._deliver(bytes(event.data), event.opcode is Opcode.TEXT)
@@ -144,8 +146,7 @@ class DirectReceives:
         # The protocol layer has already refused a continuation without a start, and max_size
         # counts the whole message, so only the number of fragments is left to bound here.
         fragments = self._fragments
-        if fragments is None:  # the rest of a message past MAX_FRAGMENTS, read before the close took effect
-            return
+        assert fragments is not None  # the protocol layer refuses a continuation without a start
         fragments.append(event)
         if event.fin:
             self._fragments = None

@@ -757,9 +757,13 @@ class HubCore:
         cursors = self.cursors.get(agent.name)
         if not cursors:
             return
+        # Every due resend first (one may dead-letter and free a slot), then the replays a hello's
+        # `since` asked for, up to the window: a pump that ends below a full window leaves nothing
+        # undelivered, which is why an ack only needs a pump when the window was full.
         for cur in cursors.values():
             if cur.ready:
                 self._resend_ready(agent, cur, now)
+        for cur in cursors.values():
             if cur.courtesy:
                 self._send_courtesy(agent, cur, now)
         room = self.config.window - agent.unacked

@@ -282,10 +282,17 @@ class Hub:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.settings.close_timeout + 1):
                     await self._server.wait_closed()
+        # The writer finishes the commit it is in (a thread may be using the store: cancelling the
+        # task would not stop it) and exits; then what is left is committed here, alone.
+        writer, others = self._tasks[:1], self._tasks[1:]
+        self._commit_wanted.set()
+        for task in writer:
+            with contextlib.suppress(Exception):
+                await task
         await self._commit_all()
-        for task in self._tasks:
+        for task in others:
             task.cancel()
-        for task in self._tasks:
+        for task in others:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self.store.close()
@@ -385,7 +392,15 @@ class Hub:
 
     def _refuse(self, peer: Peer, code: ErrorCode, message: str, close: int) -> None:
         peer.push(error_frame(code, message))
-        peer.close(close, message)
+        self._hang_up(peer, close, message)
+
+    def _hang_up(self, peer: Peer, code: int, reason: str) -> None:
+        """Close a connection the shell gave up on, and detach its session from the core now: a
+        delivery pumped while the close handshake runs would be counted as an attempt and lost."""
+        peer.close(code, reason)
+        if peer.greeted:
+            peer.greeted = False  # so the end of `_handle` does not detach it a second time
+            self._dispatch(self.core.connection_closed(peer.conn, code, reason, time.monotonic()))
 
     def _hello_overdue(self, peer: Peer) -> None:
         if not peer.greeted and not peer.closing:
@@ -412,7 +427,7 @@ class Hub:
                 self._refuse(peer, ErrorCode.INVALID, "hello was already said on this connection", CloseCode.POLICY)
         except Exception:  # a hub bug must cost one connection, never the hub
             log.exception("conn %d: internal error; closing it with 1011", conn)
-            peer.close(CloseCode.INTERNAL, "internal error")
+            self._hang_up(peer, CloseCode.INTERNAL, "internal error")
 
     def _greet(self, conn: int, peer: Peer, frame: ClientFrame) -> None:
         if not isinstance(frame, Hello):
@@ -435,7 +450,7 @@ class Hub:
 
     async def _writer(self) -> None:
         """Group commit: each commit takes everything decided while the previous one ran."""
-        while True:
+        while not self.stopping:
             await self._commit_wanted.wait()
             self._commit_wanted.clear()
             await self._commit_once()

@@ -324,3 +324,28 @@ def test_after_a_crash_what_the_dead_hub_committed_goes_out_again_as_a_redeliver
     h2.connect("alice")
     b2 = h2.connect("bob")
     assert [(n["envelope"]["seq"], n["attempt"]) for n in h2.notifies(b2)] == [(2, 2), (3, 2), (4, 2)]
+
+
+def test_a_dead_letter_during_a_replay_frees_its_slot_for_the_replay():
+    """A resend that dead-letters in one channel frees a window slot that another channel's
+    `since` replay must still get, though later acks come in below a full window."""
+    h = CoreHarness(window=4, max_deliver=2, ack_wait=10)
+    a, b, ch_a = h.pair()
+    ch_b = h.ok(a, "open_channel", type="conversation", participants=["bob"])["channel_id"]
+    h.ack_all(a)
+    h.ack_all(b)
+    for i in range(8):
+        post(h, a, ch_a, i)
+    while h.ack_all(b):
+        pass
+    post(h, a, ch_b, 99)  # bob never acks this one
+    assert [n["attempt"] for n in h.notifies(b)] == [1]
+    h.tick(11)  # ack_wait: attempt 2 = max_deliver
+    assert [n["attempt"] for n in h.notifies(b)] == [2]
+    h.drop(b)
+    b2 = h.connect("bob", since={ch_a: 1})  # replay seqs 2..9 of A; B's resend dead-letters on the way
+    replayed: list[int] = []
+    while got := h.ack_all(b2):
+        replayed += [n["envelope"]["seq"] for n in got if n["envelope"]["channel_id"] == ch_a]
+    assert replayed == list(range(2, 10))
+    assert [e["type"] for e in h.events if e["type"].startswith("replay")][-2:] == ["replay.start", "replay.end"]

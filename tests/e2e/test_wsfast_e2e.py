@@ -69,11 +69,15 @@ async def test_a_message_past_the_fragment_limit_closes_with_1009_and_the_hub_go
 
 
 async def test_fragments_past_the_limit_in_the_same_read_close_with_1009(hub: HubProc) -> None:
+    witness = await Peer.open(hub.url, "burst-witness")  # known to the hub, so a channel with it could open
     peer = await Peer.open(hub.url, "burst")
     queue_fragmented(peer.ws, request("r1", "list_agents"), MAX_FRAGMENTS + 3)  # the tail arrives in the same read
+    opened = request("r2", "open_channel", type="conversation", participants=["burst-witness"])
+    peer.ws.protocol.send_text(opened.encode())  # and a request after it: never processed
     write_queued(peer.ws)
     assert await closed_by_hub(peer) == (1009, "too many fragments")
-    await answers_a_fresh_client(hub.url, "after-burst")
+    assert (await witness.ask(request("w1", "list_channels")))["result"]["channels"] == []
+    await witness.close()
 
 
 async def test_frames_in_the_hellos_segment_are_all_answered_in_order(hub: HubProc) -> None:
