@@ -222,7 +222,7 @@ class HubClient:
     async def _run(self, ws: ClientConnection) -> None:
         attempt = 0
         while True:
-            reason = await self._read(ws)
+            reason = await self._until_closed(ws)
             self._connected.clear()
             self._fail_pending(ConnectionLost(reason))
             if self._closing or not self.reconnect or self._fatal:
@@ -246,7 +246,7 @@ class HubClient:
                     self._after_connect = asyncio.create_task(self._run_on_connect())
                 break
 
-    async def _read(self, ws: ClientConnection) -> str:
+    async def _until_closed(self, ws: ClientConnection) -> str:
         """Wait for the connection to end (its frames are handled as they arrive); say why it did."""
         await ws.wait_closed()
         code = ws.close_code

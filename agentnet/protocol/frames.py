@@ -121,10 +121,11 @@ class PostRequest(WireModel):
 
 
 def _frame_tag(value: Any) -> str | None:
-    kind = value.get("kind") if isinstance(value, dict) else getattr(value, "kind", None)
-    if kind == "request" and (value.get("op") if isinstance(value, dict) else getattr(value, "op", None)) == "post":
-        return "post"
-    return kind
+    """The union's tag: the frame's kind, or "post" for a post request (frames arrive as dicts)."""
+    if not isinstance(value, dict):
+        return None
+    kind = value.get("kind")
+    return "post" if kind == "request" and value.get("op") == "post" else kind
 
 
 ClientFrame = Annotated[
