@@ -324,6 +324,33 @@ class Fault(_Spec):
     caption: Caption | None = Field(None, description="Shown in the dashboard when the fault fires.")
 
 
+LIVE_PLACEHOLDERS = ("n",)
+
+
+class LiveSpec(_Spec):
+    """With the dashboard open (not headless): once the script is done, keep asking until the user quits.
+
+    Every `every` seconds `from` opens a new consulting channel to `to` and asks `text`, so there is
+    always work in flight to watch, kill and replay. Headless runs ignore this section.
+    """
+
+    every: PositiveSeconds = Field(1.5, description="Seconds between two questions.")
+    from_: Name = Field(alias="from", description="The agent that asks.")
+    to: Recipients = Field(description="The agents that answer.")
+    topic: Annotated[str, StringConstraints(max_length=1000)] | None = None
+    text: str = Field("What is {n} times 11?", description="Template: {n} counts the questions (1, 2, ...).")
+    caption: Caption | None = Field(None, description="Shown in the dashboard when the questions start.")
+
+    @field_validator("text")
+    @classmethod
+    def _check_text(cls, text: str) -> str:
+        check_template(text, LIVE_PLACEHOLDERS)
+        return text
+
+    def text_for(self, n: int) -> str:
+        return render(self.text, {"n": str(n)})
+
+
 # --------------------------------------------------------------------------- expect
 
 
@@ -375,6 +402,7 @@ class Scenario(_Spec):
     script: list[ScriptStep] = Field([], description="Timed actions; sorted by `at` (stable) once loaded.")
     faults: list[Fault] = Field([], description="Fault timeline; sorted by `at` (stable) once loaded.")
     expect: Expect | None = None
+    live: LiveSpec | None = Field(None, description="Only with the dashboard: keep asking until the user quits.")
 
     _source: Path | None = PrivateAttr(None)
 
@@ -475,6 +503,10 @@ def _cross_issues(s: Scenario) -> Iterator[_Issue]:
     yield from _fault_issues(s)
     if s.expect is not None:
         yield from _expect_issues(s, s.expect)
+    if s.live is not None:
+        yield from _agent_ref(s, s.live.from_, ("live", "from"), single=True)
+        for j, name in enumerate(s.live.to):
+            yield from _agent_ref(s, name, ("live", "to", j))
 
 
 def _known(s: Scenario) -> str:

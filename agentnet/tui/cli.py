@@ -50,6 +50,18 @@ class RemoteControls:
             raise ControlError(reply.get("error", "refused"))
         return reply.get("message", "done")
 
+    async def post(self, sender: str, recipients: list[str], text: str) -> str:
+        from agentnet.launcher.control import arequest
+        from agentnet.tui.controls import ControlError
+
+        try:
+            reply = await arequest(self.run_dir, {"op": "post", "from": sender, "to": recipients, "text": text})
+        except Exception as exc:
+            raise ControlError(f"the launcher is not reachable: {exc}") from None
+        if not reply.get("ok"):
+            raise ControlError(reply.get("error", "refused"))
+        return reply.get("message", "posted")
+
 
 def _find_controls(run: Path | None) -> tuple[RemoteControls | None, str | None]:
     from agentnet.launcher.control import find_running, read_control_file

@@ -27,6 +27,15 @@ class Controls(Protocol):
         ...
 
 
+@runtime_checkable
+class Poster(Protocol):
+    """Controls that can also post a message as an agent (the dashboard's `w` key)."""
+
+    async def post(self, sender: str, recipients: list[str], text: str) -> str:
+        """Open a consulting channel as ``sender`` to ``recipients`` and ask ``text``."""
+        ...
+
+
 @dataclass(frozen=True)
 class ControlSpec:
     """One control: its key, its binding id (for the footer, help, palette and keymaps) and texts."""
@@ -46,7 +55,7 @@ CONTROL_SPECS: tuple[ControlSpec, ...] = (
         "k",
         "control.kill",
         "kill",
-        "SIGKILL the selected process (the launcher may restart it)",
+        "SIGKILL the selected process, like a crash; nothing restarts it until you press r",
         irreversible=True,
     ),
     ControlSpec("stop", "s", "control.stop", "stop", "Stop the selected process gracefully (SIGTERM), no restart"),
@@ -86,7 +95,10 @@ IRREVERSIBLE = frozenset(spec.verb for spec in CONTROL_SPECS if spec.irreversibl
 
 def confirm_text(verb: str, target: str | None) -> str:
     if verb == "kill":
-        return f"Kill {target} with SIGKILL? Its unacked envelopes will be redelivered when it comes back."
+        return (
+            f"Kill {target} with SIGKILL? Nothing restarts it until you press r (restart). Meanwhile what is "
+            "sent to it waits in the WAL; its unacked envelopes are redelivered when it is back."
+        )
     if verb == "restart-hub":
         return "Restart the hub? Every agent disconnects, reconnects and gets its replay."
     if verb == "restart-all":
