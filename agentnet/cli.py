@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -29,9 +30,7 @@ def _add_hub(sub: argparse._SubParsersAction) -> None:
         "SIGTERM or Ctrl-C shuts it down gracefully.",
     )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
-    p.add_argument(
-        "--port", type=int, default=8765, help="port to listen on; 0 picks a free one (default: 8765)"
-    )
+    p.add_argument("--port", type=int, default=8765, help="port to listen on; 0 picks a free one (default: 8765)")
     p.add_argument(
         "--store",
         default="memory",
@@ -43,16 +42,17 @@ def _add_hub(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tls-key", type=Path, help="PEM private key for --tls-cert")
     p.add_argument("--port-file", type=Path, help="write the bound port here once listening")
     p.add_argument("--window", type=int, default=256, help="unacked deliveries per recipient (default: 256)")
-    p.add_argument(
-        "--ack-wait", type=float, default=30.0, help="seconds before an unacked delivery is resent"
-    )
+    p.add_argument("--ack-wait", type=float, default=30.0, help="seconds before an unacked delivery is resent")
     p.add_argument("--max-deliver", type=int, default=5, help="attempts before an envelope is dead-lettered")
-    p.add_argument(
-        "--nack-backoff", type=float, default=0.5, help="first resend delay after a nack (doubles)"
-    )
+    p.add_argument("--nack-backoff", type=float, default=0.5, help="first resend delay after a nack (doubles)")
     p.add_argument("--ping-interval", type=float, default=5.0, help="keepalive ping interval, seconds")
     p.add_argument("--ping-timeout", type=float, default=10.0, help="keepalive pong timeout, seconds")
-    p.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
+    p.add_argument(
+        "--log-level",
+        default=os.environ.get("AGENTNET_LOG_LEVEL", "warning"),
+        choices=["debug", "info", "warning", "error"],
+        help="log level (default: $AGENTNET_LOG_LEVEL or warning); API keys are never logged",
+    )
     p.add_argument("--exit-with-parent", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(run=_run_hub)
 
@@ -93,9 +93,7 @@ def _run_hub(args: argparse.Namespace) -> int:
         return _fail(str(exc))
     except OSError as exc:
         if exc.errno == 98:
-            return _fail(
-                f"port {args.port} on {args.host} is already in use (pick another with --port, or 0)"
-            )
+            return _fail(f"port {args.port} on {args.host} is already in use (pick another with --port, or 0)")
         return _fail(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}")
     except KeyboardInterrupt:
         pass
@@ -159,6 +157,10 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     level = getattr(args, "log_level", "warning")
     logging.basicConfig(level=level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    from agentnet.protocol import redact
+
+    redact.add_secret(getattr(args, "token", None))
+    redact.install()  # no API key in any log line, at any level
     return args.run(args)
 
 
