@@ -24,6 +24,7 @@ class MemoryStore:
         self.cursors: dict[tuple[str, str], tuple[str, str, int, int, int, int]] = {}
         self.receipts: dict[tuple[str, str, int], str] = {}
         self.idempotency: dict[tuple[str, str], tuple[str, str, int]] = {}
+        self.by_causation: dict[tuple[str, str], list[EnvRecord]] = {}  # (channel_id, causation_id)
         self.commits = 0
 
     def load(self) -> LoadedState:
@@ -42,6 +43,8 @@ class MemoryStore:
     def commit(self, batch: CommitBatch) -> None:
         for rec in batch.envelopes:
             self.envelopes.setdefault(rec.channel_id, []).append(rec)
+            if rec.causation_id is not None:
+                self.by_causation.setdefault((rec.channel_id, rec.causation_id), []).append(rec)
             if rec.idempotency_key is not None:
                 self.idempotency[(rec.sender, rec.idempotency_key)] = (
                     rec.channel_id,
@@ -64,8 +67,8 @@ class MemoryStore:
         return recs[start : start + limit]
 
     def find_by_causation(self, channel_id: str, causation_id: str, sender: str | None) -> EnvRecord | None:
-        for rec in self.envelopes.get(channel_id, []):
-            if rec.causation_id == causation_id and (sender is None or rec.sender == sender):
+        for rec in self.by_causation.get((channel_id, causation_id), ()):
+            if sender is None or rec.sender == sender:
                 return rec
         return None
 

@@ -213,7 +213,9 @@ class SqliteStore:
         args: tuple = (channel_id, causation_id)
         if sender is not None:
             sql, args = sql + " AND sender=?", (*args, sender)
-        row = self._reader.execute(sql + " ORDER BY seq LIMIT 1", args).fetchone()
+        # `+seq`: ordering by the bare column makes SQLite walk the primary key (channel_id, seq) and
+        # test every row of the channel; the causation index finds the few candidates directly.
+        row = self._reader.execute(sql + " ORDER BY +seq LIMIT 1", args).fetchone()
         return _record(row) if row else None
 
     def find_idempotent(self, sender: str, key: str) -> tuple[str, str, int] | None:
