@@ -18,7 +18,7 @@ Delivery, per (recipient, channel) cursor:
 from __future__ import annotations
 
 import heapq
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -175,6 +175,18 @@ class HubCore:
         for ch in self.channels.values():
             for p in ch.participants:
                 self._cursor(p, ch.channel_id)
+        for recipient, per in self.cursors.items():
+            agent = self.agents.get(recipient)
+            if agent is not None:
+                for channel_id, cur in per.items():
+                    if not cur.idle(self.channels[channel_id].committed_seq):
+                        agent.work[channel_id] = cur
+        # Deadlines of in-flight deliveries, so a tick visits only what is due. ack_wait deadlines are
+        # `now + ack_wait` and arrive in order (a FIFO); nack backoffs vary (a heap). Entries are checked
+        # when popped: one whose delivery was acked, resent or replayed since is skipped.
+        self._ack_deadlines: deque[tuple[float, Cursor, Inflight]] = deque()
+        self._backoffs: list[tuple[float, int, Cursor, Inflight]] = []
+        self._backoff_count = 0
         self.idempotency: OrderedDict[tuple[str, str], tuple[str, str, int]] = OrderedDict(state.idempotency)
         # While the store holds no envelope this core did not append itself (it started empty) and the
         # map above has evicted nothing, the map knows every key the store does: a miss needs no query.
@@ -314,19 +326,22 @@ class HubCore:
         self.sessions[conn] = Session(conn, name, "agent", session_id)
         self._welcome(conn, name, agent.agent_id, session_id)
         self._emit("agent.connected", name=name, agent_id=agent.agent_id, session_id=session_id, role="agent")
-        # Everything delivered and not acked goes out again, in seq order, before anything new.
+        # Everything delivered and not acked goes out again, in seq order, before anything new. Only
+        # the cursors with pending work are visited (and those `since` names), not every channel.
         count = 0
-        for cur in self.cursors.get(name, {}).values():
+        for cur in agent.work.values():
             for inf in cur.inflight.values():
                 if inf.state is not InflightState.READY:
                     inf.state, inf.deadline, inf.reason = InflightState.READY, None, "replay"
                     heapq.heappush(cur.ready, inf.seq)
                 count += 1
             count += max(0, cur.delivered_seq - cur.next_seq + 1)  # delivered before a hub restart
-            asked = since.get(cur.channel_id)
-            if asked is not None and asked < cur.next_seq - 1:
+        for channel_id, asked in since.items():
+            cur = self._cursor(name, channel_id)
+            if asked < cur.next_seq - 1:
                 cur.courtesy = [asked + 1, cur.next_seq - 1]
                 count += cur.next_seq - 1 - asked
+                agent.work[channel_id] = cur
         if count:
             agent.replay_count = count
             self._emit("replay.start", recipient=name, count=count)
@@ -691,6 +706,8 @@ class HubCore:
             else:
                 backoff = min(self.config.nack_backoff * 2 ** (inf.attempt - 1), self.config.nack_backoff_max)
                 inf.state, inf.deadline, inf.reason = InflightState.BACKOFF, now + backoff, "nack"
+                self._backoff_count += 1
+                heapq.heappush(self._backoffs, (inf.deadline, self._backoff_count, cur, inf))
             self._dirty.add(agent.name)
         return self._flush(now)
 
@@ -711,6 +728,8 @@ class HubCore:
         """An in-flight delivery is over (acked or dead): free its window slot, move the floor."""
         del cur.inflight[inf.seq]
         agent.unacked -= 1
+        if not cur.inflight and not cur.courtesy and cur.next_seq > self.channels[cur.channel_id].committed_seq:
+            agent.work.pop(cur.channel_id, None)
         if inf.courtesy:
             return
         cur.done.add(inf.seq)
@@ -752,23 +771,25 @@ class HubCore:
 
     def _pump(self, agent: AgentRecord, now: float) -> None:
         """Send what this recipient may receive now: due redeliveries first, then new envelopes."""
-        conn = agent.conn
-        assert conn is not None
-        cursors = self.cursors.get(agent.name)
-        if not cursors:
+        assert agent.conn is not None
+        work = agent.work
+        if not work:
             return
+        # Only the cursors with pending work are visited (commits, timers, nacks and hello add them).
         # Every due resend first (one may dead-letter and free a slot), then the replays a hello's
         # `since` asked for, up to the window: a pump that ends below a full window leaves nothing
         # undelivered, which is why an ack only needs a pump when the window was full.
-        for cur in cursors.values():
+        cursors = list(work.values())
+        for cur in cursors:
             if cur.ready:
                 self._resend_ready(agent, cur, now)
-        for cur in cursors.values():
+        for cur in cursors:
             if cur.courtesy:
                 self._send_courtesy(agent, cur, now)
         room = self.config.window - agent.unacked
+        channels = self.channels
         if room > 0:
-            active = [c for c in cursors.values() if c.next_seq <= self.channels[c.channel_id].committed_seq]
+            active = [c for c in cursors if c.next_seq <= channels[c.channel_id].committed_seq]
             while room > 0 and active:
                 for cur in list(active):
                     if self._deliver_next(agent, cur, now):
@@ -777,13 +798,17 @@ class HubCore:
                             break
                     if cur.next_seq > self.channels[cur.channel_id].committed_seq:
                         active.remove(cur)
-        if agent.replay_count and self._replay_done(cursors):
+        for cur in cursors:
+            if cur.idle(channels[cur.channel_id].committed_seq):
+                work.pop(cur.channel_id, None)
+        if agent.replay_count and self._replay_done(work):
             self._emit("replay.end", recipient=agent.name, count=agent.replay_count)
             agent.replay_count = 0
 
     @staticmethod
-    def _replay_done(cursors: dict[str, Cursor]) -> bool:
-        return all(not c.ready and not c.courtesy and c.next_seq > c.delivered_seq for c in cursors.values())
+    def _replay_done(work: dict[str, Cursor]) -> bool:
+        """A cursor outside `work` has nothing to replay (it is idle)."""
+        return all(not c.ready and not c.courtesy and c.next_seq > c.delivered_seq for c in work.values())
 
     def _deliver_next(self, agent: AgentRecord, cur: Cursor, now: float) -> bool:
         """Look at the scanner's next seq; deliver it if it is addressed to this recipient."""
@@ -840,6 +865,7 @@ class HubCore:
             return False
         inf.attempt += 1
         inf.state, inf.deadline = InflightState.SENT, now + self.config.ack_wait
+        self._ack_deadlines.append((inf.deadline, cur, inf))
         reason = "first" if inf.attempt == 1 else inf.reason
         if inf.attempt > 1:
             cur.redelivered += 1
@@ -870,20 +896,31 @@ class HubCore:
     # ------------------------------------------------------------------ timers
 
     def tick(self, now: float) -> list[Effect]:
-        """Redeliver what waited too long for a receipt, and nacked envelopes whose backoff is over."""
-        for agent in self.agents.values():
-            if agent.conn is None or not agent.unacked:
-                continue
-            for cur in self.cursors.get(agent.name, {}).values():
-                for inf in cur.inflight.values():
-                    if inf.deadline is None or inf.deadline > now:
-                        continue
-                    if inf.state is InflightState.SENT:
-                        inf.reason = "ack_wait"
-                    inf.state, inf.deadline = InflightState.READY, None
-                    heapq.heappush(cur.ready, inf.seq)
-                    self._dirty.add(agent.name)
+        """Redeliver what waited too long for a receipt, and nacked envelopes whose backoff is over.
+
+        Only due deadlines are visited: they are popped from the FIFO (ack_wait) and the heap (nacks).
+        """
+        fifo, heap = self._ack_deadlines, self._backoffs
+        while fifo and fifo[0][0] <= now:
+            _, cur, inf = fifo.popleft()
+            self._due(cur, inf, now)
+        while heap and heap[0][0] <= now:
+            _, _, cur, inf = heapq.heappop(heap)
+            self._due(cur, inf, now)
         return self._flush(now)
+
+    def _due(self, cur: Cursor, inf: Inflight, now: float) -> None:
+        if inf.deadline is None or inf.deadline > now or cur.inflight.get(inf.seq) is not inf:
+            return  # acked, replayed or resent (with a later deadline) since this entry was queued
+        agent = self.agents.get(cur.recipient)
+        if agent is None or agent.conn is None:
+            return  # its hello replays everything in flight
+        if inf.state is InflightState.SENT:
+            inf.reason = "ack_wait"
+        inf.state, inf.deadline = InflightState.READY, None
+        heapq.heappush(cur.ready, inf.seq)
+        agent.work[cur.channel_id] = cur
+        self._dirty.add(agent.name)
 
     # ------------------------------------------------------------------ commits
 
@@ -941,8 +978,13 @@ class HubCore:
                 self._out.append(Send(conn, _response(request_id, self.channels[channel_id].info())))
             else:  # ("channel.opened" | "channel.closed", channel_id)
                 self._emit(item[0], channel=self.channels[item[1]].info())
+        agents, cursors = self.agents, self.cursors
         for channel_id in touched:
             ch = self.channels[channel_id]
+            for name in ch.participants:
+                agent = agents.get(name)
+                if agent is not None and channel_id not in agent.work:
+                    agent.work[channel_id] = cursors[name][channel_id]
             self._dirty.update(ch.participants)
             if len(ch.cache) > self.config.cache_per_channel * 5 // 4:
                 self._trim_cache(ch)

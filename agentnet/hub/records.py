@@ -111,6 +111,10 @@ class Cursor:
     dead: int = 0
     acked: int = 0
 
+    def idle(self, committed_seq: int) -> bool:
+        """Nothing in flight, nothing to resend or replay, and the scanner is past the channel's head."""
+        return not self.inflight and not self.courtesy and self.next_seq > committed_seq
+
     def advance_floor(self) -> bool:
         floor, done = self.ack_floor, self.done
         start = floor
@@ -144,6 +148,9 @@ class AgentRecord:
     disconnected_at: float | None = None
     unacked: int = 0  # in-flight deliveries across all channels (the window)
     replay_count: int = 0  # non-zero while a replay announced by replay.start is running
+    # Its cursors with anything pending (in flight, due for a resend, a courtesy replay, or committed
+    # envelopes the scanner has not reached), by channel_id: the only ones a pump or hello visits.
+    work: dict[str, Cursor] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
