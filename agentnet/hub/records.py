@@ -49,6 +49,7 @@ class ChannelRecord:
     closed_seq: int = 0  # seq of its channel.closed envelope; "closed" is shown once that is durable
     rule_state: dict[str, Any] = field(default_factory=dict)  # owned by the channel's rules
     cache: dict[int, EnvRecord] = field(default_factory=dict)  # recent envelopes; older ones paged in
+    cache_bytes: int = 0  # JSON bytes of the envelopes in `cache`
 
     @property
     def visible_state(self) -> str:
@@ -176,9 +177,18 @@ class Batch:
     acks: list[AckRow] = field(default_factory=list)
     after_commit: list[Any] = field(default_factory=list)  # effects released by the commit
     posts: list[tuple[int, str]] = field(default_factory=list)  # (conn, request_id) answered by the commit
+    forget: list[str] = field(default_factory=list)  # closed channels to drop from memory once this is durable
 
     def __bool__(self) -> bool:
-        return bool(self.envelopes or self.channels or self.agents or self.cursors or self.acks or self.after_commit)
+        return bool(
+            self.envelopes
+            or self.channels
+            or self.agents
+            or self.cursors
+            or self.acks
+            or self.after_commit
+            or self.forget
+        )
 
 
 @dataclass(slots=True, frozen=True)
