@@ -9,7 +9,7 @@ import orjson
 from agentnet.protocol import ids
 
 from ..records import ChannelRecord, CommitBatch, Cursor, EnvRecord, LoadedState
-from .base import build_state, channel_record, cursor_record
+from .base import StoreError, build_state, channel_record, cursor_record
 
 
 class MemoryStore:
@@ -41,6 +41,23 @@ class MemoryStore:
         )
 
     def commit(self, batch: CommitBatch) -> None:
+        # The durable stores' constraints, checked before anything is applied (a failed commit
+        # leaves nothing): a channel's seqs are appended in order and never twice, a key once per sender.
+        heads: dict[str, int] = {}
+        keys: set[tuple[str, str]] = set()
+        for rec in batch.envelopes:
+            head = heads.get(rec.channel_id)
+            if head is None:
+                recs = self.envelopes.get(rec.channel_id)
+                head = recs[-1].seq if recs else 0
+            if rec.seq <= head:
+                raise StoreError(f"commit failed: seq {rec.seq} of {rec.channel_id} is already stored")
+            heads[rec.channel_id] = rec.seq
+            if rec.idempotency_key is not None:
+                key = (rec.sender, rec.idempotency_key)
+                if key in self.idempotency or key in keys:
+                    raise StoreError(f"commit failed: idempotency key {rec.idempotency_key!r} is already stored")
+                keys.add(key)
         for rec in batch.envelopes:
             self.envelopes.setdefault(rec.channel_id, []).append(rec)
             if rec.causation_id is not None:
