@@ -29,9 +29,7 @@ def _add_hub(sub: argparse._SubParsersAction) -> None:
         "SIGTERM or Ctrl-C shuts it down gracefully.",
     )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
-    p.add_argument(
-        "--port", type=int, default=8765, help="port to listen on; 0 picks a free one (default: 8765)"
-    )
+    p.add_argument("--port", type=int, default=8765, help="port to listen on; 0 picks a free one (default: 8765)")
     p.add_argument(
         "--store",
         default="memory",
@@ -43,13 +41,9 @@ def _add_hub(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tls-key", type=Path, help="PEM private key for --tls-cert")
     p.add_argument("--port-file", type=Path, help="write the bound port here once listening")
     p.add_argument("--window", type=int, default=256, help="unacked deliveries per recipient (default: 256)")
-    p.add_argument(
-        "--ack-wait", type=float, default=30.0, help="seconds before an unacked delivery is resent"
-    )
+    p.add_argument("--ack-wait", type=float, default=30.0, help="seconds before an unacked delivery is resent")
     p.add_argument("--max-deliver", type=int, default=5, help="attempts before an envelope is dead-lettered")
-    p.add_argument(
-        "--nack-backoff", type=float, default=0.5, help="first resend delay after a nack (doubles)"
-    )
+    p.add_argument("--nack-backoff", type=float, default=0.5, help="first resend delay after a nack (doubles)")
     p.add_argument("--ping-interval", type=float, default=5.0, help="keepalive ping interval, seconds")
     p.add_argument("--ping-timeout", type=float, default=10.0, help="keepalive pong timeout, seconds")
     p.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
@@ -93,9 +87,7 @@ def _run_hub(args: argparse.Namespace) -> int:
         return _fail(str(exc))
     except OSError as exc:
         if exc.errno == 98:
-            return _fail(
-                f"port {args.port} on {args.host} is already in use (pick another with --port, or 0)"
-            )
+            return _fail(f"port {args.port} on {args.host} is already in use (pick another with --port, or 0)")
         return _fail(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}")
     except KeyboardInterrupt:
         pass
@@ -140,6 +132,7 @@ def _load_extra_commands() -> None:
         "agentnet.launcher.cli",
         "agentnet.tui.cli",
         "agentnet.bench.cli",
+        "agentnet.gateway.cli",
     ):
         try:
             mod = importlib.import_module(module)
