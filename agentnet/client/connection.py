@@ -22,6 +22,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.protocol import State
 
 from agentnet import __version__
+from agentnet.protocol import redact
 from agentnet.protocol.errors import CloseCode
 from agentnet.wsfast import BatchedSends, DirectReceives
 
@@ -103,6 +104,7 @@ class HubClient:
         self.name = name
         self.role = role
         self.token = token
+        redact.add_secret(token)
         self.request_timeout = request_timeout
         self.reconnect = reconnect
         self.backoff_initial = backoff_initial

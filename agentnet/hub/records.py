@@ -171,9 +171,7 @@ class Batch:
     posts: list[tuple[int, str]] = field(default_factory=list)  # (conn, request_id) answered by the commit
 
     def __bool__(self) -> bool:
-        return bool(
-            self.envelopes or self.channels or self.agents or self.cursors or self.acks or self.after_commit
-        )
+        return bool(self.envelopes or self.channels or self.agents or self.cursors or self.acks or self.after_commit)
 
 
 @dataclass(slots=True, frozen=True)

@@ -44,6 +44,8 @@ from typing import Any
 
 from rich.console import Console
 
+from agentnet.agents.brains.templating import render
+from agentnet.protocol import redact
 from agentnet.protocol.ids import utc_iso
 
 from . import checker
@@ -483,7 +485,7 @@ class Run:
                 "--window", str(d.window), "--ack-wait", str(d.ack_wait), "--max-deliver", str(d.max_deliver),
                 "--nack-backoff", str(d.nack_backoff),
                 "--ping-interval", str(k.ping_interval), "--ping-timeout", str(k.ping_timeout),
-                "--log-level", "warning", "--exit-with-parent",
+                "--log-level", os.environ.get("AGENTNET_LOG_LEVEL", "warning"), "--exit-with-parent",
             ]  # fmt: skip
             if s.hub.auth:
                 argv += ["--auth-file", str(run / "keys.yaml")]
@@ -499,12 +501,24 @@ class Run:
         for inst in s.expanded_agents():
             spec = inst.spec
 
-            def agent_command(name: str = inst.name, brain: str = spec.brain, options: str = json.dumps(spec.options)):
+            def agent_command(
+                name: str = inst.name, brain: str = spec.brain or "", options: str = json.dumps(spec.options)
+            ) -> list[str]:
                 return [
                     sys.executable, "-m", "agentnet.cli", "agent", "--name", name, "--hub", self.hub_url,
                     "--brain", brain, "--options", options, "--state-dir", str(run / "agents" / name),
                     "--exit-with-parent",
                 ]  # fmt: skip
+
+            def program_command(name: str = inst.name, argv: tuple[str, ...] = tuple(spec.command or ())) -> list[str]:
+                values = {
+                    "name": name,
+                    "hub_url": self.hub_url,
+                    "hub_host": "127.0.0.1",
+                    "hub_port": str(self.hub_port or 0),
+                    "run_dir": str(run),
+                }
+                return [render(arg, values) for arg in argv]
 
             env = {"AGENTNET_HUB_URL": "", "AGENTNET_AGENT_NAME": inst.name, "AGENTNET_RUN_DIR": str(run)}
             env.update(spec.env)
@@ -513,7 +527,11 @@ class Run:
             b = spec.backoff
             policy = RestartPolicy(spec.restart, b.initial, b.max, b.factor, b.jitter, spec.max_restarts)
             log_path = run / "logs" / f"{inst.name}.log"
-            agent = ProcessSpec(inst.name, "agent", agent_command, log_path, env=env, policy=policy)
+            if spec.command is not None:  # any program (e.g. an ag2 agent); it is ready once the hub sees it
+                base = s.source.resolve().parent if s.source is not None else Path.cwd()
+                agent = ProcessSpec(inst.name, "agent", program_command, log_path, env=env, cwd=base, policy=policy)
+            else:
+                agent = ProcessSpec(inst.name, "agent", agent_command, log_path, env=env, policy=policy)
             agent.depends_on = inst.depends_on
             self.supervisor.add(agent)
 
@@ -545,7 +563,7 @@ class Run:
         elif kind == "snapshot":
             for agent in data.get("agents", []):
                 pid = ((agent.get("passport") or {}).get("meta") or {}).get("pid")
-                if agent.get("connected") and isinstance(pid, int):
+                if agent.get("connected") and (isinstance(pid, int) or pid is None):  # None: a `command:` agent
                     self.supervisor.mark_ready(agent["name"], pid, "registered with the hub")
 
     async def _observe(self) -> None:
@@ -1118,11 +1136,14 @@ class Run:
         entries.append(TokenEntry(name=LAUNCHER_NAME, role="supervisor", token=new_token()))
         entries.append(TokenEntry(name=DASHBOARD_NAME, role="observer", token=new_token()))
         self.tokens = {e.name: e.token for e in entries}
+        for token in self.tokens.values():
+            redact.add_secret(token)
         write_auth_file(self.run_dir / "keys.yaml", entries)
 
     def _log_to_file(self) -> logging.Handler:
         handler = logging.FileHandler(self.run_dir / "launcher.log")
         handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+        redact.protect_handler(handler)
         logger = logging.getLogger("agentnet")
         self._saved_logging = (logger.level, logger.propagate)
         logger.addHandler(handler)

@@ -57,8 +57,6 @@ class Receipt(WireModel):
     reason: ShortText | None = None
 
 
-
-
 class RegisterParams(WireModel):
     passport: Passport = Passport()
 
