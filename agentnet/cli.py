@@ -157,6 +157,7 @@ def _load_extra_commands() -> None:
         "agentnet.launcher.cli",
         "agentnet.tui.cli",
         "agentnet.bench.cli",
+        "agentnet.gateway.cli",
     ):
         try:
             mod = importlib.import_module(module)

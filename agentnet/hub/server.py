@@ -392,7 +392,7 @@ class Hub:
                     f"  health  http{'s' if s.tls_cert else ''}://{s.host}:{self.port}/healthz (503 standby)",
                 ]
             )
-        channels = len(self.core.channels)
+        channels = self.core.channel_total
         auth = "on (API keys from " + str(s.auth_file) + ")" if self.auth.enabled else "off (anyone on this machine)"
         return "\n".join(
             [
@@ -424,7 +424,7 @@ class Hub:
                 "url": self.advertised_url,
                 "hub_id": self.core.hub_id,
                 "agents": sum(1 for a in self.core.agents.values() if a.conn is not None),
-                "channels": len(self.core.channels),
+                "channels": self.core.channel_total,
             }
             return HttpResponse(200, "OK", Headers([("Content-Type", "application/json")]), orjson.dumps(body) + b"\n")
         if path != "/v1":
