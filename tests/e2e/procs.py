@@ -296,6 +296,7 @@ class Stream:
     receiver: str = "bob"
     run: str = "run"
     tokens: dict[str, str] = field(default_factory=dict)
+    pad: int = 0  # bytes of padding in each envelope's data
     receivers: list[Proc] = field(default_factory=list)
     send_proc: Proc | None = None
 
@@ -368,6 +369,8 @@ class Stream:
             str(self.channel_path),
             "--done",
             str(self.done_path),
+            "--pad",
+            str(self.pad),
             *self._auth(self.sender),
         )
         return self.send_proc
