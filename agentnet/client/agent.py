@@ -154,7 +154,7 @@ class AgentClient:
 
     def __init__(
         self,
-        url: str,
+        url: str | list[str],
         name: str,
         *,
         token: str | None = None,
