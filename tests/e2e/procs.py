@@ -216,6 +216,7 @@ class HubProc:
     procs: Procs
     db: Path | str
     extra: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)  # e.g. fault points: AGENTNET_FAULT_DISK_FULL
     port: int | None = None
     proc: Proc | None = None
     generation: int = 0
@@ -247,7 +248,7 @@ class HubProc:
             self.store,
             *self.extra,
         ]
-        self.proc = proc = self.procs.spawn(f"{self.label}{self.generation}", args)
+        self.proc = proc = self.procs.spawn(f"{self.label}{self.generation}", args, env=self.env)
 
         def bound() -> int | None:
             if not proc.alive():
