@@ -11,10 +11,10 @@ from __future__ import annotations
 from typing import Any
 
 from agentnet.protocol.errors import ErrorCode, ProtocolError
+from agentnet.protocol.vocab import TURN_TYPES
 
 from .records import ChannelRecord
 
-TURN_TYPES = frozenset({"text", "revise"})
 DEFAULT_MAX_TURNS = 50  # a conversation between two echoing agents must end by itself
 
 KNOBS: dict[str, dict[str, type]] = {
@@ -34,9 +34,7 @@ def validate_knobs(channel_type: str, knobs: dict[str, Any]) -> dict[str, Any]:
     for key, value in knobs.items():
         if key not in allowed:
             known = ", ".join(allowed) or "none"
-            raise ProtocolError(
-                ErrorCode.INVALID, f"{channel_type} channels take no knob {key!r} (known: {known})"
-            )
+            raise ProtocolError(ErrorCode.INVALID, f"{channel_type} channels take no knob {key!r} (known: {known})")
         if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 1_000_000:
             raise ProtocolError(ErrorCode.INVALID, f"knob {key!r} must be an integer from 0 to 1000000")
     if channel_type == "discussion" and knobs.get("rounds", 1) < 1:
@@ -99,9 +97,7 @@ def check_post(ch: ChannelRecord, sender: str, env_type: str, causation_id: str 
                 raise _violation(f"max_revisions ({limit}) reached; post text to pass the work on")
 
 
-def after_turn(
-    ch: ChannelRecord, sender: str, env_type: str, envelope_id: str, seq: int
-) -> tuple[dict, str | None]:
+def after_turn(ch: ChannelRecord, sender: str, env_type: str, envelope_id: str, seq: int) -> tuple[dict, str | None]:
     """Fold an appended turn into the rule state. Returns (turn stamp for the envelope, close reason)."""
     st = ch.rule_state
     st["turns"] = st.get("turns", 0) + 1

@@ -30,7 +30,7 @@ from websockets.http11 import Request as HttpRequest
 from websockets.http11 import Response as HttpResponse
 
 from agentnet import __version__
-from agentnet.protocol import ids
+from agentnet.protocol import events, ids
 from agentnet.protocol.codec import FrameError, decode_client_frame
 from agentnet.protocol.errors import CloseCode, ErrorCode
 from agentnet.protocol.frames import ClientFrame, Hello
@@ -175,13 +175,11 @@ class ObserverFeed:
         self.limit = limit
         self.observers: dict[int, Peer] = {}
 
-    def publish(self, type_: str, fields: dict[str, Any]) -> None:
+    def publish(self, event: events.Event) -> None:
         self.event_seq += 1
         if not self.observers:
             return
-        frame = {"kind": "event", "event_seq": self.event_seq, "at": ids.utc_iso(), "type": type_}
-        frame.update(fields)
-        data = orjson.dumps(frame)
+        data = events.encode(event, self.event_seq, ids.utc_iso())
         for peer in self.observers.values():
             if len(peer.events) >= self.limit:
                 peer.dropped += 1  # the observer is slow: lose events, never slow the agents
@@ -190,15 +188,7 @@ class ObserverFeed:
             peer.wake.set()
 
     def lagged_frame(self, dropped: int) -> bytes:
-        return orjson.dumps(
-            {
-                "kind": "event",
-                "event_seq": self.event_seq,
-                "at": ids.utc_iso(),
-                "type": "observer.lagged",
-                "dropped": dropped,
-            }
-        )
+        return events.encode(events.ObserverLagged(dropped), self.event_seq, ids.utc_iso())
 
 
 class Hub:
@@ -349,7 +339,7 @@ class Hub:
                 if peer is not None:
                     peer.push(eff.data)
             elif kind is Emit:
-                self.feed.publish(eff.type, eff.fields)
+                self.feed.publish(eff.event)
             elif kind is Close:
                 peer = self.peers.get(eff.conn)
                 if peer is not None:
@@ -494,7 +484,7 @@ class Hub:
             self._dispatch(self.core.tick(now))
             if self.feed.observers and now - last_latency >= 2.0:
                 last_latency = now
-                self.feed.publish("agent.latency", {"latency_ms": self.latencies()})
+                self.feed.publish(events.AgentLatency(self.latencies()))
 
     def latencies(self) -> dict[str, float]:
         out = {}

@@ -57,8 +57,6 @@ class Receipt(WireModel):
     reason: ShortText | None = None
 
 
-
-
 class RegisterParams(WireModel):
     passport: Passport = Passport()
 
@@ -200,21 +198,3 @@ class Event(HubFrame):
 
 
 HUB_FRAME = TypeAdapter(Annotated[Welcome | Error | Response | Notify | Event, Field(discriminator="kind")])
-
-EVENT_TYPES: tuple[str, ...] = (
-    "agent.connected",
-    "agent.disconnected",
-    "agent.registered",
-    "channel.opened",
-    "channel.closed",
-    "wal.append",
-    "deliver",
-    "ack",
-    "nack",
-    "cursor",
-    "replay.start",
-    "replay.end",
-    "dead_letter",
-    "receipt.ignored",
-    "observer.lagged",
-)
