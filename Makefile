@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+PG_STAMP := $(VENV)/.postgres-stamp
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 SCENARIO ?= scenarios/consult.yaml
 
 .PHONY: up test bench lint fmt clean
@@ -18,7 +20,16 @@ $(STAMP): pyproject.toml
 up: $(STAMP)            ## set up, then run the consult scenario with the dashboard
 	$(BIN)/agentnet up $(SCENARIO)
 
-test: $(STAMP)          ## set up, then run the whole test suite
+# The PostgreSQL store's tests start their own server from Debian's binaries: install them once if missing.
+$(PG_STAMP): $(STAMP)
+	@ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || { \
+		echo "installing PostgreSQL 15 (server binaries for the postgresql store tests) ..."; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq postgresql-15 >/dev/null; }
+	@ls /usr/lib/postgresql/*/bin/postgres >/dev/null
+	@touch $@
+
+test: $(STAMP) $(PG_STAMP)  ## set up, then run the whole test suite
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)         ## throughput and latency benchmarks (memory and sqlite stores)

@@ -26,16 +26,28 @@ def _add_hub(sub: argparse._SubParsersAction) -> None:
         "hub",
         help="run a hub (WebSocket server with a WAL per channel)",
         description="Run a hub: agents connect on ws://HOST:PORT/v1; GET /healthz answers readiness. "
-        "SIGTERM or Ctrl-C shuts it down gracefully.",
+        "SIGTERM or Ctrl-C shuts it down gracefully. Hubs sharing one PostgreSQL database run "
+        "active/standby: a standby answers /healthz 503 and takes over when the active hub goes; a hub "
+        "that loses the leadership exits with status 3. Example: agentnet hub --port 8765 "
+        "--store postgresql://agentnet@db.example:5432/agentnet",
     )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
-    p.add_argument(
-        "--port", type=int, default=8765, help="port to listen on; 0 picks a free one (default: 8765)"
-    )
+    p.add_argument("--port", type=int, default=8765, help="port to listen on; 0 picks a free one (default: 8765)")
     p.add_argument(
         "--store",
         default="memory",
-        help="'memory' (volatile) or 'sqlite:PATH' (durable, synchronous=FULL) (default: memory)",
+        help="'memory' (volatile), 'sqlite:PATH' (durable, synchronous=FULL) or 'postgresql://USER@HOST:PORT/DB' "
+        "(durable and shared: hubs on one database run active/standby) (default: memory)",
+    )
+    p.add_argument(
+        "--lease",
+        type=float,
+        default=2.0,
+        help="postgresql: seconds of silence after which the database ends a hub's leadership, so a "
+        "standby takes over from a frozen or cut-off hub (default: 2.0)",
+    )
+    p.add_argument(
+        "--advertise", help="postgresql: the URL standbys send clients to while this hub is active (default: own URL)"
     )
     p.add_argument("--synchronous", default="FULL", choices=["FULL", "NORMAL"], help="SQLite fsync policy")
     p.add_argument("--auth-file", type=Path, help="YAML file of API keys: tokens: [{name, role, token}]")
@@ -43,13 +55,9 @@ def _add_hub(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tls-key", type=Path, help="PEM private key for --tls-cert")
     p.add_argument("--port-file", type=Path, help="write the bound port here once listening")
     p.add_argument("--window", type=int, default=256, help="unacked deliveries per recipient (default: 256)")
-    p.add_argument(
-        "--ack-wait", type=float, default=30.0, help="seconds before an unacked delivery is resent"
-    )
+    p.add_argument("--ack-wait", type=float, default=30.0, help="seconds before an unacked delivery is resent")
     p.add_argument("--max-deliver", type=int, default=5, help="attempts before an envelope is dead-lettered")
-    p.add_argument(
-        "--nack-backoff", type=float, default=0.5, help="first resend delay after a nack (doubles)"
-    )
+    p.add_argument("--nack-backoff", type=float, default=0.5, help="first resend delay after a nack (doubles)")
     p.add_argument("--ping-interval", type=float, default=5.0, help="keepalive ping interval, seconds")
     p.add_argument("--ping-timeout", type=float, default=10.0, help="keepalive pong timeout, seconds")
     p.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
@@ -61,7 +69,7 @@ def _run_hub(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
     from agentnet.hub.auth import AuthError
-    from agentnet.hub.server import HubSettings, run_hub
+    from agentnet.hub.server import HubSettings, HubSteppedDown, run_hub
     from agentnet.hub.store import StoreError
 
     if bool(args.tls_cert) != bool(args.tls_key):
@@ -82,6 +90,8 @@ def _run_hub(args: argparse.Namespace) -> int:
             nack_backoff=args.nack_backoff,
             ping_interval=args.ping_interval,
             ping_timeout=args.ping_timeout,
+            lease=args.lease,
+            advertise=args.advertise,
         )
     except ValidationError as exc:
         err = exc.errors()[0]
@@ -91,11 +101,12 @@ def _run_hub(args: argparse.Namespace) -> int:
         asyncio.run(run_hub(settings))
     except (StoreError, AuthError) as exc:
         return _fail(str(exc))
+    except HubSteppedDown as exc:
+        print(f"agentnet hub: lost the leadership ({exc}); stepped down", file=sys.stderr, flush=True)
+        return 3
     except OSError as exc:
         if exc.errno == 98:
-            return _fail(
-                f"port {args.port} on {args.host} is already in use (pick another with --port, or 0)"
-            )
+            return _fail(f"port {args.port} on {args.host} is already in use (pick another with --port, or 0)")
         return _fail(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}")
     except KeyboardInterrupt:
         pass

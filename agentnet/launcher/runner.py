@@ -44,6 +44,7 @@ from typing import Any
 
 from rich.console import Console
 
+from agentnet.agents.brains.templating import render
 from agentnet.protocol.events import (
     Ack,
     AgentConnected,
@@ -553,12 +554,24 @@ class Run:
         for inst in s.expanded_agents():
             spec = inst.spec
 
-            def agent_command(name: str = inst.name, brain: str = spec.brain, options: str = json.dumps(spec.options)):
+            def agent_command(
+                name: str = inst.name, brain: str = spec.brain or "", options: str = json.dumps(spec.options)
+            ) -> list[str]:
                 return [
                     sys.executable, "-m", "agentnet.cli", "agent", "--name", name, "--hub", self.hub_url,
                     "--brain", brain, "--options", options, "--state-dir", str(run / "agents" / name),
                     "--exit-with-parent",
                 ]  # fmt: skip
+
+            def program_command(name: str = inst.name, argv: tuple[str, ...] = tuple(spec.command or ())) -> list[str]:
+                values = {
+                    "name": name,
+                    "hub_url": self.hub_url,
+                    "hub_host": "127.0.0.1",
+                    "hub_port": str(self.hub_port or 0),
+                    "run_dir": str(run),
+                }
+                return [render(arg, values) for arg in argv]
 
             env = {"AGENTNET_HUB_URL": "", "AGENTNET_AGENT_NAME": inst.name, "AGENTNET_RUN_DIR": str(run)}
             env.update(spec.env)
@@ -567,7 +580,11 @@ class Run:
             b = spec.backoff
             policy = RestartPolicy(spec.restart, b.initial, b.max, b.factor, b.jitter, spec.max_restarts)
             log_path = run / "logs" / f"{inst.name}.log"
-            agent = ProcessSpec(inst.name, "agent", agent_command, log_path, env=env, policy=policy)
+            if spec.command is not None:  # any program (e.g. an ag2 agent); it is ready once the hub sees it
+                base = s.source.resolve().parent if s.source is not None else Path.cwd()
+                agent = ProcessSpec(inst.name, "agent", program_command, log_path, env=env, cwd=base, policy=policy)
+            else:
+                agent = ProcessSpec(inst.name, "agent", agent_command, log_path, env=env, policy=policy)
             agent.depends_on = inst.depends_on
             self.supervisor.add(agent)
 
@@ -597,7 +614,7 @@ class Run:
             self.supervisor.mark_ready(item.name, item.pid, "registered with the hub")
         elif isinstance(item, Snapshot):
             for agent in item.agents:
-                if agent.connected and agent.pid is not None:
+                if agent.connected:  # pid None: a `command:` agent, which does not say it
                     self.supervisor.mark_ready(agent.name, agent.pid, "registered with the hub")
 
     async def _observe(self) -> None:

@@ -209,8 +209,15 @@ class AgentSpec(_Spec):
     """One agent declaration; `replicas` > 1 makes several processes of it."""
 
     name: Name = Field(description="Unique; with replicas > 1 the processes are NAME-1, NAME-2, ...")
-    brain: Annotated[str, StringConstraints(min_length=1)] = Field(description="The brain that answers turns.")
+    brain: Annotated[str, StringConstraints(min_length=1)] | None = Field(
+        None, description="The brain that answers turns (give either brain or command)."
+    )
     options: dict[str, Any] = Field({}, description="Brain options, checked by the brain.")
+    command: Annotated[list[Annotated[str, StringConstraints(min_length=1)]], Field(min_length=1)] | None = Field(
+        None,
+        description="Any program instead of a brain, e.g. an ag2 script: argv, run in the scenario file's folder. "
+        "Placeholders: {name}, {hub_url}, {hub_host}, {hub_port}, {run_dir}. Ready when the hub sees it registered.",
+    )
     env: dict[Annotated[str, StringConstraints(pattern=ENV_NAME_PATTERN)], EnvValue] = Field(
         {}, description="Extra environment variables for the process."
     )
@@ -523,7 +530,24 @@ def _agent_issues(s: Scenario) -> Iterator[_Issue]:
         )
 
 
+COMMAND_PLACEHOLDERS = ("name", "hub_url", "hub_host", "hub_port", "run_dir")
+
+
 def _brain_issues(index: int, spec: AgentSpec) -> Iterator[_Issue]:
+    if spec.command is not None:
+        if spec.brain is not None:
+            yield _Issue(("agents", index, "command"), "give either brain or command, not both")
+        elif spec.options:
+            yield _Issue(("agents", index, "options"), "options are for brains; a command agent takes none")
+        for j, arg in enumerate(spec.command):
+            try:
+                check_template(arg, COMMAND_PLACEHOLDERS)
+            except ValueError as exc:
+                yield _Issue(("agents", index, "command", j), str(exc))
+        return
+    if spec.brain is None:
+        yield _Issue(("agents", index, "brain"), "missing required key (or give a command: any program)")
+        return
     if spec.brain not in BRAIN_NAMES:
         yield _Issue(("agents", index, "brain"), f"unknown brain '{spec.brain}' (brains: {', '.join(BRAIN_NAMES)})")
         return
@@ -689,7 +713,8 @@ def scenario_json_schema() -> dict[str, Any]:
     schema = Scenario.model_json_schema(by_alias=True)
     defs: dict[str, Any] = schema.setdefault("$defs", {})
     agent = defs["AgentSpec"]
-    agent["properties"]["brain"]["enum"] = list(BRAIN_NAMES)
+    brain = agent["properties"]["brain"]
+    agent["properties"]["brain"] = {"enum": [*BRAIN_NAMES, None], "default": None, "description": brain["description"]}
     # Each brain's options, chosen by the `brain` value, so editors complete and check them too.
     branches = []
     for name in BRAIN_NAMES:

@@ -158,9 +158,7 @@ def test_idempotent_retry_while_the_original_commit_is_pending_waits_for_it():
             "params": {"channel_id": ch, "type": "note", "idempotency_key": "k"},
         },
     )
-    assert [
-        f for f in h.outbox.get(a, []) if f.get("request_id") in ("x1", "x2")
-    ] == []  # nothing before commit
+    assert [f for f in h.outbox.get(a, []) if f.get("request_id") in ("x1", "x2")] == []  # nothing before commit
     h.commit()
     res = {f["request_id"]: f["result"] for f in h.outbox[a] if f.get("request_id") in ("x1", "x2")}
     assert res["x1"]["seq"] == res["x2"]["seq"]
@@ -170,9 +168,7 @@ def test_nothing_is_answered_or_delivered_before_the_commit():
     h = CoreHarness()
     a, b, ch = h.pair()
     h.auto_commit = False
-    h.send(
-        a, {"kind": "request", "request_id": "p", "op": "post", "params": {"channel_id": ch, "type": "note"}}
-    )
+    h.send(a, {"kind": "request", "request_id": "p", "op": "post", "params": {"channel_id": ch, "type": "note"}})
     assert not [f for f in h.outbox.get(a, []) if f.get("request_id") == "p"]
     assert h.notifies(b) == []
     h.commit()

@@ -162,7 +162,7 @@ def test_merge_keys_and_extension_keys(load) -> None:
 
 def test_missing_required_key(error) -> None:
     text = MINIMAL.replace("    brain: calc\n", "")
-    assert error(text) == "s.yaml:5: agents[1].brain: missing required key"
+    assert error(text) == "s.yaml:5: agents[1].brain: missing required key (or give a command: any program)"
 
 
 def test_missing_top_level_key(error) -> None:
@@ -487,3 +487,33 @@ def _walk(node: object):
     elif isinstance(node, list):
         for value in node:
             yield from _walk(value)
+
+
+# --------------------------------------------------------------------------- command agents
+
+
+def test_command_agent_validates(load) -> None:
+    s = load(
+        """\
+        name: t
+        agents:
+          - name: alice
+            command: [python3, peer.py, --hub, "{hub_url}", --name, "{name}"]
+          - name: bob
+            brain: echo
+        """
+    )
+    assert s.agents[0].command == ["python3", "peer.py", "--hub", "{hub_url}", "--name", "{name}"]
+    assert s.agents[0].brain is None
+
+
+def test_command_agent_errors(error) -> None:
+    both = "name: t\nagents:\n  - name: a\n    brain: echo\n    command: [x]\n"
+    assert "give either brain or command, not both" in error(both)
+    neither = "name: t\nagents:\n  - name: a\n"
+    assert "agents[0].brain: missing required key (or give a command" in error(neither)
+    placeholder = "name: t\nagents:\n  - name: a\n    command: [x, '{port}']\n"
+    message = error(placeholder)
+    assert "agents[0].command[1]" in message and "unknown placeholder {port}" in message
+    options = "name: t\nagents:\n  - name: a\n    command: [x]\n    options: {think_time: 1}\n"
+    assert "options are for brains" in error(options)

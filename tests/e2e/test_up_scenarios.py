@@ -171,6 +171,27 @@ def test_consult_headless(tmp_path: Path) -> None:
     assert check_run(run_dir).ok
 
 
+def test_a_command_agent_is_supervised_and_ready_once_registered(tmp_path: Path) -> None:
+    """`command:` runs any program as an agent (here the agent CLI itself, in the scenario's folder)."""
+    scenario = tmp_path / "cmd.yaml"
+    scenario.write_text(
+        (SCENARIOS / "consult.yaml")
+        .read_text()
+        .replace(
+            "    brain: calc\n    options: {think_time: 0.3}\n",
+            f"    command: [{sys.executable}, -m, agentnet.cli, agent, --name, '{{name}}', --hub, '{{hub_url}}',"
+            " --brain, calc, --state-dir, '{run_dir}/agents/{name}']\n",
+        )
+    )
+    assert "command:" in scenario.read_text()
+    result = agentnet("up", str(scenario), "--headless", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "agentnet up consult: PASSED" in result.stdout
+    run_dir = the_run_dir(tmp_path)
+    assert_all_gone(run_pids(run_dir))
+    assert check_run(run_dir).ok
+
+
 def test_chaos_headless_applies_every_fault(tmp_path: Path) -> None:
     result = agentnet("up", str(SCENARIOS / "chaos.yaml"), "--headless", cwd=tmp_path, timeout=90)
     out = result.stdout

@@ -1,4 +1,4 @@
-"""The store interface the hub's shell drives, and `open_store("memory" | "sqlite:PATH")`."""
+"""The store interface the hub's shell drives, and `open_store("memory" | "sqlite:PATH" | "postgresql://...")`."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ class StoreError(Exception):
 class Store(Protocol):
     description: str  # e.g. "sqlite:/path/hub.db (synchronous=FULL)"
     threaded: bool  # True: commit() blocks on I/O and runs in a worker thread
+    # A store other hubs may share (postgresql) also has `shared = True`, `try_lead(address)`,
+    # `leader()` and `heartbeat()`: the shell takes the leadership before `load()` (see server.py).
 
     def load(self) -> LoadedState: ...
 
@@ -21,17 +23,20 @@ class Store(Protocol):
 
     def load_envelopes(self, channel_id: str, after_seq: int, limit: int) -> list[EnvRecord]: ...
 
-    def find_by_causation(
-        self, channel_id: str, causation_id: str, sender: str | None
-    ) -> EnvRecord | None: ...
+    def find_by_causation(self, channel_id: str, causation_id: str, sender: str | None) -> EnvRecord | None: ...
 
     def find_idempotent(self, sender: str, key: str) -> tuple[str, str, int] | None: ...
 
     def close(self) -> None: ...
 
 
-def open_store(spec: str, *, synchronous: str = "FULL") -> Store:
-    """`memory` or `sqlite:PATH` (a bare path ending in .db also works)."""
+def open_store(spec: str, *, synchronous: str = "FULL", lease: float = 2.0) -> Store:
+    """`memory`, `sqlite:PATH` (a bare path ending in .db also works) or `postgresql://...` (a libpq
+    URL; `lease`: seconds of silence after which the database ends a hub's session and leadership)."""
+    if spec.startswith(("postgresql://", "postgres://")):
+        from .postgres import PgStore
+
+        return PgStore(spec, lease=lease)
     if spec == "memory":
         from .memory import MemoryStore
 
@@ -41,7 +46,7 @@ def open_store(spec: str, *, synchronous: str = "FULL") -> Store:
         from .sqlite import SqliteStore
 
         return SqliteStore(path, synchronous=synchronous)
-    raise StoreError(f"unknown store {spec!r}: use 'memory' or 'sqlite:PATH'")
+    raise StoreError(f"unknown store {spec!r}: use 'memory', 'sqlite:PATH' or 'postgresql://USER@HOST:PORT/DB'")
 
 
 def build_state(

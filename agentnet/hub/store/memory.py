@@ -9,7 +9,7 @@ import orjson
 from agentnet.protocol import ids
 
 from ..records import CommitBatch, EnvRecord, LoadedState
-from .base import build_state
+from .base import StoreError, build_state
 
 
 class MemoryStore:
@@ -24,6 +24,7 @@ class MemoryStore:
         self.cursors: dict[tuple[str, str], tuple[str, str, int, int, int, int]] = {}
         self.receipts: dict[tuple[str, str, int], str] = {}
         self.idempotency: dict[tuple[str, str], tuple[str, str, int]] = {}
+        self.by_causation: dict[tuple[str, str], list[EnvRecord]] = {}  # (channel_id, causation_id)
         self.commits = 0
 
     def load(self) -> LoadedState:
@@ -40,8 +41,27 @@ class MemoryStore:
         )
 
     def commit(self, batch: CommitBatch) -> None:
+        # The durable stores' constraints, checked before anything is applied (a failed commit
+        # leaves nothing): a channel's seqs are appended in order and never twice, a key once per sender.
+        heads: dict[str, int] = {}
+        keys: set[tuple[str, str]] = set()
+        for rec in batch.envelopes:
+            head = heads.get(rec.channel_id)
+            if head is None:
+                recs = self.envelopes.get(rec.channel_id)
+                head = recs[-1].seq if recs else 0
+            if rec.seq <= head:
+                raise StoreError(f"commit failed: seq {rec.seq} of {rec.channel_id} is already stored")
+            heads[rec.channel_id] = rec.seq
+            if rec.idempotency_key is not None:
+                key = (rec.sender, rec.idempotency_key)
+                if key in self.idempotency or key in keys:
+                    raise StoreError(f"commit failed: idempotency key {rec.idempotency_key!r} is already stored")
+                keys.add(key)
         for rec in batch.envelopes:
             self.envelopes.setdefault(rec.channel_id, []).append(rec)
+            if rec.causation_id is not None:
+                self.by_causation.setdefault((rec.channel_id, rec.causation_id), []).append(rec)
             if rec.idempotency_key is not None:
                 self.idempotency[(rec.sender, rec.idempotency_key)] = (
                     rec.channel_id,
@@ -64,8 +84,8 @@ class MemoryStore:
         return recs[start : start + limit]
 
     def find_by_causation(self, channel_id: str, causation_id: str, sender: str | None) -> EnvRecord | None:
-        for rec in self.envelopes.get(channel_id, []):
-            if rec.causation_id == causation_id and (sender is None or rec.sender == sender):
+        for rec in self.by_causation.get((channel_id, causation_id), ()):
+            if sender is None or rec.sender == sender:
                 return rec
         return None
 

@@ -120,9 +120,7 @@ class SqliteStore:
             # The last hub died without closing the store: make sure what it left is sound.
             result = self._db.execute("PRAGMA quick_check").fetchone()[0]
             if result != "ok":
-                raise StoreError(
-                    f"{self.path} failed its integrity check after an unclean shutdown: {result}"
-                )
+                raise StoreError(f"{self.path} failed its integrity check after an unclean shutdown: {result}")
         self._db.execute("UPDATE meta SET value='0' WHERE key='clean_shutdown'")
         self.hub_id = meta["hub_id"]
 
@@ -174,9 +172,7 @@ class SqliteStore:
                     ],
                 )
             if batch.channels:
-                db.executemany(
-                    "INSERT OR REPLACE INTO channels VALUES(?,?,?,?,?,?,?,?,?,?,?)", batch.channels
-                )
+                db.executemany("INSERT OR REPLACE INTO channels VALUES(?,?,?,?,?,?,?,?,?,?,?)", batch.channels)
             if batch.agents:
                 db.executemany("INSERT OR REPLACE INTO agents VALUES(?,?,?,?,?)", batch.agents)
             if batch.cursors:
@@ -217,7 +213,9 @@ class SqliteStore:
         args: tuple = (channel_id, causation_id)
         if sender is not None:
             sql, args = sql + " AND sender=?", (*args, sender)
-        row = self._reader.execute(sql + " ORDER BY seq LIMIT 1", args).fetchone()
+        # `+seq`: ordering by the bare column makes SQLite walk the primary key (channel_id, seq) and
+        # test every row of the channel; the causation index finds the few candidates directly.
+        row = self._reader.execute(sql + " ORDER BY +seq LIMIT 1", args).fetchone()
         return _record(row) if row else None
 
     def find_idempotent(self, sender: str, key: str) -> tuple[str, str, int] | None:
