@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -60,7 +61,12 @@ def _add_hub(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--nack-backoff", type=float, default=0.5, help="first resend delay after a nack (doubles)")
     p.add_argument("--ping-interval", type=float, default=5.0, help="keepalive ping interval, seconds")
     p.add_argument("--ping-timeout", type=float, default=10.0, help="keepalive pong timeout, seconds")
-    p.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
+    p.add_argument(
+        "--log-level",
+        default=os.environ.get("AGENTNET_LOG_LEVEL", "warning"),
+        choices=["debug", "info", "warning", "error"],
+        help="log level (default: $AGENTNET_LOG_LEVEL or warning); API keys are never logged",
+    )
     p.add_argument("--exit-with-parent", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(run=_run_hub)
 
@@ -151,6 +157,7 @@ def _load_extra_commands() -> None:
         "agentnet.launcher.cli",
         "agentnet.tui.cli",
         "agentnet.bench.cli",
+        "agentnet.gateway.cli",
     ):
         try:
             mod = importlib.import_module(module)
@@ -170,6 +177,10 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     level = getattr(args, "log_level", "warning")
     logging.basicConfig(level=level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    from agentnet.protocol import redact
+
+    redact.add_secret(getattr(args, "token", None))
+    redact.install()  # no API key in any log line, at any level
     return args.run(args)
 
 

@@ -36,7 +36,7 @@ from agentnet.protocol.errors import CloseCode, ErrorCode
 from agentnet.protocol.frames import ClientFrame, Hello
 from agentnet.wsfast import BatchedSends, DirectReceives
 
-from .auth import Authenticator, load_auth_file
+from .auth import Authenticator, bearer_token, load_auth_file
 from .core import Close, CoreConfig, Emit, HubCore, Send, Subscribe, error_frame
 from .store import Store, StoreError, open_store
 
@@ -381,7 +381,7 @@ class Hub:
                     f"  health  http{'s' if s.tls_cert else ''}://{s.host}:{self.port}/healthz (503 standby)",
                 ]
             )
-        channels = len(self.core.channels)
+        channels = self.core.channel_total
         auth = "on (API keys from " + str(s.auth_file) + ")" if self.auth.enabled else "off (anyone on this machine)"
         return "\n".join(
             [
@@ -413,16 +413,14 @@ class Hub:
                 "url": self.advertised_url,
                 "hub_id": self.core.hub_id,
                 "agents": sum(1 for a in self.core.agents.values() if a.conn is not None),
-                "channels": len(self.core.channels),
+                "channels": self.core.channel_total,
             }
             return HttpResponse(200, "OK", Headers([("Content-Type", "application/json")]), orjson.dumps(body) + b"\n")
         if path != "/v1":
             return connection.respond(http.HTTPStatus.NOT_FOUND, "agentnet speaks WebSocket on /v1\n")
-        header = request.headers.get("Authorization")
-        if self.auth.enabled and header is not None:
-            token = header.removeprefix("Bearer ").strip()
-            if self.auth.identify(token) is None:
-                return connection.respond(http.HTTPStatus.UNAUTHORIZED, "unknown API key\n")
+        token = bearer_token(request.headers.get("Authorization"))
+        if self.auth.enabled and token is not None and self.auth.identify(token) is None:
+            return connection.respond(http.HTTPStatus.UNAUTHORIZED, "unknown API key\n")
         return None
 
     # ------------------------------------------------------------------ connections
@@ -530,8 +528,7 @@ class Hub:
         token = frame.auth.token if frame.auth else None
         if token is None:
             request = peer.ws.request
-            header = request.headers.get("Authorization") if request else None
-            token = header.removeprefix("Bearer ").strip() if header else None
+            token = bearer_token(request.headers.get("Authorization")) if request else None
         problem = self.auth.check(token, frame.name, frame.role)
         if problem:
             log.info("conn %d: refused %s %r: %s", conn, frame.role, frame.name, problem)

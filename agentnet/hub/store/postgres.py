@@ -30,8 +30,8 @@ import orjson
 
 from agentnet.protocol import ids
 
-from ..records import CommitBatch, EnvRecord, LoadedState
-from .base import StoreError, build_state
+from ..records import ChannelRecord, CommitBatch, Cursor, EnvRecord, LoadedState
+from .base import StoreError, build_state, channel_record, cursor_record
 
 SCHEMA_VERSION = 1
 LOCK_CLASS = 0x616E  # "an": the advisory lock's first key; the second is derived from the schema
@@ -397,6 +397,36 @@ class PgStore:
             (sender, key),
         )
         return (rows[0][0], rows[0][1], rows[0][2]) if rows else None
+
+    # A closed channel the hub forgot (see HubCore._forget), paged back in; listings in pages.
+    _CHANNEL = (
+        "c.channel_id, c.type, c.topic, c.creator, c.participants, c.created_at, c.knobs, c.state, c.closed_at,"
+        " c.close_reason, c.rule_state, (SELECT max(e.seq) FROM envelopes e WHERE e.channel_id = c.channel_id)"
+    )
+
+    def load_channel(self, channel_id: str) -> tuple[ChannelRecord, list[Cursor]] | None:
+        rows = self._read(f"SELECT {self._CHANNEL} FROM channels c WHERE c.channel_id=%s", (channel_id,))
+        if not rows:
+            return None
+        ch = channel_record(rows[0][:-1], rows[0][-1] or 0)
+        cursors = self._read(
+            "SELECT recipient, channel_id, ack_floor, delivered_seq, redelivered, dead FROM cursors"
+            " WHERE channel_id=%s AND recipient = ANY(%s)",
+            (channel_id, list(ch.participants)),
+        )
+        return ch, [cursor_record(r) for r in cursors]
+
+    def list_channels(self, after: str, limit: int, member: str | None) -> list[ChannelRecord]:
+        if member is None:
+            sql = f"SELECT {self._CHANNEL} FROM channels c WHERE c.channel_id > %s ORDER BY c.channel_id LIMIT %s"
+            args: tuple = (after, limit)
+        else:
+            sql = (
+                f"SELECT {self._CHANNEL} FROM cursors k JOIN channels c ON c.channel_id = k.channel_id"
+                " WHERE k.recipient=%s AND k.channel_id > %s ORDER BY k.channel_id LIMIT %s"
+            )
+            args = (member, after, limit)
+        return [channel_record(r[:-1], r[-1] or 0) for r in self._read(sql, args)]
 
     def abandon(self) -> None:
         """Drop the connections without a clean shutdown (what a crash leaves): for tests."""
