@@ -4,6 +4,10 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 SCENARIO ?= scenarios/consult.yaml
+# ag2 1.2.1 (a test-time peer, not an agentnet dependency): its WebSocket client needs websockets<17,
+# agentnet needs 17, so real ag2 agents run from their own environment, made on first use.
+AG2_VENV  := .venv-ag2
+AG2_STAMP := $(AG2_VENV)/.stamp
 
 .PHONY: up test bench lint fmt clean
 
@@ -15,10 +19,16 @@ $(STAMP): pyproject.toml
 	@$(BIN)/python -m pip install -q -e '.[dev]'
 	@touch $(STAMP)
 
-up: $(STAMP)            ## set up, then run the consult scenario with the dashboard
+$(AG2_STAMP):
+	@test -x $(AG2_VENV)/bin/python || $(PYTHON) -m venv $(AG2_VENV)
+	@echo "installing ag2 1.2.1 into $(AG2_VENV) ..."
+	@$(AG2_VENV)/bin/python -m pip install -q 'ag2==1.2.1' 'websockets>=14,<17'
+	@touch $(AG2_STAMP)
+
+up: $(STAMP) $(if $(findstring ag2,$(SCENARIO)),$(AG2_STAMP))  ## set up, then run a scenario with the dashboard
 	$(BIN)/agentnet up $(SCENARIO)
 
-test: $(STAMP)          ## set up, then run the whole test suite
+test: $(STAMP) $(AG2_STAMP)  ## set up, then run the whole test suite
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)         ## throughput and latency benchmarks (memory and sqlite stores)

@@ -239,6 +239,11 @@ class HubCore:
             ch.cache.setdefault(loaded.seq, loaded)
         return ch.cache.get(seq)
 
+    def envelope_at(self, channel_id: str, seq: int) -> EnvRecord | None:
+        """A committed envelope by channel and seq, for protocol adapters that page the WAL their own way."""
+        ch = self.channels.get(channel_id)
+        return self._envelope(ch, seq) if ch is not None else None
+
     def _trim_cache(self, ch: ChannelRecord) -> None:
         """Drop the oldest committed envelopes down to the limit, in one rebuild.
 
