@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -26,14 +27,28 @@ def _add_hub(sub: argparse._SubParsersAction) -> None:
         "hub",
         help="run a hub (WebSocket server with a WAL per channel)",
         description="Run a hub: agents connect on ws://HOST:PORT/v1; GET /healthz answers readiness. "
-        "SIGTERM or Ctrl-C shuts it down gracefully.",
+        "SIGTERM or Ctrl-C shuts it down gracefully. Hubs sharing one PostgreSQL database run "
+        "active/standby: a standby answers /healthz 503 and takes over when the active hub goes; a hub "
+        "that loses the leadership exits with status 3. Example: agentnet hub --port 8765 "
+        "--store postgresql://agentnet@db.example:5432/agentnet",
     )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     p.add_argument("--port", type=int, default=8765, help="port to listen on; 0 picks a free one (default: 8765)")
     p.add_argument(
         "--store",
         default="memory",
-        help="'memory' (volatile) or 'sqlite:PATH' (durable, synchronous=FULL) (default: memory)",
+        help="'memory' (volatile), 'sqlite:PATH' (durable, synchronous=FULL) or 'postgresql://USER@HOST:PORT/DB' "
+        "(durable and shared: hubs on one database run active/standby) (default: memory)",
+    )
+    p.add_argument(
+        "--lease",
+        type=float,
+        default=2.0,
+        help="postgresql: seconds of silence after which the database ends a hub's leadership, so a "
+        "standby takes over from a frozen or cut-off hub (default: 2.0)",
+    )
+    p.add_argument(
+        "--advertise", help="postgresql: the URL standbys send clients to while this hub is active (default: own URL)"
     )
     p.add_argument("--synchronous", default="FULL", choices=["FULL", "NORMAL"], help="SQLite fsync policy")
     p.add_argument("--auth-file", type=Path, help="YAML file of API keys: tokens: [{name, role, token}]")
@@ -46,7 +61,12 @@ def _add_hub(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--nack-backoff", type=float, default=0.5, help="first resend delay after a nack (doubles)")
     p.add_argument("--ping-interval", type=float, default=5.0, help="keepalive ping interval, seconds")
     p.add_argument("--ping-timeout", type=float, default=10.0, help="keepalive pong timeout, seconds")
-    p.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
+    p.add_argument(
+        "--log-level",
+        default=os.environ.get("AGENTNET_LOG_LEVEL", "warning"),
+        choices=["debug", "info", "warning", "error"],
+        help="log level (default: $AGENTNET_LOG_LEVEL or warning); API keys are never logged",
+    )
     p.add_argument("--exit-with-parent", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(run=_run_hub)
 
@@ -55,7 +75,7 @@ def _run_hub(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
     from agentnet.hub.auth import AuthError
-    from agentnet.hub.server import HubSettings, run_hub
+    from agentnet.hub.server import HubSettings, HubSteppedDown, run_hub
     from agentnet.hub.store import StoreError
 
     if bool(args.tls_cert) != bool(args.tls_key):
@@ -76,6 +96,8 @@ def _run_hub(args: argparse.Namespace) -> int:
             nack_backoff=args.nack_backoff,
             ping_interval=args.ping_interval,
             ping_timeout=args.ping_timeout,
+            lease=args.lease,
+            advertise=args.advertise,
         )
     except ValidationError as exc:
         err = exc.errors()[0]
@@ -85,6 +107,9 @@ def _run_hub(args: argparse.Namespace) -> int:
         asyncio.run(run_hub(settings))
     except (StoreError, AuthError) as exc:
         return _fail(str(exc))
+    except HubSteppedDown as exc:
+        print(f"agentnet hub: lost the leadership ({exc}); stepped down", file=sys.stderr, flush=True)
+        return 3
     except OSError as exc:
         if exc.errno == 98:
             return _fail(f"port {args.port} on {args.host} is already in use (pick another with --port, or 0)")
@@ -132,6 +157,7 @@ def _load_extra_commands() -> None:
         "agentnet.launcher.cli",
         "agentnet.tui.cli",
         "agentnet.bench.cli",
+        "agentnet.gateway.cli",
     ):
         try:
             mod = importlib.import_module(module)
@@ -151,6 +177,10 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     level = getattr(args, "log_level", "warning")
     logging.basicConfig(level=level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    from agentnet.protocol import redact
+
+    redact.add_secret(getattr(args, "token", None))
+    redact.install()  # no API key in any log line, at any level
     return args.run(args)
 
 

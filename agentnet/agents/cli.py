@@ -27,7 +27,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--token", default=os.environ.get("AGENTNET_TOKEN"), help="API key (or $AGENTNET_TOKEN)")
     p.add_argument("--state-dir", type=Path, help="where processed.jsonl lives (default: .agentnet/agents/NAME)")
     p.add_argument("--description", help="passport description shown to others")
-    p.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
+    p.add_argument(
+        "--log-level",
+        default=os.environ.get("AGENTNET_LOG_LEVEL", "warning"),
+        choices=["debug", "info", "warning", "error"],
+        help="log level (default: $AGENTNET_LOG_LEVEL or warning); API keys are never logged",
+    )
     p.add_argument("--exit-with-parent", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(run=_run_agent)
 
@@ -44,6 +49,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--token", default=os.environ.get("AGENTNET_TOKEN"), help="API key (or $AGENTNET_TOKEN)")
     q.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the replies (default: 30)")
     q.add_argument("--json", action="store_true", help="print the reply envelopes as JSON lines")
+    q.add_argument(
+        "--log-level",
+        default=os.environ.get("AGENTNET_LOG_LEVEL", "warning"),
+        choices=["debug", "info", "warning", "error"],
+        help="log level (default: $AGENTNET_LOG_LEVEL or warning); API keys are never logged",
+    )
     q.set_defaults(run=_run_ask)
 
 

@@ -237,14 +237,29 @@ class AgentClient:
         return self._remember(info)
 
     async def list_channels(self) -> list[Channel]:
-        result = await self.hub.request("list_channels")
-        return [self._remember(ChannelInfo.model_validate(c)) for c in result["channels"]]
+        """Every channel this agent is in (the hub answers in pages; this follows them)."""
+        out: list[Channel] = []
+        after: str | None = None
+        while True:
+            result = await self.hub.request("list_channels", **({"after": after} if after else {}))
+            out += [self._remember(ChannelInfo.model_validate(c)) for c in result["channels"]]
+            after = result.get("next")
+            if after is None:
+                return out
 
     async def pending_turns(self) -> list[dict[str, Any]]:
         return (await self.hub.request("pending_turns"))["turns"]
 
     async def list_agents(self) -> list[dict[str, Any]]:
-        return (await self.hub.request("list_agents"))["agents"]
+        """Every agent the hub knows (following the hub's pages)."""
+        out: list[dict[str, Any]] = []
+        after: str | None = None
+        while True:
+            result = await self.hub.request("list_agents", **({"after": after} if after else {}))
+            out += result["agents"]
+            after = result.get("next")
+            if after is None:
+                return out
 
     # ------------------------------------------------------------------ deliveries
 

@@ -22,6 +22,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.protocol import State
 
 from agentnet import __version__
+from agentnet.protocol import redact
 from agentnet.protocol.errors import CloseCode
 from agentnet.wsfast import BatchedSends, DirectReceives
 
@@ -103,6 +104,7 @@ class HubClient:
         self.name = name
         self.role = role
         self.token = token
+        redact.add_secret(token)
         self.request_timeout = request_timeout
         self.reconnect = reconnect
         self.backoff_initial = backoff_initial
@@ -320,6 +322,27 @@ class HubClient:
             raise HubError(response.get("error_code") or "internal", response.get("error_message") or "")
         return response.get("result") or {}
 
+    def request_nowait(self, op: str, **params: Any) -> asyncio.Future:
+        """Queue a request without awaiting it: the future resolves to the raw response frame
+        (`ok`, `result` or `error_code`/`error_message`), or fails with `ConnectionLost` or
+        `HubUnavailable`. No timer: the caller keeps its own deadlines. For hot paths that issue
+        many requests from a callback (one future each, no task)."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future = loop.create_future()
+        ws = self._ws
+        if self._fatal:
+            fut.set_exception(self._fatal)
+            return fut
+        if ws is None or not self._connected.is_set():
+            fut.set_exception(HubUnavailable(f"not connected to {self.url}"))
+            return fut
+        self._next_id += 1
+        request_id = f"r{self._next_id}"
+        self._pending[request_id] = fut
+        frame = {"kind": "request", "request_id": request_id, "op": op, "params": params}
+        self._queue(ws, orjson.dumps(frame), request_id)
+        return fut
+
     def _expire(self, request_id: str) -> None:
         fut = self._pending.pop(request_id, None)
         if fut is not None and not fut.done():
@@ -332,6 +355,10 @@ class HubClient:
         the event loop, together with whatever else was queued in it), behind every frame queued
         before it; if that write finds the connection closed, the hub redelivers.
         """
+        return self.receipt_nowait(envelope, status, reason)
+
+    def receipt_nowait(self, envelope: dict[str, Any], status: str = "ack", reason: str | None = None) -> bool:
+        """`send_receipt` for synchronous callers (it never waits)."""
         ws = self._ws
         if ws is None or not self._connected.is_set() or ws.protocol.state is not OPEN:
             return False

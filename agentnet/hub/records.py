@@ -49,6 +49,7 @@ class ChannelRecord:
     closed_seq: int = 0  # seq of its channel.closed envelope; "closed" is shown once that is durable
     rule_state: dict[str, Any] = field(default_factory=dict)  # owned by the channel's rules
     cache: dict[int, EnvRecord] = field(default_factory=dict)  # recent envelopes; older ones paged in
+    cache_bytes: int = 0  # JSON bytes of the envelopes in `cache`
 
     @property
     def visible_state(self) -> str:
@@ -111,6 +112,10 @@ class Cursor:
     dead: int = 0
     acked: int = 0
 
+    def idle(self, committed_seq: int) -> bool:
+        """Nothing in flight, nothing to resend or replay, and the scanner is past the channel's head."""
+        return not self.inflight and not self.courtesy and self.next_seq > committed_seq
+
     def advance_floor(self) -> bool:
         floor, done = self.ack_floor, self.done
         start = floor
@@ -144,6 +149,9 @@ class AgentRecord:
     disconnected_at: float | None = None
     unacked: int = 0  # in-flight deliveries across all channels (the window)
     replay_count: int = 0  # non-zero while a replay announced by replay.start is running
+    # Its cursors with anything pending (in flight, due for a resend, a courtesy replay, or committed
+    # envelopes the scanner has not reached), by channel_id: the only ones a pump or hello visits.
+    work: dict[str, Cursor] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -169,9 +177,18 @@ class Batch:
     acks: list[AckRow] = field(default_factory=list)
     after_commit: list[Any] = field(default_factory=list)  # effects released by the commit
     posts: list[tuple[int, str]] = field(default_factory=list)  # (conn, request_id) answered by the commit
+    forget: list[str] = field(default_factory=list)  # closed channels to drop from memory once this is durable
 
     def __bool__(self) -> bool:
-        return bool(self.envelopes or self.channels or self.agents or self.cursors or self.acks or self.after_commit)
+        return bool(
+            self.envelopes
+            or self.channels
+            or self.agents
+            or self.cursors
+            or self.acks
+            or self.after_commit
+            or self.forget
+        )
 
 
 @dataclass(slots=True, frozen=True)

@@ -38,7 +38,7 @@ from agentnet.wsfast import BatchedSends, DirectReceives
 
 from .ag2 import PATHS as AG2_PATHS
 from .ag2 import Ag2Endpoint
-from .auth import Authenticator, load_auth_file
+from .auth import Authenticator, bearer_token, load_auth_file
 from .core import Close, CoreConfig, Emit, HubCore, Send, Subscribe, error_frame
 from .store import Store, StoreError, open_store
 
@@ -71,6 +71,12 @@ class HubSettings(BaseModel):
     max_frame: int = 1024 * 1024  # incoming frames; larger ones are closed with 1009
     max_data_bytes: int = 256 * 1024
     observer_queue: int = 20_000  # events buffered per observer before it is told it lagged
+    # Shared stores (postgresql): seconds of silence after which the database ends this hub's
+    # session, and with it the leadership; how often a standby tries to take it; the URL it
+    # announces to the others once active (default: its own ws://host:port/v1).
+    lease: float = Field(2.0, ge=0.2, le=600)
+    standby_poll: float = Field(0.05, gt=0, le=10)
+    advertise: str | None = None
 
     def core_config(self) -> CoreConfig:
         return CoreConfig(
@@ -208,9 +214,18 @@ class Hub:
 
     def __init__(self, settings: HubSettings, store: Store | None = None) -> None:
         self.settings = settings
-        self.store = store or open_store(settings.store, synchronous=settings.synchronous)
+        self.store = store or open_store(settings.store, synchronous=settings.synchronous, lease=settings.lease)
         self.auth = Authenticator(load_auth_file(settings.auth_file) if settings.auth_file else None)
-        self.core = self._new_core()
+        # A shared store (other hubs may use the same database) is only written by the hub holding its
+        # leadership: such a hub starts as a standby, and builds its core once it has taken the lead.
+        self.shared = bool(getattr(self.store, "shared", False))
+        self.core: HubCore = None if self.shared else self._new_core()  # type: ignore[assignment]
+        self.active = asyncio.Event()
+        self.active_url = ""  # standby: the URL the active hub announced
+        self.stepped_down: str | None = None  # why this hub lost the leadership (then it stops)
+        self.lost_lead = asyncio.Event()
+        self.took_over_at: float | None = None  # monotonic time at which this hub became active
+        self._last_io = time.monotonic()
         self.feed = ObserverFeed(settings.observer_queue)
         self.peers: dict[int, Peer] = {}
         self._next_conn = 0
@@ -222,7 +237,10 @@ class Hub:
         self.ag2 = Ag2Endpoint(self)  # ag2 1.2.1 clients, on paths / and /ag2
 
     def _new_core(self) -> HubCore:
-        core = HubCore(self.store.load(), self.store, self.settings.core_config(), store_name=self.store.description)
+        return self._core_from(self.store.load())
+
+    def _core_from(self, state: Any) -> HubCore:
+        core = HubCore(state, self.store, self.settings.core_config(), store_name=self.store.description)
         core.event_seq = lambda: self.feed.event_seq
         core.latency_ms = self._latency_of
         return core
@@ -235,6 +253,10 @@ class Hub:
     def url(self) -> str:
         scheme = "wss" if self.settings.tls_cert else "ws"
         return f"{scheme}://{self.settings.host}:{self.port}/v1"
+
+    @property
+    def advertised_url(self) -> str:
+        return self.settings.advertise or self.url
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -266,14 +288,67 @@ class Hub:
         )
         sock = next(iter(self._server.sockets))
         self.port = sock.getsockname()[1]
-        self._tasks = [
-            asyncio.create_task(self._writer(), name="hub-writer"),
-            asyncio.create_task(self._ticker(), name="hub-ticker"),
-        ]
+        if self.shared:
+            self._tasks = [asyncio.create_task(self._campaign(), name="hub-campaign")]
+        else:
+            self._become_active()
         if s.port_file:
             tmp = s.port_file.with_suffix(".tmp")
             tmp.write_text(str(self.port))
             os.replace(tmp, s.port_file)
+
+    def _become_active(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._writer(), name="hub-writer"),
+            asyncio.create_task(self._ticker(), name="hub-ticker"),
+        ]
+        self.active.set()
+
+    async def _campaign(self) -> None:
+        """Standby: try to take the leadership every `standby_poll` seconds; once taken, load the
+        state through the session that holds it and turn active."""
+        store: Any = self.store
+        last_look = 0.0
+        while not self.stopping:
+            try:
+                if await asyncio.to_thread(store.try_lead, self.advertised_url):
+                    break
+                now = time.monotonic()
+                if now - last_look >= 0.5:
+                    last_look = now
+                    self.active_url = await asyncio.to_thread(store.leader)
+            except StoreError as exc:
+                log.warning("standby: %s; retrying", exc)
+                with contextlib.suppress(StoreError):
+                    await asyncio.to_thread(store.reconnect)
+                await asyncio.sleep(max(0.5, self.settings.standby_poll))
+                continue
+            await asyncio.sleep(self.settings.standby_poll)
+        if self.stopping:
+            return
+        try:
+            state = await asyncio.to_thread(store.load)
+        except StoreError as exc:
+            self._step_down(f"could not load the state after taking the lead: {exc}")
+            return
+        self.core = self._core_from(state)
+        self.core.observed = bool(self.feed.observers)
+        self.took_over_at = time.monotonic()
+        self._last_io = self.took_over_at
+        log.warning("took the leadership of %s; active on %s", store.description, self.advertised_url)
+        self._become_active()
+
+    def _step_down(self, reason: str) -> None:
+        """The leadership is lost (the database ended this hub's session): nothing more can be
+        committed, so every client is sent away to find the active hub, and the hub stops."""
+        if self.stepped_down is not None:
+            return
+        self.stepped_down = reason
+        log.error("lost the leadership (%s); stepping down", reason)
+        self.active.clear()
+        for peer in list(self.peers.values()):
+            peer.close(CloseCode.TRY_AGAIN_LATER, "hub lost its leadership; reconnect")
+        self.lost_lead.set()
 
     async def stop(self, code: int = CloseCode.GOING_AWAY) -> None:
         """Stop accepting, close every connection, finish the commit in progress, close the store."""
@@ -287,12 +362,14 @@ class Hub:
                     await self._server.wait_closed()
         # The writer finishes the commit it is in (a thread may be using the store: cancelling the
         # task would not stop it) and exits; then what is left is committed here, alone.
-        writer, others = self._tasks[:1], self._tasks[1:]
+        writer = [t for t in self._tasks if t.get_name() == "hub-writer"]
+        others = [t for t in self._tasks if t not in writer]
         self._commit_wanted.set()
         for task in writer:
             with contextlib.suppress(Exception):
                 await task
-        await self._commit_all()
+        if self.core is not None and self.stepped_down is None:
+            await self._commit_all()
         for task in others:
             task.cancel()
         for task in others:
@@ -309,7 +386,15 @@ class Hub:
 
     def summary(self) -> str:
         s = self.settings
-        channels = len(self.core.channels)
+        if self.core is None:
+            return "\n".join(
+                [
+                    f"agentnet hub {__version__} standing by on {self.url}",
+                    f"  store   {self.store.description} (another hub leads; this one takes over when it goes)",
+                    f"  health  http{'s' if s.tls_cert else ''}://{s.host}:{self.port}/healthz (503 standby)",
+                ]
+            )
+        channels = self.core.channel_total
         auth = "on (API keys from " + str(s.auth_file) + ")" if self.auth.enabled else "off (anyone on this machine)"
         return "\n".join(
             [
@@ -325,12 +410,23 @@ class Hub:
 
     def _process_request(self, connection: ServerConnection, request: HttpRequest) -> HttpResponse | None:
         path = request.path.split("?", 1)[0]
+        if path == "/healthz" and not self.active.is_set():
+            body = {
+                "status": "stepped_down" if self.stepped_down else "standby",
+                "active": self.active_url or None,
+                "store": self.store.description,
+            }
+            return HttpResponse(
+                503, "Service Unavailable", Headers([("Content-Type", "application/json")]), orjson.dumps(body) + b"\n"
+            )
         if path == "/healthz":
             body = {
                 "status": "ok",
+                "role": "active",
+                "url": self.advertised_url,
                 "hub_id": self.core.hub_id,
                 "agents": sum(1 for a in self.core.agents.values() if a.conn is not None),
-                "channels": len(self.core.channels),
+                "channels": self.core.channel_total,
             }
             return HttpResponse(200, "OK", Headers([("Content-Type", "application/json")]), orjson.dumps(body) + b"\n")
         if path in AG2_PATHS:
@@ -339,11 +435,9 @@ class Hub:
             return connection.respond(
                 http.HTTPStatus.NOT_FOUND, "agentnet speaks WebSocket on /v1 (and ag2's protocol on / and /ag2)\n"
             )
-        header = request.headers.get("Authorization")
-        if self.auth.enabled and header is not None:
-            token = header.removeprefix("Bearer ").strip()
-            if self.auth.identify(token) is None:
-                return connection.respond(http.HTTPStatus.UNAUTHORIZED, "unknown API key\n")
+        token = bearer_token(request.headers.get("Authorization"))
+        if self.auth.enabled and token is not None and self.auth.identify(token) is None:
+            return connection.respond(http.HTTPStatus.UNAUTHORIZED, "unknown API key\n")
         return None
 
     # ------------------------------------------------------------------ connections
@@ -372,6 +466,14 @@ class Hub:
     async def _handle(self, ws: HubConnection) -> None:
         """One connection's life: its frames are handled as they arrive (`_on_message`, called from
         the socket's data callback); this task only waits for the end and cleans up."""
+        if not self.active.is_set():
+            # A standby (or a hub that just lost the lead) serves no one: the client tries its next URL.
+            where = (
+                f"active hub: {self.active_url}" if self.active_url and not self.stepped_down else "no active hub known"
+            )
+            with contextlib.suppress(Exception):
+                await ws.close(CloseCode.STANDBY, f"standby; {where}"[:120])
+            return
         self._next_conn += 1
         conn = self._next_conn
         peer = Peer(conn, ws, self.settings.send_timeout)
@@ -463,8 +565,7 @@ class Hub:
         token = frame.auth.token if frame.auth else None
         if token is None:
             request = peer.ws.request
-            header = request.headers.get("Authorization") if request else None
-            token = header.removeprefix("Bearer ").strip() if header else None
+            token = bearer_token(request.headers.get("Authorization")) if request else None
         problem = self.auth.check(token, frame.name, frame.role)
         if problem:
             log.info("conn %d: refused %s %r: %s", conn, frame.role, frame.name, problem)
@@ -476,11 +577,32 @@ class Hub:
     # ------------------------------------------------------------------ background tasks
 
     async def _writer(self) -> None:
-        """Group commit: each commit takes everything decided while the previous one ran."""
-        while not self.stopping:
-            await self._commit_wanted.wait()
+        """Group commit: each commit takes everything decided while the previous one ran.
+
+        On a shared store it also keeps the lease: when nothing was written for a quarter of it, a
+        heartbeat goes through the session that holds the leadership."""
+        beat = self.settings.lease / 4 if self.shared else None
+        while not self.stopping and self.stepped_down is None:
+            if beat is None:
+                await self._commit_wanted.wait()
+            else:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(beat):
+                        await self._commit_wanted.wait()
             self._commit_wanted.clear()
-            await self._commit_once()
+            committed = await self._commit_once()
+            if beat is None or self.stepped_down is not None:
+                continue
+            now = time.monotonic()
+            if committed:
+                self._last_io = now
+            elif now - self._last_io >= beat:
+                try:
+                    await asyncio.to_thread(self.store.heartbeat)  # type: ignore[attr-defined]
+                except StoreError as exc:
+                    self._step_down(str(exc))
+                    return
+                self._last_io = now
 
     async def _commit_once(self) -> bool:
         batch = self.core.take_batch()
@@ -492,8 +614,11 @@ class Hub:
             else:
                 self.store.commit(batch)
         except StoreError as exc:
-            log.error("store commit failed (%s); answering its posts with errors and reloading", exc)
             self._dispatch(self.core.batch_failed(batch.batch_id, str(exc)))
+            if self.shared and not getattr(self.store, "leading", True):
+                self._step_down(str(exc))  # the fence: this hub can no longer commit anything
+                return False
+            log.error("store commit failed (%s); answering its posts with errors and reloading", exc)
             self._reload_after_failure()
             return True
         self._dispatch(self.core.batch_committed(batch.batch_id, time.monotonic()))
@@ -501,7 +626,7 @@ class Hub:
 
     async def _commit_all(self) -> None:
         with contextlib.suppress(Exception):
-            while await self._commit_once():
+            while self.stepped_down is None and await self._commit_once():
                 pass
 
     def _reload_after_failure(self) -> None:
@@ -544,7 +669,24 @@ async def run_hub(settings: HubSettings, *, announce: bool = True) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    if hub.shared and not hub.active.is_set():
+        waits = [asyncio.create_task(stop.wait()), asyncio.create_task(hub.active.wait())]
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        for task in waits:
+            task.cancel()
+        if hub.active.is_set() and announce:
+            print(f"agentnet hub: took over as the active hub on {hub.advertised_url}", flush=True)
+    waits = [asyncio.create_task(stop.wait()), asyncio.create_task(hub.lost_lead.wait())]
+    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    for task in waits:
+        task.cancel()
+    if hub.stepped_down is not None:
+        await hub.stop(CloseCode.TRY_AGAIN_LATER)
+        raise HubSteppedDown(hub.stepped_down)
     if announce:
         print("agentnet hub: shutting down (finishing the commit in progress)", flush=True)
     await hub.stop()
+
+
+class HubSteppedDown(Exception):
+    """The hub lost the leadership of its shared store (its commits are refused) and stopped."""

@@ -45,6 +45,7 @@ from typing import Any
 from rich.console import Console
 
 from agentnet.agents.brains.templating import render
+from agentnet.protocol import redact
 from agentnet.protocol.ids import utc_iso
 
 from . import checker
@@ -484,7 +485,7 @@ class Run:
                 "--window", str(d.window), "--ack-wait", str(d.ack_wait), "--max-deliver", str(d.max_deliver),
                 "--nack-backoff", str(d.nack_backoff),
                 "--ping-interval", str(k.ping_interval), "--ping-timeout", str(k.ping_timeout),
-                "--log-level", "warning", "--exit-with-parent",
+                "--log-level", os.environ.get("AGENTNET_LOG_LEVEL", "warning"), "--exit-with-parent",
             ]  # fmt: skip
             if s.hub.auth:
                 argv += ["--auth-file", str(run / "keys.yaml")]
@@ -1135,11 +1136,14 @@ class Run:
         entries.append(TokenEntry(name=LAUNCHER_NAME, role="supervisor", token=new_token()))
         entries.append(TokenEntry(name=DASHBOARD_NAME, role="observer", token=new_token()))
         self.tokens = {e.name: e.token for e in entries}
+        for token in self.tokens.values():
+            redact.add_secret(token)
         write_auth_file(self.run_dir / "keys.yaml", entries)
 
     def _log_to_file(self) -> logging.Handler:
         handler = logging.FileHandler(self.run_dir / "launcher.log")
         handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+        redact.protect_handler(handler)
         logger = logging.getLogger("agentnet")
         self._saved_logging = (logger.level, logger.propagate)
         logger.addHandler(handler)

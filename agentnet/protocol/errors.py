@@ -33,6 +33,7 @@ class CloseCode(IntEnum):
     SUPERSEDED = 4001  # a newer session with the same name took over
     FORBIDDEN = 4003  # authentication failed
     CLIENT_AHEAD = 4009  # client claims seqs the hub never issued (log regression)
+    STANDBY = 4010  # this hub is a standby: try the next URL (the reason names the active hub, if known)
 
 
 class ProtocolError(Exception):

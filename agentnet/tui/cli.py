@@ -19,7 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("url", nargs="?", default="ws://127.0.0.1:8765/v1", help="hub URL (default: ws://127.0.0.1:8765/v1)")
     p.add_argument("--token", default=os.environ.get("AGENTNET_TOKEN"), help="observer API key (or $AGENTNET_TOKEN)")
     p.add_argument("--name", default="dashboard", help="observer name (must match the token's name)")
-    p.add_argument("--run", type=Path, help="run directory of the `agentnet up` to control")
+    p.add_argument("--run", dest="run_dir", type=Path, help="run directory of the `agentnet up` to control")
     p.set_defaults(run=_run_tui)
 
     r = sub.add_parser(
@@ -64,7 +64,7 @@ def _run_tui(args: argparse.Namespace) -> int:
     from agentnet.client import HubError, ObserverClient
     from agentnet.tui.app import run_dashboard
 
-    controls, why = _find_controls(args.run)
+    controls, why = _find_controls(args.run_dir)
 
     async def main() -> None:
         async with ObserverClient(args.url, args.name, token=args.token) as feed:

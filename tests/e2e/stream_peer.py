@@ -157,7 +157,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--concurrency", type=int, default=32)
     p.add_argument("--run", default="run")
     p.add_argument("--post-timeout", type=float, default=60.0)
+    p.add_argument("--log-level", help="log to stderr at this level (with the SDK's redaction filter)")
     args = p.parse_args(argv)
+    if args.log_level:
+        import logging
+
+        from agentnet.protocol import redact
+
+        logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+        redact.install()  # what an SDK user does: the SDK registers its token, the filter masks it
 
     async def runner() -> int:
         task = asyncio.current_task()

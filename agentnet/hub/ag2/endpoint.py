@@ -502,7 +502,7 @@ class Ag2Endpoint:
     # ------------------------------------------------------------------ channels
 
     def _channel(self, channel_id: str) -> ChannelRecord:
-        ch = self.core.channels.get(channel_id)
+        ch = self.core.channel(channel_id)
         if ch is None:
             raise Ag2Error(r.NOT_FOUND, f"unknown channel: {channel_id!r}")
         return ch
@@ -722,7 +722,9 @@ class Ag2Endpoint:
         ident = session.holding(p.agent_id)
         out = []
         for channel_id in list(self.core.cursors.get(ident.name, {}))[:10_000]:
-            ch = self.core.channels[channel_id]
+            ch = self.core.channel(channel_id)
+            if ch is None:
+                continue
             seq = rules.owed_turn(ch, ident.name)
             if seq is None or seq > ch.committed_seq:
                 continue
@@ -792,7 +794,7 @@ class Ag2Endpoint:
         etype = env["type"]
         sender = env["sender"]
         if sender == HUB_SENDER:
-            ch = self.core.channels.get(channel_id)
+            ch = self.core.channel(channel_id)
             sender = ch.creator if ch is not None else sender
         if etype == "text":
             etype = r.EV_TEXT

@@ -1,10 +1,10 @@
-"""The store interface the hub's shell drives, and `open_store("memory" | "sqlite:PATH")`."""
+"""The store interface the hub's shell drives, and `open_store("memory" | "sqlite:PATH" | "postgresql://...")`."""
 
 from __future__ import annotations
 
 from typing import Protocol
 
-from ..records import CommitBatch, EnvRecord, LoadedState
+from ..records import ChannelRecord, CommitBatch, Cursor, EnvRecord, LoadedState
 
 
 class StoreError(Exception):
@@ -14,6 +14,8 @@ class StoreError(Exception):
 class Store(Protocol):
     description: str  # e.g. "sqlite:/path/hub.db (synchronous=FULL)"
     threaded: bool  # True: commit() blocks on I/O and runs in a worker thread
+    # A store other hubs may share (postgresql) also has `shared = True`, `try_lead(address)`,
+    # `leader()` and `heartbeat()`: the shell takes the leadership before `load()` (see server.py).
 
     def load(self) -> LoadedState: ...
 
@@ -25,11 +27,24 @@ class Store(Protocol):
 
     def find_idempotent(self, sender: str, key: str) -> tuple[str, str, int] | None: ...
 
+    def load_channel(self, channel_id: str) -> tuple[ChannelRecord, list[Cursor]] | None:
+        """One channel as committed, with its cursors: a channel the hub forgot, paged back in."""
+        ...
+
+    def list_channels(self, after: str, limit: int, member: str | None) -> list[ChannelRecord]:
+        """Committed channels with ids above `after`, in id order (only `member`'s, if given)."""
+        ...
+
     def close(self) -> None: ...
 
 
-def open_store(spec: str, *, synchronous: str = "FULL") -> Store:
-    """`memory` or `sqlite:PATH` (a bare path ending in .db also works)."""
+def open_store(spec: str, *, synchronous: str = "FULL", lease: float = 2.0) -> Store:
+    """`memory`, `sqlite:PATH` (a bare path ending in .db also works) or `postgresql://...` (a libpq
+    URL; `lease`: seconds of silence after which the database ends a hub's session and leadership)."""
+    if spec.startswith(("postgresql://", "postgres://")):
+        from .postgres import PgStore
+
+        return PgStore(spec, lease=lease)
     if spec == "memory":
         from .memory import MemoryStore
 
@@ -39,7 +54,7 @@ def open_store(spec: str, *, synchronous: str = "FULL") -> Store:
         from .sqlite import SqliteStore
 
         return SqliteStore(path, synchronous=synchronous)
-    raise StoreError(f"unknown store {spec!r}: use 'memory' or 'sqlite:PATH'")
+    raise StoreError(f"unknown store {spec!r}: use 'memory', 'sqlite:PATH' or 'postgresql://USER@HOST:PORT/DB'")
 
 
 def build_state(
@@ -61,41 +76,13 @@ def build_state(
     """
     import orjson
 
-    from ..records import AgentRecord, ChannelRecord, Cursor
+    from ..records import AgentRecord
 
     agents = [AgentRecord(n, aid, role, orjson.loads(pp), at) for n, aid, role, pp, at in agent_rows]
-    channels = []
-    for cid, typ, topic, creator, parts, created, knobs, state, closed_at, reason, rule_state in channel_rows:
-        head = head_seqs.get(cid, 0)
-        channels.append(
-            ChannelRecord(
-                channel_id=cid,
-                type=typ,
-                topic=topic,
-                creator=creator,
-                participants=tuple(orjson.loads(parts)),
-                created_at=created,
-                knobs=orjson.loads(knobs),
-                state=state,
-                head_seq=head,
-                committed_seq=head,
-                closed_at=closed_at,
-                close_reason=reason,
-                rule_state=orjson.loads(rule_state),
-                closed_seq=head if state == "closed" else 0,
-            )
-        )
+    channels = [channel_record(row, head_seqs.get(row[0], 0)) for row in channel_rows]
     cursors: dict[tuple[str, str], Cursor] = {}
-    for recipient, cid, floor, delivered, redelivered, dead in cursor_rows:
-        cursors[(recipient, cid)] = Cursor(
-            recipient,
-            cid,
-            ack_floor=floor,
-            next_seq=floor + 1,
-            delivered_seq=delivered,
-            redelivered=redelivered,
-            dead=dead,
-        )
+    for row in cursor_rows:
+        cursors[(row[0], row[1])] = cursor_record(row)
     if after_crash:
         for ch in channels:
             for participant in ch.participants:
@@ -108,3 +95,39 @@ def build_state(
         if cur is not None and seq > cur.ack_floor:
             cur.done.add(seq)
     return LoadedState(hub_id=hub_id, agents=agents, channels=channels, cursors=list(cursors.values()))
+
+
+def channel_record(row: tuple, head: int) -> ChannelRecord:
+    """A stored channel row (see the sqlite schema's column order) and its head seq -> a record."""
+    import orjson
+
+    cid, typ, topic, creator, parts, created, knobs, state, closed_at, reason, rule_state = row
+    return ChannelRecord(
+        channel_id=cid,
+        type=typ,
+        topic=topic,
+        creator=creator,
+        participants=tuple(orjson.loads(parts)),
+        created_at=created,
+        knobs=orjson.loads(knobs),
+        state=state,
+        head_seq=head,
+        committed_seq=head,
+        closed_at=closed_at,
+        close_reason=reason,
+        rule_state=orjson.loads(rule_state),
+        closed_seq=head if state == "closed" else 0,
+    )
+
+
+def cursor_record(row: tuple[str, str, int, int, int, int]) -> Cursor:
+    recipient, cid, floor, delivered, redelivered, dead = row
+    return Cursor(
+        recipient,
+        cid,
+        ack_floor=floor,
+        next_seq=floor + 1,
+        delivered_seq=delivered,
+        redelivered=redelivered,
+        dead=dead,
+    )

@@ -18,8 +18,8 @@ from pathlib import Path
 
 from agentnet.protocol import ids
 
-from ..records import CommitBatch, EnvRecord, LoadedState
-from .base import StoreError, build_state
+from ..records import ChannelRecord, CommitBatch, Cursor, EnvRecord, LoadedState
+from .base import StoreError, build_state, channel_record, cursor_record
 
 SCHEMA_VERSION = 1
 
@@ -51,6 +51,11 @@ CREATE TABLE IF NOT EXISTS receipts(
     at TEXT NOT NULL, reason TEXT,
     PRIMARY KEY(recipient, channel_id, seq));
 """
+
+CHANNEL_COLUMNS = (
+    "channel_id, type, topic, creator, participants, created_at, knobs, state, closed_at, close_reason, rule_state"
+)
+HEAD = "(SELECT MAX(seq) FROM envelopes e WHERE e.channel_id = channels.channel_id)"
 
 ENVELOPE_COLUMNS = (
     "channel_id, seq, envelope_id, sender, audience, type, causation_id, idempotency_key, created_at, body"
@@ -224,6 +229,35 @@ class SqliteStore:
             (sender, key),
         ).fetchone()
         return (row[0], row[1], row[2]) if row else None
+
+    def load_channel(self, channel_id: str) -> tuple[ChannelRecord, list[Cursor]] | None:
+        db = self._reader
+        row = db.execute(f"SELECT {CHANNEL_COLUMNS}, {HEAD} FROM channels WHERE channel_id=?", (channel_id,)).fetchone()
+        if row is None:
+            return None
+        ch = channel_record(row[:-1], row[-1] or 0)
+        cursors = []
+        for participant in ch.participants:
+            found = db.execute(
+                "SELECT recipient, channel_id, ack_floor, delivered_seq, redelivered, dead FROM cursors"
+                " WHERE recipient=? AND channel_id=?",
+                (participant, channel_id),
+            ).fetchone()
+            if found is not None:
+                cursors.append(cursor_record(found))
+        return ch, cursors
+
+    def list_channels(self, after: str, limit: int, member: str | None) -> list[ChannelRecord]:
+        if member is None:
+            sql = f"SELECT {CHANNEL_COLUMNS}, {HEAD} FROM channels WHERE channel_id>? ORDER BY channel_id LIMIT ?"
+            args: tuple = (after, limit)
+        else:  # a member has a cursor row in each of its channels once anything reached it
+            sql = (
+                f"SELECT {CHANNEL_COLUMNS}, {HEAD} FROM cursors c JOIN channels USING(channel_id)"
+                " WHERE c.recipient=? AND c.channel_id>? ORDER BY c.channel_id LIMIT ?"
+            )
+            args = (member, after, limit)
+        return [channel_record(row[:-1], row[-1] or 0) for row in self._reader.execute(sql, args)]
 
     def close(self) -> None:
         try:

@@ -1,0 +1,58 @@
+"""The real dashboard in a real terminal (tmux): what a newcomer sees and types.
+
+Each test runs `agentnet ...` in a private tmux server at a fixed size, waits for screen content
+with a deadline, presses keys, and proves at the end that every process it started is gone.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .procs import REPO, HubProc, Procs
+from .term import Term
+
+pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+
+AGENTNET = [sys.executable, "-m", "agentnet.cli"]
+
+
+@pytest.fixture
+def terms() -> Iterator[list[Term]]:
+    started: list[Term] = []
+    try:
+        yield started
+    finally:
+        for term in started:
+            term.close()
+
+
+def test_tui_url_attaches_to_a_hand_started_hub_and_shows_what_happens(
+    procs: Procs, terms: list[Term], tmp_path: Path
+) -> None:
+    hub = HubProc(procs, tmp_path / "hub.db").start()
+    bob = procs.spawn(
+        "bob", [*AGENTNET, "agent", "--name", "bob", "--brain", "calc", "--hub", hub.url, "--state-dir", str(tmp_path)]
+    )
+    term = Term([*AGENTNET, "tui", hub.url], width=160, height=45)
+    terms.append(term.start())
+    term.wait_for("READ-ONLY")
+    term.wait_for(lambda s: "bob" in s and "connected" in s)
+    ask = subprocess.run(
+        [*AGENTNET, "ask", "--hub", hub.url, "--as", "alice", "--to", "bob", "What is 12 times 11?"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+    )
+    assert ask.returncode == 0 and ask.stdout.strip() == "132", ask
+    screen = term.wait_for(lambda s: "What is 12 times 11?" in s and "132" in s)
+    assert "Traceback" not in screen
+    term.press("q")
+    assert term.wait_exit() == 0
+    bob.terminate()
