@@ -41,6 +41,7 @@ from .ag2 import Ag2Endpoint
 from .auth import Authenticator, bearer_token, load_auth_file
 from .core import Close, CoreConfig, Emit, HubCore, Send, Subscribe, error_frame
 from .store import Store, StoreError, open_store
+from .store.base import assume_delivered
 
 log = logging.getLogger("agentnet.hub")
 
@@ -632,7 +633,10 @@ class Hub:
     def _reload_after_failure(self) -> None:
         """Memory is ahead of the store: rebuild the core from what is durable, and make every
         client reconnect so that what it was told matches what the store holds."""
-        self.core = self._new_core()
+        self._dispatch(self.core.abandon_batch("store failure"))
+        # The failed batch held cursor rows recording notifies that did go out: the new core counts
+        # everything committed as possibly delivered (as after a crash), so attempt 1 never repeats.
+        self.core = self._core_from(assume_delivered(self.store.load()))
         self.core.observed = bool(self.feed.observers)
         for peer in list(self.peers.values()):
             peer.close(CloseCode.TRY_AGAIN_LATER, "store failure; reconnect")
