@@ -262,6 +262,15 @@ class HubCore:
         self._cached(ch, added)
         return cache.get(seq)
 
+    def channel(self, channel_id: str) -> ChannelRecord | None:
+        """A channel by id, resident or paged in from the store (for protocol adapters, read only)."""
+        return self._channel(channel_id)
+
+    def envelope_at(self, channel_id: str, seq: int) -> EnvRecord | None:
+        """A committed envelope by channel and seq, for protocol adapters that page the WAL their own way."""
+        ch = self._channel(channel_id)
+        return self._envelope(ch, seq) if ch is not None else None
+
     def _cached(self, ch: ChannelRecord, added: int) -> None:
         """Account for `added` bytes put in a channel's cache; trim it, and the hub's, when over."""
         ch.cache_bytes += added
@@ -1127,10 +1136,23 @@ class HubCore:
         """The store refused the batch: every post in it gets a definite error. The caller must then
         rebuild the core from the store (its memory is ahead of what is durable)."""
         batch = self._pending_batches.pop(batch_id)
-        for conn, request_id in batch.posts:
-            self._out.append(Send(conn, _error_response(request_id, ErrorCode.INTERNAL, f"not stored: {message}")))
+        self._refuse_posts(batch, message)
         out, self._out = self._out, []
         return out
+
+    def abandon_batch(self, message: str) -> list[Effect]:
+        """The shell is about to replace this core after a failed commit: the writes decided since
+        (built on memory the store never got) are dropped, and their posts told so."""
+        batch, self.batch = self.batch, Batch()
+        self._refuse_posts(batch, message)
+        out, self._out = self._out, []
+        return out
+
+    def _refuse_posts(self, batch: Batch, message: str) -> None:
+        # Definite: a failed commit stored none of them, so a retry with the same key is safe.
+        text = f"not stored: {message}; retry later"
+        for conn, request_id in batch.posts:
+            self._out.append(Send(conn, _error_response(request_id, ErrorCode.OVERLOADED, text)))
 
     # ------------------------------------------------------------------ observers
 

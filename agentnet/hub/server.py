@@ -36,9 +36,12 @@ from agentnet.protocol.errors import CloseCode, ErrorCode
 from agentnet.protocol.frames import ClientFrame, Hello
 from agentnet.wsfast import BatchedSends, DirectReceives
 
+from .ag2 import PATHS as AG2_PATHS
+from .ag2 import Ag2Endpoint
 from .auth import Authenticator, bearer_token, load_auth_file
 from .core import Close, CoreConfig, Emit, HubCore, Send, Subscribe, error_frame
 from .store import Store, StoreError, open_store
+from .store.base import assume_delivered
 
 log = logging.getLogger("agentnet.hub")
 
@@ -222,6 +225,7 @@ class Hub:
         self._server: Server | None = None
         self.port: int | None = None
         self.stopping = False
+        self.ag2 = Ag2Endpoint(self)  # ag2 1.2.1 clients, on paths / and /ag2
 
     def _new_core(self) -> HubCore:
         return self._core_from(self.store.load())
@@ -416,8 +420,12 @@ class Hub:
                 "channels": self.core.channel_total,
             }
             return HttpResponse(200, "OK", Headers([("Content-Type", "application/json")]), orjson.dumps(body) + b"\n")
+        if path in AG2_PATHS:
+            return None  # ag2's protocol: credentials come in its register and hello frames
         if path != "/v1":
-            return connection.respond(http.HTTPStatus.NOT_FOUND, "agentnet speaks WebSocket on /v1\n")
+            return connection.respond(
+                http.HTTPStatus.NOT_FOUND, "agentnet speaks WebSocket on /v1 (and ag2's protocol on / and /ag2)\n"
+            )
         token = bearer_token(request.headers.get("Authorization"))
         if self.auth.enabled and token is not None and self.auth.identify(token) is None:
             return connection.respond(http.HTTPStatus.UNAUTHORIZED, "unknown API key\n")
@@ -462,6 +470,9 @@ class Hub:
         peer = Peer(conn, ws, self.settings.send_timeout)
         self.peers[conn] = peer
         peer.task = asyncio.create_task(peer.run(self.feed), name=f"hub-send-{conn}")
+        if ws.request is not None and ws.request.path.split("?", 1)[0] in AG2_PATHS:
+            await self._handle_ag2(conn, peer, ws)
+            return
         overdue = asyncio.get_running_loop().call_later(self.settings.hello_timeout, self._hello_overdue, peer)
         try:
             ws.attach(lambda data, text: self._on_message(conn, peer, data, text))
@@ -474,6 +485,23 @@ class Hub:
             if peer.observer:
                 self.feed.observers.pop(conn, None)
                 self.core.observed = bool(self.feed.observers)
+            if peer.closing and peer.task is not None:
+                with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                    async with asyncio.timeout(self.settings.close_timeout):
+                        await asyncio.shield(peer.task)
+            self.peers.pop(conn, None)
+            if peer.task is not None:
+                peer.task.cancel()
+
+    async def _handle_ag2(self, conn: int, peer: Peer, ws: HubConnection) -> None:
+        """An ag2 client's connection: its frames go to the ag2 endpoint, which holds its identities."""
+        session = self.ag2.open(conn, peer)
+        try:
+            ws.attach(lambda data, text: self.ag2.on_message(session, data, text))
+            await ws.wait_closed()
+        finally:
+            rcvd = ws.close_code if ws.close_code is not None else 1006
+            self.ag2.closed(session, rcvd, ws.close_reason or "")
             if peer.closing and peer.task is not None:
                 with contextlib.suppress(TimeoutError, asyncio.CancelledError):
                     async with asyncio.timeout(self.settings.close_timeout):
@@ -595,7 +623,10 @@ class Hub:
     def _reload_after_failure(self) -> None:
         """Memory is ahead of the store: rebuild the core from what is durable, and make every
         client reconnect so that what it was told matches what the store holds."""
-        self.core = self._new_core()
+        self._dispatch(self.core.abandon_batch("store failure"))
+        # The failed batch held cursor rows recording notifies that did go out: the new core counts
+        # everything committed as possibly delivered (as after a crash), so attempt 1 never repeats.
+        self.core = self._core_from(assume_delivered(self.store.load()))
         self.core.observed = bool(self.feed.observers)
         for peer in list(self.peers.values()):
             peer.close(CloseCode.TRY_AGAIN_LATER, "store failure; reconnect")

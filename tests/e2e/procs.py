@@ -203,6 +203,7 @@ class HubProc:
     procs: Procs
     db: Path
     extra: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)  # e.g. fault points: AGENTNET_FAULT_DISK_FULL
     port: int | None = None
     proc: Proc | None = None
     generation: int = 0
@@ -228,7 +229,7 @@ class HubProc:
             f"sqlite:{self.db}",
             *self.extra,
         ]
-        self.proc = proc = self.procs.spawn(f"hub{self.generation}", args)
+        self.proc = proc = self.procs.spawn(f"hub{self.generation}", args, env=self.env)
 
         def bound() -> int | None:
             if not proc.alive():
