@@ -100,6 +100,28 @@ def register(sub: argparse._SubParsersAction) -> None:
     ag.add_argument("--quiet", action="store_true", help="no progress output")
     ag.set_defaults(run=_run_autogen)
 
+    sc = bench_sub.add_parser(
+        "scale",
+        help="cost as channels, agents and depth grow (CPU per consult, RSS, snapshot, lookups)",
+        description="Start a hub (SQLite in a temp dir) and run --channels sequential consults among --agents "
+        "agents (--concurrency at a time): hub CPU per consult for the first and last 1,000, hub RSS at 1,000 "
+        "and after every channel closed, the observer snapshot's time and size, the largest listing response. "
+        "Then a channel of --depth envelopes: find_by_causation miss/hit times and a full read_wal pass with "
+        "the hub's RSS before and after. Example: agentnet bench scale --channels 10000 --depth 100000",
+    )
+    sc.add_argument("--channels", type=_positive, default=50_000, help="consults, one channel each (default: 50000)")
+    sc.add_argument("--agents", type=_positive, default=100, help="connected agents (default: 100)")
+    sc.add_argument("--concurrency", type=_positive, default=8, help="consults at a time (default: 8)")
+    sc.add_argument(
+        "--depth", type=_positive, default=1_000_000, help="envelopes in the deep channel (default: 1000000)"
+    )
+    sc.add_argument("--lookups", type=_positive, default=200, help="find_by_causation misses and hits (default: 200)")
+    sc.add_argument("--only", choices=["consults", "depth"], help="run one part only (default: both)", default=None)
+    sc.add_argument("--dir", type=Path, help="directory for the SQLite files (default: a fresh temp dir, removed)")
+    sc.add_argument("--json", action="store_true", help="print the results as JSON (progress goes to stderr)")
+    sc.add_argument("--quiet", action="store_true", help="no progress output")
+    sc.set_defaults(run=_run_scale)
+
     tui = bench_sub.add_parser(
         "tui",
         help="dashboard benchmark: how fast the TUI model digests hub events",
@@ -155,6 +177,21 @@ def _run_autogen(args: argparse.Namespace) -> int:
         dir=args.dir,
     )
     return run_autogen_bench(cfg, as_json=args.json, quiet=args.quiet)
+
+
+def _run_scale(args: argparse.Namespace) -> int:
+    from .scale import ScaleConfig, run_scale
+
+    cfg = ScaleConfig(
+        channels=args.channels,
+        agents=max(2, args.agents),
+        concurrency=args.concurrency,
+        depth=args.depth,
+        lookups=args.lookups,
+        dir=args.dir,
+        parts=(args.only,) if args.only else ("consults", "depth"),
+    )
+    return run_scale(cfg, as_json=args.json, quiet=args.quiet)
 
 
 def _flatten(value: Any, prefix: str = "") -> list[tuple[str, Any]]:

@@ -65,6 +65,17 @@ class NoParams(WireModel):
     pass
 
 
+class PageParams(WireModel):
+    """list_agents, list_channels, observe: one page, in key order (agent name, channel id).
+
+    Each page also stays below the hub's page byte budget; `next` in the result is the `after` of
+    the following page (null on the last one)."""
+
+    after: Annotated[str, StringConstraints(max_length=256)] | None = None
+    limit: Annotated[int, Field(ge=1, le=5000)] = 1000
+    cursors: bool = False  # list_channels, observers only: the resident cursors of the page's channels
+
+
 class OpenChannelParams(WireModel):
     type: ChannelType
     participants: Annotated[list[Name], Field(min_length=1, max_length=64)]
@@ -138,16 +149,16 @@ REQUEST = TypeAdapter(Request)
 
 OP_PARAMS: dict[str, type[WireModel]] = {
     "register": RegisterParams,
-    "list_agents": NoParams,
+    "list_agents": PageParams,
     "open_channel": OpenChannelParams,
     "post": PostParams,
     "read_wal": ReadWalParams,
     "get_channel": ChannelParams,
-    "list_channels": NoParams,
+    "list_channels": PageParams,
     "close_channel": CloseChannelParams,
     "find_by_causation": FindByCausationParams,
     "pending_turns": NoParams,
-    "observe": NoParams,
+    "observe": PageParams,
     "disconnect": DisconnectParams,
 }
 
@@ -198,21 +209,3 @@ class Event(HubFrame):
 
 
 HUB_FRAME = TypeAdapter(Annotated[Welcome | Error | Response | Notify | Event, Field(discriminator="kind")])
-
-EVENT_TYPES: tuple[str, ...] = (
-    "agent.connected",
-    "agent.disconnected",
-    "agent.registered",
-    "channel.opened",
-    "channel.closed",
-    "wal.append",
-    "deliver",
-    "ack",
-    "nack",
-    "cursor",
-    "replay.start",
-    "replay.end",
-    "dead_letter",
-    "receipt.ignored",
-    "observer.lagged",
-)
