@@ -415,6 +415,8 @@ class Hub:
                 "status": "ok",
                 "role": "active",
                 "url": self.advertised_url,
+                "term": getattr(self.store, "term", None),
+                "took_over_at": self.took_over_at,  # monotonic clock of this host
                 "hub_id": self.core.hub_id,
                 "agents": sum(1 for a in self.core.agents.values() if a.conn is not None),
                 "channels": self.core.channel_total,
@@ -605,10 +607,13 @@ class Hub:
             else:
                 self.store.commit(batch)
         except StoreError as exc:
-            self._dispatch(self.core.batch_failed(batch.batch_id, str(exc)))
             if self.shared and not getattr(self.store, "leading", True):
-                self._step_down(str(exc))  # the fence: this hub can no longer commit anything
+                # The fence: this hub can no longer commit anything. Whether this last COMMIT reached
+                # the database is unknown, so its posts get no answer at all: their clients see the
+                # connection close and retry with the same idempotency keys at the active hub.
+                self._step_down(str(exc))
                 return False
+            self._dispatch(self.core.batch_failed(batch.batch_id, str(exc)))
             log.error("store commit failed (%s); answering its posts with errors and reloading", exc)
             self._reload_after_failure()
             return True
