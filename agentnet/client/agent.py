@@ -160,7 +160,7 @@ class AgentClient:
 
     def __init__(
         self,
-        url: str,
+        url: str | list[str],
         name: str,
         *,
         token: str | None = None,

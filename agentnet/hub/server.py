@@ -30,7 +30,7 @@ from websockets.http11 import Request as HttpRequest
 from websockets.http11 import Response as HttpResponse
 
 from agentnet import __version__
-from agentnet.protocol import ids
+from agentnet.protocol import events, ids
 from agentnet.protocol.codec import FrameError, decode_client_frame
 from agentnet.protocol.errors import CloseCode, ErrorCode
 from agentnet.protocol.frames import ClientFrame, Hello
@@ -184,13 +184,11 @@ class ObserverFeed:
         self.limit = limit
         self.observers: dict[int, Peer] = {}
 
-    def publish(self, type_: str, fields: dict[str, Any]) -> None:
+    def publish(self, event: events.Event) -> None:
         self.event_seq += 1
         if not self.observers:
             return
-        frame = {"kind": "event", "event_seq": self.event_seq, "at": ids.utc_iso(), "type": type_}
-        frame.update(fields)
-        data = orjson.dumps(frame)
+        data = events.encode(event, self.event_seq, ids.utc_iso())
         for peer in self.observers.values():
             if len(peer.events) >= self.limit:
                 peer.dropped += 1  # the observer is slow: lose events, never slow the agents
@@ -199,15 +197,7 @@ class ObserverFeed:
             peer.wake.set()
 
     def lagged_frame(self, dropped: int) -> bytes:
-        return orjson.dumps(
-            {
-                "kind": "event",
-                "event_seq": self.event_seq,
-                "at": ids.utc_iso(),
-                "type": "observer.lagged",
-                "dropped": dropped,
-            }
-        )
+        return events.encode(events.ObserverLagged(dropped), self.event_seq, ids.utc_iso())
 
 
 class Hub:
@@ -425,6 +415,8 @@ class Hub:
                 "status": "ok",
                 "role": "active",
                 "url": self.advertised_url,
+                "term": getattr(self.store, "term", None),
+                "took_over_at": self.took_over_at,  # monotonic clock of this host
                 "hub_id": self.core.hub_id,
                 "agents": sum(1 for a in self.core.agents.values() if a.conn is not None),
                 "channels": self.core.channel_total,
@@ -451,7 +443,7 @@ class Hub:
                 if peer is not None:
                     peer.push(eff.data)
             elif kind is Emit:
-                self.feed.publish(eff.type, eff.fields)
+                self.feed.publish(eff.event)
             elif kind is Close:
                 peer = self.peers.get(eff.conn)
                 if peer is not None:
@@ -615,10 +607,13 @@ class Hub:
             else:
                 self.store.commit(batch)
         except StoreError as exc:
-            self._dispatch(self.core.batch_failed(batch.batch_id, str(exc)))
             if self.shared and not getattr(self.store, "leading", True):
-                self._step_down(str(exc))  # the fence: this hub can no longer commit anything
+                # The fence: this hub can no longer commit anything. Whether this last COMMIT reached
+                # the database is unknown, so its posts get no answer at all: their clients see the
+                # connection close and retry with the same idempotency keys at the active hub.
+                self._step_down(str(exc))
                 return False
+            self._dispatch(self.core.batch_failed(batch.batch_id, str(exc)))
             log.error("store commit failed (%s); answering its posts with errors and reloading", exc)
             self._reload_after_failure()
             return True
@@ -650,7 +645,7 @@ class Hub:
             self._dispatch(self.core.tick(now))
             if self.feed.observers and now - last_latency >= 2.0:
                 last_latency = now
-                self.feed.publish("agent.latency", {"latency_ms": self.latencies()})
+                self.feed.publish(events.AgentLatency(self.latencies()))
 
     def latencies(self) -> dict[str, float]:
         out = {}

@@ -6,13 +6,13 @@ from typing import Any
 
 import pytest
 
+from agentnet.protocol.ids import parse_time
 from agentnet.tui.model import (
     DashboardModel,
     RateCounter,
     SeriesSampler,
     WalFilter,
     format_age,
-    parse_time,
     sparkline_text,
 )
 from tests.tui.sample import END_T, build_sample, iso, sample_feed_items
@@ -74,7 +74,7 @@ def test_sample_is_time_ordered_and_applies_cleanly() -> None:
     assert model.bad_items == 0
     assert model.missed_total == 0
     assert model.clock == at(END_T)
-    assert model.hub["hub_id"] == "hub-7f3a"
+    assert model.hub.hub_id == "hub-7f3a"
     assert list(model.channels) == ["arith", "review"]
     assert model.channels["arith"].head_seq == 12
     assert model.lanes == ["hub", "alice", "bob", "carol"]

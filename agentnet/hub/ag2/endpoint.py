@@ -27,16 +27,17 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from pydantic import BaseModel, ValidationError
 
-from agentnet.protocol import ids
+from agentnet.protocol import events, ids
 from agentnet.protocol.codec import describe_validation_error
 from agentnet.protocol.errors import CloseCode, ProtocolError
 from agentnet.protocol.frames import Hello as NativeHello
 from agentnet.protocol.frames import Receipt as NativeReceipt
 from agentnet.protocol.frames import Request as NativeRequest
 from agentnet.protocol.models import NAME_PATTERN
+from agentnet.protocol.vocab import HUB_SENDER
 
 from .. import rules
-from ..records import HUB_SENDER, AgentRecord, ChannelRecord
+from ..records import AgentRecord, ChannelRecord
 from . import records as r
 
 if TYPE_CHECKING:
@@ -763,15 +764,8 @@ class Ag2Endpoint:
         if seq is None:
             message = f"receipt for {rec.envelope_id}: it was not delivered to {ident.name}"
             session.send(_error_frame(r.NOT_FOUND, message, rec.envelope_id))
-            self.hub.feed.publish(
-                "receipt.ignored",
-                {
-                    "name": ident.name,
-                    "channel_id": rec.channel_id,
-                    "envelope_id": rec.envelope_id,
-                    "reason": "not delivered",
-                },
-            )
+            ignored = events.ReceiptIgnored(ident.name, rec.channel_id, 0, rec.envelope_id, "not delivered")
+            self.hub.feed.publish(ignored)
             return
         native = NativeReceipt(
             kind="receipt",

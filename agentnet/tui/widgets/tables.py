@@ -27,7 +27,6 @@ STATE_STYLES = {
     "exited": "red",
     "crashed": "bold red",
     "killed": "bold red",
-    "stopped": "dim",
     "connected": "green",
     "disconnected": "red",
     "superseded": "yellow",
