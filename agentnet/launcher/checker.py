@@ -35,6 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import yaml
+
 from agentnet.protocol.events import (
     Ack,
     AgentDisconnected,
@@ -54,8 +56,6 @@ from agentnet.protocol.events import (
 )
 from agentnet.protocol.ids import parse_time
 from agentnet.protocol.vocab import DISRUPTIVE_STATES, TURN_TYPES, DeliverReason, ReceiptStatus
-
-import yaml
 
 RUN_FILE = "run.json"
 RECORDING_FILE = "recording.jsonl"
