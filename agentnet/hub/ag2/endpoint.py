@@ -34,9 +34,10 @@ from agentnet.protocol.frames import Hello as NativeHello
 from agentnet.protocol.frames import Receipt as NativeReceipt
 from agentnet.protocol.frames import Request as NativeRequest
 from agentnet.protocol.models import NAME_PATTERN
+from agentnet.protocol.vocab import HUB_SENDER
 
 from .. import rules
-from ..records import HUB_SENDER, AgentRecord, ChannelRecord
+from ..records import AgentRecord, ChannelRecord
 from . import records as r
 
 if TYPE_CHECKING:
