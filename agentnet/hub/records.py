@@ -7,6 +7,7 @@ from enum import Enum
 from typing import Any
 
 from agentnet.protocol.events import ChannelView, addressed_to
+from agentnet.protocol.vocab import HUB_SENDER as HUB_SENDER  # defined in vocab; re-exported for old imports
 
 
 @dataclass(slots=True)

@@ -276,6 +276,13 @@ class AgentInfo:
         self.replaying: int | None = None
 
     @property
+    def via(self) -> str | None:
+        """The protocol adapter it came through (`passport.meta["via"]`: "ag2", "autogen"), None if native."""
+        meta = self.passport.get("meta") if isinstance(self.passport, dict) else None
+        via = meta.get("via") if isinstance(meta, dict) else None
+        return via if isinstance(via, str) and via else None
+
+    @property
     def connection(self) -> str:
         if self.connected:
             return CONNECTED

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from pydantic import BaseModel, ValidationError
 
-from agentnet.protocol import ids
+from agentnet.protocol import events, ids
 from agentnet.protocol.codec import describe_validation_error
 from agentnet.protocol.errors import CloseCode, ProtocolError
 from agentnet.protocol.frames import Hello as NativeHello
@@ -764,15 +764,8 @@ class Ag2Endpoint:
         if seq is None:
             message = f"receipt for {rec.envelope_id}: it was not delivered to {ident.name}"
             session.send(_error_frame(r.NOT_FOUND, message, rec.envelope_id))
-            self.hub.feed.publish(
-                "receipt.ignored",
-                {
-                    "name": ident.name,
-                    "channel_id": rec.channel_id,
-                    "envelope_id": rec.envelope_id,
-                    "reason": "not delivered",
-                },
-            )
+            ignored = events.ReceiptIgnored(ident.name, rec.channel_id, 0, rec.envelope_id, "not delivered")
+            self.hub.feed.publish(ignored)
             return
         native = NativeReceipt(
             kind="receipt",
