@@ -6,6 +6,10 @@ STAMP  := $(VENV)/.installed-stamp
 PG_STAMP := $(VENV)/.postgres-stamp
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 SCENARIO ?= scenarios/consult.yaml
+# ag2 1.2.1 (a test-time peer, not an agentnet dependency): its WebSocket client needs websockets<17,
+# agentnet needs 17, so real ag2 agents run from their own environment, made on first use.
+AG2_VENV  := .venv-ag2
+AG2_STAMP := $(AG2_VENV)/.stamp
 
 AUTOGEN_VENV  := .venv-autogen
 AUTOGEN_STAMP := $(AUTOGEN_VENV)/.stamp
@@ -20,6 +24,12 @@ $(STAMP): pyproject.toml
 	@$(BIN)/python -m pip install -q -e '.[dev,autogen]'
 	@touch $(STAMP)
 
+$(AG2_STAMP):
+	@test -x $(AG2_VENV)/bin/python || $(PYTHON) -m venv $(AG2_VENV)
+	@echo "installing ag2 1.2.1 into $(AG2_VENV) ..."
+	@$(AG2_VENV)/bin/python -m pip install -q 'ag2==1.2.1' 'websockets>=14,<17'
+	@touch $(AG2_STAMP)
+
 # AutoGen's real workers (a test-time peer, never imported by agentnet): the exact release the gateway speaks.
 $(AUTOGEN_STAMP):
 	@test -x $(AUTOGEN_VENV)/bin/python || $(PYTHON) -m venv $(AUTOGEN_VENV)
@@ -32,7 +42,7 @@ protos: $(STAMP)
 	@$(BIN)/python -m pip install -q 'grpcio-tools==1.70.0'
 	@sh scripts/gen_autogen_protos.sh $(BIN)/python
 
-up: $(STAMP) $(AUTOGEN_STAMP)            ## set up, then run the consult scenario with the dashboard
+up: $(STAMP) $(AUTOGEN_STAMP) $(if $(findstring ag2,$(SCENARIO)),$(AG2_STAMP))  ## set up, then run a scenario with the dashboard
 	$(BIN)/agentnet up $(SCENARIO)
 
 # The PostgreSQL store's tests start their own server from Debian's binaries: install them once if missing.
@@ -44,7 +54,7 @@ $(PG_STAMP): $(STAMP)
 	@ls /usr/lib/postgresql/*/bin/postgres >/dev/null
 	@touch $@
 
-test: $(STAMP) $(PG_STAMP) $(AUTOGEN_STAMP)  ## set up, then run the whole test suite
+test: $(STAMP) $(PG_STAMP) $(AUTOGEN_STAMP) $(AG2_STAMP)  ## set up, then run the whole test suite
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)         ## throughput and latency benchmarks (memory and sqlite stores)

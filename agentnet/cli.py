@@ -67,6 +67,13 @@ def _add_hub(sub: argparse._SubParsersAction) -> None:
         choices=["debug", "info", "warning", "error"],
         help="log level (default: $AGENTNET_LOG_LEVEL or warning); API keys are never logged",
     )
+    p.add_argument(
+        "--autogen",
+        metavar="HOST:PORT",
+        help="also serve AutoGen 0.7.5 gRPC workers on HOST:PORT from this process (the `agentnet gateway "
+        "autogen` sidecar without its WebSocket hop; needs agentnet[autogen]; see docs/autogen.md)",
+    )
+    p.add_argument("--autogen-port-file", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--exit-with-parent", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(run=_run_hub)
 
@@ -103,8 +110,16 @@ def _run_hub(args: argparse.Namespace) -> int:
         err = exc.errors()[0]
         return _fail(f"--{'-'.join(str(p) for p in err['loc']).replace('_', '-')}: {err['msg']}")
     _exit_with_parent(args)
+    if args.autogen:
+        from agentnet.gateway.cli import hub_with_autogen
+
+        main = hub_with_autogen(settings, args.autogen, args.autogen_port_file)
+        if isinstance(main, str):
+            return _fail(main)
+    else:
+        main = run_hub(settings)
     try:
-        asyncio.run(run_hub(settings))
+        asyncio.run(main)
     except (StoreError, AuthError) as exc:
         return _fail(str(exc))
     except HubSteppedDown as exc:

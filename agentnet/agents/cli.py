@@ -21,7 +21,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "exactly once even under redelivery. SIGTERM or Ctrl-C exits cleanly.",
     )
     p.add_argument("--name", required=True, help="agent name (lowercase letters, digits, _ . -)")
-    p.add_argument("--hub", default="ws://127.0.0.1:8765/v1", help="hub URL (default: ws://127.0.0.1:8765/v1)")
+    p.add_argument(
+        "--hub",
+        default="ws://127.0.0.1:8765/v1",
+        help="hub URL, or several comma-separated (active/standby hubs: the active one is found and followed) "
+        "(default: ws://127.0.0.1:8765/v1)",
+    )
     p.add_argument("--brain", default="echo", help="echo | calc | scripted | transform | llm | python")
     p.add_argument("--options", default="{}", help="brain options as JSON, e.g. '{\"think_time\": 0.2}'")
     p.add_argument("--token", default=os.environ.get("AGENTNET_TOKEN"), help="API key (or $AGENTNET_TOKEN)")
@@ -42,7 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Open a channel as --as to --to, post the question, print each reply, exit.",
     )
     q.add_argument("question", help='the prompt, e.g. "What is 12 times 11?"')
-    q.add_argument("--hub", default="ws://127.0.0.1:8765/v1", help="hub URL")
+    q.add_argument("--hub", default="ws://127.0.0.1:8765/v1", help="hub URL, or several comma-separated")
     q.add_argument("--as", dest="as_name", default="asker", help="who asks (default: asker)")
     q.add_argument("--to", action="append", required=True, help="who answers (repeat for several)")
     q.add_argument("--type", default="consulting", choices=["consulting", "conversation", "discussion", "workflow"])

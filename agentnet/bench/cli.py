@@ -64,6 +64,42 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--quiet", action="store_true", help="no progress output")
     t.set_defaults(run=_run_throughput)
 
+    ag = bench_sub.add_parser(
+        "autogen",
+        help="RPC/s and p50/p99 through agentnet's AutoGen gateway vs AutoGen's own host, same workers",
+        description="Point the same two unmodified AutoGen 0.7.5 workers at AutoGen's GrpcWorkerAgentRuntimeHost "
+        "and at agentnet (the gateway inside the hub: `agentnet hub --autogen`; `sidecar` adds the separate "
+        "`agentnet gateway autogen` process), in interleaved rounds. Each round measures --count RPCs one at a "
+        "time and --count with --in-flight outstanding; prints RPC/s, latency p50/p99, the host's CPU per RPC "
+        "and the ratio to AutoGen's host. Example: agentnet bench autogen --runs 3 --hosts autogen,agentnet,sidecar",
+    )
+    ag.add_argument(
+        "--python",
+        type=Path,
+        default=Path(".venv-autogen/bin/python"),
+        help="a Python with autogen-ext[grpc]==0.7.5 for the workers (default: .venv-autogen/bin/python)",
+    )
+    ag.add_argument(
+        "--hosts",
+        default="autogen,agentnet",
+        help="comma-separated: autogen, agentnet, sidecar (default: autogen,agentnet)",
+    )
+    ag.add_argument(
+        "--store", choices=["memory", "sqlite"], default="sqlite", help="agentnet's store (default: sqlite)"
+    )
+    ag.add_argument(
+        "--synchronous", choices=["FULL", "NORMAL"], default="FULL", help="SQLite fsync policy (default: FULL)"
+    )
+    ag.add_argument("--count", type=_positive, default=2000, help="RPCs per pass (default: 2000)")
+    ag.add_argument("--in-flight", type=_positive, default=64, help="RPCs outstanding in the second pass (default: 64)")
+    ag.add_argument("--size", type=_non_negative, default=150, help="bytes of JSON payload (default: 150)")
+    ag.add_argument("--warmup", type=_non_negative, default=300, help="RPCs before measuring (default: 300)")
+    ag.add_argument("--runs", type=_positive, default=1, help="interleaved rounds per host; medians (default: 1)")
+    ag.add_argument("--dir", type=Path, help="directory for logs and SQLite files (default: a fresh temp dir)")
+    ag.add_argument("--json", action="store_true", help="print the results as JSON")
+    ag.add_argument("--quiet", action="store_true", help="no progress output")
+    ag.set_defaults(run=_run_autogen)
+
     sc = bench_sub.add_parser(
         "scale",
         help="cost as channels, agents and depth grow (CPU per consult, RSS, snapshot, lookups)",
@@ -131,6 +167,31 @@ def _run_throughput(args: argparse.Namespace) -> int:
         dir=args.dir,
     )
     return run_throughput(cfg, as_json=args.json, quiet=args.quiet)
+
+
+def _run_autogen(args: argparse.Namespace) -> int:
+    from .autogen import AutogenBenchConfig, run_autogen_bench
+
+    hosts = tuple(h.strip() for h in args.hosts.split(",") if h.strip())
+    unknown = [h for h in hosts if h not in ("autogen", "agentnet", "sidecar")]
+    if unknown or not hosts:
+        print(
+            f"agentnet bench autogen: unknown host(s) {unknown}; pick from autogen, agentnet, sidecar", file=sys.stderr
+        )
+        return 2
+    cfg = AutogenBenchConfig(
+        python=args.python.absolute(),
+        hosts=hosts,
+        store=args.store,
+        synchronous=args.synchronous,
+        count=args.count,
+        in_flight=args.in_flight,
+        size=args.size,
+        warmup=args.warmup,
+        runs=args.runs,
+        dir=args.dir,
+    )
+    return run_autogen_bench(cfg, as_json=args.json, quiet=args.quiet)
 
 
 def _run_scale(args: argparse.Namespace) -> int:

@@ -100,6 +100,7 @@ class Channel:
         hub = self.client.hub
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout  # one deadline for every attempt (no timer of its own)
+        retries = 0
         while True:
             remaining = deadline - loop.time()
             try:
@@ -110,6 +111,11 @@ class Channel:
                     return PostResult(result["envelope_id"], result["seq"], bool(result.get("duplicate")))
                 except (ConnectionLost, HubUnavailable):
                     await hub.wait_connected(deadline - loop.time())
+                except HubError as exc:
+                    if exc.code != "overloaded":  # "retry later" (e.g. the store's disk is full)
+                        raise
+                    retries += 1
+                    await asyncio.sleep(min(deadline - loop.time(), 0.05 * 2 ** min(retries, 6)))
             except TimeoutError:
                 raise HubError("timeout", f"post to {self.id}: not stored within {timeout:g} s") from None
 
@@ -154,7 +160,7 @@ class AgentClient:
 
     def __init__(
         self,
-        url: str,
+        url: str | list[str],
         name: str,
         *,
         token: str | None = None,

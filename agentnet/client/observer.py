@@ -19,7 +19,7 @@ class ObserverClient:
 
     def __init__(
         self,
-        url: str,
+        url: str | list[str],
         name: str = "observer",
         *,
         token: str | None = None,

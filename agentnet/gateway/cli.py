@@ -91,3 +91,18 @@ def _run_autogen(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     return 0
+
+
+def hub_with_autogen(hub_settings: object, address: str, port_file: Path | None) -> object:
+    """The coroutine `agentnet hub --autogen HOST:PORT` runs, or an error message."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        return f"--autogen takes HOST:PORT (e.g. 127.0.0.1:50051), not {address!r}"
+    try:
+        from agentnet.gateway.autogen.gateway import GatewaySettings, run_hub_with_gateway
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.split(".")[0] in ("grpc", "google"):
+            return "--autogen needs grpcio and protobuf: pip install 'agentnet[autogen]'"
+        raise
+    settings = GatewaySettings(hub="", host=host or "127.0.0.1", port=int(port))
+    return run_hub_with_gateway(hub_settings, settings, port_file=port_file)

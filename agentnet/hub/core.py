@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from agentnet.protocol import ids
+from agentnet.protocol import events, ids
 from agentnet.protocol.codec import check_value, decode_params
 from agentnet.protocol.errors import CloseCode, ErrorCode, ProtocolError
 from agentnet.protocol.frames import (
@@ -43,10 +43,10 @@ from agentnet.protocol.frames import (
     RegisterParams,
     Request,
 )
+from agentnet.protocol.vocab import HUB_SENDER, TURN_TYPES
 
 from . import rules
 from .records import (
-    HUB_SENDER,
     AckRow,
     AgentRecord,
     Batch,
@@ -79,8 +79,9 @@ class Close:
 
 @dataclass(slots=True, frozen=True)
 class Emit:
-    type: str
-    fields: dict[str, Any]
+    """An event for observers (the shell stamps, encodes and fans it out)."""
+
+    event: events.Event
 
 
 @dataclass(slots=True, frozen=True)
@@ -225,9 +226,9 @@ class HubCore:
         out, self._out = self._out, []
         return out
 
-    def _emit(self, type_: str, **fields: Any) -> None:
-        if self.observed:
-            self._out.append(Emit(type_, fields))
+    def _emit(self, event: events.Event) -> None:
+        """Queue an event for observers; callers build it only `if self.observed` (it costs ~1 us)."""
+        self._out.append(Emit(event))
 
     def _cursor(self, recipient: str, channel_id: str) -> Cursor:
         per = self.cursors.setdefault(recipient, {})
@@ -243,18 +244,9 @@ class HubCore:
         if not self.observed:
             return
         ch = self.channels[cur.channel_id]
-        self._out.append(
-            Emit(
-                "cursor",
-                {
-                    "recipient": cur.recipient,
-                    "channel_id": cur.channel_id,
-                    "ack_floor": cur.ack_floor,
-                    "delivered_seq": cur.delivered_seq,
-                    "inflight": len(cur.inflight),
-                    "lag": ch.committed_seq - cur.ack_floor,
-                },
-            )
+        lag = ch.committed_seq - cur.ack_floor
+        self._emit(
+            events.CursorMoved(cur.recipient, cur.channel_id, cur.ack_floor, cur.delivered_seq, len(cur.inflight), lag)
         )
 
     def _envelope(self, ch: ChannelRecord, seq: int) -> EnvRecord | None:
@@ -269,6 +261,15 @@ class HubCore:
                 added += len(loaded.json)
         self._cached(ch, added)
         return cache.get(seq)
+
+    def channel(self, channel_id: str) -> ChannelRecord | None:
+        """A channel by id, resident or paged in from the store (for protocol adapters, read only)."""
+        return self._channel(channel_id)
+
+    def envelope_at(self, channel_id: str, seq: int) -> EnvRecord | None:
+        """A committed envelope by channel and seq, for protocol adapters that page the WAL their own way."""
+        ch = self._channel(channel_id)
+        return self._envelope(ch, seq) if ch is not None else None
 
     def _cached(self, ch: ChannelRecord, added: int) -> None:
         """Account for `added` bytes put in a channel's cache; trim it, and the hub's, when over."""
@@ -437,7 +438,8 @@ class HubCore:
         agent.conn, agent.session_id, agent.connected_since = conn, session_id, now
         self.sessions[conn] = Session(conn, name, "agent", session_id)
         self._welcome(conn, name, agent.agent_id, session_id)
-        self._emit("agent.connected", name=name, agent_id=agent.agent_id, session_id=session_id, role="agent")
+        if self.observed:
+            self._emit(events.AgentConnected(name, agent.agent_id, session_id, "agent"))
         # Everything delivered and not acked goes out again, in seq order, before anything new. Only
         # the cursors with pending work are visited (and those `since` names), not every channel.
         count = 0
@@ -456,7 +458,8 @@ class HubCore:
                 agent.work[channel_id] = cur
         if count:
             agent.replay_count = count
-            self._emit("replay.start", recipient=name, count=count)
+            if self.observed:
+                self._emit(events.ReplayStart(name, count))
         self._dirty.add(name)
 
     def _detach(self, conn: int, code: int, reason: str, now: float) -> None:
@@ -469,13 +472,8 @@ class HubCore:
         agent.conn, agent.disconnected_at = None, now
         if agent.replay_count:
             agent.replay_count = 0
-        self._emit(
-            "agent.disconnected",
-            name=agent.name,
-            session_id=session.session_id,
-            code=int(code),
-            reason=reason,
-        )
+        if self.observed:
+            self._emit(events.AgentDisconnected(agent.name, session.session_id, int(code), reason))
 
     def connection_closed(self, conn: int, code: int, reason: str, now: float) -> list[Effect]:
         self._detach(conn, code, reason, now)
@@ -537,7 +535,8 @@ class HubCore:
         check_value(passport, "passport")
         agent.passport = passport
         self.batch.agents[agent.name] = agent
-        self._emit("agent.registered", name=agent.name, agent_id=agent.agent_id, passport=passport)
+        if self.observed:
+            self._emit(events.AgentRegistered(agent.name, agent.agent_id, passport))
         return {"agent_id": agent.agent_id}
 
     # ------------------------------------------------------------------ paged listings
@@ -744,7 +743,7 @@ class HubCore:
             "created_at": ids.utc_iso(),
         }
         close_reason = None
-        if sender != HUB_SENDER and env_type in rules.TURN_TYPES:
+        if sender != HUB_SENDER and env_type in TURN_TYPES:
             envelope["turn"], close_reason = rules.after_turn(ch, sender, env_type, envelope_id, seq)
             self.batch.channels[ch.channel_id] = ch
         if sender == HUB_SENDER:
@@ -849,25 +848,13 @@ class HubCore:
             self._finish(agent, cur, inf, "acked", now)
             cur.acked += 1
             self.stats["acked"] += 1
-            self._emit(
-                "ack",
-                recipient=cur.recipient,
-                channel_id=cur.channel_id,
-                seq=r.seq,
-                envelope_id=r.envelope_id,
-            )
-            self._emit_cursor(cur, now)
+            if self.observed:
+                self._emit(events.Ack(cur.recipient, cur.channel_id, r.seq, r.envelope_id))
+                self._emit_cursor(cur, now)
         else:
             reason = r.reason or "nacked"
-            self._emit(
-                "nack",
-                recipient=cur.recipient,
-                channel_id=cur.channel_id,
-                seq=r.seq,
-                envelope_id=r.envelope_id,
-                attempt=inf.attempt,
-                reason=reason,
-            )
+            if self.observed:
+                self._emit(events.Nack(cur.recipient, cur.channel_id, r.seq, r.envelope_id, inf.attempt, reason))
             if inf.attempt >= self.config.max_deliver:
                 self._dead_letter(agent, cur, inf, f"nacked {inf.attempt} times; last: {reason}", now)
             else:
@@ -880,14 +867,8 @@ class HubCore:
 
     def _ignored(self, name: str, r: Receipt, reason: str) -> None:
         self.stats["ignored"] += 1
-        self._emit(
-            "receipt.ignored",
-            name=name,
-            channel_id=r.channel_id,
-            seq=r.seq,
-            envelope_id=r.envelope_id,
-            reason=reason,
-        )
+        if self.observed:
+            self._emit(events.ReceiptIgnored(name, r.channel_id, r.seq, r.envelope_id, reason))
 
     def _finish(
         self, agent: AgentRecord, cur: Cursor, inf: Inflight, status: str, now: float, reason: str = ""
@@ -929,16 +910,9 @@ class HubCore:
         cur.dead += 1
         self.stats["dead"] += 1
         self._touch(cur)
-        self._emit(
-            "dead_letter",
-            recipient=cur.recipient,
-            channel_id=cur.channel_id,
-            seq=inf.seq,
-            envelope_id=inf.envelope_id,
-            attempts=inf.attempt,
-            reason=reason,
-        )
-        self._emit_cursor(cur, now)
+        if self.observed:
+            self._emit(events.DeadLetter(cur.recipient, cur.channel_id, inf.seq, inf.envelope_id, inf.attempt, reason))
+            self._emit_cursor(cur, now)
 
     # ------------------------------------------------------------------ delivery
 
@@ -975,7 +949,8 @@ class HubCore:
             if cur.idle(channels[cur.channel_id].committed_seq):
                 work.pop(cur.channel_id, None)
         if agent.replay_count and self._replay_done(work):
-            self._emit("replay.end", recipient=agent.name, count=agent.replay_count)
+            if self.observed:
+                self._emit(events.ReplayEnd(agent.name, agent.replay_count))
             agent.replay_count = 0
 
     @staticmethod
@@ -1054,15 +1029,7 @@ class HubCore:
         assert agent.conn is not None
         self._out.append(Send(agent.conn, orjson.dumps(frame)))
         if self.observed:
-            self._emit(
-                "deliver",
-                recipient=agent.name,
-                channel_id=cur.channel_id,
-                seq=rec.seq,
-                envelope_id=rec.envelope_id,
-                attempt=inf.attempt,
-                reason=reason,
-            )
+            self._emit(events.Deliver(agent.name, cur.channel_id, rec.seq, rec.envelope_id, inf.attempt, reason))
             self._emit_cursor(cur, now)
         return True
 
@@ -1142,15 +1109,16 @@ class HubCore:
             ch.committed_seq = max(ch.committed_seq, rec.seq)
             touched.add(rec.channel_id)
             if self.observed:
-                self._out.append(Emit("wal.append", {"envelope": Fragment(rec.json)}))
+                self._out.append(Emit(events.WalAppend(Fragment(rec.json))))
         for item in batch.after_commit:
             if isinstance(item, Send):
                 self._out.append(item)
             elif item[0] == "respond_channel":
                 _, conn, request_id, channel_id = item
                 self._out.append(Send(conn, _response(request_id, self.channels[channel_id].info())))
-            else:  # ("channel.opened" | "channel.closed", channel_id)
-                self._emit(item[0], channel=self.channels[item[1]].info())
+            elif self.observed:  # ("channel.opened" | "channel.closed", channel_id)
+                view = self.channels[item[1]].view()
+                self._emit(events.ChannelOpened(view) if item[0] == "channel.opened" else events.ChannelClosed(view))
         agents, cursors = self.agents, self.cursors
         for channel_id in touched:
             ch = self.channels[channel_id]
@@ -1168,10 +1136,23 @@ class HubCore:
         """The store refused the batch: every post in it gets a definite error. The caller must then
         rebuild the core from the store (its memory is ahead of what is durable)."""
         batch = self._pending_batches.pop(batch_id)
-        for conn, request_id in batch.posts:
-            self._out.append(Send(conn, _error_response(request_id, ErrorCode.INTERNAL, f"not stored: {message}")))
+        self._refuse_posts(batch, message)
         out, self._out = self._out, []
         return out
+
+    def abandon_batch(self, message: str) -> list[Effect]:
+        """The shell is about to replace this core after a failed commit: the writes decided since
+        (built on memory the store never got) are dropped, and their posts told so."""
+        batch, self.batch = self.batch, Batch()
+        self._refuse_posts(batch, message)
+        out, self._out = self._out, []
+        return out
+
+    def _refuse_posts(self, batch: Batch, message: str) -> None:
+        # Definite: a failed commit stored none of them, so a retry with the same key is safe.
+        text = f"not stored: {message}; retry later"
+        for conn, request_id in batch.posts:
+            self._out.append(Send(conn, _error_response(request_id, ErrorCode.OVERLOADED, text)))
 
     # ------------------------------------------------------------------ observers
 

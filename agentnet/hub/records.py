@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-HUB_SENDER = "hub"  # sender of channel.opened / channel.closed; reserved, no agent may use it
+from agentnet.protocol.events import ChannelView, addressed_to
+from agentnet.protocol.vocab import HUB_SENDER as HUB_SENDER  # defined in vocab; re-exported for old imports
 
 
 @dataclass(slots=True)
@@ -26,10 +27,8 @@ class EnvRecord:
     text: str | None = None  # data["text"], kept for channel rules and the checker
 
     def addressed_to(self, name: str, participants: tuple[str, ...]) -> bool:
-        """Its audience, or else every participant but the sender."""
-        if self.audience is not None:
-            return name in self.audience
-        return name != self.sender and name in participants
+        """Its audience, or else every participant but the sender (`protocol.events.addressed_to`)."""
+        return addressed_to(name, self.sender, self.audience, participants)
 
 
 @dataclass(slots=True)
@@ -57,6 +56,23 @@ class ChannelRecord:
         if self.state == "closed" and self.committed_seq >= self.closed_seq:
             return "closed"
         return "open"
+
+    def view(self) -> ChannelView:
+        """The channel object for observers (the same fields and values as `info()`)."""
+        closed = self.visible_state == "closed"
+        return ChannelView(
+            self.channel_id,
+            self.type,
+            self.topic,
+            self.creator,
+            self.participants,
+            "closed" if closed else "open",
+            self.committed_seq,
+            self.created_at,
+            self.closed_at if closed else None,
+            self.close_reason if closed else None,
+            self.knobs,
+        )
 
     def info(self, head_seq: int | None = None) -> dict[str, Any]:
         closed = self.visible_state == "closed"

@@ -11,10 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 from agentnet.protocol.errors import ErrorCode, ProtocolError
+from agentnet.protocol.vocab import TURN_TYPES
 
 from .records import ChannelRecord
-
-TURN_TYPES = frozenset({"text", "revise"})
 
 KNOBS: dict[str, dict[str, type]] = {
     "consulting": {},

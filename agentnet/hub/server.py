@@ -30,15 +30,18 @@ from websockets.http11 import Request as HttpRequest
 from websockets.http11 import Response as HttpResponse
 
 from agentnet import __version__
-from agentnet.protocol import ids
+from agentnet.protocol import events, ids
 from agentnet.protocol.codec import FrameError, decode_client_frame
 from agentnet.protocol.errors import CloseCode, ErrorCode
 from agentnet.protocol.frames import ClientFrame, Hello
 from agentnet.wsfast import BatchedSends, DirectReceives
 
+from .ag2 import PATHS as AG2_PATHS
+from .ag2 import Ag2Endpoint
 from .auth import Authenticator, bearer_token, load_auth_file
 from .core import Close, CoreConfig, Emit, HubCore, Send, Subscribe, error_frame
 from .store import Store, StoreError, open_store
+from .store.base import assume_delivered
 
 log = logging.getLogger("agentnet.hub")
 
@@ -181,13 +184,11 @@ class ObserverFeed:
         self.limit = limit
         self.observers: dict[int, Peer] = {}
 
-    def publish(self, type_: str, fields: dict[str, Any]) -> None:
+    def publish(self, event: events.Event) -> None:
         self.event_seq += 1
         if not self.observers:
             return
-        frame = {"kind": "event", "event_seq": self.event_seq, "at": ids.utc_iso(), "type": type_}
-        frame.update(fields)
-        data = orjson.dumps(frame)
+        data = events.encode(event, self.event_seq, ids.utc_iso())
         for peer in self.observers.values():
             if len(peer.events) >= self.limit:
                 peer.dropped += 1  # the observer is slow: lose events, never slow the agents
@@ -196,15 +197,7 @@ class ObserverFeed:
             peer.wake.set()
 
     def lagged_frame(self, dropped: int) -> bytes:
-        return orjson.dumps(
-            {
-                "kind": "event",
-                "event_seq": self.event_seq,
-                "at": ids.utc_iso(),
-                "type": "observer.lagged",
-                "dropped": dropped,
-            }
-        )
+        return events.encode(events.ObserverLagged(dropped), self.event_seq, ids.utc_iso())
 
 
 class Hub:
@@ -232,6 +225,7 @@ class Hub:
         self._server: Server | None = None
         self.port: int | None = None
         self.stopping = False
+        self.ag2 = Ag2Endpoint(self)  # ag2 1.2.1 clients, on paths / and /ag2
 
     def _new_core(self) -> HubCore:
         return self._core_from(self.store.load())
@@ -421,13 +415,19 @@ class Hub:
                 "status": "ok",
                 "role": "active",
                 "url": self.advertised_url,
+                "term": getattr(self.store, "term", None),
+                "took_over_at": self.took_over_at,  # monotonic clock of this host
                 "hub_id": self.core.hub_id,
                 "agents": sum(1 for a in self.core.agents.values() if a.conn is not None),
                 "channels": self.core.channel_total,
             }
             return HttpResponse(200, "OK", Headers([("Content-Type", "application/json")]), orjson.dumps(body) + b"\n")
+        if path in AG2_PATHS:
+            return None  # ag2's protocol: credentials come in its register and hello frames
         if path != "/v1":
-            return connection.respond(http.HTTPStatus.NOT_FOUND, "agentnet speaks WebSocket on /v1\n")
+            return connection.respond(
+                http.HTTPStatus.NOT_FOUND, "agentnet speaks WebSocket on /v1 (and ag2's protocol on / and /ag2)\n"
+            )
         token = bearer_token(request.headers.get("Authorization"))
         if self.auth.enabled and token is not None and self.auth.identify(token) is None:
             return connection.respond(http.HTTPStatus.UNAUTHORIZED, "unknown API key\n")
@@ -443,7 +443,7 @@ class Hub:
                 if peer is not None:
                     peer.push(eff.data)
             elif kind is Emit:
-                self.feed.publish(eff.type, eff.fields)
+                self.feed.publish(eff.event)
             elif kind is Close:
                 peer = self.peers.get(eff.conn)
                 if peer is not None:
@@ -472,6 +472,9 @@ class Hub:
         peer = Peer(conn, ws, self.settings.send_timeout)
         self.peers[conn] = peer
         peer.task = asyncio.create_task(peer.run(self.feed), name=f"hub-send-{conn}")
+        if ws.request is not None and ws.request.path.split("?", 1)[0] in AG2_PATHS:
+            await self._handle_ag2(conn, peer, ws)
+            return
         overdue = asyncio.get_running_loop().call_later(self.settings.hello_timeout, self._hello_overdue, peer)
         try:
             ws.attach(lambda data, text: self._on_message(conn, peer, data, text))
@@ -484,6 +487,23 @@ class Hub:
             if peer.observer:
                 self.feed.observers.pop(conn, None)
                 self.core.observed = bool(self.feed.observers)
+            if peer.closing and peer.task is not None:
+                with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                    async with asyncio.timeout(self.settings.close_timeout):
+                        await asyncio.shield(peer.task)
+            self.peers.pop(conn, None)
+            if peer.task is not None:
+                peer.task.cancel()
+
+    async def _handle_ag2(self, conn: int, peer: Peer, ws: HubConnection) -> None:
+        """An ag2 client's connection: its frames go to the ag2 endpoint, which holds its identities."""
+        session = self.ag2.open(conn, peer)
+        try:
+            ws.attach(lambda data, text: self.ag2.on_message(session, data, text))
+            await ws.wait_closed()
+        finally:
+            rcvd = ws.close_code if ws.close_code is not None else 1006
+            self.ag2.closed(session, rcvd, ws.close_reason or "")
             if peer.closing and peer.task is not None:
                 with contextlib.suppress(TimeoutError, asyncio.CancelledError):
                     async with asyncio.timeout(self.settings.close_timeout):
@@ -587,10 +607,13 @@ class Hub:
             else:
                 self.store.commit(batch)
         except StoreError as exc:
-            self._dispatch(self.core.batch_failed(batch.batch_id, str(exc)))
             if self.shared and not getattr(self.store, "leading", True):
-                self._step_down(str(exc))  # the fence: this hub can no longer commit anything
+                # The fence: this hub can no longer commit anything. Whether this last COMMIT reached
+                # the database is unknown, so its posts get no answer at all: their clients see the
+                # connection close and retry with the same idempotency keys at the active hub.
+                self._step_down(str(exc))
                 return False
+            self._dispatch(self.core.batch_failed(batch.batch_id, str(exc)))
             log.error("store commit failed (%s); answering its posts with errors and reloading", exc)
             self._reload_after_failure()
             return True
@@ -605,7 +628,10 @@ class Hub:
     def _reload_after_failure(self) -> None:
         """Memory is ahead of the store: rebuild the core from what is durable, and make every
         client reconnect so that what it was told matches what the store holds."""
-        self.core = self._new_core()
+        self._dispatch(self.core.abandon_batch("store failure"))
+        # The failed batch held cursor rows recording notifies that did go out: the new core counts
+        # everything committed as possibly delivered (as after a crash), so attempt 1 never repeats.
+        self.core = self._core_from(assume_delivered(self.store.load()))
         self.core.observed = bool(self.feed.observers)
         for peer in list(self.peers.values()):
             peer.close(CloseCode.TRY_AGAIN_LATER, "store failure; reconnect")
@@ -619,7 +645,7 @@ class Hub:
             self._dispatch(self.core.tick(now))
             if self.feed.observers and now - last_latency >= 2.0:
                 last_latency = now
-                self.feed.publish("agent.latency", {"latency_ms": self.latencies()})
+                self.feed.publish(events.AgentLatency(self.latencies()))
 
     def latencies(self) -> dict[str, float]:
         out = {}

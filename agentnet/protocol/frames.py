@@ -209,21 +209,3 @@ class Event(HubFrame):
 
 
 HUB_FRAME = TypeAdapter(Annotated[Welcome | Error | Response | Notify | Event, Field(discriminator="kind")])
-
-EVENT_TYPES: tuple[str, ...] = (
-    "agent.connected",
-    "agent.disconnected",
-    "agent.registered",
-    "channel.opened",
-    "channel.closed",
-    "wal.append",
-    "deliver",
-    "ack",
-    "nack",
-    "cursor",
-    "replay.start",
-    "replay.end",
-    "dead_letter",
-    "receipt.ignored",
-    "observer.lagged",
-)

@@ -30,7 +30,7 @@ import logging
 import re
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -101,24 +101,11 @@ class Worker:
     out: deque = field(default_factory=deque)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     alive: bool = True
-    writer: asyncio.Task | None = None
 
     def send(self, msg: pb.Message, written: Callable[[], None] | None = None) -> None:
         if self.alive:
             self.out.append((msg, written))
             self.wake.set()
-
-    async def run_writer(self) -> None:
-        out, write = self.out, self.context.write
-        while True:
-            if not out:
-                self.wake.clear()
-                await self.wake.wait()
-                continue
-            msg, written = out.popleft()
-            await write(msg)
-            if written is not None:
-                written()
 
 
 @dataclass(eq=False)
@@ -184,8 +171,9 @@ class GatewayError(Exception):
 class AutogenGateway(pb_grpc.AgentRpcServicer):
     """`await gw.start()` ... `await gw.stop()`: serves `agents.AgentRpc` on settings.host:port."""
 
-    def __init__(self, settings: GatewaySettings) -> None:
+    def __init__(self, settings: GatewaySettings, connect: Callable[[str], Any] | None = None) -> None:
         self.settings = settings
+        self._connect = connect  # name -> a client with HubClient's interface (LocalHubClient in the hub process)
         self.boot = f"{int(time.time() * 1000):x}"
         self._ids = itertools.count(1)
         self.workers: dict[str, Worker] = {}
@@ -208,6 +196,8 @@ class AutogenGateway(pb_grpc.AgentRpcServicer):
     # ------------------------------------------------------------------ lifecycle
 
     def _hub_client(self, name: str) -> HubClient:
+        if self._connect is not None:
+            return self._connect(name)
         return HubClient(self.settings.hub, name=name, token=self.settings.token, request_timeout=15.0)
 
     async def start(self) -> None:
@@ -477,7 +467,7 @@ class AutogenGateway(pb_grpc.AgentRpcServicer):
 
     # ------------------------------------------------------------------ the data stream
 
-    async def OpenChannel(self, request_iterator: Any, context: Any) -> None:
+    async def OpenChannel(self, request_iterator: Any, context: Any) -> AsyncIterator[pb.Message]:
         client_id = None
         agent = ""
         for key, value in context.invocation_metadata() or ():
@@ -496,17 +486,39 @@ class AutogenGateway(pb_grpc.AgentRpcServicer):
                 deadline = max(0.01, float(hint.group(1)))
         worker = Worker(client_id, context, deadline)
         self.workers[client_id] = worker
-        worker.writer = asyncio.create_task(worker.run_writer(), name=f"autogen-gw-write-{client_id[:8]}")
         log.info("worker %s connected (rpc deadline %g s)", client_id, deadline)
+        reader = asyncio.create_task(self._read(worker, request_iterator), name=f"autogen-gw-read-{client_id[:8]}")
+        out, wake = worker.out, worker.wake
+        try:
+            # grpc.aio writes what this generator yields; it resumes once the message is handed over
+            # (AutoGen's host streams the same way, and it costs far less than context.write()).
+            while True:
+                if not out:
+                    if reader.done():
+                        break
+                    wake.clear()
+                    await wake.wait()
+                    continue
+                msg, written = out.popleft()
+                yield msg
+                if written is not None:
+                    written()
+        finally:
+            reader.cancel()
+            self._worker_gone(worker)
+
+    async def _read(self, worker: Worker, request_iterator: Any) -> None:
         on_message = self._on_message
         try:
             async for msg in request_iterator:
                 try:
                     on_message(worker, msg)
                 except Exception:  # a gateway bug costs this message, never the stream
-                    log.exception("worker %s: could not route a message", client_id)
+                    log.exception("worker %s: could not route a message", worker.client_id)
+        except (grpc.aio.AioRpcError, asyncio.CancelledError):
+            pass
         finally:
-            self._worker_gone(worker)
+            worker.wake.set()  # the stream's generator ends too
 
     def _on_message(self, worker: Worker, msg: pb.Message) -> None:
         kind = msg.WhichOneof("message")
@@ -735,8 +747,6 @@ class AutogenGateway(pb_grpc.AgentRpcServicer):
             ts = self.types.get(name)
             if ts is not None and ts.owner is worker:
                 self._disown(ts)
-        if worker.writer is not None:
-            worker.writer.cancel()
         log.info("worker %s disconnected; its types wait in the hub: %s", worker.client_id, sorted(worker.types))
 
     def _deadline_error(self, call: Call) -> str:
@@ -759,11 +769,56 @@ class AutogenGateway(pb_grpc.AgentRpcServicer):
                     self._fail(call.caller, call.caller_request_id, self._deadline_error(call))
 
 
-async def run_gateway(settings: GatewaySettings, *, port_file: Any = None, announce: bool = True) -> None:
-    """Run until SIGTERM/SIGINT, then stop serving and close the hub connections."""
+def _write_port(port_file: Any, port: int | None) -> None:
     import os
+
+    tmp = port_file.with_suffix(".tmp")
+    tmp.write_text(str(port))
+    os.replace(tmp, port_file)
+
+
+async def _until_signalled() -> None:
     import signal
 
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+async def run_hub_with_gateway(
+    hub_settings: Any, settings: GatewaySettings, *, port_file: Any = None, announce: bool = True
+) -> None:
+    """`agentnet hub --autogen HOST:PORT`: the hub and the gateway in one process. The gateway's
+    identities attach to the hub's core directly (no WebSocket hop, no second process)."""
+    from agentnet.gateway.local import LocalHubClient
+    from agentnet.hub.server import Hub
+
+    hub = Hub(hub_settings)
+    await hub.start()
+    settings.hub = hub.url
+    gw = AutogenGateway(settings, connect=lambda name: LocalHubClient(hub, name=name))
+    try:
+        await gw.start()
+    except BaseException:
+        await gw.stop(0)
+        await hub.stop()
+        raise
+    if port_file is not None:
+        _write_port(port_file, gw.port)
+    if announce:
+        print(hub.summary(), flush=True)
+        print(gw.summary().replace(f" as {GATEWAY_NAME}", f" (in this process) as {GATEWAY_NAME}"), flush=True)
+    await _until_signalled()
+    if announce:
+        print("agentnet hub: shutting down (the AutoGen gateway first, then the commit in progress)", flush=True)
+    await gw.stop()
+    await hub.stop()
+
+
+async def run_gateway(settings: GatewaySettings, *, port_file: Any = None, announce: bool = True) -> None:
+    """Run until SIGTERM/SIGINT, then stop serving and close the hub connections."""
     gw = AutogenGateway(settings)
     try:
         await gw.start()
@@ -771,16 +826,10 @@ async def run_gateway(settings: GatewaySettings, *, port_file: Any = None, annou
         await gw.stop(0)
         raise
     if port_file is not None:
-        tmp = port_file.with_suffix(".tmp")
-        tmp.write_text(str(gw.port))
-        os.replace(tmp, port_file)
+        _write_port(port_file, gw.port)
     if announce:
         print(gw.summary(), flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    await _until_signalled()
     if announce:
         print("agentnet autogen gateway: shutting down (workers are disconnected; their backlog stays in the hub)")
     await gw.stop()

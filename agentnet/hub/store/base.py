@@ -83,18 +83,31 @@ def build_state(
     cursors: dict[tuple[str, str], Cursor] = {}
     for row in cursor_rows:
         cursors[(row[0], row[1])] = cursor_record(row)
-    if after_crash:
-        for ch in channels:
-            for participant in ch.participants:
-                cur = cursors.get((participant, ch.channel_id))
-                if cur is None:
-                    cur = cursors[(participant, ch.channel_id)] = Cursor(participant, ch.channel_id)
-                cur.delivered_seq = max(cur.delivered_seq, ch.committed_seq)
     for recipient, cid, seq in finished_above_floor:
         cur = cursors.get((recipient, cid))
         if cur is not None and seq > cur.ack_floor:
             cur.done.add(seq)
-    return LoadedState(hub_id=hub_id, agents=agents, channels=channels, cursors=list(cursors.values()))
+    state = LoadedState(hub_id=hub_id, agents=agents, channels=channels, cursors=list(cursors.values()))
+    return assume_delivered(state) if after_crash else state
+
+
+def assume_delivered(state: LoadedState) -> LoadedState:
+    """Count every committed envelope as possibly delivered to each of its channel's participants.
+
+    For a core built after its store lost writes it had sent notifies for: after an unclean
+    shutdown, and after a failed commit (its cursor rows, which record what went out, are gone
+    while the notifies are not). Everything not acked then goes out again with attempt >= 2, so
+    `attempt: 1` only ever marks a first delivery and first deliveries stay in seq order.
+    """
+    cursors = {(c.recipient, c.channel_id): c for c in state.cursors}
+    for ch in state.channels:
+        for participant in ch.participants:
+            cur = cursors.get((participant, ch.channel_id))
+            if cur is None:
+                cur = cursors[(participant, ch.channel_id)] = Cursor(participant, ch.channel_id)
+            cur.delivered_seq = max(cur.delivered_seq, ch.committed_seq)
+    state.cursors = list(cursors.values())
+    return state
 
 
 def channel_record(row: tuple, head: int) -> ChannelRecord:

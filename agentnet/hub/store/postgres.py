@@ -16,6 +16,9 @@ stops talking loses the lock after about one lease, and a standby (polling `try_
 The store never reconnects its writer: once its session is gone every commit raises StoreError and
 the hub steps down.
 
+Each leadership is a term (`meta.term`, incremented by the hub that takes the lead); every envelope
+row records the term whose hub wrote it, so who committed what can be checked afterwards.
+
 Reads (`load_envelopes`, `find_*`) use a second connection; they only ever see committed rows.
 """
 
@@ -49,6 +52,7 @@ CREATE TABLE IF NOT EXISTS envelopes(
     channel_id TEXT NOT NULL, seq BIGINT NOT NULL, envelope_id TEXT NOT NULL UNIQUE,
     sender TEXT NOT NULL, audience TEXT, type TEXT NOT NULL, causation_id TEXT,
     idempotency_key TEXT, created_at TEXT NOT NULL, body BYTEA NOT NULL,
+    term BIGINT NOT NULL DEFAULT 0,
     PRIMARY KEY(channel_id, seq));
 CREATE INDEX IF NOT EXISTS envelopes_causation ON envelopes(channel_id, causation_id)
     WHERE causation_id IS NOT NULL;
@@ -72,9 +76,9 @@ ENVELOPE_COLUMNS = (
     "channel_id, seq, envelope_id, sender, audience, type, causation_id, idempotency_key, created_at, body"
 )
 INSERT_ENVELOPES = (
-    f"INSERT INTO envelopes({ENVELOPE_COLUMNS}) SELECT * FROM unnest("
+    f"INSERT INTO envelopes({ENVELOPE_COLUMNS}, term) SELECT u.*, %s::bigint FROM unnest("
     "%s::text[], %s::bigint[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[],"
-    " %s::text[], %s::bytea[])"
+    " %s::text[], %s::bytea[]) AS u"
 )
 UPSERT_CHANNELS = (
     "INSERT INTO channels SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[],"
@@ -156,6 +160,7 @@ class PgStore:
         self.lease = lease
         self.description = f"postgresql:{redact(url).removeprefix('postgresql://').removeprefix('postgres://')}"
         self.leading = False
+        self.term = 0  # this hub's leadership term (meta.term when it took the lead)
         self.after_crash = False
         self.commits = 0
         self._reader_lock = threading.Lock()
@@ -200,7 +205,7 @@ class PgStore:
             if not meta:
                 db.execute(
                     "INSERT INTO meta(key, value) VALUES ('schema_version', %s), ('hub_id', %s),"
-                    " ('clean_shutdown', '1'), ('leader', '')",
+                    " ('clean_shutdown', '1'), ('leader', ''), ('term', '0')",
                     (str(SCHEMA_VERSION), ids.new_id("hub")),
                 )
                 meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
@@ -228,6 +233,7 @@ class PgStore:
         try:
             got = self._db.execute("SELECT pg_try_advisory_lock(%s, %s)", (LOCK_CLASS, self._lock_key)).fetchone()[0]
             if not got:
+                self._end_silent_leader()
                 return False
             with self._db.transaction():
                 meta = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
@@ -240,10 +246,29 @@ class PgStore:
                 self._db.execute(
                     "INSERT INTO meta(key, value) VALUES ('leader', %s) ON CONFLICT DO NOTHING", (address,)
                 )
+                # Each leadership is a new term; every envelope row records the term that wrote it.
+                self._db.execute("INSERT INTO meta(key, value) VALUES ('term', '0') ON CONFLICT DO NOTHING")
+                row = self._db.execute(
+                    "UPDATE meta SET value = (value::bigint + 1)::text WHERE key='term' RETURNING value"
+                ).fetchone()
+                self.term = int(row[0])
         except self._psycopg.Error as exc:
             raise StoreError(f"leadership: {_one_line(exc)}") from None
         self.leading = True
         return True
+
+    def _end_silent_leader(self) -> None:
+        """Enforce the lease from the standby's side: the session holding the lock that has kept the
+        server waiting for it (ClientRead) for over a lease is ended. PostgreSQL's own idle timeouts
+        do not cover every case: inside a pipeline (no Sync yet) or a half-sent message the server is
+        waiting on the client but has not armed them, so a hub frozen there would keep the lock."""
+        self._db.execute(
+            "SELECT pg_terminate_backend(a.pid) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+            " WHERE l.locktype = 'advisory' AND l.granted AND l.classid = %s AND l.objid = %s"
+            " AND l.objsubid = 2 AND a.wait_event = 'ClientRead'"
+            " AND a.state_change < now() - make_interval(secs => %s)",
+            (LOCK_CLASS, self._lock_key, self.lease),
+        )
 
     def leader(self) -> str:
         """The address the current leader announced ('' if none): blocking, call from a thread."""
@@ -323,6 +348,7 @@ class PgStore:
                     db.execute(
                         INSERT_ENVELOPES,
                         [
+                            self.term,
                             [r.channel_id for r in batch.envelopes],
                             [r.seq for r in batch.envelopes],
                             [r.envelope_id for r in batch.envelopes],

@@ -104,6 +104,9 @@ class SqliteStore:
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open store {self.path}: {exc}") from None
         self.commits = 0
+        self._full_flag = os.environ.get("AGENTNET_FAULT_DISK_FULL") or None  # a test fault point
+        self._full = False
+        self._max_pages = self._db.execute("PRAGMA max_page_count").fetchone()[0]
 
     def _check_meta(self) -> None:
         meta = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
@@ -156,6 +159,8 @@ class SqliteStore:
 
         db = self._db
         try:
+            if self._full_flag is not None:
+                self._disk_full_fault()
             db.execute("BEGIN IMMEDIATE")
             if batch.envelopes:
                 db.executemany(
@@ -205,6 +210,17 @@ class SqliteStore:
                 db.execute("ROLLBACK")
             raise StoreError(f"commit failed: {exc}") from None
         self.commits += 1
+
+    def _disk_full_fault(self) -> None:
+        """Fault point for tests: while the file named by $AGENTNET_FAULT_DISK_FULL exists the database
+        may not grow (SQLite's max_page_count), so a commit that needs a new page fails with a real
+        SQLITE_FULL, as on a full disk; once the file is gone the store may grow again."""
+        assert self._full_flag is not None
+        full = os.path.exists(self._full_flag)
+        if full != self._full:
+            self._full = full
+            pages = self._db.execute("PRAGMA page_count").fetchone()[0] if full else self._max_pages
+            self._db.execute(f"PRAGMA max_page_count={int(pages)}")
 
     def load_envelopes(self, channel_id: str, after_seq: int, limit: int) -> list[EnvRecord]:
         rows = self._reader.execute(

@@ -36,13 +36,20 @@ STATE_STYLES = {
     "exited": "red",
     "crashed": "bold red",
     "killed": "bold red",
-    "stopped": "dim",
     "connected": "green",
     "disconnected": "red",
     "superseded": "yellow",
     "open": "green",
     "closed": "dim",
 }
+
+
+def with_badge(name: str, via: str | None, style: str = "") -> Text:
+    """An agent's name, with its protocol badge when it came through an adapter (ag2, autogen)."""
+    text = Text(name, style=style, no_wrap=True)
+    if via:
+        text.append(f" {via}", style="bold magenta")
+    return text
 
 
 def styled(value: str, style: str | None = None) -> Text:
@@ -156,12 +163,25 @@ class ProcessTable(KeyedTable):
             else:
                 conn, ping = styled("—", "dim"), "—"
             if proc is None:
-                cells: tuple[Cell, ...] = (name, role, "—", styled("—", "dim"), conn, ping, "—", "—", "—", "—", "—")
+                label_name: Cell = with_badge(name, agent.via) if agent is not None and agent.via else name
+                cells: tuple[Cell, ...] = (
+                    label_name,
+                    role,
+                    "—",
+                    styled("—", "dim"),
+                    conn,
+                    ping,
+                    "—",
+                    "—",
+                    "—",
+                    "—",
+                    "—",
+                )
             else:
                 uptime = proc.uptime(now)
                 since = proc.last_restart_at
                 cells = (
-                    name,
+                    with_badge(name, agent.via) if agent is not None and agent.via else name,
                     role,
                     str(proc.pid) if proc.pid is not None else "—",
                     styled(proc.state),
@@ -278,7 +298,7 @@ class CursorTable(KeyedTable):
                 (
                     self.row_key(key),
                     (
-                        Text(("⚠ " if stuck else "") + cursor.recipient, style=who_style, no_wrap=True),
+                        with_badge(("⚠ " if stuck else "") + cursor.recipient, agent.via if agent else None, who_style),
                         cursor.channel_id,
                         Text(str(cursor.lag), style="bold yellow" if cursor.lag else ""),
                         Text(inflight, style="yellow" if stuck else ""),
