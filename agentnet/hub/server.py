@@ -437,6 +437,7 @@ class Hub:
                 f"  store   {self.store.description}; {channels} channels, {len(self.core.agents)} agents",
                 f"  auth    {auth}",
                 f"  health  http{'s' if s.tls_cert else ''}://{s.host}:{self.port}/healthz",
+                f"  ag2     ws{'s' if s.tls_cert else ''}://{s.host}:{self.port}/ (or /ag2): ag2 1.2.1 clients",
                 f"  delivery window={s.window} ack_wait={s.ack_wait:g}s max_deliver={s.max_deliver}",
             ]
         )
