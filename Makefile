@@ -6,18 +6,43 @@ STAMP  := $(VENV)/.installed-stamp
 PG_STAMP := $(VENV)/.postgres-stamp
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 SCENARIO ?= scenarios/consult.yaml
+# ag2 1.2.1 (a test-time peer, not an agentnet dependency): its WebSocket client needs websockets<17,
+# agentnet needs 17, so real ag2 agents run from their own environment, made on first use.
+AG2_VENV  := .venv-ag2
+AG2_STAMP := $(AG2_VENV)/.stamp
 
-.PHONY: up test bench lint fmt clean
+AUTOGEN_VENV  := .venv-autogen
+AUTOGEN_STAMP := $(AUTOGEN_VENV)/.stamp
+
+.PHONY: up test bench lint fmt clean protos
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "agentnet needs Python 3.11+, found " + sys.version.split()[0]'
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@echo "installing agentnet into $(VENV) ..."
 	@$(BIN)/python -m pip install -q --upgrade pip
-	@$(BIN)/python -m pip install -q -e '.[dev]'
+	@$(BIN)/python -m pip install -q -e '.[dev,autogen]'
 	@touch $(STAMP)
 
-up: $(STAMP)            ## set up, then run the consult scenario with the dashboard
+$(AG2_STAMP):
+	@test -x $(AG2_VENV)/bin/python || $(PYTHON) -m venv $(AG2_VENV)
+	@echo "installing ag2 1.2.1 into $(AG2_VENV) ..."
+	@$(AG2_VENV)/bin/python -m pip install -q 'ag2==1.2.1' 'websockets>=14,<17'
+	@touch $(AG2_STAMP)
+
+# AutoGen's real workers (a test-time peer, never imported by agentnet): the exact release the gateway speaks.
+$(AUTOGEN_STAMP):
+	@test -x $(AUTOGEN_VENV)/bin/python || $(PYTHON) -m venv $(AUTOGEN_VENV)
+	@echo "installing autogen-ext[grpc]==0.7.5 into $(AUTOGEN_VENV) ..."
+	@$(AUTOGEN_VENV)/bin/python -m pip install -q 'autogen-core==0.7.5' 'autogen-ext[grpc]==0.7.5'
+	@touch $(AUTOGEN_STAMP)
+
+# Regenerate the AutoGen gateway's protobuf code from agentnet/gateway/autogen/protos/*.proto.
+protos: $(STAMP)
+	@$(BIN)/python -m pip install -q 'grpcio-tools==1.70.0'
+	@sh scripts/gen_autogen_protos.sh $(BIN)/python
+
+up: $(STAMP) $(AUTOGEN_STAMP) $(if $(findstring ag2,$(SCENARIO)),$(AG2_STAMP))  ## set up, then run a scenario with the dashboard
 	$(BIN)/agentnet up $(SCENARIO)
 
 # The PostgreSQL store's tests start their own server from Debian's binaries: install them once if missing.
@@ -29,7 +54,7 @@ $(PG_STAMP): $(STAMP)
 	@ls /usr/lib/postgresql/*/bin/postgres >/dev/null
 	@touch $@
 
-test: $(STAMP) $(PG_STAMP)  ## set up, then run the whole test suite
+test: $(STAMP) $(PG_STAMP) $(AUTOGEN_STAMP) $(AG2_STAMP)  ## set up, then run the whole test suite
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)         ## throughput and latency benchmarks (memory and sqlite stores)

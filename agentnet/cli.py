@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -25,7 +26,8 @@ def _add_hub(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "hub",
         help="run a hub (WebSocket server with a WAL per channel)",
-        description="Run a hub: agents connect on ws://HOST:PORT/v1; GET /healthz answers readiness. "
+        description="Run a hub: agents connect on ws://HOST:PORT/v1, unmodified ag2 1.2.1 agents on "
+        "ws://HOST:PORT/ (or /ag2; see docs/ag2.md); GET /healthz answers readiness. "
         "SIGTERM or Ctrl-C shuts it down gracefully. Hubs sharing one PostgreSQL database run "
         "active/standby: a standby answers /healthz 503 and takes over when the active hub goes; a hub "
         "that loses the leadership exits with status 3. Example: agentnet hub --port 8765 "
@@ -60,7 +62,25 @@ def _add_hub(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--nack-backoff", type=float, default=0.5, help="first resend delay after a nack (doubles)")
     p.add_argument("--ping-interval", type=float, default=5.0, help="keepalive ping interval, seconds")
     p.add_argument("--ping-timeout", type=float, default=10.0, help="keepalive pong timeout, seconds")
-    p.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
+    p.add_argument(
+        "--send-timeout",
+        type=float,
+        default=10.0,
+        help="a write to a peer that cannot complete within this drops the peer (default: 10)",
+    )
+    p.add_argument(
+        "--log-level",
+        default=os.environ.get("AGENTNET_LOG_LEVEL", "warning"),
+        choices=["debug", "info", "warning", "error"],
+        help="log level (default: $AGENTNET_LOG_LEVEL or warning); API keys are never logged",
+    )
+    p.add_argument(
+        "--autogen",
+        metavar="HOST:PORT",
+        help="also serve AutoGen 0.7.5 gRPC workers on HOST:PORT from this process (the `agentnet gateway "
+        "autogen` sidecar without its WebSocket hop; needs agentnet[autogen]; see docs/autogen.md)",
+    )
+    p.add_argument("--autogen-port-file", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--exit-with-parent", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(run=_run_hub)
 
@@ -90,6 +110,7 @@ def _run_hub(args: argparse.Namespace) -> int:
             nack_backoff=args.nack_backoff,
             ping_interval=args.ping_interval,
             ping_timeout=args.ping_timeout,
+            send_timeout=args.send_timeout,
             lease=args.lease,
             advertise=args.advertise,
         )
@@ -97,8 +118,16 @@ def _run_hub(args: argparse.Namespace) -> int:
         err = exc.errors()[0]
         return _fail(f"--{'-'.join(str(p) for p in err['loc']).replace('_', '-')}: {err['msg']}")
     _exit_with_parent(args)
+    if args.autogen:
+        from agentnet.gateway.cli import hub_with_autogen
+
+        main = hub_with_autogen(settings, args.autogen, args.autogen_port_file)
+        if isinstance(main, str):
+            return _fail(main)
+    else:
+        main = run_hub(settings)
     try:
-        asyncio.run(run_hub(settings))
+        asyncio.run(main)
     except (StoreError, AuthError) as exc:
         return _fail(str(exc))
     except HubSteppedDown as exc:
@@ -151,6 +180,7 @@ def _load_extra_commands() -> None:
         "agentnet.launcher.cli",
         "agentnet.tui.cli",
         "agentnet.bench.cli",
+        "agentnet.gateway.cli",
     ):
         try:
             mod = importlib.import_module(module)
@@ -170,6 +200,10 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     level = getattr(args, "log_level", "warning")
     logging.basicConfig(level=level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    from agentnet.protocol import redact
+
+    redact.add_secret(getattr(args, "token", None))
+    redact.install()  # no API key in any log line, at any level
     return args.run(args)
 
 

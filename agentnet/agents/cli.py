@@ -21,13 +21,23 @@ def register(sub: argparse._SubParsersAction) -> None:
         "exactly once even under redelivery. SIGTERM or Ctrl-C exits cleanly.",
     )
     p.add_argument("--name", required=True, help="agent name (lowercase letters, digits, _ . -)")
-    p.add_argument("--hub", default="ws://127.0.0.1:8765/v1", help="hub URL (default: ws://127.0.0.1:8765/v1)")
+    p.add_argument(
+        "--hub",
+        default="ws://127.0.0.1:8765/v1",
+        help="hub URL, or several comma-separated (active/standby hubs: the active one is found and followed) "
+        "(default: ws://127.0.0.1:8765/v1)",
+    )
     p.add_argument("--brain", default="echo", help="echo | calc | scripted | transform | llm | python")
     p.add_argument("--options", default="{}", help="brain options as JSON, e.g. '{\"think_time\": 0.2}'")
     p.add_argument("--token", default=os.environ.get("AGENTNET_TOKEN"), help="API key (or $AGENTNET_TOKEN)")
     p.add_argument("--state-dir", type=Path, help="where processed.jsonl lives (default: .agentnet/agents/NAME)")
     p.add_argument("--description", help="passport description shown to others")
-    p.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
+    p.add_argument(
+        "--log-level",
+        default=os.environ.get("AGENTNET_LOG_LEVEL", "warning"),
+        choices=["debug", "info", "warning", "error"],
+        help="log level (default: $AGENTNET_LOG_LEVEL or warning); API keys are never logged",
+    )
     p.add_argument("--exit-with-parent", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(run=_run_agent)
 
@@ -37,13 +47,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Open a channel as --as to --to, post the question, print each reply, exit.",
     )
     q.add_argument("question", help='the prompt, e.g. "What is 12 times 11?"')
-    q.add_argument("--hub", default="ws://127.0.0.1:8765/v1", help="hub URL")
+    q.add_argument("--hub", default="ws://127.0.0.1:8765/v1", help="hub URL, or several comma-separated")
     q.add_argument("--as", dest="as_name", default="asker", help="who asks (default: asker)")
     q.add_argument("--to", action="append", required=True, help="who answers (repeat for several)")
     q.add_argument("--type", default="consulting", choices=["consulting", "conversation", "discussion", "workflow"])
     q.add_argument("--token", default=os.environ.get("AGENTNET_TOKEN"), help="API key (or $AGENTNET_TOKEN)")
     q.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the replies (default: 30)")
     q.add_argument("--json", action="store_true", help="print the reply envelopes as JSON lines")
+    q.add_argument(
+        "--log-level",
+        default=os.environ.get("AGENTNET_LOG_LEVEL", "warning"),
+        choices=["debug", "info", "warning", "error"],
+        help="log level (default: $AGENTNET_LOG_LEVEL or warning); API keys are never logged",
+    )
     q.set_defaults(run=_run_ask)
 
 

@@ -64,12 +64,85 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--quiet", action="store_true", help="no progress output")
     t.set_defaults(run=_run_throughput)
 
+    ag = bench_sub.add_parser(
+        "autogen",
+        help="RPC/s and p50/p99 through agentnet's AutoGen gateway vs AutoGen's own host, same workers",
+        description="Point the same two unmodified AutoGen 0.7.5 workers at AutoGen's GrpcWorkerAgentRuntimeHost "
+        "and at agentnet (the gateway inside the hub: `agentnet hub --autogen`; `sidecar` adds the separate "
+        "`agentnet gateway autogen` process), in interleaved rounds. Each round measures --count RPCs one at a "
+        "time and --count with --in-flight outstanding; prints RPC/s, latency p50/p99, the host's CPU per RPC "
+        "and the ratio to AutoGen's host. Example: agentnet bench autogen --runs 3 --hosts autogen,agentnet,sidecar",
+    )
+    ag.add_argument(
+        "--python",
+        type=Path,
+        default=Path(".venv-autogen/bin/python"),
+        help="a Python with autogen-ext[grpc]==0.7.5 for the workers (default: .venv-autogen/bin/python)",
+    )
+    ag.add_argument(
+        "--hosts",
+        default="autogen,agentnet",
+        help="comma-separated: autogen, agentnet, sidecar (default: autogen,agentnet)",
+    )
+    ag.add_argument(
+        "--store", choices=["memory", "sqlite"], default="sqlite", help="agentnet's store (default: sqlite)"
+    )
+    ag.add_argument(
+        "--synchronous", choices=["FULL", "NORMAL"], default="FULL", help="SQLite fsync policy (default: FULL)"
+    )
+    ag.add_argument("--count", type=_positive, default=2000, help="RPCs per pass (default: 2000)")
+    ag.add_argument("--in-flight", type=_positive, default=64, help="RPCs outstanding in the second pass (default: 64)")
+    ag.add_argument("--size", type=_non_negative, default=150, help="bytes of JSON payload (default: 150)")
+    ag.add_argument("--warmup", type=_non_negative, default=300, help="RPCs before measuring (default: 300)")
+    ag.add_argument("--runs", type=_positive, default=1, help="interleaved rounds per host; medians (default: 1)")
+    ag.add_argument("--dir", type=Path, help="directory for logs and SQLite files (default: a fresh temp dir)")
+    ag.add_argument("--json", action="store_true", help="print the results as JSON")
+    ag.add_argument("--quiet", action="store_true", help="no progress output")
+    ag.set_defaults(run=_run_autogen)
+
+    sc = bench_sub.add_parser(
+        "scale",
+        help="cost as channels, agents and depth grow (CPU per consult, RSS, snapshot, lookups)",
+        description="Start a hub (SQLite in a temp dir) and run --channels sequential consults among --agents "
+        "agents (--concurrency at a time): hub CPU per consult for the first and last 1,000, hub RSS at 1,000 "
+        "and after every channel closed, the observer snapshot's time and size, the largest listing response. "
+        "Then a channel of --depth envelopes: find_by_causation miss/hit times and a full read_wal pass with "
+        "the hub's RSS before and after. Then the dashboard, headless, attached to a synthetic hub that size while "
+        "events stream: attach time and key latency. Example: agentnet bench scale --channels 10000 --depth 100000",
+    )
+    sc.add_argument("--channels", type=_positive, default=50_000, help="consults, one channel each (default: 50000)")
+    sc.add_argument("--agents", type=_positive, default=100, help="connected agents (default: 100)")
+    sc.add_argument("--concurrency", type=_positive, default=8, help="consults at a time (default: 8)")
+    sc.add_argument(
+        "--depth", type=_positive, default=1_000_000, help="envelopes in the deep channel (default: 1000000)"
+    )
+    sc.add_argument("--lookups", type=_positive, default=200, help="find_by_causation misses and hits (default: 200)")
+    sc.add_argument("--dashboard-agents", type=_positive, default=1000, help="dashboard part: agents (default: 1000)")
+    sc.add_argument(
+        "--dashboard-events", type=_positive, default=20_000, help="dashboard part: events streamed (default: 20000)"
+    )
+    sc.add_argument("--dashboard-rate", type=_positive, default=1000, help="dashboard part: events/s (default: 1000)")
+    sc.add_argument(
+        "--only", choices=["consults", "depth", "dashboard"], help="run one part only (default: all)", default=None
+    )
+    sc.add_argument("--dir", type=Path, help="directory for the SQLite files (default: a fresh temp dir, removed)")
+    sc.add_argument("--json", action="store_true", help="print the results as JSON (progress goes to stderr)")
+    sc.add_argument("--quiet", action="store_true", help="no progress output")
+    sc.set_defaults(run=_run_scale)
+
     tui = bench_sub.add_parser(
         "tui",
         help="dashboard benchmark: how fast the TUI model digests hub events",
-        description="Feed the dashboard's model a synthetic event stream and report its rate.",
+        description="Feed the dashboard a synthetic event stream and report its rate and key latency. "
+        "Example (a big hub at a steady rate): agentnet bench tui --agents 1000 --channels 50000 --pace 1000 "
+        "--events 20000",
     )
     tui.add_argument("--events", type=_positive, default=100_000, help="events to feed (default: 100000)")
+    tui.add_argument("--agents", type=_positive, default=8, help="agents in the hub's snapshot (default: 8)")
+    tui.add_argument("--channels", type=_positive, default=4, help="channels in the hub's snapshot (default: 4)")
+    tui.add_argument(
+        "--pace", type=_positive, default=None, help="feed at most this many events/s (default: as fast as it goes)"
+    )
     tui.add_argument("--json", action="store_true", help="print the results as JSON")
     tui.set_defaults(run=_run_tui)
 
@@ -96,6 +169,49 @@ def _run_throughput(args: argparse.Namespace) -> int:
     return run_throughput(cfg, as_json=args.json, quiet=args.quiet)
 
 
+def _run_autogen(args: argparse.Namespace) -> int:
+    from .autogen import AutogenBenchConfig, run_autogen_bench
+
+    hosts = tuple(h.strip() for h in args.hosts.split(",") if h.strip())
+    unknown = [h for h in hosts if h not in ("autogen", "agentnet", "sidecar")]
+    if unknown or not hosts:
+        print(
+            f"agentnet bench autogen: unknown host(s) {unknown}; pick from autogen, agentnet, sidecar", file=sys.stderr
+        )
+        return 2
+    cfg = AutogenBenchConfig(
+        python=args.python.absolute(),
+        hosts=hosts,
+        store=args.store,
+        synchronous=args.synchronous,
+        count=args.count,
+        in_flight=args.in_flight,
+        size=args.size,
+        warmup=args.warmup,
+        runs=args.runs,
+        dir=args.dir,
+    )
+    return run_autogen_bench(cfg, as_json=args.json, quiet=args.quiet)
+
+
+def _run_scale(args: argparse.Namespace) -> int:
+    from .scale import ScaleConfig, run_scale
+
+    cfg = ScaleConfig(
+        channels=args.channels,
+        agents=max(2, args.agents),
+        concurrency=args.concurrency,
+        depth=args.depth,
+        lookups=args.lookups,
+        dashboard_agents=args.dashboard_agents,
+        dashboard_events=args.dashboard_events,
+        dashboard_rate=args.dashboard_rate,
+        dir=args.dir,
+        parts=(args.only,) if args.only else ("consults", "depth", "dashboard"),
+    )
+    return run_scale(cfg, as_json=args.json, quiet=args.quiet)
+
+
 def _flatten(value: Any, prefix: str = "") -> list[tuple[str, Any]]:
     if isinstance(value, dict):
         rows: list[tuple[str, Any]] = []
@@ -119,7 +235,7 @@ def _run_tui(args: argparse.Namespace) -> int:
     except ImportError:
         print("agentnet bench tui: agentnet.tui.bench has no run_tui_bench() yet", file=sys.stderr)
         return 1
-    result = run_tui_bench(events=args.events)
+    result = run_tui_bench(events=args.events, agents=args.agents, channels=args.channels, pace=args.pace)
     if args.json:
         import orjson
 

@@ -1,7 +1,7 @@
 """The SDK agents and observers use to talk to a hub."""
 
 from .agent import AgentClient, Channel, Delivery, PostResult, WalPage
-from .connection import ConnectionLost, HubClient, HubError, HubUnavailable
+from .connection import ConnectionLost, HubClient, HubError, HubStandby, HubUnavailable, hub_urls
 from .observer import ObserverClient
 
 __all__ = [
@@ -11,8 +11,10 @@ __all__ = [
     "Delivery",
     "HubClient",
     "HubError",
+    "HubStandby",
     "HubUnavailable",
     "ObserverClient",
     "PostResult",
     "WalPage",
+    "hub_urls",
 ]

@@ -100,6 +100,7 @@ class Channel:
         hub = self.client.hub
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout  # one deadline for every attempt (no timer of its own)
+        retries = 0
         while True:
             remaining = deadline - loop.time()
             try:
@@ -110,6 +111,11 @@ class Channel:
                     return PostResult(result["envelope_id"], result["seq"], bool(result.get("duplicate")))
                 except (ConnectionLost, HubUnavailable):
                     await hub.wait_connected(deadline - loop.time())
+                except HubError as exc:
+                    if exc.code != "overloaded":  # "retry later" (e.g. the store's disk is full)
+                        raise
+                    retries += 1
+                    await asyncio.sleep(min(deadline - loop.time(), 0.05 * 2 ** min(retries, 6)))
             except TimeoutError:
                 raise HubError("timeout", f"post to {self.id}: not stored within {timeout:g} s") from None
 
@@ -154,7 +160,7 @@ class AgentClient:
 
     def __init__(
         self,
-        url: str,
+        url: str | list[str],
         name: str,
         *,
         token: str | None = None,
@@ -237,14 +243,29 @@ class AgentClient:
         return self._remember(info)
 
     async def list_channels(self) -> list[Channel]:
-        result = await self.hub.request("list_channels")
-        return [self._remember(ChannelInfo.model_validate(c)) for c in result["channels"]]
+        """Every channel this agent is in (the hub answers in pages; this follows them)."""
+        out: list[Channel] = []
+        after: str | None = None
+        while True:
+            result = await self.hub.request("list_channels", **({"after": after} if after else {}))
+            out += [self._remember(ChannelInfo.model_validate(c)) for c in result["channels"]]
+            after = result.get("next")
+            if after is None:
+                return out
 
     async def pending_turns(self) -> list[dict[str, Any]]:
         return (await self.hub.request("pending_turns"))["turns"]
 
     async def list_agents(self) -> list[dict[str, Any]]:
-        return (await self.hub.request("list_agents"))["agents"]
+        """Every agent the hub knows (following the hub's pages)."""
+        out: list[dict[str, Any]] = []
+        after: str | None = None
+        while True:
+            result = await self.hub.request("list_agents", **({"after": after} if after else {}))
+            out += result["agents"]
+            after = result.get("next")
+            if after is None:
+                return out
 
     # ------------------------------------------------------------------ deliveries
 

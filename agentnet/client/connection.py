@@ -1,7 +1,10 @@
 """HubClient: one identity's connection to a hub, with requests, receipts and automatic reconnect.
 
 Requests are matched to responses by request_id and may be in flight concurrently; each has a
-timeout with a clear error. When the connection drops, the client reconnects with jittered
+timeout with a clear error. The hub may be given as a list of URLs (or one comma-separated string):
+hubs sharing a PostgreSQL store run active/standby, a standby closes a hello with 4010 (naming the
+active hub when it knows it), and the client moves on to the next URL until one welcomes it.
+When the connection drops, the client reconnects with jittered
 backoff and says hello again (the hub then replays what was not acked); requests that were in
 flight fail with `ConnectionLost`, because their outcome is unknown — posts made through
 `Channel.send` carry an idempotency key and are retried transparently.
@@ -22,6 +25,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.protocol import State
 
 from agentnet import __version__
+from agentnet.protocol import redact
 from agentnet.protocol.errors import CloseCode
 from agentnet.wsfast import BatchedSends, DirectReceives
 
@@ -58,6 +62,28 @@ class HubUnavailable(HubError):
         super().__init__("unavailable", message)
 
 
+class HubStandby(HubUnavailable):
+    """The hub at this URL is a standby (close 4010); `active` is the active hub it named, if any."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(f"{url} is a standby hub ({reason})")
+        marker = "active hub: "
+        self.active = reason.split(marker, 1)[1].strip() if marker in reason else None
+
+
+def hub_urls(url: str | list[str] | tuple[str, ...]) -> list[str]:
+    """`ws://a/v1,ws://b/v1` or a list -> the URLs, in order, without blanks or repeats."""
+    items = url.split(",") if isinstance(url, str) else [u for part in url for u in part.split(",")]
+    out: list[str] = []
+    for item in items:
+        item = item.strip()
+        if item and item not in out:
+            out.append(item)
+    if not out:
+        raise ValueError("no hub URL given")
+    return out
+
+
 # Called for each notify and event frame from the socket's data callback: it must not block.
 FrameHandler = Callable[[dict[str, Any]], None]
 
@@ -80,11 +106,14 @@ class _Outbox:
 
 
 class HubClient:
-    """`async with HubClient(url, name="bob") as hub:` — connected and welcomed on entry."""
+    """`async with HubClient(url, name="bob") as hub:` — connected and welcomed on entry.
+
+    `url`: one hub, or several (a list, or comma-separated) of which one is active at a time.
+    """
 
     def __init__(
         self,
-        url: str,
+        url: str | list[str],
         *,
         name: str,
         role: str = "agent",
@@ -99,10 +128,12 @@ class HubClient:
         max_size: int = 4 * 1024 * 1024,
         since: Callable[[], dict[str, int] | None] | None = None,
     ) -> None:
-        self.url = url
+        self.urls = hub_urls(url)
+        self.url = self.urls[0]  # the hub connected to (or tried last)
         self.name = name
         self.role = role
         self.token = token
+        redact.add_secret(token)
         self.request_timeout = request_timeout
         self.reconnect = reconnect
         self.backoff_initial = backoff_initial
@@ -138,8 +169,22 @@ class HubClient:
         await self.close()
 
     async def start(self) -> None:
-        """Connect and say hello; raise HubError if the first attempt fails for good."""
-        ws = await self._open()
+        """Connect and say hello; raise HubError if the first attempt fails for good.
+
+        With several URLs, each is tried in turn, in rounds, for up to `connect_timeout` seconds
+        (during a takeover every hub may be a standby for a moment)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.connect_timeout
+        attempt = 0
+        while True:
+            try:
+                ws = await self._open_any()
+                break
+            except HubError as exc:
+                if len(self.urls) == 1 or not isinstance(exc, HubUnavailable) or loop.time() > deadline:
+                    raise
+                attempt += 1
+                await asyncio.sleep(min(1.0, self.backoff_initial * 1.6**attempt))
         self._runner = asyncio.create_task(self._run(ws), name=f"hub-client-{self.name}")
         if self.on_connect is not None:
             await self.on_connect()
@@ -167,11 +212,40 @@ class HubClient:
         if self._fatal:
             raise self._fatal
 
-    async def _open(self) -> _Connection:
+    async def _open_any(self) -> _Connection:
+        """Try each URL once, starting with the one last connected to (or the active hub a standby
+        named); the first welcome wins. Raises the last URL's error if none welcomes."""
+        order = self.urls[self.urls.index(self.url) :] + self.urls[: self.urls.index(self.url)]
+        error: HubError | None = None
+        tried: set[str] = set()
+        while order:
+            url = order.pop(0)
+            if url in tried:
+                continue
+            tried.add(url)
+            try:
+                ws = await self._open(url)
+            except HubStandby as exc:
+                error = exc
+                if exc.active and exc.active not in tried:
+                    order.insert(0, exc.active)  # it said who leads: go there next
+                continue
+            except HubUnavailable as exc:
+                error = exc
+                continue
+            if url not in self.urls:
+                self.urls.append(url)
+            self.url = url
+            return ws
+        assert error is not None
+        raise error
+
+    async def _open(self, url: str | None = None) -> _Connection:
+        url = url or self.url
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else None
         try:
             ws: _Connection = await connect(  # type: ignore[assignment]
-                self.url,
+                url,
                 compression=None,
                 max_size=self.max_size,
                 max_queue=16,
@@ -187,15 +261,16 @@ class HubClient:
         except InvalidStatus as exc:
             status = exc.response.status_code
             if status in (401, 403):
-                raise HubError("auth_failed", f"{self.url} refused the API key (HTTP {status})") from None
-            raise HubUnavailable(f"{self.url} answered HTTP {status}") from None
+                raise HubError("auth_failed", f"{url} refused the API key (HTTP {status})") from None
+            raise HubUnavailable(f"{url} answered HTTP {status}") from None
         except (OSError, TimeoutError) as exc:
-            raise HubUnavailable(f"cannot reach {self.url}: {exc}") from None
+            raise HubUnavailable(f"cannot reach {url}: {exc}") from None
         hello: dict[str, Any] = {
             "kind": "hello",
             "name": self.name,
             "role": self.role,
             "client": f"agentnet/{__version__}",
+            "max_size": self.max_size,  # the hub answers too_large rather than send more
         }
         if self.token:
             hello["auth"] = {"scheme": "api_key", "token": self.token}
@@ -208,7 +283,9 @@ class HubClient:
                 reply = orjson.loads((await ws.first_message())[0])
         except (ConnectionClosed, TimeoutError, EOFError) as exc:
             await ws.close()
-            raise HubUnavailable(f"no welcome from {self.url}: {exc or 'timed out'}") from None
+            if ws.close_code == CloseCode.STANDBY:
+                raise HubStandby(url, ws.close_reason or "standby") from None
+            raise HubUnavailable(f"no welcome from {url}: {exc or 'timed out'}") from None
         if reply.get("kind") != "welcome":
             await ws.close()
             raise HubError(reply.get("code", "invalid"), reply.get("message", f"unexpected {reply.get('kind')}"))
@@ -232,7 +309,7 @@ class HubClient:
                 attempt += 1
                 await asyncio.sleep(delay)
                 try:
-                    ws = await self._open()
+                    ws = await self._open_any()
                 except HubError as exc:
                     if exc.code in ("auth_failed", "conflict"):
                         self._fatal = exc
@@ -297,7 +374,7 @@ class HubClient:
             try:
                 await self.wait_connected(timeout or self.request_timeout)
             except TimeoutError:
-                raise HubUnavailable(f"not connected to {self.url}") from None
+                raise HubUnavailable(f"not connected to {', '.join(self.urls)}") from None
         ws = self._ws
         assert ws is not None
         self._next_id += 1
@@ -320,6 +397,27 @@ class HubClient:
             raise HubError(response.get("error_code") or "internal", response.get("error_message") or "")
         return response.get("result") or {}
 
+    def request_nowait(self, op: str, **params: Any) -> asyncio.Future:
+        """Queue a request without awaiting it: the future resolves to the raw response frame
+        (`ok`, `result` or `error_code`/`error_message`), or fails with `ConnectionLost` or
+        `HubUnavailable`. No timer: the caller keeps its own deadlines. For hot paths that issue
+        many requests from a callback (one future each, no task)."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future = loop.create_future()
+        ws = self._ws
+        if self._fatal:
+            fut.set_exception(self._fatal)
+            return fut
+        if ws is None or not self._connected.is_set():
+            fut.set_exception(HubUnavailable(f"not connected to {self.url}"))
+            return fut
+        self._next_id += 1
+        request_id = f"r{self._next_id}"
+        self._pending[request_id] = fut
+        frame = {"kind": "request", "request_id": request_id, "op": op, "params": params}
+        self._queue(ws, orjson.dumps(frame), request_id)
+        return fut
+
     def _expire(self, request_id: str) -> None:
         fut = self._pending.pop(request_id, None)
         if fut is not None and not fut.done():
@@ -332,6 +430,10 @@ class HubClient:
         the event loop, together with whatever else was queued in it), behind every frame queued
         before it; if that write finds the connection closed, the hub redelivers.
         """
+        return self.receipt_nowait(envelope, status, reason)
+
+    def receipt_nowait(self, envelope: dict[str, Any], status: str = "ack", reason: str | None = None) -> bool:
+        """`send_receipt` for synchronous callers (it never waits)."""
         ws = self._ws
         if ws is None or not self._connected.is_set() or ws.protocol.state is not OPEN:
             return False

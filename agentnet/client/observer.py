@@ -19,7 +19,7 @@ class ObserverClient:
 
     def __init__(
         self,
-        url: str,
+        url: str | list[str],
         name: str = "observer",
         *,
         token: str | None = None,
@@ -42,7 +42,20 @@ class ObserverClient:
         await self.hub.close()
 
     async def _observe(self) -> None:
+        """Observe, then follow the snapshot's pages (`next`) so the consumer gets it whole."""
         snapshot = await self.hub.request("observe")
+        pages = snapshot.get("next") or {}
+        after = pages.get("channels")
+        while after is not None:
+            page = await self.hub.request("list_channels", after=after, cursors=True)
+            snapshot["channels"] += page["channels"]
+            snapshot["cursors"] += page.get("cursors", [])
+            after = page.get("next")
+        after = pages.get("agents")
+        while after is not None:
+            page = await self.hub.request("list_agents", after=after)
+            snapshot["agents"] += page["agents"]
+            after = page.get("next")
         self._queue.put_nowait(("snapshot", snapshot))
 
     def _on_frame(self, frame: dict[str, Any]) -> None:

@@ -10,6 +10,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from agentnet.protocol import redact
 from agentnet.protocol.models import Name
 
 
@@ -31,6 +32,17 @@ class AuthConfig(BaseModel):
 
 class AuthError(Exception):
     pass
+
+
+def bearer_token(header: str | None) -> str | None:
+    """The credentials of `Authorization: Bearer <token>`; the scheme is case-insensitive (RFC 9110).
+    None without a header; "" for another scheme or an empty token (which no key matches)."""
+    if header is None:
+        return None
+    scheme, _, credentials = header.strip().partition(" ")
+    if scheme.lower() != "bearer":
+        return ""
+    return credentials.strip()
 
 
 def new_token() -> str:
@@ -62,6 +74,8 @@ class Authenticator:
 
     def __init__(self, config: AuthConfig | None) -> None:
         self.enabled = config is not None
+        for entry in config.tokens if config else []:
+            redact.add_secret(entry.token)
         self._entries = [(e.token.encode(), e.name, e.role) for e in (config.tokens if config else [])]
 
     def identify(self, token: str | None) -> tuple[str, str] | None:

@@ -18,14 +18,14 @@ Delivery, per (recipient, channel) cursor:
 from __future__ import annotations
 
 import heapq
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import orjson
 
-from agentnet.protocol import ids
+from agentnet.protocol import events, ids
 from agentnet.protocol.codec import check_value, decode_params
 from agentnet.protocol.errors import CloseCode, ErrorCode, ProtocolError
 from agentnet.protocol.frames import (
@@ -35,6 +35,7 @@ from agentnet.protocol.frames import (
     FindByCausationParams,
     Hello,
     OpenChannelParams,
+    PageParams,
     PostParams,
     PostRequest,
     ReadWalParams,
@@ -42,10 +43,10 @@ from agentnet.protocol.frames import (
     RegisterParams,
     Request,
 )
+from agentnet.protocol.vocab import HUB_SENDER, TURN_TYPES
 
 from . import rules
 from .records import (
-    HUB_SENDER,
     AckRow,
     AgentRecord,
     Batch,
@@ -78,8 +79,9 @@ class Close:
 
 @dataclass(slots=True, frozen=True)
 class Emit:
-    type: str
-    fields: dict[str, Any]
+    """An event for observers (the shell stamps, encodes and fans it out)."""
+
+    event: events.Event
 
 
 @dataclass(slots=True, frozen=True)
@@ -95,6 +97,7 @@ Effect = Send | Close | Emit | Subscribe
 @dataclass(slots=True)
 class CoreConfig:
     window: int = 256  # unacked deliveries per recipient
+    window_bytes: int = 8 * 1024 * 1024  # ... and at most this many bytes of them (one is always allowed)
     ack_wait: float = 30.0  # seconds without a receipt before redelivery
     max_deliver: int = 5  # attempts before dead-lettering
     nack_backoff: float = 0.5  # first resend delay after a nack; doubles per attempt
@@ -102,6 +105,9 @@ class CoreConfig:
     max_data_bytes: int = 256 * 1024  # encoded `data` of one post
     read_page_bytes: int = 512 * 1024  # a read_wal page stays below the peer's max_size
     cache_per_channel: int = 4096  # envelopes kept in memory per channel; older ones are paged in
+    cache_channel_bytes: int = 4 * 1024 * 1024  # ... and at most this many bytes of them per channel
+    cache_bytes: int = 64 * 1024 * 1024  # cached envelopes of the whole hub; the least recently used go first
+    page_bytes: int = 512 * 1024  # list_channels / list_agents / observe pages stay below this
 
 
 class EnvelopeSource(Protocol):
@@ -113,6 +119,13 @@ class EnvelopeSource(Protocol):
 
     def find_idempotent(self, sender: str, key: str) -> tuple[str, str, int] | None: ...
 
+    def load_channel(self, channel_id: str) -> tuple[ChannelRecord, list[Cursor]] | None: ...
+
+    def list_channels(self, after: str, limit: int, member: str | None) -> list[ChannelRecord]: ...
+
+
+PEER_MAX_SIZE = 1024 * 1024  # the contract's default frame limit of a peer that declares none
+
 
 @dataclass(slots=True)
 class Session:
@@ -120,6 +133,7 @@ class Session:
     name: str
     role: str
     session_id: str
+    max_size: int = PEER_MAX_SIZE  # the largest frame this peer accepts (hello.max_size)
 
 
 AGENT_OPS = frozenset({"register", "open_channel", "post", "close_channel", "find_by_causation", "pending_turns"})
@@ -168,13 +182,30 @@ class HubCore:
         self.event_seq: Callable[[], int] = lambda: 0
         self.latency_ms: Callable[[int], float | None] = lambda conn: None
         self.agents: dict[str, AgentRecord] = {a.name: a for a in state.agents}
+        # Resident channels: open ones, and closed ones some cursor has not finished. A closed channel
+        # every cursor has finished leaves memory (`_forget`); the store pages it back in on demand.
         self.channels: dict[str, ChannelRecord] = {c.channel_id: c for c in state.channels}
+        self.channel_total = len(self.channels)  # resident or not
+        self._cache_total = 0  # bytes cached over all resident channels
+        self._cache_lru: OrderedDict[str, None] = OrderedDict()  # resident channels with a cache, least recent first
         self.cursors: dict[str, dict[str, Cursor]] = {}  # recipient -> channel_id -> cursor
         for cur in state.cursors:
             self.cursors.setdefault(cur.recipient, {})[cur.channel_id] = cur
         for ch in self.channels.values():
             for p in ch.participants:
                 self._cursor(p, ch.channel_id)
+        for recipient, per in self.cursors.items():
+            agent = self.agents.get(recipient)
+            if agent is not None:
+                for channel_id, cur in per.items():
+                    if not cur.idle(self.channels[channel_id].committed_seq):
+                        agent.work[channel_id] = cur
+        # Deadlines of in-flight deliveries, so a tick visits only what is due. ack_wait deadlines are
+        # `now + ack_wait` and arrive in order (a FIFO); nack backoffs vary (a heap). Entries are checked
+        # when popped: one whose delivery was acked, resent or replayed since is skipped.
+        self._ack_deadlines: deque[tuple[float, Cursor, Inflight]] = deque()
+        self._backoffs: list[tuple[float, int, Cursor, Inflight]] = []
+        self._backoff_count = 0
         self.idempotency: OrderedDict[tuple[str, str], tuple[str, str, int]] = OrderedDict(state.idempotency)
         # While the store holds no envelope this core did not append itself (it started empty) and the
         # map above has evicted nothing, the map knows every key the store does: a miss needs no query.
@@ -186,6 +217,8 @@ class HubCore:
         self._out: list[Effect] = []
         self._dirty: set[str] = set()
         self.stats = {"posted": 0, "delivered": 0, "acked": 0, "redelivered": 0, "dead": 0, "ignored": 0}
+        for channel_id in list(self.channels):  # what a previous run finished stays in the store only
+            self._forget(channel_id)
 
     # ------------------------------------------------------------------ plumbing
 
@@ -198,9 +231,9 @@ class HubCore:
         out, self._out = self._out, []
         return out
 
-    def _emit(self, type_: str, **fields: Any) -> None:
-        if self.observed:
-            self._out.append(Emit(type_, fields))
+    def _emit(self, event: events.Event) -> None:
+        """Queue an event for observers; callers build it only `if self.observed` (it costs ~1 us)."""
+        self._out.append(Emit(event))
 
     def _cursor(self, recipient: str, channel_id: str) -> Cursor:
         per = self.cursors.setdefault(recipient, {})
@@ -216,18 +249,9 @@ class HubCore:
         if not self.observed:
             return
         ch = self.channels[cur.channel_id]
-        self._out.append(
-            Emit(
-                "cursor",
-                {
-                    "recipient": cur.recipient,
-                    "channel_id": cur.channel_id,
-                    "ack_floor": cur.ack_floor,
-                    "delivered_seq": cur.delivered_seq,
-                    "inflight": len(cur.inflight),
-                    "lag": ch.committed_seq - cur.ack_floor,
-                },
-            )
+        lag = ch.committed_seq - cur.ack_floor
+        self._emit(
+            events.CursorMoved(cur.recipient, cur.channel_id, cur.ack_floor, cur.delivered_seq, len(cur.inflight), lag)
         )
 
     def _envelope(self, ch: ChannelRecord, seq: int) -> EnvRecord | None:
@@ -235,25 +259,131 @@ class HubCore:
         rec = ch.cache.get(seq)
         if rec is not None or seq > ch.committed_seq:
             return rec
+        cache, added = ch.cache, 0
         for loaded in self.source.load_envelopes(ch.channel_id, seq - 1, 256):
-            ch.cache.setdefault(loaded.seq, loaded)
-        return ch.cache.get(seq)
+            if loaded.seq not in cache:
+                cache[loaded.seq] = loaded
+                added += len(loaded.json)
+        self._cached(ch, added)
+        return cache.get(seq)
 
-    def _trim_cache(self, ch: ChannelRecord) -> None:
-        """Drop the oldest committed envelopes down to the limit, in one rebuild.
+    def channel(self, channel_id: str) -> ChannelRecord | None:
+        """A channel by id, resident or paged in from the store (for protocol adapters, read only)."""
+        return self._channel(channel_id)
+
+    def envelope_at(self, channel_id: str, seq: int) -> EnvRecord | None:
+        """A committed envelope by channel and seq, for protocol adapters that page the WAL their own way."""
+        ch = self._channel(channel_id)
+        return self._envelope(ch, seq) if ch is not None else None
+
+    def _cached(self, ch: ChannelRecord, added: int) -> None:
+        """Account for `added` bytes put in a channel's cache; trim it, and the hub's, when over."""
+        ch.cache_bytes += added
+        if self.channels.get(ch.channel_id) is not ch:
+            return  # a forgotten channel paged in for one request: its cache goes with it
+        self._cache_total += added
+        lru = self._cache_lru
+        lru[ch.channel_id] = None
+        lru.move_to_end(ch.channel_id)
+        config = self.config
+        if len(ch.cache) > config.cache_per_channel * 5 // 4 or ch.cache_bytes > config.cache_channel_bytes * 5 // 4:
+            self._trim_cache(ch, config.cache_per_channel, config.cache_channel_bytes)
+        if self._cache_total > config.cache_bytes:
+            for channel_id in list(lru):  # least recently used first
+                if self._cache_total <= config.cache_bytes * 3 // 4:
+                    break
+                victim = self.channels.get(channel_id)
+                if victim is None:
+                    del lru[channel_id]
+                elif victim is not ch:
+                    self._trim_cache(victim, 0, 0)
+            if self._cache_total > config.cache_bytes:
+                self._trim_cache(ch, 0, 0)
+
+    def _trim_cache(self, ch: ChannelRecord, keep: int, keep_bytes: int) -> None:
+        """Drop the oldest committed envelopes down to `keep` envelopes and `keep_bytes`, in one rebuild.
 
         Called once the cache is a quarter over its limit, not at every append: deleting a dict's
         keys one by one from the front leaves holes that each later `next(iter(d))` scans again.
+        Envelopes not yet committed always stay (the commit releases them from here).
         """
-        excess = len(ch.cache) - self.config.cache_per_channel
+        excess = len(ch.cache) - keep
+        excess_bytes = ch.cache_bytes - keep_bytes
         committed = ch.committed_seq
         kept: dict[int, EnvRecord] = {}
+        freed = 0
         for seq, rec in ch.cache.items():  # insertion order: the oldest cached first
-            if excess > 0 and seq <= committed:
+            if (excess > 0 or excess_bytes > 0) and seq <= committed:
                 excess -= 1
+                excess_bytes -= len(rec.json)
+                freed += len(rec.json)
                 continue
             kept[seq] = rec
         ch.cache = kept
+        ch.cache_bytes -= freed
+        if self.channels.get(ch.channel_id) is ch:
+            self._cache_total -= freed
+            if not kept:
+                self._cache_lru.pop(ch.channel_id, None)
+
+    def _channel(self, channel_id: str) -> ChannelRecord | None:
+        """A resident channel, or a forgotten one paged in from the store for this request only."""
+        ch = self.channels.get(channel_id)
+        if ch is None:
+            loaded = self.source.load_channel(channel_id)
+            if loaded is not None:
+                ch = loaded[0]
+        return ch
+
+    def _readmit(self, channel_id: str) -> ChannelRecord | None:
+        """Make a forgotten channel resident again, with its cursors (a hello's `since` names it)."""
+        ch = self.channels.get(channel_id)
+        if ch is not None:
+            return ch
+        loaded = self.source.load_channel(channel_id)
+        if loaded is None:
+            return None
+        ch, cursors = loaded
+        self.channels[channel_id] = ch
+        for cur in cursors:
+            self.cursors.setdefault(cur.recipient, {})[channel_id] = cur
+        for name in ch.participants:
+            self._cursor(name, channel_id)
+        return ch
+
+    def _forgettable(self, ch: ChannelRecord) -> bool:
+        if ch.visible_state != "closed":
+            return False
+        head = ch.committed_seq
+        for name in ch.participants:
+            cur = self.cursors.get(name, {}).get(ch.channel_id)
+            if cur is not None and (cur.ack_floor < head or not cur.idle(head)):
+                return False
+        return True
+
+    def _forget(self, channel_id: str) -> None:
+        """Drop a closed channel every cursor has finished: it stays in the store, read on demand.
+
+        Only called once the rows that finished it are durable (see `_finish`), so what the store
+        gives back when it is paged in is what memory held."""
+        ch = self.channels.get(channel_id)
+        if ch is None or not self._forgettable(ch):
+            return
+        pending = [self.batch, *self._pending_batches.values()]
+        if any(channel_id in b.channels or any((n, channel_id) in b.cursors for n in ch.participants) for b in pending):
+            return  # a later write is not durable yet; the batch that makes it so forgets it then
+        del self.channels[channel_id]
+        self._cache_total -= ch.cache_bytes
+        self._cache_lru.pop(channel_id, None)
+        for name in ch.participants:
+            per = self.cursors.get(name)
+            if per is not None:
+                per.pop(channel_id, None)
+                if not per:
+                    del self.cursors[name]
+            agent = self.agents.get(name)
+            if agent is not None:
+                agent.work.pop(channel_id, None)
 
     # ------------------------------------------------------------------ connections
 
@@ -264,7 +394,7 @@ class HubCore:
                 self._hello_agent(conn, hello, now)
             else:
                 session_id = ids.new_id("s")
-                self.sessions[conn] = Session(conn, hello.name, hello.role, session_id)
+                self.sessions[conn] = Session(conn, hello.name, hello.role, session_id, hello.max_size or PEER_MAX_SIZE)
                 self._welcome(conn, hello.name, f"{hello.role}:{hello.name}", session_id)
         except ProtocolError as exc:
             close = CloseCode.CLIENT_AHEAD if exc.code == ErrorCode.CONFLICT else CloseCode.POLICY
@@ -293,7 +423,7 @@ class HubCore:
         agent = self.agents.get(name)
         since = hello.since or {}
         for channel_id, seq in since.items():
-            ch = self.channels.get(channel_id)
+            ch = self._readmit(channel_id)
             if ch is None or name not in ch.participants:
                 raise ProtocolError(ErrorCode.INVALID, f"since names channel {channel_id!r}, which {name} is not in")
             if seq > ch.committed_seq:
@@ -311,25 +441,30 @@ class HubCore:
             self._detach(old, CloseCode.SUPERSEDED, "superseded by a newer session", now)
         session_id = ids.new_id("s")
         agent.conn, agent.session_id, agent.connected_since = conn, session_id, now
-        self.sessions[conn] = Session(conn, name, "agent", session_id)
+        self.sessions[conn] = Session(conn, name, "agent", session_id, hello.max_size or PEER_MAX_SIZE)
         self._welcome(conn, name, agent.agent_id, session_id)
-        self._emit("agent.connected", name=name, agent_id=agent.agent_id, session_id=session_id, role="agent")
-        # Everything delivered and not acked goes out again, in seq order, before anything new.
+        if self.observed:
+            self._emit(events.AgentConnected(name, agent.agent_id, session_id, "agent"))
+        # Everything delivered and not acked goes out again, in seq order, before anything new. Only
+        # the cursors with pending work are visited (and those `since` names), not every channel.
         count = 0
-        for cur in self.cursors.get(name, {}).values():
+        for cur in agent.work.values():
             for inf in cur.inflight.values():
                 if inf.state is not InflightState.READY:
                     inf.state, inf.deadline, inf.reason = InflightState.READY, None, "replay"
                     heapq.heappush(cur.ready, inf.seq)
                 count += 1
             count += max(0, cur.delivered_seq - cur.next_seq + 1)  # delivered before a hub restart
-            asked = since.get(cur.channel_id)
-            if asked is not None and asked < cur.next_seq - 1:
+        for channel_id, asked in since.items():
+            cur = self._cursor(name, channel_id)
+            if asked < cur.next_seq - 1:
                 cur.courtesy = [asked + 1, cur.next_seq - 1]
                 count += cur.next_seq - 1 - asked
+                agent.work[channel_id] = cur
         if count:
             agent.replay_count = count
-            self._emit("replay.start", recipient=name, count=count)
+            if self.observed:
+                self._emit(events.ReplayStart(name, count))
         self._dirty.add(name)
 
     def _detach(self, conn: int, code: int, reason: str, now: float) -> None:
@@ -342,13 +477,8 @@ class HubCore:
         agent.conn, agent.disconnected_at = None, now
         if agent.replay_count:
             agent.replay_count = 0
-        self._emit(
-            "agent.disconnected",
-            name=agent.name,
-            session_id=session.session_id,
-            code=int(code),
-            reason=reason,
-        )
+        if self.observed:
+            self._emit(events.AgentDisconnected(agent.name, session.session_id, int(code), reason))
 
     def connection_closed(self, conn: int, code: int, reason: str, now: float) -> list[Effect]:
         self._detach(conn, code, reason, now)
@@ -396,7 +526,7 @@ class HubCore:
         return acting_as
 
     def _channel_for(self, session: Session, channel_id: str, *, actor: str | None = None) -> ChannelRecord:
-        ch = self.channels.get(channel_id)
+        ch = self._channel(channel_id)
         if ch is None:
             raise ProtocolError(ErrorCode.NOT_FOUND, f"no channel {channel_id!r}")
         who = actor or session.name
@@ -410,28 +540,82 @@ class HubCore:
         check_value(passport, "passport")
         agent.passport = passport
         self.batch.agents[agent.name] = agent
-        self._emit("agent.registered", name=agent.name, agent_id=agent.agent_id, passport=passport)
+        if self.observed:
+            self._emit(events.AgentRegistered(agent.name, agent.agent_id, passport))
         return {"agent_id": agent.agent_id}
 
-    def _op_list_agents(self, session: Session, p: Any, request_id: str, now: float) -> dict:
-        return {
-            "agents": [
-                {
-                    "name": a.name,
-                    "agent_id": a.agent_id,
-                    "role": a.role,
-                    "connected": a.conn is not None,
-                    "passport": a.passport,
-                }
-                for a in self.agents.values()
-            ]
-        }
+    # ------------------------------------------------------------------ paged listings
 
-    def _op_list_channels(self, session: Session, p: Any, request_id: str, now: float) -> dict:
-        chans = self.channels.values()
-        if session.role == "agent":
-            chans = [c for c in chans if session.name in c.participants]
-        return {"channels": [c.info() for c in chans]}
+    def _agent_info(self, a: AgentRecord, full: bool) -> dict[str, Any]:
+        info = {
+            "name": a.name,
+            "agent_id": a.agent_id,
+            "role": a.role,
+            "connected": a.conn is not None,
+            "passport": a.passport,
+        }
+        if full:  # what observers see
+            info["session_id"] = a.session_id if a.conn is not None else None
+            info["latency_ms"] = self.latency_ms(a.conn) if a.conn is not None else None
+        return info
+
+    def _agent_page(self, after: str, limit: int, budget: int, full: bool) -> tuple[list[dict], str | None]:
+        names = heapq.nsmallest(limit + 1, (n for n in self.agents if n > after))
+        out: list[dict] = []
+        size = 0
+        for name in names[:limit]:
+            info = self._agent_info(self.agents[name], full)
+            size += len(orjson.dumps(info)) + 1
+            if out and size > budget:
+                return out, out[-1]["name"]
+            out.append(info)
+        return out, (out[-1]["name"] if len(names) > limit else None)
+
+    def _channel_page(
+        self, after: str, limit: int, member: str | None, budget: int, cursors: bool, now: float
+    ) -> tuple[list[dict], list[dict], str | None]:
+        """Channels above `after` in id order: the store's (forgotten ones too) under the resident
+        ones (newer), within `limit` and `budget` bytes; with `cursors`, the page's resident cursors."""
+        found = {ch.channel_id: ch for ch in self.source.list_channels(after, limit + 1, member)}
+        resident = (
+            cid for cid, ch in self.channels.items() if cid > after and (member is None or member in ch.participants)
+        )
+        for cid in heapq.nsmallest(limit + 1, resident):
+            found[cid] = self.channels[cid]
+        ids = sorted(found)[: limit + 1]
+        infos: list[dict] = []
+        curs: list[dict] = []
+        size = 0
+        for cid in ids[:limit]:
+            ch = found[cid]
+            info = ch.info()
+            more = [
+                self.cursor_info(cur, now)
+                for name in ch.participants
+                if cursors and (cur := self.cursors.get(name, {}).get(cid)) is not None
+            ]
+            size += len(orjson.dumps(info)) + 1 + (len(orjson.dumps(more)) if more else 0)
+            if infos and size > budget:
+                return infos, curs, infos[-1]["channel_id"]
+            infos.append(info)
+            curs += more
+        return infos, curs, (infos[-1]["channel_id"] if len(ids) > limit else None)
+
+    def _op_list_agents(self, session: Session, p: PageParams, request_id: str, now: float) -> dict:
+        full = session.role != "agent"
+        agents, nxt = self._agent_page(p.after or "", p.limit, self.config.page_bytes, full)
+        return {"agents": agents, "next": nxt, "total": len(self.agents)}
+
+    def _op_list_channels(self, session: Session, p: PageParams, request_id: str, now: float) -> dict:
+        member = session.name if session.role == "agent" else None
+        cursors = p.cursors and member is None
+        infos, curs, nxt = self._channel_page(p.after or "", p.limit, member, self.config.page_bytes, cursors, now)
+        result: dict[str, Any] = {"channels": infos, "next": nxt}
+        if member is None:
+            result["total"] = self.channel_total
+        if cursors:
+            result["cursors"] = curs
+        return result
 
     def _op_get_channel(self, session: Session, p: ChannelParams, request_id: str, now: float) -> dict:
         return self._channel_for(session, p.channel_id).info()
@@ -460,6 +644,7 @@ class HubCore:
         )
         ch.rule_state = rules.init_state(ch)
         self.channels[ch.channel_id] = ch
+        self.channel_total += 1
         for name in ch.participants:
             self._cursor(name, ch.channel_id)
         text = f"{creator} opened a {p.type} channel with {', '.join(others)}"
@@ -563,7 +748,7 @@ class HubCore:
             "created_at": ids.utc_iso(),
         }
         close_reason = None
-        if sender != HUB_SENDER and env_type in rules.TURN_TYPES:
+        if sender != HUB_SENDER and env_type in TURN_TYPES:
             envelope["turn"], close_reason = rules.after_turn(ch, sender, env_type, envelope_id, seq)
             self.batch.channels[ch.channel_id] = ch
         if sender == HUB_SENDER:
@@ -587,6 +772,7 @@ class HubCore:
         )
         ch.head_seq = seq
         ch.cache[seq] = rec
+        self._cached(ch, len(encoded))
         self.batch.envelopes.append(rec)
         if close_reason:
             self._close_channel(ch, close_reason)
@@ -595,7 +781,9 @@ class HubCore:
     def _op_read_wal(self, session: Session, p: ReadWalParams, request_id: str, now: float) -> None:
         ch = self._channel_for(session, p.channel_id)
         out: list[Fragment] = []
-        size, seq, budget = 0, p.after_seq + 1, self.config.read_page_bytes
+        # a page stays below the peer's own limit too (its envelopes plus the frame around them)
+        budget = min(self.config.read_page_bytes, session.max_size - 4096)
+        size, seq = 0, p.after_seq + 1
         while seq <= ch.committed_seq and len(out) < p.limit:
             rec = self._envelope(ch, seq)
             if rec is None:  # pragma: no cover - a committed seq is always in the store
@@ -627,8 +815,8 @@ class HubCore:
                 turns.append({"channel_id": channel_id, "after_seq": seq - 1})
         return {"turns": turns}
 
-    def _op_observe(self, session: Session, p: Any, request_id: str, now: float) -> None:
-        self._out.append(Send(session.conn, _response(request_id, self.snapshot(now))))
+    def _op_observe(self, session: Session, p: PageParams, request_id: str, now: float) -> None:
+        self._out.append(Send(session.conn, _response(request_id, self.snapshot(now, p.limit))))
         self._out.append(Subscribe(session.conn))
         return None
 
@@ -662,48 +850,32 @@ class HubCore:
         if r.status == "ack":
             # A pump after the ack can only send more if the ack freed the window's last slot: below
             # a full window every pump has already sent all there was (commits and timers pump too).
-            if agent.unacked >= self.config.window:
+            if self._window_full(agent):
                 self._dirty.add(agent.name)
             self._finish(agent, cur, inf, "acked", now)
             cur.acked += 1
             self.stats["acked"] += 1
-            self._emit(
-                "ack",
-                recipient=cur.recipient,
-                channel_id=cur.channel_id,
-                seq=r.seq,
-                envelope_id=r.envelope_id,
-            )
-            self._emit_cursor(cur, now)
+            if self.observed:
+                self._emit(events.Ack(cur.recipient, cur.channel_id, r.seq, r.envelope_id))
+                self._emit_cursor(cur, now)
         else:
             reason = r.reason or "nacked"
-            self._emit(
-                "nack",
-                recipient=cur.recipient,
-                channel_id=cur.channel_id,
-                seq=r.seq,
-                envelope_id=r.envelope_id,
-                attempt=inf.attempt,
-                reason=reason,
-            )
+            if self.observed:
+                self._emit(events.Nack(cur.recipient, cur.channel_id, r.seq, r.envelope_id, inf.attempt, reason))
             if inf.attempt >= self.config.max_deliver:
                 self._dead_letter(agent, cur, inf, f"nacked {inf.attempt} times; last: {reason}", now)
             else:
                 backoff = min(self.config.nack_backoff * 2 ** (inf.attempt - 1), self.config.nack_backoff_max)
                 inf.state, inf.deadline, inf.reason = InflightState.BACKOFF, now + backoff, "nack"
+                self._backoff_count += 1
+                heapq.heappush(self._backoffs, (inf.deadline, self._backoff_count, cur, inf))
             self._dirty.add(agent.name)
         return self._flush(now)
 
     def _ignored(self, name: str, r: Receipt, reason: str) -> None:
         self.stats["ignored"] += 1
-        self._emit(
-            "receipt.ignored",
-            name=name,
-            channel_id=r.channel_id,
-            seq=r.seq,
-            envelope_id=r.envelope_id,
-            reason=reason,
-        )
+        if self.observed:
+            self._emit(events.ReceiptIgnored(name, r.channel_id, r.seq, r.envelope_id, reason))
 
     def _finish(
         self, agent: AgentRecord, cur: Cursor, inf: Inflight, status: str, now: float, reason: str = ""
@@ -711,11 +883,20 @@ class HubCore:
         """An in-flight delivery is over (acked or dead): free its window slot, move the floor."""
         del cur.inflight[inf.seq]
         agent.unacked -= 1
+        agent.unacked_bytes -= inf.size
+        ch = self.channels[cur.channel_id]
+        idle = not cur.inflight and not cur.courtesy and cur.next_seq > ch.committed_seq
+        if idle:
+            agent.work.pop(cur.channel_id, None)
         if inf.courtesy:
+            if idle and ch.state == "closed":
+                self.batch.forget.append(ch.channel_id)
             return
         cur.done.add(inf.seq)
         cur.advance_floor()
         self._touch(cur)
+        if idle and ch.state == "closed" and cur.ack_floor >= ch.committed_seq:
+            self.batch.forget.append(ch.channel_id)  # forgotten (if all cursors are done) once this is durable
         self.batch.acks.append(
             AckRow(
                 cur.recipient,
@@ -737,53 +918,62 @@ class HubCore:
         cur.dead += 1
         self.stats["dead"] += 1
         self._touch(cur)
-        self._emit(
-            "dead_letter",
-            recipient=cur.recipient,
-            channel_id=cur.channel_id,
-            seq=inf.seq,
-            envelope_id=inf.envelope_id,
-            attempts=inf.attempt,
-            reason=reason,
-        )
-        self._emit_cursor(cur, now)
+        if self.observed:
+            self._emit(events.DeadLetter(cur.recipient, cur.channel_id, inf.seq, inf.envelope_id, inf.attempt, reason))
+            self._emit_cursor(cur, now)
 
     # ------------------------------------------------------------------ delivery
 
     def _pump(self, agent: AgentRecord, now: float) -> None:
         """Send what this recipient may receive now: due redeliveries first, then new envelopes."""
-        conn = agent.conn
-        assert conn is not None
-        cursors = self.cursors.get(agent.name)
-        if not cursors:
+        assert agent.conn is not None
+        work = agent.work
+        if not work:
             return
+        # Only the cursors with pending work are visited (commits, timers, nacks and hello add them).
         # Every due resend first (one may dead-letter and free a slot), then the replays a hello's
         # `since` asked for, up to the window: a pump that ends below a full window leaves nothing
         # undelivered, which is why an ack only needs a pump when the window was full.
-        for cur in cursors.values():
+        cursors = list(work.values())
+        for cur in cursors:
             if cur.ready:
                 self._resend_ready(agent, cur, now)
-        for cur in cursors.values():
+        for cur in cursors:
             if cur.courtesy:
                 self._send_courtesy(agent, cur, now)
         room = self.config.window - agent.unacked
-        if room > 0:
-            active = [c for c in cursors.values() if c.next_seq <= self.channels[c.channel_id].committed_seq]
+        channels = self.channels
+        if room > 0 and not self._window_full(agent):
+            active = [c for c in cursors if c.next_seq <= channels[c.channel_id].committed_seq]
+            window_bytes = self.config.window_bytes
             while room > 0 and active:
                 for cur in list(active):
                     if self._deliver_next(agent, cur, now):
                         room -= 1
+                        if agent.unacked_bytes >= window_bytes:
+                            room = 0  # the window is full in bytes: the next ack pumps again
                         if room == 0:
                             break
                     if cur.next_seq > self.channels[cur.channel_id].committed_seq:
                         active.remove(cur)
-        if agent.replay_count and self._replay_done(cursors):
-            self._emit("replay.end", recipient=agent.name, count=agent.replay_count)
+        for cur in cursors:
+            if cur.idle(channels[cur.channel_id].committed_seq):
+                work.pop(cur.channel_id, None)
+        if agent.replay_count and self._replay_done(work):
+            if self.observed:
+                self._emit(events.ReplayEnd(agent.name, agent.replay_count))
             agent.replay_count = 0
 
+    def _window_full(self, agent: AgentRecord) -> bool:
+        """No room for another delivery: the window is full in count, or in bytes (one always fits)."""
+        return agent.unacked >= self.config.window or (
+            agent.unacked > 0 and agent.unacked_bytes >= self.config.window_bytes
+        )
+
     @staticmethod
-    def _replay_done(cursors: dict[str, Cursor]) -> bool:
-        return all(not c.ready and not c.courtesy and c.next_seq > c.delivered_seq for c in cursors.values())
+    def _replay_done(work: dict[str, Cursor]) -> bool:
+        """A cursor outside `work` has nothing to replay (it is idle)."""
+        return all(not c.ready and not c.courtesy and c.next_seq > c.delivered_seq for c in work.values())
 
     def _deliver_next(self, agent: AgentRecord, cur: Cursor, now: float) -> bool:
         """Look at the scanner's next seq; deliver it if it is addressed to this recipient."""
@@ -800,8 +990,10 @@ class HubCore:
             return False
         redelivery = seq <= cur.delivered_seq  # delivered before a hub restart, never acked
         inf = Inflight(seq, rec.envelope_id, 1 if redelivery else 0, InflightState.READY, None, now, "replay")
+        inf.size = len(rec.json)
         cur.inflight[seq] = inf
         agent.unacked += 1
+        agent.unacked_bytes += inf.size
         if not redelivery:
             cur.delivered_seq = seq
             self._touch(cur)
@@ -821,7 +1013,7 @@ class HubCore:
     def _send_courtesy(self, agent: AgentRecord, cur: Cursor, now: float) -> None:
         ch = self.channels[cur.channel_id]
         start, end = cur.courtesy
-        while start <= end and agent.unacked < self.config.window:
+        while start <= end and not self._window_full(agent):
             seq, start = start, start + 1
             if seq in cur.inflight:
                 continue
@@ -829,8 +1021,10 @@ class HubCore:
             if rec is None or not rec.addressed_to(agent.name, ch.participants):
                 continue
             inf = Inflight(seq, rec.envelope_id, 1, InflightState.READY, None, now, "replay", courtesy=True)
+            inf.size = len(rec.json)
             cur.inflight[seq] = inf
             agent.unacked += 1
+            agent.unacked_bytes += inf.size
             self._send(agent, cur, rec, inf, now)
         cur.courtesy = [start, end] if start <= end else []
 
@@ -840,6 +1034,7 @@ class HubCore:
             return False
         inf.attempt += 1
         inf.state, inf.deadline = InflightState.SENT, now + self.config.ack_wait
+        self._ack_deadlines.append((inf.deadline, cur, inf))
         reason = "first" if inf.attempt == 1 else inf.reason
         if inf.attempt > 1:
             cur.redelivered += 1
@@ -855,35 +1050,38 @@ class HubCore:
         assert agent.conn is not None
         self._out.append(Send(agent.conn, orjson.dumps(frame)))
         if self.observed:
-            self._emit(
-                "deliver",
-                recipient=agent.name,
-                channel_id=cur.channel_id,
-                seq=rec.seq,
-                envelope_id=rec.envelope_id,
-                attempt=inf.attempt,
-                reason=reason,
-            )
+            self._emit(events.Deliver(agent.name, cur.channel_id, rec.seq, rec.envelope_id, inf.attempt, reason))
             self._emit_cursor(cur, now)
         return True
 
     # ------------------------------------------------------------------ timers
 
     def tick(self, now: float) -> list[Effect]:
-        """Redeliver what waited too long for a receipt, and nacked envelopes whose backoff is over."""
-        for agent in self.agents.values():
-            if agent.conn is None or not agent.unacked:
-                continue
-            for cur in self.cursors.get(agent.name, {}).values():
-                for inf in cur.inflight.values():
-                    if inf.deadline is None or inf.deadline > now:
-                        continue
-                    if inf.state is InflightState.SENT:
-                        inf.reason = "ack_wait"
-                    inf.state, inf.deadline = InflightState.READY, None
-                    heapq.heappush(cur.ready, inf.seq)
-                    self._dirty.add(agent.name)
+        """Redeliver what waited too long for a receipt, and nacked envelopes whose backoff is over.
+
+        Only due deadlines are visited: they are popped from the FIFO (ack_wait) and the heap (nacks).
+        """
+        fifo, heap = self._ack_deadlines, self._backoffs
+        while fifo and fifo[0][0] <= now:
+            _, cur, inf = fifo.popleft()
+            self._due(cur, inf, now)
+        while heap and heap[0][0] <= now:
+            _, _, cur, inf = heapq.heappop(heap)
+            self._due(cur, inf, now)
         return self._flush(now)
+
+    def _due(self, cur: Cursor, inf: Inflight, now: float) -> None:
+        if inf.deadline is None or inf.deadline > now or cur.inflight.get(inf.seq) is not inf:
+            return  # acked, replayed or resent (with a later deadline) since this entry was queued
+        agent = self.agents.get(cur.recipient)
+        if agent is None or agent.conn is None:
+            return  # its hello replays everything in flight
+        if inf.state is InflightState.SENT:
+            inf.reason = "ack_wait"
+        inf.state, inf.deadline = InflightState.READY, None
+        heapq.heappush(cur.ready, inf.seq)
+        agent.work[cur.channel_id] = cur
+        self._dirty.add(agent.name)
 
     # ------------------------------------------------------------------ commits
 
@@ -932,30 +1130,50 @@ class HubCore:
             ch.committed_seq = max(ch.committed_seq, rec.seq)
             touched.add(rec.channel_id)
             if self.observed:
-                self._out.append(Emit("wal.append", {"envelope": Fragment(rec.json)}))
+                self._out.append(Emit(events.WalAppend(Fragment(rec.json))))
         for item in batch.after_commit:
             if isinstance(item, Send):
                 self._out.append(item)
             elif item[0] == "respond_channel":
                 _, conn, request_id, channel_id = item
                 self._out.append(Send(conn, _response(request_id, self.channels[channel_id].info())))
-            else:  # ("channel.opened" | "channel.closed", channel_id)
-                self._emit(item[0], channel=self.channels[item[1]].info())
+            elif self.observed:  # ("channel.opened" | "channel.closed", channel_id)
+                view = self.channels[item[1]].view()
+                self._emit(events.ChannelOpened(view) if item[0] == "channel.opened" else events.ChannelClosed(view))
+        agents, cursors = self.agents, self.cursors
         for channel_id in touched:
             ch = self.channels[channel_id]
+            for name in ch.participants:
+                agent = agents.get(name)
+                if agent is not None and channel_id not in agent.work:
+                    agent.work[channel_id] = cursors[name][channel_id]
             self._dirty.update(ch.participants)
-            if len(ch.cache) > self.config.cache_per_channel * 5 // 4:
-                self._trim_cache(ch)
-        return self._flush(now)
+        out = self._flush(now)
+        for channel_id in batch.forget:
+            self._forget(channel_id)
+        return out
 
     def batch_failed(self, batch_id: int, message: str) -> list[Effect]:
         """The store refused the batch: every post in it gets a definite error. The caller must then
         rebuild the core from the store (its memory is ahead of what is durable)."""
         batch = self._pending_batches.pop(batch_id)
-        for conn, request_id in batch.posts:
-            self._out.append(Send(conn, _error_response(request_id, ErrorCode.INTERNAL, f"not stored: {message}")))
+        self._refuse_posts(batch, message)
         out, self._out = self._out, []
         return out
+
+    def abandon_batch(self, message: str) -> list[Effect]:
+        """The shell is about to replace this core after a failed commit: the writes decided since
+        (built on memory the store never got) are dropped, and their posts told so."""
+        batch, self.batch = self.batch, Batch()
+        self._refuse_posts(batch, message)
+        out, self._out = self._out, []
+        return out
+
+    def _refuse_posts(self, batch: Batch, message: str) -> None:
+        # Definite: a failed commit stored none of them, so a retry with the same key is safe.
+        text = f"not stored: {message}; retry later"
+        for conn, request_id in batch.posts:
+            self._out.append(Send(conn, _error_response(request_id, ErrorCode.OVERLOADED, text)))
 
     # ------------------------------------------------------------------ observers
 
@@ -974,7 +1192,12 @@ class HubCore:
             "lag": ch.committed_seq - cur.ack_floor,
         }
 
-    def snapshot(self, now: float) -> dict[str, Any]:
+    def snapshot(self, now: float, limit: int = 1000) -> dict[str, Any]:
+        """The first page of everything: agents, channels (and their cursors) in key order, with
+        `next` (where each listing continues: list_agents / list_channels `after`) and `total`."""
+        budget = self.config.page_bytes // 3
+        agents, next_agent = self._agent_page("", limit, budget, True)
+        channels, cursors, next_channel = self._channel_page("", limit, None, budget * 2, True, now)
         return {
             "hub": {
                 "hub_id": self.hub_id,
@@ -982,18 +1205,9 @@ class HubCore:
                 "store": self.store_name,
                 "event_seq": self.event_seq(),
             },
-            "agents": [
-                {
-                    "name": a.name,
-                    "agent_id": a.agent_id,
-                    "role": a.role,
-                    "connected": a.conn is not None,
-                    "session_id": a.session_id if a.conn is not None else None,
-                    "passport": a.passport,
-                    "latency_ms": self.latency_ms(a.conn) if a.conn is not None else None,
-                }
-                for a in self.agents.values()
-            ],
-            "channels": [c.info() for c in self.channels.values()],
-            "cursors": [self.cursor_info(cur, now) for per in self.cursors.values() for cur in per.values()],
+            "agents": agents,
+            "channels": channels,
+            "cursors": cursors,
+            "next": {"agents": next_agent, "channels": next_channel},
+            "total": {"agents": len(self.agents), "channels": self.channel_total},
         }

@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-HUB_SENDER = "hub"  # sender of channel.opened / channel.closed; reserved, no agent may use it
+from agentnet.protocol.events import ChannelView, addressed_to
+from agentnet.protocol.vocab import HUB_SENDER as HUB_SENDER  # defined in vocab; re-exported for old imports
 
 
 @dataclass(slots=True)
@@ -26,10 +27,8 @@ class EnvRecord:
     text: str | None = None  # data["text"], kept for channel rules and the checker
 
     def addressed_to(self, name: str, participants: tuple[str, ...]) -> bool:
-        """Its audience, or else every participant but the sender."""
-        if self.audience is not None:
-            return name in self.audience
-        return name != self.sender and name in participants
+        """Its audience, or else every participant but the sender (`protocol.events.addressed_to`)."""
+        return addressed_to(name, self.sender, self.audience, participants)
 
 
 @dataclass(slots=True)
@@ -49,6 +48,7 @@ class ChannelRecord:
     closed_seq: int = 0  # seq of its channel.closed envelope; "closed" is shown once that is durable
     rule_state: dict[str, Any] = field(default_factory=dict)  # owned by the channel's rules
     cache: dict[int, EnvRecord] = field(default_factory=dict)  # recent envelopes; older ones paged in
+    cache_bytes: int = 0  # JSON bytes of the envelopes in `cache`
 
     @property
     def visible_state(self) -> str:
@@ -56,6 +56,23 @@ class ChannelRecord:
         if self.state == "closed" and self.committed_seq >= self.closed_seq:
             return "closed"
         return "open"
+
+    def view(self) -> ChannelView:
+        """The channel object for observers (the same fields and values as `info()`)."""
+        closed = self.visible_state == "closed"
+        return ChannelView(
+            self.channel_id,
+            self.type,
+            self.topic,
+            self.creator,
+            self.participants,
+            "closed" if closed else "open",
+            self.committed_seq,
+            self.created_at,
+            self.closed_at if closed else None,
+            self.close_reason if closed else None,
+            self.knobs,
+        )
 
     def info(self, head_seq: int | None = None) -> dict[str, Any]:
         closed = self.visible_state == "closed"
@@ -92,6 +109,7 @@ class Inflight:
     since: float  # when it was first delivered (oldest-in-flight age)
     reason: str = "first"  # why the next send happens: replay | nack | ack_wait
     courtesy: bool = False  # re-sent because hello asked `since`; was already acked
+    size: int = 0  # bytes of the envelope: counted against the recipient's window_bytes
 
 
 @dataclass(slots=True)
@@ -110,6 +128,10 @@ class Cursor:
     redelivered: int = 0
     dead: int = 0
     acked: int = 0
+
+    def idle(self, committed_seq: int) -> bool:
+        """Nothing in flight, nothing to resend or replay, and the scanner is past the channel's head."""
+        return not self.inflight and not self.courtesy and self.next_seq > committed_seq
 
     def advance_floor(self) -> bool:
         floor, done = self.ack_floor, self.done
@@ -143,7 +165,11 @@ class AgentRecord:
     connected_since: float | None = None
     disconnected_at: float | None = None
     unacked: int = 0  # in-flight deliveries across all channels (the window)
+    unacked_bytes: int = 0  # ... and their envelopes' bytes (the window in bytes)
     replay_count: int = 0  # non-zero while a replay announced by replay.start is running
+    # Its cursors with anything pending (in flight, due for a resend, a courtesy replay, or committed
+    # envelopes the scanner has not reached), by channel_id: the only ones a pump or hello visits.
+    work: dict[str, Cursor] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -169,9 +195,18 @@ class Batch:
     acks: list[AckRow] = field(default_factory=list)
     after_commit: list[Any] = field(default_factory=list)  # effects released by the commit
     posts: list[tuple[int, str]] = field(default_factory=list)  # (conn, request_id) answered by the commit
+    forget: list[str] = field(default_factory=list)  # closed channels to drop from memory once this is durable
 
     def __bool__(self) -> bool:
-        return bool(self.envelopes or self.channels or self.agents or self.cursors or self.acks or self.after_commit)
+        return bool(
+            self.envelopes
+            or self.channels
+            or self.agents
+            or self.cursors
+            or self.acks
+            or self.after_commit
+            or self.forget
+        )
 
 
 @dataclass(slots=True, frozen=True)

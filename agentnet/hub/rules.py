@@ -11,11 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 from agentnet.protocol.errors import ErrorCode, ProtocolError
+from agentnet.protocol.vocab import TURN_TYPES
 
 from .records import ChannelRecord
-
-TURN_TYPES = frozenset({"text", "revise"})
-DEFAULT_MAX_TURNS = 50  # a conversation between two echoing agents must end by itself
 
 KNOBS: dict[str, dict[str, type]] = {
     "consulting": {},
@@ -116,7 +114,8 @@ def after_turn(ch: ChannelRecord, sender: str, env_type: str, envelope_id: str, 
                 close = "every target answered"
     elif ch.type == "conversation":
         st["next"] = [p for p in ch.participants if p != sender]
-        if st["turns"] >= ch.knobs.get("max_turns", DEFAULT_MAX_TURNS):
+        max_turns = ch.knobs.get("max_turns")  # opt-in: the contract gives conversations no turn limit
+        if max_turns is not None and st["turns"] >= max_turns:
             close = f"max_turns ({st['turns']}) reached"
     elif ch.type == "discussion":
         order = list(ch.participants)

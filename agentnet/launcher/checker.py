@@ -16,7 +16,9 @@ Invariants (each violation is one line of the report; any violation means exit c
                 kept in the WAL, delivered when it comes back) is *pending*: reported, and a
                 violation only with `strict` (`agentnet check --strict`). One the hub has moved
                 the recipient's ack floor past without a receipt or a processed-log entry is lost.
-* unprocessed   no envelope acked by the hub that its recipient's processed-log does not show
+* unprocessed   no envelope acked by the hub that its recipient's processed-log does not show (agents
+                that run any program, `command:` in the scenario, keep no processed-log: for them
+                the hub's receipts are the only record, and this check does not apply)
 * order         first deliveries (attempt 1) to one recipient in one channel came in seq order
 * duplicate     an envelope processed again only where a fault explains it (a restart, kill,
                 pause, disconnect, hub restart, ack_wait or nack), and then `dedup_skipped`
@@ -25,20 +27,42 @@ Invariants (each violation is one line of the report; any violation means exit c
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
+
+import yaml
+
+from agentnet.protocol.events import (
+    Ack,
+    AgentDisconnected,
+    AnyEvent,
+    ChannelClosed,
+    ChannelOpened,
+    CursorMoved,
+    DeadLetter,
+    Deliver,
+    EnvelopeView,
+    EventError,
+    ObserverLagged,
+    WalAppend,
+    decode_event,
+    decode_snapshot,
+    recipients_of,
+)
+from agentnet.protocol.ids import parse_time
+from agentnet.protocol.vocab import DISRUPTIVE_STATES, TURN_TYPES, DeliverReason, ReceiptStatus
 
 RUN_FILE = "run.json"
 RECORDING_FILE = "recording.jsonl"
+SCENARIO_FILE = "scenario.yaml"
 PROCESSED_GLOB = "agents/*/processed.jsonl"
 PROCESSED_EFFECTS = ("applied", "dedup_skipped", "rejected")  # the ones that justify an ack
 SHOW = 12  # violations listed per kind
-DISRUPTIVE_STATES = {"starting", "exited", "crashed", "killed", "paused", "backoff"}
 WINDOW_BEFORE = 3.0  # seconds before the first processing in which a disruption still explains a duplicate
 
 
@@ -46,21 +70,12 @@ class CheckError(Exception):
     """The directory is not a run directory the checker can read (exit code 2)."""
 
 
-def parse_time(value: Any) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, int | float):
-        return float(value)
-    try:
-        parsed = datetime.fromisoformat(str(value))
-    except ValueError:
-        return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.timestamp()
-
-
 # --------------------------------------------------------------------------- facts
+
+
+class _Addressed(NamedTuple):
+    sender: str
+    audience: list[str] | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +132,7 @@ class Facts:
     floors: dict[tuple[str, str], int] = field(default_factory=dict)  # (recipient, ch) -> ack floor
     processed: dict[str, list[Entry]] = field(default_factory=dict)
     logs_found: set[str] = field(default_factory=set)
+    unlogged: set[str] = field(default_factory=set)  # `command:` agents: no processed-log by design
     disruptions: list[Disruption] = field(default_factory=list)
     first_deliveries: dict[tuple[str, str, int, int], float] = field(default_factory=dict)
     recording: bool = False
@@ -149,7 +165,29 @@ def load_facts(run_dir: Path) -> Facts:
         agent = path.parent.name
         facts.logs_found.add(agent)
         facts.processed[agent] = _read_processed(path, agent, facts)
+    facts.unlogged = _command_agents(run_dir / SCENARIO_FILE) - facts.logs_found
+    if facts.unlogged:
+        facts.notes.append(
+            f"{', '.join(sorted(facts.unlogged))}: any program (command:), no processed-log; "
+            "their acks are the hub's receipts only"
+        )
     return facts
+
+
+def _command_agents(path: Path) -> set[str]:
+    """The process names of the scenario's `command:` agents (replicas expanded)."""
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError):
+        return set()
+    names: set[str] = set()
+    agents = data.get("agents") if isinstance(data, dict) else None
+    for spec in agents if isinstance(agents, list) else []:
+        if isinstance(spec, dict) and spec.get("command") and isinstance(spec.get("name"), str):
+            replicas = spec.get("replicas", 1)
+            n = replicas if isinstance(replicas, int) else 1
+            names.update([spec["name"]] if n <= 1 else [f"{spec['name']}-{i}" for i in range(1, n + 1)])
+    return names
 
 
 def _store_path(run_dir: Path, meta: dict[str, Any]) -> Path | None:
@@ -183,11 +221,10 @@ def _facts_from_store(path: Path) -> Facts:
             "SELECT channel_id, seq, envelope_id, sender, audience, type, body FROM envelopes"
         ):
             participants = facts.channels.get(channel_id, ())
-            recipients = (
-                tuple(json.loads(audience)) if audience is not None else tuple(p for p in participants if p != sender)
-            )
+            addressed = _Addressed(sender, json.loads(audience) if audience is not None else None)
+            recipients = recipients_of(addressed, participants)
             text = None
-            if typ in ("text", "revise"):
+            if typ in TURN_TYPES:
                 try:
                     text = json.loads(bytes(body)).get("data", {}).get("text")
                 except ValueError:
@@ -226,8 +263,9 @@ def _read_recording(path: Path, facts: Facts, *, envelopes_too: bool) -> None:
             if kind == "snapshot":
                 snapshots += 1
                 if envelopes_too:
-                    for ch in data.get("channels", []):
-                        facts.channels[ch["channel_id"]] = tuple(ch.get("participants", ()))
+                    with contextlib.suppress(EventError):
+                        for ch in decode_snapshot(data).channels:
+                            facts.channels[ch.channel_id] = tuple(ch.participants)
                 continue
             if at is None:
                 continue
@@ -241,50 +279,40 @@ def _read_recording(path: Path, facts: Facts, *, envelopes_too: bool) -> None:
                 target = data.get("target")
                 facts.disruptions.append(Disruption(at, target, f"fault {data.get('action')} {target or ''}".strip()))
             elif kind == "event":
-                _read_event(data, at, facts, envelopes_too)
+                with contextlib.suppress(EventError):
+                    _read_event(decode_event(data), at, facts, envelopes_too)
 
 
-def _read_event(ev: dict[str, Any], at: float, facts: Facts, envelopes_too: bool) -> None:
-    typ = ev.get("type")
-    if typ == "agent.disconnected":
-        facts.disruptions.append(Disruption(at, ev.get("name"), f"{ev.get('name')} disconnected ({ev.get('code')})"))
-    elif typ == "deliver":
-        key = (ev.get("recipient"), ev.get("channel_id"), ev.get("seq"), ev.get("attempt"))
-        facts.first_deliveries.setdefault(key, at)  # type: ignore[arg-type]
-        if ev.get("reason") in ("ack_wait", "nack"):
-            facts.disruptions.append(
-                Disruption(at, ev.get("recipient"), f"redelivered after {ev['reason']}", (ev["channel_id"], ev["seq"]))
+def _read_event(ev: AnyEvent, at: float, facts: Facts, envelopes_too: bool) -> None:
+    match ev:
+        case AgentDisconnected(name=name, code=code):
+            facts.disruptions.append(Disruption(at, name, f"{name} disconnected ({code})"))
+        case Deliver(recipient=recipient, channel_id=channel_id, seq=seq, attempt=attempt, reason=reason):
+            facts.first_deliveries.setdefault((recipient, channel_id, seq, attempt), at)
+            if reason in (DeliverReason.ACK_WAIT, DeliverReason.NACK):
+                facts.disruptions.append(Disruption(at, recipient, f"redelivered after {reason}", (channel_id, seq)))
+            if envelopes_too and attempt > 1:
+                facts.redelivered += 1
+        case CursorMoved(recipient=recipient, channel_id=channel_id, ack_floor=floor) if envelopes_too:
+            key = (recipient, channel_id)
+            facts.floors[key] = max(facts.floors.get(key, 0), floor)
+        case ObserverLagged(dropped=dropped):
+            facts.disruptions.append(Disruption(at, None, "events lost (the recorder lagged)"))
+            facts.notes.append(f"the recording lost {dropped} events (observer lagged)")
+        case WalAppend(envelope=EnvelopeView() as env) if envelopes_too:
+            participants = facts.channels.get(env.channel_id, ())
+            text = env.text if env.type in TURN_TYPES else None
+            facts.envelopes[(env.channel_id, env.seq)] = Env(
+                env.channel_id, env.seq, env.envelope_id, env.sender, recipients_of(env, participants), env.type, text
             )
-        if envelopes_too and (ev.get("attempt") or 1) > 1:
-            facts.redelivered += 1
-    elif typ == "cursor" and envelopes_too:
-        key = (ev.get("recipient"), ev.get("channel_id"))
-        facts.floors[key] = max(facts.floors.get(key, 0), ev.get("ack_floor") or 0)  # type: ignore[index]
-    elif typ == "observer.lagged":
-        facts.disruptions.append(Disruption(at, None, "events lost (the recorder lagged)"))
-        facts.notes.append(f"the recording lost {ev.get('dropped')} events (observer lagged)")
-    elif not envelopes_too:
-        return
-    elif typ == "wal.append":
-        env = ev.get("envelope") or {}
-        ch = env.get("channel_id")
-        participants = facts.channels.get(ch, ())
-        audience = env.get("audience")
-        sender = env.get("sender")
-        recipients = tuple(audience) if audience is not None else tuple(p for p in participants if p != sender)
-        text = (env.get("data") or {}).get("text") if env.get("type") in ("text", "revise") else None
-        facts.envelopes[(ch, env.get("seq"))] = Env(
-            ch, env["seq"], env["envelope_id"], sender, recipients, env.get("type", ""), text
-        )
-    elif typ in ("channel.opened", "channel.closed"):
-        info = ev.get("channel") or {}
-        if info.get("channel_id"):
-            facts.channels[info["channel_id"]] = tuple(info.get("participants", ()))
-    elif typ in ("ack", "dead_letter"):
-        status = "acked" if typ == "ack" else "dead"
-        key = (ev["recipient"], ev["channel_id"], ev["seq"])
-        attempts = ev.get("attempts") or 0
-        facts.receipts[key] = Receipt(*key, ev.get("envelope_id", ""), status, attempts, ev.get("reason"))
+        case ChannelOpened(channel=info) | ChannelClosed(channel=info) if envelopes_too:
+            facts.channels[info.channel_id] = tuple(info.participants)
+        case Ack(recipient=recipient, channel_id=channel_id, seq=seq) if envelopes_too:
+            key = (recipient, channel_id, seq)
+            facts.receipts[key] = Receipt(*key, ev.envelope_id or "", ReceiptStatus.ACKED, 0, None)
+        case DeadLetter(recipient=recipient, channel_id=channel_id, seq=seq) if envelopes_too:
+            key = (recipient, channel_id, seq)
+            facts.receipts[key] = Receipt(*key, ev.envelope_id or "", ReceiptStatus.DEAD, ev.attempts, ev.reason)
 
 
 def _read_processed(path: Path, agent: str, facts: Facts) -> list[Entry]:
@@ -449,7 +477,7 @@ def _check(report: Report) -> None:
                     f"{ch} #{seq} for {recipient} after {receipt.attempts} attempts: {receipt.reason or '?'}"
                 )
             processed = any(e.effect in PROCESSED_EFFECTS for e in entries)
-            if receipt is not None and receipt.status == "acked" and not processed:
+            if receipt is not None and receipt.status == "acked" and not processed and recipient not in facts.unlogged:
                 where = "its processed-log" if recipient in facts.logs_found else "a processed-log (it left none)"
                 v["unprocessed"].append(
                     f"{ch} #{seq} acked by {recipient} but not in {where}"

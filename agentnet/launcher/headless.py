@@ -19,6 +19,25 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from agentnet.protocol.events import (
+    AgentConnected,
+    AgentDisconnected,
+    AnyEvent,
+    ChannelClosed,
+    ChannelOpened,
+    DeadLetter,
+    EnvelopeView,
+    EventError,
+    ObserverLagged,
+    ReplayEnd,
+    ReplayStart,
+    Snapshot,
+    WalAppend,
+    decode_event,
+    decode_snapshot,
+)
+from agentnet.protocol.vocab import HUB_SENDER, TURN_TYPES
+
 STATE_STYLES = {
     "pending": "dim",
     "starting": "yellow",
@@ -29,7 +48,6 @@ STATE_STYLES = {
     "killed": "red",
     "backoff": "yellow",
 }
-TEXT_TYPES = ("text", "revise")
 
 
 def _clip(text: str, n: int = 160) -> str:
@@ -83,14 +101,16 @@ class HeadlessView:
         line = Text(f"{self.clock()} ", style="dim") + Text(text, style=style)
         self.console.print(line, highlight=False, markup=False)
 
-    def item(self, kind: str, data: dict[str, Any]) -> None:
-        line = self.describe(kind, data)
+    def item(self, kind: str, data: dict[str, Any], decoded: Snapshot | AnyEvent | None = None) -> None:
+        line = self.describe(kind, data, decoded)
         if line is not None:
             self.note(*line)
 
     # ------------------------------------------------------------------ what to say about an item
 
-    def describe(self, kind: str, data: dict[str, Any]) -> tuple[str, str] | None:
+    def describe(
+        self, kind: str, data: dict[str, Any], decoded: Snapshot | AnyEvent | None = None
+    ) -> tuple[str, str] | None:
         if kind == "process":
             return self._process(data)
         if kind == "caption":
@@ -102,15 +122,19 @@ class HeadlessView:
             target = f" {data['target']}" if data.get("target") else ""
             style = "red" if data.get("error") else "blue"
             return f"control {data.get('verb')}{target} ({data.get('origin', '?')}): {data.get('message')}", style
-        if kind == "snapshot":
+        if kind not in ("snapshot", "event"):
+            return None
+        if decoded is None:
+            try:
+                decoded = decode_snapshot(data) if kind == "snapshot" else decode_event(data)
+            except EventError:
+                return None
+        if isinstance(decoded, Snapshot):
             self._snapshots += 1
             if self._snapshots > 1:
-                hub = data.get("hub", {})
-                return f"observer re-synced with the hub (snapshot at event {hub.get('event_seq')})", "dim"
+                return f"observer re-synced with the hub (snapshot at event {decoded.hub.event_seq})", "dim"
             return None
-        if kind == "event":
-            return self._event(data)
-        return None
+        return self._event(decoded)
 
     def _process(self, data: dict[str, Any]) -> tuple[str, str] | None:
         name, state = data.get("name", "?"), data.get("state", "?")
@@ -124,43 +148,34 @@ class HeadlessView:
         reason = f": {data['reason']}" if data.get("reason") else ""
         return f"{name} {state}{pid}{reason}", STATE_STYLES.get(state, "")
 
-    def _event(self, ev: dict[str, Any]) -> tuple[str, str] | None:
-        typ = ev.get("type")
-        if typ == "wal.append":
-            env = ev.get("envelope") or {}
-            if env.get("type") not in TEXT_TYPES or env.get("sender") == "hub":
-                return None
-            text = (env.get("data") or {}).get("text", "")
-            to = env.get("audience")
-            arrow = f" → {', '.join(to)}" if to else ""
-            where = f"{self.alias(env.get('channel_id', ''))} #{env.get('seq')}"
-            return f"{where} {env.get('sender')}{arrow}: {_clip(text)}", ""
-        if typ in ("channel.opened", "channel.closed"):
-            ch = ev.get("channel") or {}
-            alias = self.alias(ch.get("channel_id", ""))
-            if typ == "channel.opened":
-                others = [p for p in ch.get("participants", []) if p != ch.get("creator")]
-                topic = f" — {ch['topic']}" if ch.get("topic") else ""
-                who = f"{ch.get('type')}: {ch.get('creator')} → {', '.join(others)}"
-                return f"channel {alias} opened ({who}){topic}", "bold"
-            return f"channel {alias} closed ({ch.get('close_reason') or 'closed'}) at seq {ch.get('head_seq')}", "bold"
-        if typ == "agent.connected":
-            return f"{ev.get('name')} connected to the hub", "green"
-        if typ == "agent.disconnected":
-            reason = f" {ev['reason']}" if ev.get("reason") else ""
-            return f"{ev.get('name')} disconnected from the hub ({ev.get('code')}{reason})", "yellow"
-        if typ == "replay.start":
-            return f"{ev.get('recipient')}: replaying {ev.get('count')} unacked envelope(s)", "cyan"
-        if typ == "replay.end":
-            return f"{ev.get('recipient')}: replay done", "cyan"
-        if typ == "dead_letter":
-            return (
-                f"DEAD LETTER {self.alias(ev.get('channel_id', ''))} #{ev.get('seq')} for {ev.get('recipient')}: "
-                f"{ev.get('reason')}",
-                "bold red",
-            )
-        if typ == "observer.lagged":
-            return f"the launcher's observer lagged: {ev.get('dropped')} events lost", "yellow"
+    def _event(self, ev: AnyEvent) -> tuple[str, str] | None:
+        match ev:
+            case WalAppend(envelope=EnvelopeView() as env):
+                if env.type not in TURN_TYPES or env.sender == HUB_SENDER:
+                    return None
+                arrow = f" → {', '.join(env.audience)}" if env.audience else ""
+                where = f"{self.alias(env.channel_id)} #{env.seq}"
+                return f"{where} {env.sender}{arrow}: {_clip(env.text or '')}", ""
+            case ChannelOpened(channel=ch):
+                others = [p for p in ch.participants if p != ch.creator]
+                topic = f" — {ch.topic}" if ch.topic else ""
+                who = f"{ch.type}: {ch.creator} → {', '.join(others)}"
+                return f"channel {self.alias(ch.channel_id)} opened ({who}){topic}", "bold"
+            case ChannelClosed(channel=ch):
+                why = ch.close_reason or "closed"
+                return f"channel {self.alias(ch.channel_id)} closed ({why}) at seq {ch.head_seq}", "bold"
+            case AgentConnected(name=name):
+                return f"{name} connected to the hub", "green"
+            case AgentDisconnected(name=name, code=code, reason=reason):
+                return f"{name} disconnected from the hub ({code}{f' {reason}' if reason else ''})", "yellow"
+            case ReplayStart(recipient=recipient, count=count):
+                return f"{recipient}: replaying {count} unacked envelope(s)", "cyan"
+            case ReplayEnd(recipient=recipient):
+                return f"{recipient}: replay done", "cyan"
+            case DeadLetter(recipient=recipient, channel_id=channel_id, seq=seq, reason=reason):
+                return f"DEAD LETTER {self.alias(channel_id)} #{seq} for {recipient}: {reason}", "bold red"
+            case ObserverLagged(dropped=dropped):
+                return f"the launcher's observer lagged: {dropped} events lost", "yellow"
         return None
 
 

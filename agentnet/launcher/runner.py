@@ -46,7 +46,32 @@ from typing import Any
 from rich.console import Console
 
 from agentnet.agents.brains.templating import render
+from agentnet.protocol import redact
+from agentnet.protocol.events import (
+    Ack,
+    AgentConnected,
+    AgentDisconnected,
+    AgentRegistered,
+    AnyEvent,
+    ChannelClosed,
+    ChannelOpened,
+    ChannelView,
+    CursorMoved,
+    CursorView,
+    DeadLetter,
+    Deliver,
+    EnvelopeView,
+    EventError,
+    ObserverLagged,
+    Snapshot,
+    WalAppend,
+    decode_channel,
+    decode_event,
+    decode_snapshot,
+    recipients_of,
+)
 from agentnet.protocol.ids import utc_iso
+from agentnet.protocol.vocab import TURN_TYPES
 
 from . import checker
 from .control import RUNS_DIR, ControlError, ControlServer, LauncherControls
@@ -154,13 +179,16 @@ async def open_dashboard(feed: Any, controls: Any, *, title: str, recording_path
 # --------------------------------------------------------------------------- what the hub tells us
 
 
+HubItem = Snapshot | AnyEvent
+
+
 class RunModel:
     """The launcher's view of the hub, from its observer feed: enough for expect, status, summary."""
 
     def __init__(self) -> None:
-        self.channels: dict[str, dict[str, Any]] = {}
+        self.channels: dict[str, ChannelView] = {}
         self.heads: dict[str, int] = {}
-        self.cursors: dict[tuple[str, str], dict[str, Any]] = {}
+        self.cursors: dict[tuple[str, str], CursorView | CursorMoved] = {}
         self.texts: dict[str, list[tuple[int, str, str]]] = {}  # channel_id -> [(seq, sender, text)]
         self.counts = {"posted": 0, "delivered": 0, "acked": 0, "redelivered": 0, "dead_lettered": 0}
         self.acked: set[tuple[str, str, int]] = set()
@@ -168,67 +196,85 @@ class RunModel:
         self.connected: dict[str, bool] = {}
         self.snapshots = 0
         self.lost_events = 0
+        self.bad_events = 0
         self.last_event_seq: int | None = None
 
-    def apply(self, kind: str, data: dict[str, Any]) -> None:
-        if kind == "snapshot":
-            self.snapshots += 1
-            self.last_event_seq = data.get("hub", {}).get("event_seq")
-            for ch in data.get("channels", []):
-                self._channel(ch)
-            for agent in data.get("agents", []):
-                self.connected[agent["name"]] = bool(agent.get("connected"))
-            for cur in data.get("cursors", []):
-                self.cursors[(cur["recipient"], cur["channel_id"])] = cur
-            return
-        if kind != "event":
-            return
-        seq = data.get("event_seq")
-        if isinstance(seq, int) and self.last_event_seq is not None and seq > self.last_event_seq + 1:
-            self.lost_events += seq - self.last_event_seq - 1
-        if isinstance(seq, int):
-            self.last_event_seq = seq
-        typ = data.get("type")
-        c = self.counts
-        if typ == "wal.append":
-            env = data.get("envelope") or {}
-            ch = env.get("channel_id", "")
-            c["posted"] += 1
-            seq = env.get("seq", 0)
-            self.heads[ch] = max(self.heads.get(ch, 0), seq)
-            audience = env.get("audience")
-            if audience is None:
-                participants = self.channels.get(ch, {}).get("participants", [])
-                audience = [p for p in participants if p != env.get("sender")]
-            for recipient in audience:
-                self.addressed[(recipient, ch)] = max(self.addressed.get((recipient, ch), 0), seq)
-            text = (env.get("data") or {}).get("text")
-            if env.get("type") in ("text", "revise") and isinstance(text, str):
-                self.texts.setdefault(ch, []).append((env.get("seq", 0), env.get("sender", ""), text))
-        elif typ == "deliver":
-            c["delivered"] += 1
-            if (data.get("attempt") or 1) > 1:
-                c["redelivered"] += 1
-        elif typ == "ack":
-            c["acked"] += 1
-            self.acked.add((data["recipient"], data["channel_id"], data["seq"]))
-        elif typ == "dead_letter":
-            c["dead_lettered"] += 1
-        elif typ in ("channel.opened", "channel.closed"):
-            self._channel(data.get("channel") or {})
-        elif typ == "cursor":
-            self.cursors[(data["recipient"], data["channel_id"])] = data
-        elif typ == "agent.connected":
-            self.connected[data["name"]] = True
-        elif typ == "agent.disconnected":
-            self.connected[data["name"]] = False
-        elif typ == "observer.lagged":
-            self.lost_events += int(data.get("dropped") or 0)
+    def apply(self, kind: str, data: dict[str, Any], decoded: HubItem | None = None) -> HubItem | None:
+        """Apply a feed item; returns the snapshot or event it decoded (None for launcher items)."""
+        if decoded is None:
+            decoded = self.decode(kind, data)
+        if isinstance(decoded, Snapshot):
+            self.apply_snapshot(decoded)
+        elif decoded is not None:
+            self.apply_event(decoded)
+        return decoded
 
-    def _channel(self, info: dict[str, Any]) -> None:
-        if info.get("channel_id"):
-            self.channels[info["channel_id"]] = info
-            self.heads[info["channel_id"]] = max(self.heads.get(info["channel_id"], 0), info.get("head_seq") or 0)
+    def decode(self, kind: str, data: dict[str, Any]) -> HubItem | None:
+        try:
+            if kind == "snapshot":
+                return decode_snapshot(data)
+            if kind == "event":
+                return decode_event(data)
+        except EventError:
+            self.bad_events += 1
+        return None
+
+    def apply_snapshot(self, snap: Snapshot) -> None:
+        self.snapshots += 1
+        self.last_event_seq = snap.hub.event_seq
+        for ch in snap.channels:
+            self.channel(ch)
+        for agent in snap.agents:
+            self.connected[agent.name] = agent.connected
+        for cur in snap.cursors:
+            self.cursors[(cur.recipient, cur.channel_id)] = cur
+
+    def apply_event(self, ev: AnyEvent) -> None:
+        seq = ev.event_seq
+        if seq is not None and self.last_event_seq is not None and seq > self.last_event_seq + 1:
+            self.lost_events += seq - self.last_event_seq - 1
+        if seq is not None:
+            self.last_event_seq = seq
+        c = self.counts
+        match ev:
+            case WalAppend(envelope=EnvelopeView() as env):
+                ch = env.channel_id
+                c["posted"] += 1
+                self.heads[ch] = max(self.heads.get(ch, 0), env.seq)
+                known = self.channels.get(ch)
+                for recipient in recipients_of(env, known.participants if known else ()):
+                    self.addressed[(recipient, ch)] = max(self.addressed.get((recipient, ch), 0), env.seq)
+                text = env.text
+                if env.type in TURN_TYPES and text is not None:
+                    self.texts.setdefault(ch, []).append((env.seq, env.sender, text))
+            case Deliver(attempt=attempt):
+                c["delivered"] += 1
+                if attempt > 1:
+                    c["redelivered"] += 1
+            case Ack(recipient=recipient, channel_id=channel_id, seq=seq):
+                c["acked"] += 1
+                self.acked.add((recipient, channel_id, seq))
+            case DeadLetter():
+                c["dead_lettered"] += 1
+            case ChannelOpened(channel=channel) | ChannelClosed(channel=channel):
+                self.channel(channel)
+            case CursorMoved(recipient=recipient, channel_id=channel_id):
+                self.cursors[(recipient, channel_id)] = ev
+            case AgentConnected(name=name):
+                self.connected[name] = True
+            case AgentDisconnected(name=name):
+                self.connected[name] = False
+            case ObserverLagged(dropped=dropped):
+                self.lost_events += dropped
+
+    def channel(self, info: ChannelView) -> None:
+        if info.channel_id:
+            self.channels[info.channel_id] = info
+            self.heads[info.channel_id] = max(self.heads.get(info.channel_id, 0), info.head_seq)
+
+    def channel_state(self, channel_id: str | None) -> str | None:
+        info = self.channels.get(channel_id or "")
+        return info.state if info is not None else None
 
     def settled(self) -> bool:
         """Every recipient has acked (or dead-lettered) everything addressed to it, nothing in flight."""
@@ -236,16 +282,17 @@ class RunModel:
             return False
         for key, last in self.addressed.items():
             cur = self.cursors.get(key)
-            if cur is None or cur.get("ack_floor", 0) < last or cur.get("inflight"):
+            if cur is None or cur.ack_floor < last or cur.inflight:
                 return False
         return True
 
     def lagging(self) -> list[str]:
         out = []
         for (recipient, ch), last in self.addressed.items():
-            cur = self.cursors.get((recipient, ch)) or {}
-            if cur.get("ack_floor", 0) < last or cur.get("inflight"):
-                out.append(f"{recipient} at {cur.get('ack_floor', 0)}/{last}")
+            cur = self.cursors.get((recipient, ch))
+            floor = cur.ack_floor if cur is not None else 0
+            if floor < last or (cur is not None and cur.inflight):
+                out.append(f"{recipient} at {floor}/{last}")
         return out
 
 
@@ -400,8 +447,16 @@ class Run:
 
     # ------------------------------------------------------------------ feed
 
-    def publish(self, kind: str, data: dict[str, Any], *, dashboard: bool = True, view: bool = True) -> None:
-        self.model.apply(kind, data)
+    def publish(
+        self,
+        kind: str,
+        data: dict[str, Any],
+        *,
+        decoded: HubItem | None = None,
+        dashboard: bool = True,
+        view: bool = True,
+    ) -> None:
+        decoded = self.model.apply(kind, data, decoded)
         if self.recorder is not None:
             try:
                 self.recorder.write(kind, data)
@@ -409,7 +464,7 @@ class Run:
                 log.exception("recording failed; recording stops")
                 self.recorder = None
         if view and self.view is not None:
-            self.view.item(kind, data)
+            self.view.item(kind, data, decoded)
         if dashboard and self.dashboard_feed is not None:
             self.dashboard_feed.put_nowait(kind, data)
         for listener in self.listeners:
@@ -464,7 +519,7 @@ class Run:
             "connected": dict(self.model.connected),
             "counts": self.counts(),
             "expect": [check.__dict__ for check in self.checks],
-            "channels": {alias: self.model.channels.get(cid, {}).get("state") for alias, cid in self.aliases.items()},
+            "channels": {alias: self.model.channel_state(cid) for alias, cid in self.aliases.items()},
             "launcher_pid": os.getpid(),
         }
 
@@ -488,7 +543,7 @@ class Run:
                 "--window", str(d.window), "--ack-wait", str(d.ack_wait), "--max-deliver", str(d.max_deliver),
                 "--nack-backoff", str(d.nack_backoff),
                 "--ping-interval", str(k.ping_interval), "--ping-timeout", str(k.ping_timeout),
-                "--log-level", "warning", "--exit-with-parent",
+                "--log-level", os.environ.get("AGENTNET_LOG_LEVEL", "warning"), "--exit-with-parent",
             ]  # fmt: skip
             if s.hub.auth:
                 argv += ["--auth-file", str(run / "keys.yaml")]
@@ -558,23 +613,22 @@ class Run:
     def _agent_names(self) -> list[str]:
         return [p.name for p in self.supervisor.processes.values() if p.role == "agent"]
 
-    def _on_hub_item(self, kind: str, data: dict[str, Any]) -> None:
+    def _on_hub_item(self, item: HubItem | None) -> None:
         """Readiness: an agent is ready when the hub reports it registered with the child's pid."""
-        if kind == "event" and data.get("type") == "agent.registered":
-            pid = ((data.get("passport") or {}).get("meta") or {}).get("pid")
-            self.supervisor.mark_ready(data["name"], pid if isinstance(pid, int) else None, "registered with the hub")
-        elif kind == "snapshot":
-            for agent in data.get("agents", []):
-                pid = ((agent.get("passport") or {}).get("meta") or {}).get("pid")
-                if agent.get("connected") and (isinstance(pid, int) or pid is None):  # None: a `command:` agent
-                    self.supervisor.mark_ready(agent["name"], pid, "registered with the hub")
+        if isinstance(item, AgentRegistered):
+            self.supervisor.mark_ready(item.name, item.pid, "registered with the hub")
+        elif isinstance(item, Snapshot):
+            for agent in item.agents:
+                if agent.connected:  # pid None: a `command:` agent, which does not say it
+                    self.supervisor.mark_ready(agent.name, agent.pid, "registered with the hub")
 
     async def _observe(self) -> None:
         assert self.observer is not None
         try:
             async for kind, item in self.observer:
-                self._on_hub_item(kind, item)
-                self.publish(kind, item)
+                decoded = self.model.decode(kind, item)
+                self._on_hub_item(decoded)
+                self.publish(kind, item, decoded=decoded)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # e.g. the hub refused us for good: nothing will be observed any more
@@ -680,7 +734,7 @@ class Run:
         cid = info["channel_id"]
         self.aliases[step.channel] = cid
         self.alias_of[cid] = step.channel
-        self.model._channel(info)
+        self.model.channel(decode_channel(info))
         self._alias_event(step.channel).set()
         # The dashboard knows channels by id; say which one the scenario calls by this name.
         text = f"channel {step.channel} is {cid} ({step.type}: {step.from_} → {', '.join(participants)})"
@@ -786,17 +840,17 @@ class Run:
         model = self.model
         checks: list[Check] = []
 
-        def channel(alias: str) -> dict[str, Any]:
+        def channel(alias: str) -> ChannelView | None:
             cid = self.aliases.get(alias)
-            return model.channels.get(cid, {}) if cid else {}
+            return model.channels.get(cid) if cid else None
 
         closed = list(expect.channels_closed)
         if expect.all_channels_closed:
             closed = list(self.scenario.channels())
         for alias in closed:
             ch = channel(alias)
-            ok = ch.get("state") == "closed"
-            detail = ch.get("close_reason") or "" if ok else ("open" if ch else "not opened yet")
+            ok = ch is not None and ch.state == "closed"
+            detail = (ch.close_reason or "" if ch is not None else "") if ok else ("open" if ch else "not opened yet")
             checks.append(Check(f"{alias} closed", ok, detail))
         for reply in expect.replies:
             senders = set(self.scenario.resolve(reply.from_))
@@ -1158,7 +1212,7 @@ class Run:
         out = []
         for alias, step in self.scenario.channels().items():
             cid = self.aliases.get(alias)
-            info = self.model.channels.get(cid or "", {})
+            info = self.model.channels.get(cid or "")
             texts = self.model.texts.get(cid or "", [])
             last = texts[-1] if texts else None
             out.append(
@@ -1167,10 +1221,10 @@ class Run:
                     "channel_id": cid,
                     "type": step.type,
                     "creator": step.from_,
-                    "participants": info.get("participants") or list(self.scenario.participants(alias)),
-                    "state": info.get("state", "not opened"),
-                    "close_reason": info.get("close_reason"),
-                    "envelopes": max(info.get("head_seq") or 0, self.model.heads.get(cid or "", 0)),
+                    "participants": list(info.participants if info else ()) or list(self.scenario.participants(alias)),
+                    "state": info.state if info else "not opened",
+                    "close_reason": info.close_reason if info else None,
+                    "envelopes": max(info.head_seq if info else 0, self.model.heads.get(cid or "", 0)),
                     "last_text": {"seq": last[0], "sender": last[1], "text": last[2]} if last else None,
                 }
             )
@@ -1201,11 +1255,14 @@ class Run:
         entries.append(TokenEntry(name=LAUNCHER_NAME, role="supervisor", token=new_token()))
         entries.append(TokenEntry(name=DASHBOARD_NAME, role="observer", token=new_token()))
         self.tokens = {e.name: e.token for e in entries}
+        for token in self.tokens.values():
+            redact.add_secret(token)
         write_auth_file(self.run_dir / "keys.yaml", entries)
 
     def _log_to_file(self) -> logging.Handler:
         handler = logging.FileHandler(self.run_dir / "launcher.log")
         handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+        redact.protect_handler(handler)
         logger = logging.getLogger("agentnet")
         self._saved_logging = (logger.level, logger.propagate)
         logger.addHandler(handler)

@@ -37,10 +37,10 @@ from pydantic import (
 
 from agentnet.agents.brains import BRAIN_NAMES, BrainConfigError, brain_options_schema, validate_brain_options
 from agentnet.agents.brains.templating import check_template, render
-from agentnet.hub.records import HUB_SENDER
 from agentnet.hub.rules import validate_knobs
 from agentnet.protocol.errors import ProtocolError
 from agentnet.protocol.models import NAME_PATTERN, ChannelType, EnvelopeType, Name
+from agentnet.protocol.vocab import HUB_SENDER
 
 from .yamlsource import KeyPath, YamlSource, YamlSourceError, format_key_path, load_yaml, parse_yaml
 

@@ -2,9 +2,9 @@
 
 from .codec import FrameError, decode_client_frame, decode_params, dumps, loads
 from .errors import CloseCode, ErrorCode, ProtocolError
+from .events import EVENT_TYPES, decode_event
 from .frames import (
     CLIENT_FRAME,
-    EVENT_TYPES,
     HUB_FRAME,
     OP_PARAMS,
     Hello,
@@ -32,6 +32,7 @@ __all__ = [
     "Receipt",
     "Request",
     "decode_client_frame",
+    "decode_event",
     "decode_params",
     "dumps",
     "loads",

@@ -17,7 +17,8 @@ from .errors import CloseCode, ErrorCode
 from .frames import CLIENT_FRAME, OP_PARAMS, REQUEST, ClientFrame, WireModel
 
 MAX_DEPTH = 32
-MAX_INT = 2**63 - 1
+MAX_INT = 2**63 - 1  # a signed 64-bit integer: -2**63 .. 2**63 - 1
+MIN_INT = -(2**63)
 
 
 class FrameError(Exception):
@@ -58,7 +59,7 @@ def _check(item: Any, depth: int, what: str) -> None:
         for child in item.values() if kind is dict else item:
             if type(child) in _VISIT:
                 _check(child, depth + 1, what)
-    elif kind is int and not -MAX_INT <= item <= MAX_INT:
+    elif kind is int and not MIN_INT <= item <= MAX_INT:
         raise FrameError(ErrorCode.INVALID, f"{what} holds an integer beyond 64 bits")
 
 

@@ -39,6 +39,8 @@ class Hello(WireModel):
     auth: Auth | None = None
     since: Annotated[dict[Id, Annotated[int, Field(ge=0, le=2**53)]], Field(max_length=10_000)] | None = None
     client: Annotated[str, StringConstraints(max_length=128)] | None = None  # extension: SDK name/version
+    # extension: the largest frame this client accepts (the hub never sends more); default 1 MiB
+    max_size: Annotated[int, Field(ge=4096, le=2**31)] | None = None
 
 
 class Request(WireModel):
@@ -63,6 +65,17 @@ class RegisterParams(WireModel):
 
 class NoParams(WireModel):
     pass
+
+
+class PageParams(WireModel):
+    """list_agents, list_channels, observe: one page, in key order (agent name, channel id).
+
+    Each page also stays below the hub's page byte budget; `next` in the result is the `after` of
+    the following page (null on the last one)."""
+
+    after: Annotated[str, StringConstraints(max_length=256)] | None = None
+    limit: Annotated[int, Field(ge=1, le=5000)] = 1000
+    cursors: bool = False  # list_channels, observers only: the resident cursors of the page's channels
 
 
 class OpenChannelParams(WireModel):
@@ -138,16 +151,16 @@ REQUEST = TypeAdapter(Request)
 
 OP_PARAMS: dict[str, type[WireModel]] = {
     "register": RegisterParams,
-    "list_agents": NoParams,
+    "list_agents": PageParams,
     "open_channel": OpenChannelParams,
     "post": PostParams,
     "read_wal": ReadWalParams,
     "get_channel": ChannelParams,
-    "list_channels": NoParams,
+    "list_channels": PageParams,
     "close_channel": CloseChannelParams,
     "find_by_causation": FindByCausationParams,
     "pending_turns": NoParams,
-    "observe": NoParams,
+    "observe": PageParams,
     "disconnect": DisconnectParams,
 }
 
@@ -198,21 +211,3 @@ class Event(HubFrame):
 
 
 HUB_FRAME = TypeAdapter(Annotated[Welcome | Error | Response | Notify | Event, Field(discriminator="kind")])
-
-EVENT_TYPES: tuple[str, ...] = (
-    "agent.connected",
-    "agent.disconnected",
-    "agent.registered",
-    "channel.opened",
-    "channel.closed",
-    "wal.append",
-    "deliver",
-    "ack",
-    "nack",
-    "cursor",
-    "replay.start",
-    "replay.end",
-    "dead_letter",
-    "receipt.ignored",
-    "observer.lagged",
-)

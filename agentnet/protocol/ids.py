@@ -6,6 +6,8 @@ import math
 import os
 import random
 import time
+from datetime import UTC, datetime
+from typing import Any
 
 _counter = 0
 _random = random.Random(os.urandom(16))  # seeded once per process; a syscall per id cost ~2 µs
@@ -42,3 +44,19 @@ def utc_iso(ts: float | None = None) -> str:
         _second_text = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(second))
         _second = second
     return f"{_second_text}{micros // 1000:03d}Z"
+
+
+def parse_time(value: Any) -> float | None:
+    """A contract timestamp (``2026-11-20T10:00:00.123Z``) or epoch seconds as epoch seconds; None if
+    absent or unreadable (a naive time is taken as UTC)."""
+    if value is None:
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    try:
+        parsed = datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.timestamp()

@@ -377,10 +377,10 @@ class DashboardApp(App[str | None]):
             text.append(" PLAYBACK ", style="bold white on magenta")
             text.append(" no side effects", style="magenta")
         hub = model.hub
-        if hub.get("hub_id"):
-            text.append(f"  hub {hub['hub_id']}", style="cyan")
-            if hub.get("store"):
-                text.append(f" ({hub['store']})", style="dim")
+        if hub.hub_id:
+            text.append(f"  hub {hub.hub_id}", style="cyan")
+            if hub.store:
+                text.append(f" ({hub.store})", style="dim")
         text.append(f"  {format_clock(now)} UTC", style="")
         text.append(f"  {model.event_rate.rate(now):.0f} ev/s", style="green")
         text.append(f"  {model.events_total} events", style="dim")

@@ -16,7 +16,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Watch any hub live. Controls (kill, pause, restart, ...) are enabled when the "
         "`agentnet up` that started it is reachable: pass --run DIR, or it is found in .agentnet/runs.",
     )
-    p.add_argument("url", nargs="?", default="ws://127.0.0.1:8765/v1", help="hub URL (default: ws://127.0.0.1:8765/v1)")
+    p.add_argument(
+        "url",
+        nargs="?",
+        default="ws://127.0.0.1:8765/v1",
+        help="hub URL, or several comma-separated: the dashboard follows whichever is active "
+        "(default: ws://127.0.0.1:8765/v1)",
+    )
     p.add_argument("--token", default=os.environ.get("AGENTNET_TOKEN"), help="observer API key (or $AGENTNET_TOKEN)")
     p.add_argument("--name", default="dashboard", help="observer name (must match the token's name)")
     p.add_argument("--run", dest="run_dir", type=Path, help="run directory of the `agentnet up` to control")

@@ -18,6 +18,37 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
+from agentnet.protocol.events import (
+    Ack,
+    AgentConnected,
+    AgentDisconnected,
+    AgentLatency,
+    AgentRegistered,
+    AnyEvent,
+    ChannelClosed,
+    ChannelOpened,
+    ChannelView,
+    CursorMoved,
+    CursorView,
+    DeadLetter,
+    Deliver,
+    EnvelopeView,
+    Event,
+    HubView,
+    Nack,
+    ObserverLagged,
+    ReceiptIgnored,
+    ReplayEnd,
+    ReplayStart,
+    Snapshot,
+    WalAppend,
+    decode_event,
+    decode_snapshot,
+    recipients_of,
+)
+from agentnet.protocol.ids import parse_time
+from agentnet.protocol.vocab import DOWN_STATES, HUB_SENDER, RUNNING_STATES, CloseCode
+
 FeedItem = tuple[str, dict[str, Any]]
 """One item of a feed: ``(kind, payload)`` with kind in :data:`FEED_KINDS`."""
 
@@ -26,31 +57,11 @@ FEED_KINDS = ("snapshot", "event", "process", "caption", "fault", "stats", "stat
 CONNECTED = "connected"
 DISCONNECTED = "disconnected"
 SUPERSEDED = "superseded"
-CLOSE_SUPERSEDED = 4001
-CLOSE_DISCONNECTED_BY_OBSERVER = 4000
-
-DOWN_STATES = frozenset({"exited", "crashed", "killed", "stopped", "backoff"})
-RUNNING_STATES = frozenset({"starting", "ready", "paused"})
 DEFAULT_WINDOW = 256
 HISTORY_CAP = 24
 SERIES_SECONDS = 600
 
 # --------------------------------------------------------------------------------------------- helpers
-
-
-def parse_time(value: Any) -> float | None:
-    """ISO-8601 (``2026-11-20T10:00:00.123Z``) or epoch seconds to epoch seconds; None if absent."""
-    if value is None:
-        return None
-    if isinstance(value, int | float):
-        return float(value)
-    try:
-        parsed = datetime.fromisoformat(value)
-    except (TypeError, ValueError):
-        return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.timestamp()
 
 
 def format_clock(at: float | None) -> str:
@@ -133,6 +144,11 @@ class RateCounter:
                     return
                 if bucket[0] < second:
                     return
+
+    @property
+    def last_second(self) -> int:
+        """The latest whole second anything was counted in (0: never)."""
+        return self._buckets[-1][0] if self._buckets else 0
 
     def series(self, now: float, n: int = 30) -> list[int]:
         """Counts for the ``n`` whole seconds ending with ``now``'s second (oldest first)."""
@@ -265,10 +281,17 @@ class AgentInfo:
         self.replaying: int | None = None
 
     @property
+    def via(self) -> str | None:
+        """The protocol adapter it came through (`passport.meta["via"]`: "ag2", "autogen"), None if native."""
+        meta = self.passport.get("meta") if isinstance(self.passport, dict) else None
+        via = meta.get("via") if isinstance(meta, dict) else None
+        return via if isinstance(via, str) and via else None
+
+    @property
     def connection(self) -> str:
         if self.connected:
             return CONNECTED
-        if self.close_code == CLOSE_SUPERSEDED:
+        if self.close_code == CloseCode.SUPERSEDED:
             return SUPERSEDED
         return DISCONNECTED
 
@@ -303,17 +326,17 @@ class ChannelInfo:
         self.knobs: dict[str, Any] = {}
         self.rate = RateCounter()
 
-    def update(self, channel: dict[str, Any]) -> None:
-        self.type = channel.get("type", self.type)
-        self.topic = channel.get("topic", self.topic)
-        self.creator = channel.get("creator", self.creator)
-        self.participants = list(channel.get("participants") or self.participants)
-        self.state = channel.get("state", self.state)
-        self.head_seq = max(self.head_seq, int(channel.get("head_seq") or 0))
-        self.created_at = parse_time(channel.get("created_at")) or self.created_at
-        self.closed_at = parse_time(channel.get("closed_at")) or self.closed_at
-        self.close_reason = channel.get("close_reason", self.close_reason)
-        self.knobs = dict(channel.get("knobs") or self.knobs)
+    def update(self, channel: ChannelView) -> None:
+        self.type = channel.type
+        self.topic = channel.topic
+        self.creator = channel.creator
+        self.participants = list(channel.participants or self.participants)
+        self.state = channel.state
+        self.head_seq = max(self.head_seq, channel.head_seq)
+        self.created_at = parse_time(channel.created_at) or self.created_at
+        self.closed_at = parse_time(channel.closed_at) or self.closed_at
+        self.close_reason = channel.close_reason
+        self.knobs = dict(channel.knobs or self.knobs)
 
 
 class CursorInfo:
@@ -422,18 +445,18 @@ class EnvelopeRow:
         "version",
     )
 
-    def __init__(self, serial: int, envelope: dict[str, Any], at: float | None, recipients: list[str]) -> None:
+    def __init__(self, serial: int, envelope: EnvelopeView, at: float | None, recipients: list[str]) -> None:
         self.serial = serial
         self.envelope = envelope
-        self.envelope_id: str = envelope.get("envelope_id", "")
-        self.channel_id: str = envelope.get("channel_id", "")
-        self.seq: int = int(envelope.get("seq") or 0)
-        self.sender: str = envelope.get("sender", "?")
-        self.audience: list[str] | None = envelope.get("audience")
-        self.type: str = envelope.get("type", "?")
-        data = envelope.get("data")
-        text = data.get("text") if isinstance(data, dict) else None
-        if not isinstance(text, str):
+        self.envelope_id: str = envelope.envelope_id
+        self.channel_id: str = envelope.channel_id
+        self.seq: int = envelope.seq
+        self.sender: str = envelope.sender
+        self.audience: list[str] | None = list(envelope.audience) if envelope.audience is not None else None
+        self.type: str = envelope.type
+        text = envelope.text
+        if text is None:
+            data = envelope.data
             text = json.dumps(data, separators=(",", ":"), ensure_ascii=False) if data else ""
         self.text: str = text
         self.at = at
@@ -656,7 +679,7 @@ class DashboardModel:
     ) -> None:
         self.stuck_after = stuck_after
         self.window = window
-        self.hub: dict[str, Any] = {}
+        self.hub = HubView()
         self.processes: dict[str, ProcessInfo] = {}
         self.agents: dict[str, AgentInfo] = {}
         self.channels: dict[str, ChannelInfo] = {}
@@ -665,6 +688,7 @@ class DashboardModel:
         self.log: deque[LogLine] = deque(maxlen=max_log)
         self.arrows: deque[Arrow] = deque(maxlen=max_arrows)
         self.lanes: list[str] = ["hub"]
+        self._lane_names: set[str] = {"hub"}  # the same names: a membership test per event stays O(1)
         self.captions: list[tuple[float | None, str]] = []
         self._by_key: dict[tuple[str, int], EnvelopeRow] = {}
         self._by_id: dict[str, EnvelopeRow] = {}
@@ -683,24 +707,6 @@ class DashboardModel:
         self.feed_detail = ""
         self.event_rate = RateCounter()
         self.wal_rate = RateCounter()
-        self._event_handlers: dict[str, Callable[[dict[str, Any], float | None], None]] = {
-            "agent.connected": self._on_agent_connected,
-            "agent.disconnected": self._on_agent_disconnected,
-            "agent.registered": self._on_agent_registered,
-            "channel.opened": self._on_channel,
-            "channel.closed": self._on_channel,
-            "wal.append": self._on_wal_append,
-            "deliver": self._on_deliver,
-            "ack": self._on_ack,
-            "nack": self._on_nack,
-            "cursor": self._on_cursor,
-            "replay.start": self._on_replay,
-            "replay.end": self._on_replay,
-            "dead_letter": self._on_dead_letter,
-            "receipt.ignored": self._on_receipt_ignored,
-            "observer.lagged": self._on_observer_lagged,
-            "agent.latency": self._on_agent_latency,
-        }
 
     # ------------------------------------------------------------------ dispatch
 
@@ -727,7 +733,7 @@ class DashboardModel:
                 self.apply_control(payload)
             else:
                 self.bad_items += 1
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:  # EventError is a ValueError
             self.bad_items += 1
             self._log(self.clock or None, "error", f"malformed {kind} item ignored: {exc!r}")
 
@@ -748,36 +754,37 @@ class DashboardModel:
         self.log.append(LogLine(self._next_serial(), at, level, text, envelope_id))
 
     def _lane(self, name: str | None) -> None:
-        if name and name not in self.lanes:
+        if name and name not in self._lane_names:
+            self._lane_names.add(name)
             self.lanes.append(name)
 
     # ------------------------------------------------------------------ snapshot
 
-    def apply_snapshot(self, snapshot: dict[str, Any], at: float | None = None) -> None:
+    def apply_snapshot(self, snapshot: Snapshot | dict[str, Any], at: float | None = None) -> None:
         """Replace hub-side state (agents, channels, cursors) with a fresh snapshot.
 
         The WAL ring, the log and the diagram keep what they had: a re-snapshot after
         ``observer.lagged`` leaves a gap in them, which the log records.
         """
-        at = self._tick(at if at is not None else parse_time(snapshot.get("at")))
+        snap = snapshot if isinstance(snapshot, Snapshot) else decode_snapshot(snapshot)
+        at = self._tick(at if at is not None else parse_time(snap.at))
         when = at if at is not None else (self.clock or None)
         self.snapshots += 1
         if self.feed_state == "waiting":
             self.feed_state = "connected"
-        self.hub = dict(snapshot.get("hub") or {})
-        seq = self.hub.get("event_seq")
-        self.event_seq = int(seq) if seq is not None else None
+        self.hub = snap.hub
+        self.event_seq = snap.hub.event_seq
         agents: dict[str, AgentInfo] = {}
-        for entry in snapshot.get("agents") or []:
-            name = entry["name"]
+        for entry in snap.agents:
+            name = entry.name
             agent = self.agents.get(name) or AgentInfo(name)
-            agent.agent_id = entry.get("agent_id", agent.agent_id)
-            agent.role = entry.get("role") or agent.role
+            agent.agent_id = entry.agent_id or agent.agent_id
+            agent.role = entry.role or agent.role
             was_connected = agent.connected
-            agent.connected = bool(entry.get("connected"))
-            agent.session_id = entry.get("session_id", agent.session_id)
-            agent.passport = entry.get("passport", agent.passport)
-            agent.latency_ms = entry.get("latency_ms")
+            agent.connected = entry.connected
+            agent.session_id = entry.session_id
+            agent.passport = entry.passport if entry.passport is not None else agent.passport
+            agent.latency_ms = entry.latency_ms
             if agent.connected and not was_connected:
                 agent.connected_at = agent.connected_at or when
             if not agent.connected and agent.disconnected_at is None:
@@ -786,20 +793,20 @@ class DashboardModel:
             self._lane(name)
         self.agents = agents
         channels: dict[str, ChannelInfo] = {}
-        for entry in snapshot.get("channels") or []:
-            channel = self.channels.get(entry["channel_id"]) or ChannelInfo(entry["channel_id"])
-            channel.update(entry)
+        for view in snap.channels:
+            channel = self.channels.get(view.channel_id) or ChannelInfo(view.channel_id)
+            channel.update(view)
             channels[channel.channel_id] = channel
         self.channels = channels
         cursors: dict[tuple[str, str], CursorInfo] = {}
-        for entry in snapshot.get("cursors") or []:
-            key = (entry["recipient"], entry["channel_id"])
+        for entry in snap.cursors:
+            key = (entry.recipient, entry.channel_id)
             cursor = self.cursors.get(key) or CursorInfo(*key)
             self._update_cursor(cursor, entry, when)
-            cursor.redelivered = int(entry.get("redelivered") or 0)
-            cursor.dead = int(entry.get("dead") or 0)
-            age = entry.get("oldest_inflight_age")
-            cursor.snapshot_oldest_at = (when - float(age)) if (age is not None and when is not None) else None
+            cursor.redelivered = entry.redelivered
+            cursor.dead = entry.dead
+            age = entry.oldest_inflight_age
+            cursor.snapshot_oldest_at = (when - age) if (age is not None and when is not None) else None
             if not cursor.inflight:
                 cursor.since.clear()
             cursors[key] = cursor
@@ -813,23 +820,49 @@ class DashboardModel:
 
     # ------------------------------------------------------------------ hub events
 
-    def apply_event(self, event: dict[str, Any]) -> None:
-        at = self._tick(parse_time(event.get("at")))
+    def apply_event(self, event: AnyEvent | dict[str, Any]) -> None:
+        ev = event if isinstance(event, Event) else decode_event(event)
+        at = self._tick(parse_time(ev.at))
         self.events_total += 1
         if at is not None:
             self.event_rate.add(at)
-        seq = event.get("event_seq")
+        seq = ev.event_seq
         if seq is not None:
-            seq = int(seq)
             if self.event_seq is not None and seq > self.event_seq + 1:
                 missed = seq - self.event_seq - 1
                 self.missed_total += missed
                 self._log(at, "warn", f"feed gap: {plural(missed, 'event')} missing before event {seq}")
             if self.event_seq is None or seq > self.event_seq:
                 self.event_seq = seq
-        handler = self._event_handlers.get(event.get("type", ""))
-        if handler is not None:
-            handler(event, at)
+        match ev:
+            case AgentConnected():
+                self._on_agent_connected(ev, at)
+            case AgentDisconnected():
+                self._on_agent_disconnected(ev, at)
+            case AgentRegistered():
+                self._on_agent_registered(ev, at)
+            case ChannelOpened(channel=view) | ChannelClosed(channel=view):
+                self._on_channel(view, isinstance(ev, ChannelClosed), at)
+            case WalAppend(envelope=EnvelopeView() as envelope):
+                self._on_wal_append(envelope, at)
+            case Deliver():
+                self._on_deliver(ev, at)
+            case Ack():
+                self._on_ack(ev, at)
+            case Nack():
+                self._on_nack(ev, at)
+            case CursorMoved():
+                self._update_cursor(self._cursor(ev.recipient, ev.channel_id), ev, at)
+            case ReplayStart() | ReplayEnd():
+                self._on_replay(ev, at)
+            case DeadLetter():
+                self._on_dead_letter(ev, at)
+            case ReceiptIgnored():
+                self._on_receipt_ignored(ev, at)
+            case ObserverLagged():
+                self._on_observer_lagged(ev, at)
+            case AgentLatency():
+                self._on_agent_latency(ev, at)
 
     def _agent(self, name: str) -> AgentInfo:
         agent = self.agents.get(name)
@@ -838,14 +871,14 @@ class DashboardModel:
             self._lane(name)
         return agent
 
-    def _on_agent_connected(self, event: dict[str, Any], at: float | None) -> None:
-        name = event["name"]
+    def _on_agent_connected(self, event: AgentConnected, at: float | None) -> None:
+        name = event.name
         agent = self._agent(name)
         previous = agent.session_id if agent.connected else None
         agent.connected = True
-        agent.session_id = event.get("session_id")
-        agent.agent_id = event.get("agent_id", agent.agent_id)
-        agent.role = event.get("role") or agent.role
+        agent.session_id = event.session_id
+        agent.agent_id = event.agent_id or agent.agent_id
+        agent.role = event.role or agent.role
         agent.connected_at = at
         agent.close_code = None
         agent.close_reason = None
@@ -854,45 +887,44 @@ class DashboardModel:
         else:
             self._log(at, "info", f"{name} connected (session {agent.session_id})")
 
-    def _on_agent_disconnected(self, event: dict[str, Any], at: float | None) -> None:
-        name = event["name"]
+    def _on_agent_disconnected(self, event: AgentDisconnected, at: float | None) -> None:
+        name = event.name
         agent = self._agent(name)
-        session = event.get("session_id")
-        code = event.get("code")
-        reason = event.get("reason") or ""
+        session = event.session_id
+        code = event.code
+        reason = event.reason
         why = f"code {code}" + (f", {reason}" if reason else "")
         if session is not None and agent.session_id is not None and session != agent.session_id:
             self._log(at, "info", f"{name}: old session {session} closed ({why}), superseded")
             return
         agent.connected = False
         agent.disconnected_at = at
-        agent.close_code = int(code) if code is not None else None
+        agent.close_code = code
         agent.close_reason = reason
         agent.latency_ms = None
         agent.replaying = None
         self._log(at, "warn", f"{name} disconnected ({why})")
 
-    def _on_agent_registered(self, event: dict[str, Any], at: float | None) -> None:
-        agent = self._agent(event["name"])
-        agent.agent_id = event.get("agent_id", agent.agent_id)
-        agent.passport = event.get("passport", agent.passport)
+    def _on_agent_registered(self, event: AgentRegistered, at: float | None) -> None:
+        agent = self._agent(event.name)
+        agent.agent_id = event.agent_id or agent.agent_id
+        agent.passport = event.passport if event.passport is not None else agent.passport
         self._log(at, "info", f"{agent.name} registered")
 
-    def _on_agent_latency(self, event: dict[str, Any], at: float | None) -> None:
+    def _on_agent_latency(self, event: AgentLatency, at: float | None) -> None:
         """The hub's keepalive round trips, every 2 s: ``latency_ms: {name: ms}``."""
-        for name, ms in (event.get("latency_ms") or {}).items():
+        for name, ms in event.latency_ms.items():
             if name in self.agents:
                 self.agents[name].latency_ms = ms
 
-    def _on_channel(self, event: dict[str, Any], at: float | None) -> None:
-        data = event["channel"]
-        channel = self.channels.get(data["channel_id"])
+    def _on_channel(self, data: ChannelView, closed: bool, at: float | None) -> None:
+        channel = self.channels.get(data.channel_id)
         if channel is None:
-            channel = self.channels[data["channel_id"]] = ChannelInfo(data["channel_id"])
+            channel = self.channels[data.channel_id] = ChannelInfo(data.channel_id)
         channel.update(data)
         for name in channel.participants:
             self._lane(name)
-        if event.get("type") == "channel.closed":
+        if closed:
             channel.state = "closed"
             reason = f": {channel.close_reason}" if channel.close_reason else ""
             self._log(at, "info", f"channel {channel.channel_id} closed{reason}")
@@ -901,21 +933,19 @@ class DashboardModel:
             topic = f" “{channel.topic}”" if channel.topic else ""
             self._log(at, "info", f"channel {channel.channel_id} opened ({channel.type}{topic}; {who})")
 
-    def _on_wal_append(self, event: dict[str, Any], at: float | None) -> None:
-        envelope = event["envelope"]
-        channel_id = envelope["channel_id"]
+    def _on_wal_append(self, envelope: EnvelopeView, at: float | None) -> None:
+        channel_id = envelope.channel_id
         channel = self.channels.get(channel_id)
         if channel is None:
             channel = self.channels[channel_id] = ChannelInfo(channel_id)
-        seq = int(envelope["seq"])
+        seq = envelope.seq
         if seq > channel.head_seq:
             channel.head_seq = seq
         if at is not None:
             channel.rate.add(at)
             self.wal_rate.add(at)
-        sender = envelope.get("sender", "?")
-        audience = envelope.get("audience")
-        recipients = list(audience) if audience is not None else [p for p in channel.participants if p != sender]
+        sender = envelope.sender
+        recipients = list(recipients_of(envelope, channel.participants))
         if len(self.envelopes) == self.envelopes.maxlen:
             old = self.envelopes[0]
             self._by_key.pop((old.channel_id, old.seq), None)
@@ -925,7 +955,7 @@ class DashboardModel:
         self._by_key[(channel_id, seq)] = row
         if row.envelope_id:
             self._by_id[row.envelope_id] = row
-        if sender != "hub":
+        if sender != HUB_SENDER:
             self._lane(sender)
             self._arrow(at, "post", sender, "hub", channel_id, seq, row.envelope_id, detail=row.type)
 
@@ -952,14 +982,11 @@ class DashboardModel:
             cursor = self.cursors[key] = CursorInfo(recipient, channel_id)
         return cursor
 
-    def _on_deliver(self, event: dict[str, Any], at: float | None) -> None:
-        recipient = event["recipient"]
-        channel_id = event["channel_id"]
-        seq = int(event["seq"])
-        attempt = int(event.get("attempt") or 1)
-        reason = event.get("reason") or ("first" if attempt == 1 else "")
+    def _on_deliver(self, event: Deliver, at: float | None) -> None:
+        recipient, channel_id, seq, attempt = event.recipient, event.channel_id, event.seq, event.attempt
+        reason = event.reason or ("first" if attempt == 1 else "")
         row = self._by_key.get((channel_id, seq))
-        envelope_id = event.get("envelope_id") or (row.envelope_id if row else None)
+        envelope_id = event.envelope_id or (row.envelope_id if row else None)
         if row is not None:
             mark = row.mark(recipient)
             mark.attempts = max(mark.attempts + 1, attempt)
@@ -977,10 +1004,8 @@ class DashboardModel:
         kind = "redeliver" if attempt > 1 else "deliver"
         self._arrow(at, kind, "hub", recipient, channel_id, seq, envelope_id, attempt, reason)
 
-    def _on_ack(self, event: dict[str, Any], at: float | None) -> None:
-        recipient = event["recipient"]
-        channel_id = event["channel_id"]
-        seq = int(event["seq"])
+    def _on_ack(self, event: Ack, at: float | None) -> None:
+        recipient, channel_id, seq = event.recipient, event.channel_id, event.seq
         row = self._by_key.get((channel_id, seq))
         if row is not None:
             mark = row.mark(recipient)
@@ -989,13 +1014,10 @@ class DashboardModel:
         cursor = self._cursor(recipient, channel_id)
         cursor.since.pop(seq, None)
         cursor.last_ack_at = at
-        self._arrow(at, "ack", recipient, "hub", channel_id, seq, event.get("envelope_id"))
+        self._arrow(at, "ack", recipient, "hub", channel_id, seq, event.envelope_id)
 
-    def _on_nack(self, event: dict[str, Any], at: float | None) -> None:
-        recipient = event["recipient"]
-        channel_id = event["channel_id"]
-        seq = int(event["seq"])
-        reason = event.get("reason") or ""
+    def _on_nack(self, event: Nack, at: float | None) -> None:
+        recipient, channel_id, seq, reason = event.recipient, event.channel_id, event.seq, event.reason
         row = self._by_key.get((channel_id, seq))
         if row is not None:
             mark = row.mark(recipient)
@@ -1005,25 +1027,21 @@ class DashboardModel:
         cursor = self._cursor(recipient, channel_id)
         if at is not None:
             cursor.last_nack = (at, seq, reason)
-        self._arrow(at, "nack", recipient, "hub", channel_id, seq, event.get("envelope_id"), detail=reason)
-        attempt = event.get("attempt")
-        suffix = f" after attempt {attempt}" if attempt else ""
-        self._log(at, "warn", f"{recipient} nacked {channel_id} #{seq}{suffix}: {reason}", event.get("envelope_id"))
+        self._arrow(at, "nack", recipient, "hub", channel_id, seq, event.envelope_id, detail=reason)
+        suffix = f" after attempt {event.attempt}" if event.attempt else ""
+        self._log(at, "warn", f"{recipient} nacked {channel_id} #{seq}{suffix}: {reason}", event.envelope_id)
 
-    def _update_cursor(self, cursor: CursorInfo, data: dict[str, Any], at: float | None) -> None:
-        cursor.ack_floor = int(data.get("ack_floor") or 0)
-        if data.get("delivered_seq") is not None:
-            cursor.delivered_seq = int(data["delivered_seq"])
-        inflight = data.get("inflight")
-        if isinstance(inflight, list):
-            inflight = len(inflight)
-        if inflight is not None:
-            cursor.inflight = int(inflight)
-        lag = data.get("lag")
+    def _update_cursor(self, cursor: CursorInfo, data: CursorView | CursorMoved, at: float | None) -> None:
+        cursor.ack_floor = data.ack_floor
+        if data.delivered_seq is not None:
+            cursor.delivered_seq = data.delivered_seq
+        if data.inflight is not None:
+            cursor.inflight = data.inflight
+        lag = data.lag
         if lag is None:
             channel = self.channels.get(cursor.channel_id)
             lag = max(0, channel.head_seq - cursor.ack_floor) if channel else 0
-        cursor.lag = int(lag)
+        cursor.lag = lag
         cursor.updated_at = at
         if at is not None:
             cursor.lag_series.add(at, cursor.lag)
@@ -1035,26 +1053,19 @@ class DashboardModel:
             cursor.since.clear()
             cursor.snapshot_oldest_at = None
 
-    def _on_cursor(self, event: dict[str, Any], at: float | None) -> None:
-        self._update_cursor(self._cursor(event["recipient"], event["channel_id"]), event, at)
-
-    def _on_replay(self, event: dict[str, Any], at: float | None) -> None:
-        recipient = event["recipient"]
-        count = int(event.get("count") or 0)
+    def _on_replay(self, event: ReplayStart | ReplayEnd, at: float | None) -> None:
+        recipient, count = event.recipient, event.count
         agent = self._agent(recipient)
-        if event.get("type") == "replay.start":
+        if isinstance(event, ReplayStart):
             agent.replaying = count
             self._log(at, "replay", f"replaying {plural(count, 'envelope')} to {recipient}")
         else:
             agent.replaying = None
             self._log(at, "replay", f"replay to {recipient} done ({plural(count, 'envelope')})")
 
-    def _on_dead_letter(self, event: dict[str, Any], at: float | None) -> None:
-        recipient = event["recipient"]
-        channel_id = event["channel_id"]
-        seq = int(event["seq"])
-        reason = event.get("reason") or ""
-        attempts = event.get("attempts")
+    def _on_dead_letter(self, event: DeadLetter, at: float | None) -> None:
+        recipient, channel_id, seq, reason = event.recipient, event.channel_id, event.seq, event.reason
+        attempts = event.attempts
         row = self._by_key.get((channel_id, seq))
         if row is not None:
             mark = row.mark(recipient)
@@ -1063,29 +1074,28 @@ class DashboardModel:
         cursor = self._cursor(recipient, channel_id)
         cursor.dead += 1
         cursor.since.pop(seq, None)
-        self._arrow(at, "dead", "hub", recipient, channel_id, seq, event.get("envelope_id"), detail=reason)
+        self._arrow(at, "dead", "hub", recipient, channel_id, seq, event.envelope_id, detail=reason)
         self._log(
             at,
             "error",
             f"dead letter: {channel_id} #{seq} for {recipient} after {attempts} attempts ({reason})",
-            event.get("envelope_id"),
+            event.envelope_id,
         )
 
-    def _on_receipt_ignored(self, event: dict[str, Any], at: float | None) -> None:
-        name = event.get("name", "?")
-        seq = event.get("seq")
-        row = self._by_key.get((event.get("channel_id", ""), int(seq or 0)))
+    def _on_receipt_ignored(self, event: ReceiptIgnored, at: float | None) -> None:
+        name, seq = event.name, event.seq
+        row = self._by_key.get((event.channel_id, seq))
         if row is not None and name in row.marks:
-            row.mark(name).note(at, "receipt ignored", event.get("reason") or "")
+            row.mark(name).note(at, "receipt ignored", event.reason)
         self._log(
             at,
             "warn",
-            f"ignored receipt from {name} for {event.get('channel_id')} #{seq}: {event.get('reason')}",
-            event.get("envelope_id"),
+            f"ignored receipt from {name} for {event.channel_id} #{seq}: {event.reason}",
+            event.envelope_id,
         )
 
-    def _on_observer_lagged(self, event: dict[str, Any], at: float | None) -> None:
-        dropped = int(event.get("dropped") or 0)
+    def _on_observer_lagged(self, event: ObserverLagged, at: float | None) -> None:
+        dropped = event.dropped
         self.dropped_total += dropped
         self._log(at, "warn", f"dashboard lagged: hub dropped {plural(dropped, 'event')}; re-snapshotting")
         # the next event_seq after a fresh snapshot is not a gap
@@ -1248,7 +1258,6 @@ class DashboardModel:
                 "exited": f"{name}'s process exited {ago} ago",
                 "crashed": f"{name}'s process crashed {ago} ago",
                 "killed": f"{name}'s process was killed {ago} ago",
-                "stopped": f"{name}'s process was stopped {ago} ago",
                 "backoff": f"{name}'s process has been down for {ago} and restarts after a backoff",
             }[proc.state]
             if pending:
@@ -1256,7 +1265,7 @@ class DashboardModel:
             return f"{head}; {plural(cursor.lag, 'envelope')} wait for it"
         if agent is not None and not agent.connected:
             ago = format_age(now - agent.disconnected_at) if agent.disconnected_at is not None else "some time"
-            how = "was superseded" if agent.close_code == CLOSE_SUPERSEDED else "disconnected"
+            how = "was superseded" if agent.close_code == CloseCode.SUPERSEDED else "disconnected"
             if pending:
                 return f"{name} {how} {ago} ago; {will_redeliver}{also_waiting}"
             return f"{name} {how} {ago} ago; {plural(cursor.lag, 'envelope')} wait for it"

@@ -6,7 +6,8 @@ from typing import Any
 
 import psutil
 
-from agentnet.tui.model import RUNNING_STATES, DashboardModel
+from agentnet.protocol.vocab import RUNNING_STATES
+from agentnet.tui.model import DashboardModel
 
 
 class ProcessSampler:

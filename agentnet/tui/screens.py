@@ -89,7 +89,7 @@ class InspectorScreen(ModalScreen[None]):
         self.query_one("#inspector-deliveries", Static).update(
             Group(Text("deliveries", style="bold underline"), delivery_table(self.row), Text(""))
         )
-        pretty = json.dumps(self.row.envelope, indent=2, ensure_ascii=False, sort_keys=False)
+        pretty = json.dumps(self.row.envelope.to_dict(), indent=2, ensure_ascii=False, sort_keys=False)
         self.query_one("#inspector-json", Static).update(
             Group(Text("envelope", style="bold underline"), Syntax(pretty, "json", theme="ansi_dark", word_wrap=True))
         )

@@ -9,6 +9,7 @@ import orjson
 from agentnet.hub.core import Close, CoreConfig, Emit, HubCore, Send, Subscribe
 from agentnet.hub.store.memory import MemoryStore
 from agentnet.protocol import decode_client_frame
+from agentnet.protocol.events import encode
 
 
 class CoreHarness:
@@ -35,7 +36,9 @@ class CoreHarness:
                 self.closed[eff.conn] = (eff.code, eff.reason)
                 self._apply(self.core.connection_closed(eff.conn, eff.code, eff.reason, self.now))
             elif isinstance(eff, Emit):
-                self.events.append({"type": eff.type, **orjson.loads(orjson.dumps(eff.fields))})
+                frame = orjson.loads(encode(eff.event, 0, ""))
+                del frame["kind"], frame["event_seq"], frame["at"]
+                self.events.append(frame)
             elif isinstance(eff, Subscribe):
                 pass
         if self.auto_commit:

@@ -60,6 +60,15 @@ def test_conversation_is_free_until_max_turns():
     assert "max_turns" in state(h, ch)["close_reason"]
 
 
+def test_conversation_has_no_turn_limit_by_default():
+    """The contract gives `conversation` no turn limit: max_turns is opt-in."""
+    h = CoreHarness()
+    c, ch = open_channel(h, "conversation", "alice", ["bob"])
+    for i in range(1000):
+        assert say(h, c["alice" if i % 3 else "bob"], ch, f"turn {i}")["ok"], i
+    assert state(h, ch)["state"] == "open"
+
+
 def test_notes_are_not_turns():
     h = CoreHarness()
     c, ch = open_channel(h, "discussion", "alice", ["bob"], rounds=1)

@@ -16,6 +16,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -196,25 +197,44 @@ def health(port: int) -> dict[str, Any] | None:
         return None
 
 
+def standby_health(port: int) -> dict[str, Any] | None:
+    """/healthz of a hub that answers 503 (a standby): its JSON body, or None."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as resp:
+            return None if resp.status == 200 else json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return json.loads(exc.read()) if exc.code == 503 else None
+    except OSError:
+        return None
+
+
 @dataclass(eq=False)
 class HubProc:
-    """`agentnet hub --port 0 --port-file F --store sqlite:DB`, restartable on the same port and file."""
+    """`agentnet hub --port 0 --port-file F --store sqlite:DB` (or `--store postgresql://...` when `db`
+    is such a URL), restartable on the same port and file."""
 
     procs: Procs
-    db: Path
+    db: Path | str
     extra: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)  # e.g. fault points: AGENTNET_FAULT_DISK_FULL
     port: int | None = None
     proc: Proc | None = None
     generation: int = 0
+    label: str = "hub"
+
+    @property
+    def store(self) -> str:
+        return self.db if isinstance(self.db, str) else f"sqlite:{self.db}"
 
     @property
     def url(self) -> str:
         return f"ws://127.0.0.1:{self.port}/v1"
 
-    def start(self, timeout: float = 20.0) -> HubProc:
-        """Start (first time on port 0, later on the port it had) and wait until /healthz answers."""
+    def start(self, timeout: float = 20.0, standby: bool = False) -> HubProc:
+        """Start (first time on port 0, later on the port it had) and wait until /healthz answers
+        (`standby`: until it answers 503 standby)."""
         self.generation += 1
-        port_file = self.procs.workdir / f"hub-port.{self.generation}"
+        port_file = self.procs.workdir / f"{self.label}-port.{self.generation}"
         args = [
             sys.executable,
             "-m",
@@ -225,10 +245,10 @@ class HubProc:
             "--port-file",
             str(port_file),
             "--store",
-            f"sqlite:{self.db}",
+            self.store,
             *self.extra,
         ]
-        self.proc = proc = self.procs.spawn(f"hub{self.generation}", args)
+        self.proc = proc = self.procs.spawn(f"{self.label}{self.generation}", args, env=self.env)
 
         def bound() -> int | None:
             if not proc.alive():
@@ -241,7 +261,10 @@ class HubProc:
         port = wait_until("the hub's port file", bound, timeout)
         assert self.port in (None, port), (self.port, port)
         self.port = port
-        wait_until("the hub's /healthz", lambda: health(port), timeout)
+        if standby:
+            wait_until("the hub's /healthz to say standby", lambda: standby_health(port), timeout)
+        else:
+            wait_until("the hub's /healthz", lambda: health(port), timeout)
         return self
 
     def kill(self) -> None:
@@ -261,8 +284,15 @@ class HubProc:
 # --------------------------------------------------------------------------- the store, read from outside
 
 
-def db_rows(db: Path, sql: str, args: tuple = ()) -> list[tuple]:
-    """Read the hub's SQLite file (also while the hub runs: WAL mode lets readers in)."""
+def db_rows(db: Path | str, sql: str, args: tuple = ()) -> list[tuple]:
+    """Read the hub's SQLite file (also while the hub runs: WAL mode lets readers in), or its
+    PostgreSQL database when `db` is a postgresql:// URL (same SQL, `?` placeholders)."""
+    if isinstance(db, str):
+        import psycopg
+
+        with psycopg.connect(db, autocommit=True) as pg:
+            rows = pg.execute(sql.replace("?", "%s"), args).fetchall()
+        return [tuple(bytes(v) if isinstance(v, memoryview) else v for v in row) for row in rows]
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
     try:
         return con.execute(sql, args).fetchall()
@@ -270,7 +300,7 @@ def db_rows(db: Path, sql: str, args: tuple = ()) -> list[tuple]:
         con.close()
 
 
-def ack_floor(db: Path, recipient: str, channel_id: str) -> int:
+def ack_floor(db: Path | str, recipient: str, channel_id: str) -> int:
     rows = db_rows(db, "SELECT ack_floor FROM cursors WHERE recipient=? AND channel_id=?", (recipient, channel_id))
     return rows[0][0] if rows else 0
 
@@ -295,8 +325,15 @@ class Stream:
     receiver: str = "bob"
     run: str = "run"
     tokens: dict[str, str] = field(default_factory=dict)
+    pad: int = 0  # bytes of padding in each envelope's data
     receivers: list[Proc] = field(default_factory=list)
     send_proc: Proc | None = None
+    urls: str | None = None  # what the peers are given (default: the hub's URL); may be a comma-separated list
+    peer_args: list[str] = field(default_factory=list)  # extra stream_peer options for both peers
+
+    @property
+    def url(self) -> str:
+        return self.urls or self.hub.url
 
     @property
     def ops_path(self) -> Path:
@@ -323,7 +360,8 @@ class Stream:
             f"{self.run}-recv",
             "recv",
             "--url",
-            self.hub.url,
+            self.url,
+            *self.peer_args,
             "--name",
             self.receiver,
             "--log",
@@ -350,7 +388,8 @@ class Stream:
             f"{self.run}-send",
             "send",
             "--url",
-            self.hub.url,
+            self.url,
+            *self.peer_args,
             "--name",
             self.sender,
             "--to",
@@ -367,6 +406,8 @@ class Stream:
             str(self.channel_path),
             "--done",
             str(self.done_path),
+            "--pad",
+            str(self.pad),
             *self._auth(self.sender),
         )
         return self.send_proc
@@ -480,7 +521,8 @@ def check_stream(stream: Stream) -> StreamReport:
     strictly increase).
     """
     db, channel = stream.hub.db, stream.channel_id
-    assert db_rows(db, "PRAGMA integrity_check") == [("ok",)]
+    if not isinstance(db, str):
+        assert db_rows(db, "PRAGMA integrity_check") == [("ok",)]
     wal = db_rows(
         db,
         "SELECT seq, envelope_id, sender, idempotency_key, body FROM envelopes WHERE channel_id=? ORDER BY seq",

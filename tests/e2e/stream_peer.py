@@ -1,6 +1,6 @@
 """A test-only program built on the agentnet SDK: a stream sender, a stream receiver or an observer.
 
-    stream_peer.py send    --url U --name alice --to bob --count N --log ops.jsonl --channel-file F --done F
+    stream_peer.py send    --url U[,U2...] --name alice --to bob --count N --log ops.jsonl --channel-file F --done F
     stream_peer.py recv    --url U --name bob --log processed.jsonl --ready F
     stream_peer.py observe --url U --name watcher --log events.jsonl --ready F
 
@@ -51,6 +51,14 @@ class Log:
             os.fsync(self.fd)
 
 
+def keepalive(args: argparse.Namespace) -> dict:
+    """--ping S: ping the hub every S seconds and give up on it after 2 S without a pong (a frozen
+    hub is noticed that fast; the SDK's defaults are 5 s and 10 s)."""
+    if not args.ping:
+        return {}
+    return {"ping_interval": args.ping, "ping_timeout": 2 * args.ping, "request_timeout": 4 * args.ping + 5}
+
+
 def cancel_on_signals(main: asyncio.Task) -> None:
     """SIGTERM/SIGINT end the program cleanly (the SDK closes its connection, exit status 0)."""
     loop = asyncio.get_running_loop()
@@ -60,7 +68,7 @@ def cancel_on_signals(main: asyncio.Task) -> None:
 
 async def send(args: argparse.Namespace) -> int:
     log = Log(args.log, durable=False)
-    agent = AgentClient(args.url, args.name, token=args.token)
+    agent = AgentClient(args.url, args.name, token=args.token, **keepalive(args))
     await agent.start()
     try:
         if args.channel:
@@ -69,11 +77,12 @@ async def send(args: argparse.Namespace) -> int:
             channel = await agent.open("conversation", args.to, topic=f"stream {args.run}")
         write_atomically(args.channel_file, channel.id)
         todo = iter(range(args.count))
+        pad = "p" * args.pad
 
         async def worker() -> None:
             for n in todo:
                 r = await channel.send(
-                    data={"n": n, "run": args.run},
+                    data={"n": n, "run": args.run, "pad": pad} if pad else {"n": n, "run": args.run},
                     type="note",
                     idempotency_key=f"{args.run}-{n}",
                     timeout=args.post_timeout,
@@ -117,7 +126,7 @@ async def recv(args: argparse.Namespace) -> int:
             }
         )
 
-    agent = AgentClient(args.url, args.name, token=args.token, handler=handler)
+    agent = AgentClient(args.url, args.name, token=args.token, handler=handler, **keepalive(args))
     await agent.start()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGUSR1, lambda: loop.create_task(agent.hub.disconnect_abruptly()))
@@ -157,7 +166,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--concurrency", type=int, default=32)
     p.add_argument("--run", default="run")
     p.add_argument("--post-timeout", type=float, default=60.0)
+    p.add_argument("--pad", type=int, default=0, help="send: add this many bytes to each envelope's data")
+    p.add_argument("--ping", type=float, help="keepalive ping interval (pong timeout: twice that)")
+    p.add_argument("--log-level", help="log to stderr at this level (with the SDK's redaction filter)")
     args = p.parse_args(argv)
+    if args.log_level:
+        import logging
+
+        from agentnet.protocol import redact
+
+        logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+        redact.install()  # what an SDK user does: the SDK registers its token, the filter masks it
 
     async def runner() -> int:
         task = asyncio.current_task()

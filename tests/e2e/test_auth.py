@@ -80,6 +80,15 @@ async def test_the_bearer_header_is_checked_before_the_upgrade(hub: HubProc) -> 
     assert await peer.refused(hello("bob")) == ("auth_failed", 4003)
 
 
+@pytest.mark.parametrize("scheme", ["bearer", "BEARER", "BeArEr"])
+async def test_the_bearer_scheme_is_case_insensitive(hub: HubProc, scheme: str) -> None:
+    peer = await Peer.open(hub.url, "alice", additional_headers={"Authorization": f"{scheme} {TOKEN['alice']}"})
+    await peer.close()
+    with pytest.raises(InvalidStatus) as refused:
+        await connect(hub.url, additional_headers={"Authorization": f"{scheme} {WRONG}"})
+    assert refused.value.response.status_code == 401
+
+
 def test_healthz_needs_no_key(hub: HubProc) -> None:
     assert hub.health()["status"] == "ok"
 

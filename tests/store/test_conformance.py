@@ -242,6 +242,7 @@ def test_pg_leadership_is_a_fence(pg_url: str) -> None:
             admin.execute("SELECT pg_terminate_backend(%s)", (first._db.pgconn.backend_pid,))
         assert second.try_lead("ws://b/v1")
         assert second.after_crash
+        assert (first.term, second.term) == (1, 2)  # each leadership is a new term
         with pytest.raises(StoreError):
             post(h, a, ch, 1)  # the commit goes through the dead session: refused
         assert not first.leading

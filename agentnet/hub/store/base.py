@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from ..records import CommitBatch, EnvRecord, LoadedState
+from ..records import ChannelRecord, CommitBatch, Cursor, EnvRecord, LoadedState
 
 
 class StoreError(Exception):
@@ -26,6 +26,14 @@ class Store(Protocol):
     def find_by_causation(self, channel_id: str, causation_id: str, sender: str | None) -> EnvRecord | None: ...
 
     def find_idempotent(self, sender: str, key: str) -> tuple[str, str, int] | None: ...
+
+    def load_channel(self, channel_id: str) -> tuple[ChannelRecord, list[Cursor]] | None:
+        """One channel as committed, with its cursors: a channel the hub forgot, paged back in."""
+        ...
+
+    def list_channels(self, after: str, limit: int, member: str | None) -> list[ChannelRecord]:
+        """Committed channels with ids above `after`, in id order (only `member`'s, if given)."""
+        ...
 
     def close(self) -> None: ...
 
@@ -68,50 +76,71 @@ def build_state(
     """
     import orjson
 
-    from ..records import AgentRecord, ChannelRecord, Cursor
+    from ..records import AgentRecord
 
     agents = [AgentRecord(n, aid, role, orjson.loads(pp), at) for n, aid, role, pp, at in agent_rows]
-    channels = []
-    for cid, typ, topic, creator, parts, created, knobs, state, closed_at, reason, rule_state in channel_rows:
-        head = head_seqs.get(cid, 0)
-        channels.append(
-            ChannelRecord(
-                channel_id=cid,
-                type=typ,
-                topic=topic,
-                creator=creator,
-                participants=tuple(orjson.loads(parts)),
-                created_at=created,
-                knobs=orjson.loads(knobs),
-                state=state,
-                head_seq=head,
-                committed_seq=head,
-                closed_at=closed_at,
-                close_reason=reason,
-                rule_state=orjson.loads(rule_state),
-                closed_seq=head if state == "closed" else 0,
-            )
-        )
+    channels = [channel_record(row, head_seqs.get(row[0], 0)) for row in channel_rows]
     cursors: dict[tuple[str, str], Cursor] = {}
-    for recipient, cid, floor, delivered, redelivered, dead in cursor_rows:
-        cursors[(recipient, cid)] = Cursor(
-            recipient,
-            cid,
-            ack_floor=floor,
-            next_seq=floor + 1,
-            delivered_seq=delivered,
-            redelivered=redelivered,
-            dead=dead,
-        )
-    if after_crash:
-        for ch in channels:
-            for participant in ch.participants:
-                cur = cursors.get((participant, ch.channel_id))
-                if cur is None:
-                    cur = cursors[(participant, ch.channel_id)] = Cursor(participant, ch.channel_id)
-                cur.delivered_seq = max(cur.delivered_seq, ch.committed_seq)
+    for row in cursor_rows:
+        cursors[(row[0], row[1])] = cursor_record(row)
     for recipient, cid, seq in finished_above_floor:
         cur = cursors.get((recipient, cid))
         if cur is not None and seq > cur.ack_floor:
             cur.done.add(seq)
-    return LoadedState(hub_id=hub_id, agents=agents, channels=channels, cursors=list(cursors.values()))
+    state = LoadedState(hub_id=hub_id, agents=agents, channels=channels, cursors=list(cursors.values()))
+    return assume_delivered(state) if after_crash else state
+
+
+def assume_delivered(state: LoadedState) -> LoadedState:
+    """Count every committed envelope as possibly delivered to each of its channel's participants.
+
+    For a core built after its store lost writes it had sent notifies for: after an unclean
+    shutdown, and after a failed commit (its cursor rows, which record what went out, are gone
+    while the notifies are not). Everything not acked then goes out again with attempt >= 2, so
+    `attempt: 1` only ever marks a first delivery and first deliveries stay in seq order.
+    """
+    cursors = {(c.recipient, c.channel_id): c for c in state.cursors}
+    for ch in state.channels:
+        for participant in ch.participants:
+            cur = cursors.get((participant, ch.channel_id))
+            if cur is None:
+                cur = cursors[(participant, ch.channel_id)] = Cursor(participant, ch.channel_id)
+            cur.delivered_seq = max(cur.delivered_seq, ch.committed_seq)
+    state.cursors = list(cursors.values())
+    return state
+
+
+def channel_record(row: tuple, head: int) -> ChannelRecord:
+    """A stored channel row (see the sqlite schema's column order) and its head seq -> a record."""
+    import orjson
+
+    cid, typ, topic, creator, parts, created, knobs, state, closed_at, reason, rule_state = row
+    return ChannelRecord(
+        channel_id=cid,
+        type=typ,
+        topic=topic,
+        creator=creator,
+        participants=tuple(orjson.loads(parts)),
+        created_at=created,
+        knobs=orjson.loads(knobs),
+        state=state,
+        head_seq=head,
+        committed_seq=head,
+        closed_at=closed_at,
+        close_reason=reason,
+        rule_state=orjson.loads(rule_state),
+        closed_seq=head if state == "closed" else 0,
+    )
+
+
+def cursor_record(row: tuple[str, str, int, int, int, int]) -> Cursor:
+    recipient, cid, floor, delivered, redelivered, dead = row
+    return Cursor(
+        recipient,
+        cid,
+        ack_floor=floor,
+        next_seq=floor + 1,
+        delivered_seq=delivered,
+        redelivered=redelivered,
+        dead=dead,
+    )

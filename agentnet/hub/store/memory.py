@@ -8,8 +8,8 @@ import orjson
 
 from agentnet.protocol import ids
 
-from ..records import CommitBatch, EnvRecord, LoadedState
-from .base import StoreError, build_state
+from ..records import ChannelRecord, CommitBatch, Cursor, EnvRecord, LoadedState
+from .base import StoreError, build_state, channel_record, cursor_record
 
 
 class MemoryStore:
@@ -91,6 +91,29 @@ class MemoryStore:
 
     def find_idempotent(self, sender: str, key: str) -> tuple[str, str, int] | None:
         return self.idempotency.get((sender, key))
+
+    def _head(self, channel_id: str) -> int:
+        recs = self.envelopes.get(channel_id)
+        return recs[-1].seq if recs else 0
+
+    def load_channel(self, channel_id: str) -> tuple[ChannelRecord, list[Cursor]] | None:
+        row = self.channels.get(channel_id)
+        if row is None:
+            return None
+        ch = channel_record(row, self._head(channel_id))
+        rows = (self.cursors.get((p, channel_id)) for p in ch.participants)
+        return ch, [cursor_record(r) for r in rows if r is not None]
+
+    def list_channels(self, after: str, limit: int, member: str | None) -> list[ChannelRecord]:
+        ids = sorted(cid for cid in self.channels if cid > after)  # a volatile test store: no index to keep
+        out = []
+        for cid in ids:
+            ch = channel_record(self.channels[cid], self._head(cid))
+            if member is None or member in ch.participants:
+                out.append(ch)
+                if len(out) >= limit:
+                    break
+        return out
 
     def dump_envelopes(self, channel_id: str) -> list[dict]:
         return [orjson.loads(r.json) for r in self.envelopes.get(channel_id, [])]

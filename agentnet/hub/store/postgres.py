@@ -16,6 +16,9 @@ stops talking loses the lock after about one lease, and a standby (polling `try_
 The store never reconnects its writer: once its session is gone every commit raises StoreError and
 the hub steps down.
 
+Each leadership is a term (`meta.term`, incremented by the hub that takes the lead); every envelope
+row records the term whose hub wrote it, so who committed what can be checked afterwards.
+
 Reads (`load_envelopes`, `find_*`) use a second connection; they only ever see committed rows.
 """
 
@@ -30,8 +33,8 @@ import orjson
 
 from agentnet.protocol import ids
 
-from ..records import CommitBatch, EnvRecord, LoadedState
-from .base import StoreError, build_state
+from ..records import ChannelRecord, CommitBatch, Cursor, EnvRecord, LoadedState
+from .base import StoreError, build_state, channel_record, cursor_record
 
 SCHEMA_VERSION = 1
 LOCK_CLASS = 0x616E  # "an": the advisory lock's first key; the second is derived from the schema
@@ -49,6 +52,7 @@ CREATE TABLE IF NOT EXISTS envelopes(
     channel_id TEXT NOT NULL, seq BIGINT NOT NULL, envelope_id TEXT NOT NULL UNIQUE,
     sender TEXT NOT NULL, audience TEXT, type TEXT NOT NULL, causation_id TEXT,
     idempotency_key TEXT, created_at TEXT NOT NULL, body BYTEA NOT NULL,
+    term BIGINT NOT NULL DEFAULT 0,
     PRIMARY KEY(channel_id, seq));
 CREATE INDEX IF NOT EXISTS envelopes_causation ON envelopes(channel_id, causation_id)
     WHERE causation_id IS NOT NULL;
@@ -72,9 +76,9 @@ ENVELOPE_COLUMNS = (
     "channel_id, seq, envelope_id, sender, audience, type, causation_id, idempotency_key, created_at, body"
 )
 INSERT_ENVELOPES = (
-    f"INSERT INTO envelopes({ENVELOPE_COLUMNS}) SELECT * FROM unnest("
+    f"INSERT INTO envelopes({ENVELOPE_COLUMNS}, term) SELECT u.*, %s::bigint FROM unnest("
     "%s::text[], %s::bigint[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[],"
-    " %s::text[], %s::bytea[])"
+    " %s::text[], %s::bytea[]) AS u"
 )
 UPSERT_CHANNELS = (
     "INSERT INTO channels SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[],"
@@ -156,6 +160,7 @@ class PgStore:
         self.lease = lease
         self.description = f"postgresql:{redact(url).removeprefix('postgresql://').removeprefix('postgres://')}"
         self.leading = False
+        self.term = 0  # this hub's leadership term (meta.term when it took the lead)
         self.after_crash = False
         self.commits = 0
         self._reader_lock = threading.Lock()
@@ -200,7 +205,7 @@ class PgStore:
             if not meta:
                 db.execute(
                     "INSERT INTO meta(key, value) VALUES ('schema_version', %s), ('hub_id', %s),"
-                    " ('clean_shutdown', '1'), ('leader', '')",
+                    " ('clean_shutdown', '1'), ('leader', ''), ('term', '0')",
                     (str(SCHEMA_VERSION), ids.new_id("hub")),
                 )
                 meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
@@ -228,6 +233,7 @@ class PgStore:
         try:
             got = self._db.execute("SELECT pg_try_advisory_lock(%s, %s)", (LOCK_CLASS, self._lock_key)).fetchone()[0]
             if not got:
+                self._end_silent_leader()
                 return False
             with self._db.transaction():
                 meta = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
@@ -240,10 +246,29 @@ class PgStore:
                 self._db.execute(
                     "INSERT INTO meta(key, value) VALUES ('leader', %s) ON CONFLICT DO NOTHING", (address,)
                 )
+                # Each leadership is a new term; every envelope row records the term that wrote it.
+                self._db.execute("INSERT INTO meta(key, value) VALUES ('term', '0') ON CONFLICT DO NOTHING")
+                row = self._db.execute(
+                    "UPDATE meta SET value = (value::bigint + 1)::text WHERE key='term' RETURNING value"
+                ).fetchone()
+                self.term = int(row[0])
         except self._psycopg.Error as exc:
             raise StoreError(f"leadership: {_one_line(exc)}") from None
         self.leading = True
         return True
+
+    def _end_silent_leader(self) -> None:
+        """Enforce the lease from the standby's side: the session holding the lock that has kept the
+        server waiting for it (ClientRead) for over a lease is ended. PostgreSQL's own idle timeouts
+        do not cover every case: inside a pipeline (no Sync yet) or a half-sent message the server is
+        waiting on the client but has not armed them, so a hub frozen there would keep the lock."""
+        self._db.execute(
+            "SELECT pg_terminate_backend(a.pid) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+            " WHERE l.locktype = 'advisory' AND l.granted AND l.classid = %s AND l.objid = %s"
+            " AND l.objsubid = 2 AND a.wait_event = 'ClientRead'"
+            " AND a.state_change < now() - make_interval(secs => %s)",
+            (LOCK_CLASS, self._lock_key, self.lease),
+        )
 
     def leader(self) -> str:
         """The address the current leader announced ('' if none): blocking, call from a thread."""
@@ -323,6 +348,7 @@ class PgStore:
                     db.execute(
                         INSERT_ENVELOPES,
                         [
+                            self.term,
                             [r.channel_id for r in batch.envelopes],
                             [r.seq for r in batch.envelopes],
                             [r.envelope_id for r in batch.envelopes],
@@ -397,6 +423,36 @@ class PgStore:
             (sender, key),
         )
         return (rows[0][0], rows[0][1], rows[0][2]) if rows else None
+
+    # A closed channel the hub forgot (see HubCore._forget), paged back in; listings in pages.
+    _CHANNEL = (
+        "c.channel_id, c.type, c.topic, c.creator, c.participants, c.created_at, c.knobs, c.state, c.closed_at,"
+        " c.close_reason, c.rule_state, (SELECT max(e.seq) FROM envelopes e WHERE e.channel_id = c.channel_id)"
+    )
+
+    def load_channel(self, channel_id: str) -> tuple[ChannelRecord, list[Cursor]] | None:
+        rows = self._read(f"SELECT {self._CHANNEL} FROM channels c WHERE c.channel_id=%s", (channel_id,))
+        if not rows:
+            return None
+        ch = channel_record(rows[0][:-1], rows[0][-1] or 0)
+        cursors = self._read(
+            "SELECT recipient, channel_id, ack_floor, delivered_seq, redelivered, dead FROM cursors"
+            " WHERE channel_id=%s AND recipient = ANY(%s)",
+            (channel_id, list(ch.participants)),
+        )
+        return ch, [cursor_record(r) for r in cursors]
+
+    def list_channels(self, after: str, limit: int, member: str | None) -> list[ChannelRecord]:
+        if member is None:
+            sql = f"SELECT {self._CHANNEL} FROM channels c WHERE c.channel_id > %s ORDER BY c.channel_id LIMIT %s"
+            args: tuple = (after, limit)
+        else:
+            sql = (
+                f"SELECT {self._CHANNEL} FROM cursors k JOIN channels c ON c.channel_id = k.channel_id"
+                " WHERE k.recipient=%s AND k.channel_id > %s ORDER BY k.channel_id LIMIT %s"
+            )
+            args = (member, after, limit)
+        return [channel_record(r[:-1], r[-1] or 0) for r in self._read(sql, args)]
 
     def abandon(self) -> None:
         """Drop the connections without a clean shutdown (what a crash leaves): for tests."""

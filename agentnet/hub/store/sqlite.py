@@ -18,8 +18,8 @@ from pathlib import Path
 
 from agentnet.protocol import ids
 
-from ..records import CommitBatch, EnvRecord, LoadedState
-from .base import StoreError, build_state
+from ..records import ChannelRecord, CommitBatch, Cursor, EnvRecord, LoadedState
+from .base import StoreError, build_state, channel_record, cursor_record
 
 SCHEMA_VERSION = 1
 
@@ -51,6 +51,11 @@ CREATE TABLE IF NOT EXISTS receipts(
     at TEXT NOT NULL, reason TEXT,
     PRIMARY KEY(recipient, channel_id, seq));
 """
+
+CHANNEL_COLUMNS = (
+    "channel_id, type, topic, creator, participants, created_at, knobs, state, closed_at, close_reason, rule_state"
+)
+HEAD = "(SELECT MAX(seq) FROM envelopes e WHERE e.channel_id = channels.channel_id)"
 
 ENVELOPE_COLUMNS = (
     "channel_id, seq, envelope_id, sender, audience, type, causation_id, idempotency_key, created_at, body"
@@ -99,6 +104,9 @@ class SqliteStore:
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open store {self.path}: {exc}") from None
         self.commits = 0
+        self._full_flag = os.environ.get("AGENTNET_FAULT_DISK_FULL") or None  # a test fault point
+        self._full = False
+        self._max_pages = self._db.execute("PRAGMA max_page_count").fetchone()[0]
 
     def _check_meta(self) -> None:
         meta = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
@@ -151,6 +159,8 @@ class SqliteStore:
 
         db = self._db
         try:
+            if self._full_flag is not None:
+                self._disk_full_fault()
             db.execute("BEGIN IMMEDIATE")
             if batch.envelopes:
                 db.executemany(
@@ -201,6 +211,17 @@ class SqliteStore:
             raise StoreError(f"commit failed: {exc}") from None
         self.commits += 1
 
+    def _disk_full_fault(self) -> None:
+        """Fault point for tests: while the file named by $AGENTNET_FAULT_DISK_FULL exists the database
+        may not grow (SQLite's max_page_count), so a commit that needs a new page fails with a real
+        SQLITE_FULL, as on a full disk; once the file is gone the store may grow again."""
+        assert self._full_flag is not None
+        full = os.path.exists(self._full_flag)
+        if full != self._full:
+            self._full = full
+            pages = self._db.execute("PRAGMA page_count").fetchone()[0] if full else self._max_pages
+            self._db.execute(f"PRAGMA max_page_count={int(pages)}")
+
     def load_envelopes(self, channel_id: str, after_seq: int, limit: int) -> list[EnvRecord]:
         rows = self._reader.execute(
             f"SELECT {ENVELOPE_COLUMNS} FROM envelopes WHERE channel_id=? AND seq>? ORDER BY seq LIMIT ?",
@@ -224,6 +245,35 @@ class SqliteStore:
             (sender, key),
         ).fetchone()
         return (row[0], row[1], row[2]) if row else None
+
+    def load_channel(self, channel_id: str) -> tuple[ChannelRecord, list[Cursor]] | None:
+        db = self._reader
+        row = db.execute(f"SELECT {CHANNEL_COLUMNS}, {HEAD} FROM channels WHERE channel_id=?", (channel_id,)).fetchone()
+        if row is None:
+            return None
+        ch = channel_record(row[:-1], row[-1] or 0)
+        cursors = []
+        for participant in ch.participants:
+            found = db.execute(
+                "SELECT recipient, channel_id, ack_floor, delivered_seq, redelivered, dead FROM cursors"
+                " WHERE recipient=? AND channel_id=?",
+                (participant, channel_id),
+            ).fetchone()
+            if found is not None:
+                cursors.append(cursor_record(found))
+        return ch, cursors
+
+    def list_channels(self, after: str, limit: int, member: str | None) -> list[ChannelRecord]:
+        if member is None:
+            sql = f"SELECT {CHANNEL_COLUMNS}, {HEAD} FROM channels WHERE channel_id>? ORDER BY channel_id LIMIT ?"
+            args: tuple = (after, limit)
+        else:  # a member has a cursor row in each of its channels once anything reached it
+            sql = (
+                f"SELECT {CHANNEL_COLUMNS}, {HEAD} FROM cursors c JOIN channels USING(channel_id)"
+                " WHERE c.recipient=? AND c.channel_id>? ORDER BY c.channel_id LIMIT ?"
+            )
+            args = (member, after, limit)
+        return [channel_record(row[:-1], row[-1] or 0) for row in self._reader.execute(sql, args)]
 
     def close(self) -> None:
         try:

@@ -1,0 +1,835 @@
+"""The AutoGen gateway: the host side of AutoGen 0.7.5's gRPC worker protocol, backed by a hub.
+
+Unmodified `GrpcWorkerAgentRuntime` workers connect here instead of to AutoGen's
+`GrpcWorkerAgentRuntimeHost` (`host_address` is the only change). Every RPC request, RPC
+response and published CloudEvent becomes an envelope in the hub's WAL:
+
+* each AutoGen agent type `T` is an agentnet identity (`identity_for(T)`, e.g. `ag-echo`) with an
+  inbox channel (`conversation` between `autogen-gw` and the type) in which requests
+  (`ag.rpc.request`) and events (`ag.event`) wait until a worker that registers `T` takes them;
+* the gateway holds one hub connection per type while a worker owns it (as that identity: the
+  hub delivers the type's backlog to it and redelivers what was not acked); when the worker
+  goes, the connection closes and the hub keeps the rest;
+* subscriptions belong to the type and live in a registry channel (`ag.type`, `ag.subscribe`,
+  `ag.unsubscribe` envelopes), so they survive worker and gateway restarts.
+
+Hot path: a message read from a worker's stream is handled in the read loop (no task per message);
+hub requests are queued with `HubClient.request_nowait` (everything queued in one loop turn goes
+out in one WebSocket write) and finish in callbacks; each worker's stream has one writer task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hashlib
+import heapq
+import itertools
+import logging
+import re
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+
+from agentnet.client.connection import HubClient, HubError
+
+from .protos import agent_worker_pb2 as pb
+from .protos import agent_worker_pb2_grpc as pb_grpc
+
+log = logging.getLogger("agentnet.gateway.autogen")
+
+GATEWAY_NAME = "autogen-gw"
+REGISTRY_NAME = "autogen-registry"
+REGISTRY_TOPIC = "autogen registry"
+INBOX_TOPIC = "autogen inbox: "
+AUTOGEN_VERSION = "0.7.5"
+READABLE_LIMIT = 2000  # characters of a JSON payload copied into the envelope's readable `text`
+DEADLINE_HINT = re.compile(r"agentnet-rpc-deadline[=/]([0-9.]+)")
+RELEASE_AFTER_SUBSCRIPTIONS = 0.05  # s after the `T:` subscription returns: the worker adds it locally then
+RELEASE_FALLBACK = 1.0  # s after RegisterAgent when no `T:` subscription comes (register_agent_instance)
+_NAME_OK = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+
+
+def identity_for(agent_type: str) -> str:
+    """The agentnet name of an AutoGen agent type: `ag-<type>` when that is a valid name, else a
+    slug plus a hash of the exact type (so two types never share an identity)."""
+    plain = "ag-" + agent_type
+    if _NAME_OK.match(plain):
+        return plain
+    slug = re.sub(r"[^a-z0-9_.-]+", "-", agent_type.lower()).strip("-._")[:48]
+    digest = hashlib.sha1(agent_type.encode()).hexdigest()[:8]
+    return f"ag-{slug}-{digest}" if slug else f"ag-{digest}"
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _readable(data_type: str, content_type: str, data: bytes) -> str:
+    if content_type.endswith("json"):
+        try:
+            text = data[: READABLE_LIMIT + 1].decode()
+        except UnicodeDecodeError:
+            text = f"<{len(data)} bytes>"
+        if len(data) > READABLE_LIMIT:
+            text = text[:READABLE_LIMIT] + f"... ({len(data)} bytes)"
+        return f"{data_type} {text}"
+    return f"{data_type} <{len(data)} bytes of {content_type or 'data'}>"
+
+
+def message_from(data: dict[str, Any]) -> pb.Message:
+    """The protobuf message an `ag.*` envelope carries (stored losslessly as base64)."""
+    return pb.Message.FromString(base64.b64decode(data["pb"]))
+
+
+# --------------------------------------------------------------------------- state
+
+
+@dataclass(eq=False)
+class Worker:
+    """One `GrpcWorkerAgentRuntime` connection (its `client-id`), with its stream's writer."""
+
+    client_id: str
+    context: Any
+    deadline: float
+    types: set[str] = field(default_factory=set)
+    out: deque = field(default_factory=deque)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    alive: bool = True
+
+    def send(self, msg: pb.Message, written: Callable[[], None] | None = None) -> None:
+        if self.alive:
+            self.out.append((msg, written))
+            self.wake.set()
+
+
+@dataclass(eq=False)
+class TypeState:
+    """An AutoGen agent type: its identity, inbox, owner (a live worker or None) and hub connection."""
+
+    name: str
+    identity: str
+    channel_id: str
+    owner: Worker | None = None
+    client: HubClient | None = None
+    held: list[dict] | None = None  # events held until the owner's subscriptions are in place
+    release: asyncio.TimerHandle | None = None
+    forwarded: dict[str, dict] = field(default_factory=dict)  # gateway request id -> request envelope
+
+
+@dataclass(eq=False, slots=True)
+class Call:
+    caller: Worker
+    caller_request_id: str
+    target: str
+    expires: float
+
+
+SubKey = tuple[str, str, str]  # ("type" | "prefix", topic type or prefix, agent type)
+
+
+def _sub_key(sub: pb.Subscription) -> SubKey:
+    kind = sub.WhichOneof("subscription")
+    if kind == "typeSubscription":
+        return ("type", sub.typeSubscription.topic_type, sub.typeSubscription.agent_type)
+    if kind == "typePrefixSubscription":
+        return ("prefix", sub.typePrefixSubscription.topic_type_prefix, sub.typePrefixSubscription.agent_type)
+    raise ValueError("the subscription has neither typeSubscription nor typePrefixSubscription")
+
+
+def _sub_proto(sub_id: str, key: SubKey) -> pb.Subscription:
+    kind, topic, agent_type = key
+    if kind == "type":
+        return pb.Subscription(id=sub_id, typeSubscription=pb.TypeSubscription(topic_type=topic, agent_type=agent_type))
+    return pb.Subscription(
+        id=sub_id, typePrefixSubscription=pb.TypePrefixSubscription(topic_type_prefix=topic, agent_type=agent_type)
+    )
+
+
+@dataclass
+class GatewaySettings:
+    hub: str
+    host: str = "127.0.0.1"
+    port: int = 50051
+    token: str | None = None
+    rpc_deadline: float = 30.0  # s a caller waits for a response (a worker may ask for less or more)
+    max_message: int = 4 * 1024 * 1024  # gRPC messages, each way (AutoGen's default)
+
+
+class GatewayError(Exception):
+    pass
+
+
+# --------------------------------------------------------------------------- the gateway
+
+
+class AutogenGateway(pb_grpc.AgentRpcServicer):
+    """`await gw.start()` ... `await gw.stop()`: serves `agents.AgentRpc` on settings.host:port."""
+
+    def __init__(self, settings: GatewaySettings, connect: Callable[[str], Any] | None = None) -> None:
+        self.settings = settings
+        self._connect = connect  # name -> a client with HubClient's interface (LocalHubClient in the hub process)
+        self.boot = f"{int(time.time() * 1000):x}"
+        self._ids = itertools.count(1)
+        self.workers: dict[str, Worker] = {}
+        self.types: dict[str, TypeState] = {}
+        self.subs: dict[SubKey, str] = {}  # subscription -> its canonical id
+        self.aliases: dict[str, SubKey] = {}  # every id a worker used -> subscription
+        self.calls: dict[str, Call] = {}  # gateway request id -> the waiting caller
+        self.deadlines: list[tuple[float, str]] = []
+        self._recipients: dict[str, list[str]] = {}  # topic type -> recipient agent types (cache)
+        self._lock = asyncio.Lock()  # type creation and subscription changes
+        self.gw: HubClient | None = None
+        self.registry: HubClient | None = None
+        self.registry_channel: str | None = None
+        self.server: grpc.aio.Server | None = None
+        self.port: int | None = None
+        self._ticker: asyncio.Task | None = None
+        self._closers: set[asyncio.Task] = set()
+        self.stats = {"requests": 0, "responses": 0, "events": 0}
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def _hub_client(self, name: str) -> HubClient:
+        if self._connect is not None:
+            return self._connect(name)
+        return HubClient(self.settings.hub, name=name, token=self.settings.token, request_timeout=15.0)
+
+    async def start(self) -> None:
+        self.gw = self._hub_client(GATEWAY_NAME)
+        self.gw.on_frame = self._acker(lambda: self.gw)
+        self.registry = self._hub_client(REGISTRY_NAME)
+        self.registry.on_frame = self._acker(lambda: self.registry)
+        await self.registry.start()
+        await self.registry.request("register", passport=self._passport("the AutoGen gateway's registry"))
+        await self.gw.start()
+        await self.gw.request("register", passport=self._passport(f"AutoGen {AUTOGEN_VERSION} gRPC gateway"))
+        await self._load_registry()
+        self.server = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", self.settings.max_message),
+                ("grpc.max_send_message_length", self.settings.max_message),
+                ("grpc.so_reuseport", 0),
+            ]
+        )
+        pb_grpc.add_AgentRpcServicer_to_server(self, self.server)
+        address = f"{self.settings.host}:{self.settings.port}"
+        try:
+            self.port = self.server.add_insecure_port(address)
+        except RuntimeError as exc:
+            raise GatewayError(f"cannot listen on {address}: {exc}") from None
+        if not self.port:
+            raise GatewayError(f"cannot listen on {address} (in use?)")
+        await self.server.start()
+        self._ticker = asyncio.create_task(self._expire_calls(), name="autogen-gw-deadlines")
+
+    async def stop(self, grace: float = 2.0) -> None:
+        if self.server is not None:
+            await self.server.stop(grace)
+        if self._ticker is not None:
+            self._ticker.cancel()
+        for ts in self.types.values():
+            if ts.client is not None:
+                client, ts.client = ts.client, None
+                await client.close()
+        for task in list(self._closers):
+            with contextlib.suppress(Exception):
+                await task
+        for client in (self.gw, self.registry):
+            if client is not None:
+                await client.close()
+
+    def summary(self) -> str:
+        return "\n".join(
+            [
+                f"agentnet autogen gateway listening on {self.settings.host}:{self.port} "
+                f"(gRPC agents.AgentRpc, AutoGen {AUTOGEN_VERSION} workers)",
+                f"  hub     {self.settings.hub} as {GATEWAY_NAME}",
+                f"  state   {len(self.types)} agent types, {len(self.subs)} subscriptions restored",
+                f"  rpc     callers wait up to {self.settings.rpc_deadline:g} s for a response",
+                f'  workers GrpcWorkerAgentRuntime(host_address="{self.settings.host}:{self.port}")',
+            ]
+        )
+
+    @staticmethod
+    def _passport(description: str, **meta: Any) -> dict[str, Any]:
+        return {"description": description, "capabilities": ["autogen"], "meta": {"via": "autogen", **meta}}
+
+    def _acker(self, client: Callable[[], HubClient | None]) -> Callable[[dict], None]:
+        """A frame handler that acks every delivery (the gateway's own identities read nothing)."""
+
+        def on_frame(frame: dict) -> None:
+            c = client()
+            if frame.get("kind") == "notify" and c is not None:
+                c.receipt_nowait(frame["envelope"])
+
+        return on_frame
+
+    # ------------------------------------------------------------------ the registry (types, subscriptions)
+
+    async def _load_registry(self) -> None:
+        assert self.gw is not None
+        result = await self.gw.request("list_channels")
+        for ch in result["channels"]:
+            if ch.get("topic") == REGISTRY_TOPIC and REGISTRY_NAME in ch["participants"]:
+                self.registry_channel = ch["channel_id"]
+                break
+        if self.registry_channel is None:
+            ch = await self.gw.request(
+                "open_channel", type="conversation", participants=[REGISTRY_NAME], topic=REGISTRY_TOPIC
+            )
+            self.registry_channel = ch["channel_id"]
+            return
+        after = 0
+        while True:
+            page = await self.gw.request("read_wal", channel_id=self.registry_channel, after_seq=after, limit=1000)
+            for env in page["envelopes"]:
+                after = env["seq"]
+                self._apply_registry(env["type"], env["data"])
+            if not page["has_more"]:
+                break
+
+    def _apply_registry(self, kind: str, data: dict[str, Any]) -> None:
+        if kind == "ag.type":
+            self.types[data["type"]] = TypeState(data["type"], data["identity"], data["channel_id"])
+        elif kind == "ag.subscribe":
+            key: SubKey = (data["kind"], data["topic"], data["agent_type"])
+            self.subs[key] = data["id"]
+            self.aliases[data["id"]] = key
+        elif kind == "ag.unsubscribe":
+            key = (data["kind"], data["topic"], data["agent_type"])
+            self.subs.pop(key, None)
+            for alias in [a for a, k in self.aliases.items() if k == key]:
+                del self.aliases[alias]
+        self._recipients.clear()
+
+    async def _record(self, kind: str, data: dict[str, Any], text: str) -> None:
+        assert self.gw is not None
+        await self.gw.request(
+            "post", channel_id=self.registry_channel, type=kind, data={**data, "text": text}, audience=[REGISTRY_NAME]
+        )
+        self._apply_registry(kind, data)
+
+    async def _ensure_type(self, agent_type: str) -> TypeState:
+        """The type's state, creating its identity and inbox (durably) on first sight."""
+        ts = self.types.get(agent_type)
+        if ts is not None:
+            return ts
+        async with self._lock:
+            ts = self.types.get(agent_type)
+            if ts is not None:
+                return ts
+            assert self.gw is not None
+            identity = identity_for(agent_type)
+            async with self._hub_client(identity) as client:  # hello registers the identity
+                await client.request("register", passport=self._type_passport(agent_type, None))
+            ch = await self.gw.request(
+                "open_channel", type="conversation", participants=[identity], topic=INBOX_TOPIC + agent_type
+            )
+            data = {"type": agent_type, "identity": identity, "channel_id": ch["channel_id"]}
+            await self._record("ag.type", data, f"agent type {agent_type} is {identity}, inbox {ch['channel_id']}")
+            return self.types[agent_type]
+
+    def _type_passport(self, agent_type: str, worker: Worker | None) -> dict[str, Any]:
+        meta: dict[str, Any] = {"autogen_type": agent_type}
+        if worker is not None:
+            meta["worker"] = worker.client_id
+        return self._passport(f"AutoGen agent type {agent_type}", **meta)
+
+    def recipients(self, topic_type: str) -> list[str]:
+        """Agent types subscribed to a topic type (AutoGen's TypeSubscription/TypePrefixSubscription)."""
+        cached = self._recipients.get(topic_type)
+        if cached is not None:
+            return cached
+        found = sorted(
+            {
+                agent_type
+                for kind, topic, agent_type in self.subs
+                if (topic == topic_type if kind == "type" else topic_type.startswith(topic))
+            }
+        )
+        if len(self._recipients) > 10_000:
+            self._recipients.clear()
+        self._recipients[topic_type] = found
+        return found
+
+    # ------------------------------------------------------------------ unary RPCs
+
+    async def _worker_for(self, context: Any) -> Worker:
+        client_id = None
+        for key, value in context.invocation_metadata() or ():
+            if key == "client-id":
+                client_id = value
+        if client_id is None:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "client-id metadata not found.")
+        worker = self.workers.get(client_id)
+        if worker is None:
+            await context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"client {client_id} has no open channel: call OpenChannel first (GrpcWorkerAgentRuntime.start())",
+            )
+        return worker  # type: ignore[return-value]
+
+    async def RegisterAgent(self, request: pb.RegisterAgentTypeRequest, context: Any) -> pb.RegisterAgentTypeResponse:
+        worker = await self._worker_for(context)
+        agent_type = request.type
+        if not agent_type:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "RegisterAgent needs a type")
+        try:
+            ts = await self._ensure_type(agent_type)
+        except HubError as exc:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, f"the hub refused agent type {agent_type}: {exc}")
+        if ts.owner is not None and ts.owner is not worker:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"Agent type {agent_type} already registered with client {ts.owner.client_id}",
+            )
+        if ts.owner is worker:
+            return pb.RegisterAgentTypeResponse()
+        if not worker.alive:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "the worker's channel closed")
+        ts.owner = worker
+        worker.types.add(agent_type)
+        ts.held = []
+        client = self._hub_client(ts.identity)
+        client.on_frame = lambda frame, ts=ts, client=client: self._on_type_frame(ts, client, frame)
+        ts.client = client
+        try:
+            await client.start()  # the hub replays the type's backlog: events are held (see _release)
+            client.request_nowait("register", passport=self._type_passport(agent_type, worker))
+        except HubError as exc:
+            self._disown(ts)
+            await context.abort(grpc.StatusCode.UNAVAILABLE, f"cannot attach agent type {agent_type} to the hub: {exc}")
+        ts.release = asyncio.get_running_loop().call_later(RELEASE_FALLBACK, self._release, ts)
+        log.info("worker %s registered agent type %s (%s)", worker.client_id, agent_type, ts.identity)
+        return pb.RegisterAgentTypeResponse()
+
+    async def AddSubscription(self, request: pb.AddSubscriptionRequest, context: Any) -> pb.AddSubscriptionResponse:
+        worker = await self._worker_for(context)
+        try:
+            key = _sub_key(request.subscription)
+        except ValueError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        sub_id = request.subscription.id
+        kind, topic, agent_type = key
+        if not agent_type:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the subscription needs an agent_type")
+        try:
+            if key not in self.subs:
+                await self._ensure_type(agent_type)
+                async with self._lock:
+                    if key not in self.subs:
+                        data = {"id": sub_id, "kind": kind, "topic": topic, "agent_type": agent_type}
+                        what = "topic" if kind == "type" else "topics starting with"
+                        await self._record("ag.subscribe", data, f"{agent_type} subscribes to {what} {topic!r}")
+        except HubError as exc:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, f"cannot store the subscription: {exc}")
+        self.aliases[sub_id] = key  # a restarted worker re-adds with new ids: aliases of the same subscription
+        ts = self.types.get(agent_type)
+        if kind == "prefix" and topic == agent_type + ":" and ts is not None and ts.owner is worker:
+            # BaseAgent.register adds this one last; the worker adds it locally once we return.
+            if ts.release is not None:
+                ts.release.cancel()
+            ts.release = asyncio.get_running_loop().call_later(RELEASE_AFTER_SUBSCRIPTIONS, self._release, ts)
+        return pb.AddSubscriptionResponse()
+
+    async def RemoveSubscription(
+        self, request: pb.RemoveSubscriptionRequest, context: Any
+    ) -> pb.RemoveSubscriptionResponse:
+        await self._worker_for(context)
+        key = self.aliases.get(request.id)
+        if key is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"no subscription with id {request.id}")
+        async with self._lock:
+            if key in self.subs:
+                kind, topic, agent_type = key
+                data = {"id": request.id, "kind": kind, "topic": topic, "agent_type": agent_type}
+                try:
+                    await self._record("ag.unsubscribe", data, f"{agent_type} unsubscribes from {topic!r}")
+                except HubError as exc:
+                    await context.abort(grpc.StatusCode.UNAVAILABLE, f"cannot store the removal: {exc}")
+        return pb.RemoveSubscriptionResponse()
+
+    async def GetSubscriptions(self, request: pb.GetSubscriptionsRequest, context: Any) -> pb.GetSubscriptionsResponse:
+        return pb.GetSubscriptionsResponse(subscriptions=[_sub_proto(i, k) for k, i in self.subs.items()])
+
+    async def OpenControlChannel(self, request_iterator: Any, context: Any) -> Any:
+        await context.abort(
+            grpc.StatusCode.UNIMPLEMENTED,
+            "agentnet's AutoGen gateway does not serve the control channel "
+            "(AutoGen 0.7.5's Python workers never open it)",
+        )
+
+    # ------------------------------------------------------------------ the data stream
+
+    async def OpenChannel(self, request_iterator: Any, context: Any) -> AsyncIterator[pb.Message]:
+        client_id = None
+        agent = ""
+        for key, value in context.invocation_metadata() or ():
+            if key == "client-id":
+                client_id = value
+            elif key == "user-agent":
+                agent = value
+        if client_id is None:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "client-id metadata not found.")
+        if client_id in self.workers:
+            await context.abort(grpc.StatusCode.ALREADY_EXISTS, f"client {client_id} already has an open channel")
+        deadline = self.settings.rpc_deadline
+        hint = DEADLINE_HINT.search(agent)
+        if hint:
+            with contextlib.suppress(ValueError):
+                deadline = max(0.01, float(hint.group(1)))
+        worker = Worker(client_id, context, deadline)
+        self.workers[client_id] = worker
+        log.info("worker %s connected (rpc deadline %g s)", client_id, deadline)
+        reader = asyncio.create_task(self._read(worker, request_iterator), name=f"autogen-gw-read-{client_id[:8]}")
+        out, wake = worker.out, worker.wake
+        try:
+            # grpc.aio writes what this generator yields; it resumes once the message is handed over
+            # (AutoGen's host streams the same way, and it costs far less than context.write()).
+            while True:
+                if not out:
+                    if reader.done():
+                        break
+                    wake.clear()
+                    await wake.wait()
+                    continue
+                msg, written = out.popleft()
+                yield msg
+                if written is not None:
+                    written()
+        finally:
+            reader.cancel()
+            self._worker_gone(worker)
+
+    async def _read(self, worker: Worker, request_iterator: Any) -> None:
+        on_message = self._on_message
+        try:
+            async for msg in request_iterator:
+                try:
+                    on_message(worker, msg)
+                except Exception:  # a gateway bug costs this message, never the stream
+                    log.exception("worker %s: could not route a message", worker.client_id)
+        except (grpc.aio.AioRpcError, asyncio.CancelledError):
+            pass
+        finally:
+            worker.wake.set()  # the stream's generator ends too
+
+    def _on_message(self, worker: Worker, msg: pb.Message) -> None:
+        kind = msg.WhichOneof("message")
+        if kind == "request":
+            self._on_request(worker, msg)
+        elif kind == "response":
+            self._on_response(worker, msg)
+        elif kind == "cloudEvent":
+            self._on_event(worker, msg)
+
+    def _fail(self, worker: Worker, request_id: str, error: str) -> None:
+        worker.send(pb.Message(response=pb.RpcResponse(request_id=request_id, error=error)))
+
+    def _on_request(self, worker: Worker, msg: pb.Message) -> None:
+        req = msg.request
+        target = req.target.type
+        ts = self.types.get(target)
+        if ts is None:
+            self._fail(worker, req.request_id, f"agent type {target!r} is not registered with the gateway")
+            return
+        self.stats["requests"] += 1
+        gw_id = f"{self.boot}-{next(self._ids)}"
+        caller_id = req.request_id
+        now = time.monotonic()
+        expires = now + worker.deadline
+        self.calls[gw_id] = Call(worker, caller_id, target, expires)
+        heapq.heappush(self.deadlines, (expires, gw_id))
+        req.request_id = gw_id  # AutoGen's per-worker counters collide across callers (#7016)
+        payload = req.payload
+        data: dict[str, Any] = {
+            "text": _readable(payload.data_type, payload.data_content_type, payload.data),
+            "request_id": gw_id,
+            "caller": worker.client_id,
+            "caller_request_id": caller_id,
+            "target": {"type": target, "key": req.target.key},
+            "expires_at": time.time() + worker.deadline,
+            "pb": _b64(msg.SerializeToString()),
+        }
+        if req.HasField("source"):
+            data["source"] = {"type": req.source.type, "key": req.source.key}
+        assert self.gw is not None
+        fut = self.gw.request_nowait("post", channel_id=ts.channel_id, type="ag.rpc.request", data=data)
+        fut.add_done_callback(lambda f: self._request_posted(f, gw_id))
+
+    def _request_posted(self, fut: asyncio.Future, gw_id: str) -> None:
+        error = None
+        exc = fut.exception()
+        if exc is not None:
+            error = f"the gateway could not store the request: {exc}"
+        else:
+            frame = fut.result()
+            if not frame["ok"]:
+                error = f"the hub refused the request: {frame.get('error_code')}: {frame.get('error_message')}"
+        if error is not None:
+            call = self.calls.pop(gw_id, None)
+            if call is not None:
+                self._fail(call.caller, call.caller_request_id, error)
+
+    def _on_response(self, worker: Worker, msg: pb.Message) -> None:
+        resp = msg.response
+        gw_id = resp.request_id
+        ts = env = None
+        for name in worker.types:
+            t = self.types[name]
+            env = t.forwarded.pop(gw_id, None)
+            if env is not None:
+                ts = t
+                break
+        self.stats["responses"] += 1
+        stored = _b64(msg.SerializeToString()) if ts is not None else None
+        call = self.calls.pop(gw_id, None)
+        if call is not None and call.caller.alive:
+            resp.request_id = call.caller_request_id
+            call.caller.send(msg)  # handed on at once; the request is acked once the response is stored
+        if ts is None or env is None or ts.client is None:
+            return  # a response to nothing we forwarded (or the type's worker is gone): nothing to store
+        payload = resp.payload
+        data: dict[str, Any] = {
+            "text": ("error: " + resp.error[:500])
+            if resp.error
+            else _readable(payload.data_type, payload.data_content_type, payload.data),
+            "request_id": gw_id,
+            "pb": stored,
+        }
+        if resp.error:
+            data["error"] = resp.error[:2000]
+        client = ts.client
+        fut = client.request_nowait(
+            "post",
+            channel_id=ts.channel_id,
+            type="ag.rpc.response",
+            data=data,
+            audience=[GATEWAY_NAME],  # the hub needs an audience; the gateway acks it
+            causation_id=env["envelope_id"],
+        )
+        fut.add_done_callback(lambda f: self._response_posted(f, ts, client, env, gw_id))
+
+    def _response_posted(self, fut: asyncio.Future, ts: TypeState, client: HubClient, env: dict, gw_id: str) -> None:
+        exc = fut.exception()
+        if exc is not None:
+            return  # not stored: the request stays unacked and is redelivered
+        frame = fut.result()
+        if not frame["ok"]:
+            # Too large for the hub (the caller already has it): store that it was answered.
+            log.warning("response to %s not stored: %s", gw_id, frame.get("error_message"))
+            note = {"text": f"response not stored: {frame.get('error_message')}", "request_id": gw_id}
+            retry = client.request_nowait(
+                "post",
+                channel_id=ts.channel_id,
+                type="ag.rpc.response",
+                data={**note, "error": note["text"]},
+                audience=[GATEWAY_NAME],  # the hub needs an audience; the gateway acks it
+                causation_id=env["envelope_id"],
+            )
+            retry.add_done_callback(lambda f: f.exception() is None and client.receipt_nowait(env))
+            return
+        client.receipt_nowait(env)
+
+    def _on_event(self, worker: Worker, msg: pb.Message) -> None:
+        ev = msg.cloudEvent
+        recipients = self.recipients(ev.type)
+        self.stats["events"] += 1
+        if not recipients:
+            log.debug("event on topic %s/%s: no subscriber", ev.type, ev.source)
+            return
+        attrs = ev.attributes
+        schema = attrs["dataschema"].ce_string if "dataschema" in attrs else ""
+        content = attrs["datacontenttype"].ce_string if "datacontenttype" in attrs else ""
+        body = ev.binary_data if ev.WhichOneof("data") == "binary_data" else ev.text_data.encode()
+        data: dict[str, Any] = {
+            "text": _readable(schema, content, body),
+            "event_id": ev.id,
+            "topic": {"type": ev.type, "source": ev.source},
+            "recipients": recipients,
+            "pb": _b64(msg.SerializeToString()),
+        }
+        if "agagentsendertype" in attrs:
+            data["sender"] = {
+                "type": attrs["agagentsendertype"].ce_string,
+                "key": attrs["agagentsenderkey"].ce_string if "agagentsenderkey" in attrs else "",
+            }
+        assert self.gw is not None
+        for name in recipients:
+            ts = self.types.get(name)
+            if ts is not None:
+                fut = self.gw.request_nowait("post", channel_id=ts.channel_id, type="ag.event", data=data)
+                fut.add_done_callback(self._event_posted)
+
+    @staticmethod
+    def _event_posted(fut: asyncio.Future) -> None:
+        exc = fut.exception()
+        if exc is not None:
+            log.warning("an event was not stored: %s", exc)
+        elif not fut.result()["ok"]:
+            frame = fut.result()
+            log.warning("an event was refused by the hub: %s: %s", frame.get("error_code"), frame.get("error_message"))
+
+    # ------------------------------------------------------------------ deliveries from the hub
+
+    def _on_type_frame(self, ts: TypeState, client: HubClient, frame: dict) -> None:
+        if frame.get("kind") != "notify" or ts.client is not client:
+            return
+        env = frame["envelope"]
+        kind = env["type"]
+        if kind == "ag.event" and ts.held is not None:
+            ts.held.append(env)
+            return
+        self._deliver(ts, client, env)
+
+    def _deliver(self, ts: TypeState, client: HubClient, env: dict) -> None:
+        owner = ts.owner
+        kind = env["type"]
+        if owner is None or not owner.alive:
+            return  # unacked: the hub keeps it for the next worker
+        data = env["data"]
+        if kind == "ag.rpc.request":
+            gw_id = data["request_id"]
+            if gw_id in ts.forwarded:
+                ts.forwarded[gw_id] = env  # a redelivery while the worker still has it
+                return
+            if data.get("expires_at", 0) < time.time():
+                call = self.calls.pop(gw_id, None)
+                if call is not None:
+                    self._fail(call.caller, call.caller_request_id, self._deadline_error(call))
+                client.receipt_nowait(env)  # its caller has given up: not handed to a worker
+                return
+            ts.forwarded[gw_id] = env
+            owner.send(message_from(data))
+        elif kind == "ag.event":
+            # One copy per worker: the worker fans out to its own subscribed agents.
+            first = next((r for r in data["recipients"] if (t := self.types.get(r)) and t.owner is owner), None)
+            if first == ts.name:
+                owner.send(message_from(data), lambda: client.receipt_nowait(env))
+            else:
+                client.receipt_nowait(env)
+        else:
+            client.receipt_nowait(env)  # channel.opened and other bookkeeping
+
+    def _release(self, ts: TypeState) -> None:
+        held, ts.held = ts.held, None
+        ts.release = None
+        if held and ts.client is not None:
+            for env in held:
+                self._deliver(ts, ts.client, env)
+
+    # ------------------------------------------------------------------ workers leaving, deadlines
+
+    def _disown(self, ts: TypeState) -> None:
+        ts.owner = None
+        ts.held = None
+        ts.forwarded.clear()  # unacked: the hub redelivers them to the next worker of this type
+        if ts.release is not None:
+            ts.release.cancel()
+            ts.release = None
+        client, ts.client = ts.client, None
+        if client is not None:
+            task = asyncio.get_running_loop().create_task(client.close())
+            self._closers.add(task)
+            task.add_done_callback(self._closers.discard)
+
+    def _worker_gone(self, worker: Worker) -> None:
+        worker.alive = False
+        if self.workers.get(worker.client_id) is worker:
+            del self.workers[worker.client_id]
+        for name in worker.types:
+            ts = self.types.get(name)
+            if ts is not None and ts.owner is worker:
+                self._disown(ts)
+        log.info("worker %s disconnected; its types wait in the hub: %s", worker.client_id, sorted(worker.types))
+
+    def _deadline_error(self, call: Call) -> str:
+        ts = self.types.get(call.target)
+        state = "its worker is connected" if ts is not None and ts.owner is not None else "no worker serves it now"
+        return (
+            f"no response from agent type {call.target!r} within {call.caller.deadline:g} s ({state}); "
+            "the request is dropped"
+        )
+
+    async def _expire_calls(self) -> None:
+        while True:
+            await asyncio.sleep(0.05)
+            now = time.monotonic()
+            heap = self.deadlines
+            while heap and heap[0][0] <= now:
+                _, gw_id = heapq.heappop(heap)
+                call = self.calls.pop(gw_id, None)
+                if call is not None and call.caller.alive:
+                    self._fail(call.caller, call.caller_request_id, self._deadline_error(call))
+
+
+def _write_port(port_file: Any, port: int | None) -> None:
+    import os
+
+    tmp = port_file.with_suffix(".tmp")
+    tmp.write_text(str(port))
+    os.replace(tmp, port_file)
+
+
+async def _until_signalled() -> None:
+    import signal
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+async def run_hub_with_gateway(
+    hub_settings: Any, settings: GatewaySettings, *, port_file: Any = None, announce: bool = True
+) -> None:
+    """`agentnet hub --autogen HOST:PORT`: the hub and the gateway in one process. The gateway's
+    identities attach to the hub's core directly (no WebSocket hop, no second process)."""
+    from agentnet.gateway.local import LocalHubClient
+    from agentnet.hub.server import Hub
+
+    hub = Hub(hub_settings)
+    await hub.start()
+    settings.hub = hub.url
+    gw = AutogenGateway(settings, connect=lambda name: LocalHubClient(hub, name=name))
+    try:
+        await gw.start()
+    except BaseException:
+        await gw.stop(0)
+        await hub.stop()
+        raise
+    if port_file is not None:
+        _write_port(port_file, gw.port)
+    if announce:
+        print(hub.summary(), flush=True)
+        print(gw.summary().replace(f" as {GATEWAY_NAME}", f" (in this process) as {GATEWAY_NAME}"), flush=True)
+    await _until_signalled()
+    if announce:
+        print("agentnet hub: shutting down (the AutoGen gateway first, then the commit in progress)", flush=True)
+    await gw.stop()
+    await hub.stop()
+
+
+async def run_gateway(settings: GatewaySettings, *, port_file: Any = None, announce: bool = True) -> None:
+    """Run until SIGTERM/SIGINT, then stop serving and close the hub connections."""
+    gw = AutogenGateway(settings)
+    try:
+        await gw.start()
+    except BaseException:
+        await gw.stop(0)
+        raise
+    if port_file is not None:
+        _write_port(port_file, gw.port)
+    if announce:
+        print(gw.summary(), flush=True)
+    await _until_signalled()
+    if announce:
+        print("agentnet autogen gateway: shutting down (workers are disconnected; their backlog stays in the hub)")
+    await gw.stop()

@@ -1,0 +1,206 @@
+"""LocalHubClient: a gateway identity attached to a `Hub` in the same process, without a socket.
+
+It has the part of `HubClient`'s interface a gateway uses (`start`, `close`, `request`,
+`request_nowait`, `receipt_nowait`, `on_frame`), and talks to the hub's core the way the
+websockets shell does: frames in through `core.hello/request/receipt`, frames out through the
+hub's `Peer.push`. What the hub sends is handled in one callback per loop turn (never inside the
+hub's own dispatch), so a gateway reacting to a delivery never re-enters the core mid-effect.
+Used by `agentnet hub --autogen HOST:PORT`: one process, no WebSocket hop per message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from agentnet.client.connection import ConnectionLost, HubError, HubUnavailable
+from agentnet.hub.server import Hub
+from agentnet.protocol.codec import FrameError, decode_client_frame
+from agentnet.protocol.frames import CLIENT_FRAME
+
+log = logging.getLogger("agentnet.gateway.local")
+
+
+def _frame(raw: dict[str, Any]) -> Any:
+    """A frame from a dict the gateway built (no JSON round trip); a bad one gets the shell's exact error."""
+    try:
+        return CLIENT_FRAME.validate_python(raw)
+    except ValueError:
+        return decode_client_frame(orjson.dumps(raw))
+
+
+class _NoSocket:
+    latency = 0.0  # the hub reports each peer's ping latency; in-process there is none
+    request = None
+
+
+class LocalPeer:
+    """What the hub's shell sees of a local identity: a `Peer` whose frames are handed over in memory."""
+
+    def __init__(self, client: LocalHubClient, conn: int) -> None:
+        self.client = client
+        self.conn = conn
+        self.ws = _NoSocket()
+        self.observer = False
+        self.greeted = True
+        self.closing = False
+        self.task = None
+        self.frames: list[bytes] = []
+
+    def push(self, data: Any) -> None:
+        if self.closing:
+            return
+        if not self.frames:
+            asyncio.get_running_loop().call_soon(self._deliver)
+        self.frames.append(data)
+
+    def _deliver(self) -> None:
+        frames, self.frames = self.frames, []
+        for data in frames:
+            self.client._on_message(data)
+
+    def close(self, code: int, reason: str) -> None:
+        if not self.closing:
+            self.closing = True
+            self.client._closed_by_hub(code, reason)
+
+
+class LocalHubClient:
+    """One identity on an in-process hub (see the module docstring)."""
+
+    def __init__(self, hub: Hub, *, name: str, role: str = "agent", **_: Any) -> None:
+        self.hub = hub
+        self.name = name
+        self.role = role
+        self.on_frame: Callable[[dict[str, Any]], None] | None = None
+        self.welcome: dict[str, Any] | None = None
+        self._peer: LocalPeer | None = None
+        self._pending: dict[str, asyncio.Future] = {}
+        self._next_id = 0
+        self._welcomed: asyncio.Future | None = None
+        self.connected = False
+
+    async def __aenter__(self) -> LocalHubClient:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        hub = self.hub
+        hub._next_conn += 1
+        conn = hub._next_conn
+        self._peer = peer = LocalPeer(self, conn)
+        hub.peers[conn] = peer  # type: ignore[assignment]
+        self._welcomed = asyncio.get_running_loop().create_future()
+        hello = _frame({"kind": "hello", "name": self.name, "role": self.role})
+        hub._dispatch(hub.core.hello(conn, hello, time.monotonic()))  # type: ignore[arg-type]
+        try:
+            async with asyncio.timeout(10):
+                self.welcome = await self._welcomed
+        except TimeoutError:
+            raise HubUnavailable(f"no welcome for {self.name} from the in-process hub") from None
+        self.connected = True
+
+    async def close(self) -> None:
+        peer = self._peer
+        if peer is None:
+            return
+        self._peer = None
+        self.connected = False
+        peer.closing = True
+        self.hub.peers.pop(peer.conn, None)
+        self.hub._dispatch(self.hub.core.connection_closed(peer.conn, 1000, "bye", time.monotonic()))
+        self._fail_pending(ConnectionLost("client closed"))
+
+    def _closed_by_hub(self, code: int, reason: str) -> None:
+        peer = self._peer
+        if peer is None:
+            return
+        self._peer = None
+        self.connected = False
+        self.hub.peers.pop(peer.conn, None)
+        self.hub._dispatch(self.hub.core.connection_closed(peer.conn, code, reason, time.monotonic()))
+        self._fail_pending(ConnectionLost(f"the hub closed the session ({code} {reason})"))
+
+    def _fail_pending(self, exc: HubError) -> None:
+        pending, self._pending = self._pending, {}
+        for fut in pending.values():
+            if not fut.done():
+                fut.set_exception(exc)
+
+    def _on_message(self, data: bytes) -> None:
+        try:
+            frame = orjson.loads(data)
+            kind = frame.get("kind")
+            if kind == "response":
+                fut = self._pending.pop(frame.get("request_id"), None)
+                if fut is not None and not fut.done():
+                    fut.set_result(frame)
+            elif kind in ("notify", "event"):
+                if self.on_frame is not None:
+                    self.on_frame(frame)
+            elif kind == "welcome":
+                if self._welcomed is not None and not self._welcomed.done():
+                    self._welcomed.set_result(frame)
+            elif kind == "error":
+                log.warning("%s: hub error %s: %s", self.name, frame.get("code"), frame.get("message"))
+                if self._welcomed is not None and not self._welcomed.done():
+                    self._welcomed.set_exception(HubError(frame.get("code", "invalid"), frame.get("message", "")))
+        except Exception:
+            log.exception("%s: could not handle a frame from the hub", self.name)
+
+    # ------------------------------------------------------------------ requests and receipts
+
+    def request_nowait(self, op: str, **params: Any) -> asyncio.Future:
+        fut: asyncio.Future = asyncio.get_running_loop().create_future()
+        peer = self._peer
+        if peer is None:
+            fut.set_exception(HubUnavailable(f"{self.name} is not attached to the hub"))
+            return fut
+        self._next_id += 1
+        request_id = f"r{self._next_id}"
+        try:
+            frame = _frame({"kind": "request", "request_id": request_id, "op": op, "params": params})
+        except FrameError as exc:
+            fut.set_result({"ok": False, "error_code": str(exc.code), "error_message": exc.message})
+            return fut
+        self._pending[request_id] = fut
+        hub = self.hub
+        hub._dispatch(hub.core.request(peer.conn, frame, time.monotonic()))  # type: ignore[arg-type]
+        return fut
+
+    async def request(self, op: str, timeout: float | None = None, **params: Any) -> dict[str, Any]:
+        fut = self.request_nowait(op, **params)
+        try:
+            async with asyncio.timeout(timeout or 15.0):
+                response = await fut
+        except TimeoutError:
+            raise HubError("timeout", f"{op}: no response within {timeout or 15.0:g} s") from None
+        if not response["ok"]:
+            raise HubError(response.get("error_code") or "internal", response.get("error_message") or "")
+        return response.get("result") or {}
+
+    def receipt_nowait(self, envelope: dict[str, Any], status: str = "ack", reason: str | None = None) -> bool:
+        peer = self._peer
+        if peer is None:
+            return False
+        frame: dict[str, Any] = {
+            "kind": "receipt",
+            "channel_id": envelope["channel_id"],
+            "seq": envelope["seq"],
+            "envelope_id": envelope["envelope_id"],
+            "status": status,
+        }
+        if reason:
+            frame["reason"] = reason[:1000]
+        hub = self.hub
+        receipt = _frame(frame)
+        hub._dispatch(hub.core.receipt(peer.conn, receipt, time.monotonic()))  # type: ignore[arg-type]
+        return True

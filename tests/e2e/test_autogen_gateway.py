@@ -1,0 +1,139 @@
+"""The AutoGen gateway with real autogen-ext 0.7.5 workers (subprocesses of `.venv-autogen`).
+
+One hub (SQLite), one observer and one gateway carry a whole story, so the workers' slow start
+(AutoGen's imports take about a second each) is paid as few times as possible.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+
+from google.protobuf import descriptor_pb2
+
+from agentnet.gateway.autogen.protos import agent_worker_pb2, cloudevent_pb2
+
+from .autogen_peers import AUTOGEN_PYTHON, GatewayProc, require_autogen, start_worker
+from .procs import HubProc, Procs, read_jsonl, wait_until
+
+DUMP_AUTOGEN_DESCRIPTORS = """
+import json
+from autogen_ext.runtimes.grpc.protos import agent_worker_pb2, cloudevent_pb2
+from google.protobuf import descriptor_pb2
+out = {}
+for m in (agent_worker_pb2, cloudevent_pb2):
+    fd = descriptor_pb2.FileDescriptorProto()
+    m.DESCRIPTOR.CopyToProto(fd)
+    out[fd.name] = fd.SerializeToString().hex()
+print(json.dumps(out))
+"""
+
+
+def test_our_proto_is_autogen_0_7_5s() -> None:
+    """Our .proto (and the code generated from it) has exactly the messages, field numbers and
+    service of the descriptors inside the installed autogen-ext 0.7.5 wheel."""
+    require_autogen()
+    raw = subprocess.run(
+        [str(AUTOGEN_PYTHON), "-c", DUMP_AUTOGEN_DESCRIPTORS], capture_output=True, text=True, check=True, timeout=60
+    ).stdout
+    theirs = json.loads(raw)
+    for module in (agent_worker_pb2, cloudevent_pb2):
+        ours = descriptor_pb2.FileDescriptorProto()
+        module.DESCRIPTOR.CopyToProto(ours)
+        expected = descriptor_pb2.FileDescriptorProto.FromString(bytes.fromhex(theirs[ours.name]))
+        assert ours == expected, f"{ours.name} differs from autogen-ext 0.7.5's"
+
+
+def _appends(path: Path, env_type: str) -> list[dict]:
+    return [
+        e["envelope"] for e in read_jsonl(path) if e.get("type") == "wal.append" and e["envelope"]["type"] == env_type
+    ]
+
+
+def test_workers_through_the_gateway(procs: Procs, tmp_path: Path) -> None:
+    require_autogen()
+    hub = HubProc(procs, tmp_path / "hub.db").start()
+    observed = tmp_path / "observer.jsonl"
+    ready = tmp_path / "observer.ready"
+    procs.peer(
+        "observer", "observe", "--url", hub.url, "--name", "watcher", "--log", str(observed), "--ready", str(ready)
+    )
+    wait_until("the observer", ready.exists)
+    gw = GatewayProc(procs, hub.url).start()
+    assert "listening on" in gw.proc.log()
+
+    # Worker A serves alpha; worker B serves beta and gamma; all three subscribe to topic "news".
+    a = start_worker(procs, "worker-a", gw.address, ["alpha"], ["news"], "--deadline", "1.5")
+    b = start_worker(procs, "worker-b", gw.address, ["beta", "gamma"], ["news"])
+
+    # An RPC round trip.
+    assert a.cmd(cmd="rpc", target="beta", text="hi")["reply"] == "beta: hi"
+
+    # A publish reaches each subscribed type once: worker B gets one copy and fans out to beta and gamma.
+    assert a.cmd(cmd="publish", topic="news", text="first", n=1)["ok"]
+    wait_until("beta, gamma and alpha got event 1", lambda: len(b.events()) == 2 and len(a.events()) == 1)
+
+    # An RPC to a type nobody ever registered fails at once.
+    t0 = time.monotonic()
+    answer = a.cmd(cmd="rpc", target="nobody", text="hi", timeout=10)
+    assert time.monotonic() - t0 < 1.0 and not answer["ok"]
+    assert "'nobody' is not registered" in answer["error"]
+
+    # A payload over the hub's size limit (256 KiB of data) is an error, not a hang.
+    answer = a.cmd(cmd="rpc", target="beta", text="x" * 300_000, timeout=20)
+    assert not answer["ok"] and "too_large" in answer["error"], answer
+
+    # The subscriber's worker is SIGKILLed; three events are published while it is down, and an RPC
+    # to its type fails after the caller's deadline (1.5 s, asked for by worker A).
+    b.kill()
+    for n in (2, 3, 4):
+        assert a.cmd(cmd="publish", topic="news", text=f"while down {n}", n=n)["ok"]
+    t0 = time.monotonic()
+    answer = a.cmd(cmd="rpc", target="beta", text="anyone?", timeout=15)
+    assert not answer["ok"] and "within 1.5 s" in answer["error"], answer
+    assert 1.4 <= time.monotonic() - t0 < 10
+
+    # A new worker registers the types and gets all three, once per type.
+    b2 = start_worker(procs, "worker-b2", gw.address, ["beta", "gamma"], ["news"])
+    for agent_type in ("beta", "gamma"):
+        wait_until(f"{agent_type}'s backlog", lambda t=agent_type: sorted(e["n"] for e in b2.events(t)) == [2, 3, 4])
+    assert b2.cmd(cmd="rpc", target="alpha", text="back")["reply"] == "alpha: back"
+
+    # The gateway restarts: subscriptions and backlog survive it. Events 5 and 6 wait for beta and
+    # gamma while worker B2 is down; the gateway is killed; after the restart a new worker A2
+    # publishes 7 before anyone has re-added a subscription; a new worker B3 gets 5, 6 and 7.
+    b2.kill()
+    for n in (5, 6):
+        assert a.cmd(cmd="publish", topic="news", text=f"before restart {n}", n=n)["ok"]
+    wait_until("events 5 and 6 stored", lambda: len(_appends(observed, "ag.event")) == 3 * 6)
+    gw.proc.kill()
+    a.kill()
+    gw.start()
+    a2 = start_worker(procs, "worker-a2", gw.address, [], [])
+    assert a2.cmd(cmd="publish", topic="news", text="after restart", n=7)["ok"]
+    b3 = start_worker(procs, "worker-b3", gw.address, ["beta", "gamma"], ["news"])
+    for agent_type in ("beta", "gamma"):
+        wait_until(
+            f"{agent_type}'s backlog after the restart",
+            lambda t=agent_type: sorted(e["n"] for e in b3.events(t)) == [5, 6, 7],
+        )
+    assert a2.cmd(cmd="rpc", target="gamma", text="hello again")["reply"] == "gamma: hello again"
+
+    # The observer saw every request, response and event as envelopes in the WAL. Requests: the
+    # round trip, the one while beta was down (never handed over: it expired), B2's and A2's.
+    # A response is handed to its caller before it is stored: wait for the last one.
+    def answered() -> int:
+        causes = {r["causation_id"] for r in _appends(observed, "ag.rpc.response")}
+        return sum(r["envelope_id"] in causes for r in _appends(observed, "ag.rpc.request"))
+
+    wait_until("three stored responses", lambda: answered() == 3)
+    requests = _appends(observed, "ag.rpc.request")
+    assert len(requests) == 4, [r["data"]["text"] for r in requests]
+    events = _appends(observed, "ag.event")
+    published = sorted({(e["data"]["event_id"], tuple(e["data"]["recipients"])) for e in events})
+    assert len(published) == 7 and all(r == ("alpha", "beta", "gamma") for _, r in published), published
+    assert any(e["data"]["text"].startswith("News ") and "first" in e["data"]["text"] for e in events)
+    identities = {e["name"]: e for e in read_jsonl(observed) if e.get("type") == "agent.registered"}
+    assert identities["ag-beta"]["passport"]["meta"]["via"] == "autogen"
