@@ -20,7 +20,8 @@ def _add_hub(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "hub",
         help="run a hub (WebSocket server with a WAL per channel)",
-        description="Run a hub: agents connect on ws://HOST:PORT/v1; GET /healthz answers readiness. "
+        description="Run a hub: agents connect on ws://HOST:PORT/v1, unmodified ag2 1.2.1 agents on "
+        "ws://HOST:PORT/ (or /ag2; see docs/ag2.md); GET /healthz answers readiness. "
         "SIGTERM or Ctrl-C shuts it down gracefully. Hubs sharing one PostgreSQL database run "
         "active/standby: a standby answers /healthz 503 and takes over when the active hub goes; a hub "
         "that loses the leadership exits with status 3. Example: agentnet hub --port 8765 "
@@ -55,6 +56,12 @@ def _add_hub(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--nack-backoff", type=float, default=0.5, help="first resend delay after a nack (doubles)")
     p.add_argument("--ping-interval", type=float, default=5.0, help="keepalive ping interval, seconds")
     p.add_argument("--ping-timeout", type=float, default=10.0, help="keepalive pong timeout, seconds")
+    p.add_argument(
+        "--send-timeout",
+        type=float,
+        default=10.0,
+        help="a write to a peer that cannot complete within this drops the peer (default: 10)",
+    )
     p.add_argument(
         "--log-level",
         default=os.environ.get("AGENTNET_LOG_LEVEL", "warning"),
@@ -97,6 +104,7 @@ def _run_hub(args: argparse.Namespace) -> int:
             nack_backoff=args.nack_backoff,
             ping_interval=args.ping_interval,
             ping_timeout=args.ping_timeout,
+            send_timeout=args.send_timeout,
             lease=args.lease,
             advertise=args.advertise,
         )

@@ -214,6 +214,19 @@ def _agent_names(hub: HubProc) -> set[str]:
     return asyncio.run(names())
 
 
+async def test_a_discussion_goes_round_robin_and_agents_shut_down(net: tuple[HubProc, Procs]) -> None:
+    hub, procs = net
+    talkers = [ag2(procs, "serve", "--url", ag2_url(hub), "--name", n, "--reply", f"{n} speaks") for n in ("p1", "p2")]
+    for proc in talkers:
+        wait_event(proc, "ready")
+    dana = ag2(procs, "discuss", "--url", ag2_url(hub), "--name", "dana", "--target", "p1,p2", "--turns", "7")
+    done = await asyncio.to_thread(finished, dana, "discussed")
+    assert done["speakers"] == ["dana", "p1", "p2", "dana", "p1", "p2", "dana"], done
+    assert done["state"] == "closed"
+    for proc in talkers:
+        assert proc.terminate() == 0, proc.log()[-2000:]  # HubClient.shutdown: unregister, close
+
+
 # --------------------------------------------------------------------------- away, replay, drops, big WALs
 
 
@@ -267,6 +280,11 @@ async def test_1000_envelopes_to_an_ag2_receiver_dropped_mid_stream_nothing_lost
         await asyncio.to_thread(wait_event, bob, "ready", 40, 2)  # it attached again (since_envelope_id="")
         want = {f"n{n}" for n in range(1, total + 1)}
         await asyncio.to_thread(wait_until, "every envelope received", lambda: want <= got(), 60)
+        log = events(bob)
+        cut = next(i for i, e in enumerate(log) if e["event"] == "dropped")
+        before = {e["text"] for e in log[:cut] if e["event"] == "got"}
+        after = [e["text"] for e in log[cut:] if e["event"] == "got"]
+        assert 300 <= len(before) < total and after, (len(before), len(after))  # dropped mid-stream
         snap = await obs.request("observe")
         cur = next(c for c in snap["cursors"] if c["recipient"] == "bob-s" and c["channel_id"] == channel.id)
         await asyncio.to_thread(
@@ -418,7 +436,9 @@ async def test_golden_key_sets_per_op(net: tuple[HubProc, Procs], ag2_fields: di
     found = await _ask(a, "13", "find_envelope_by_causation", channel_id=cid, sender_id=gid_b, causation_id=eid)
     keys(found["result"], "Envelope")
     assert (await _ask(a, "14", "can_send", channel_id=cid, sender_id=gid_a, event_type=None))["result"] is True
-    for turn in (await _ask(a, "15", "pending_turns_for", agent_id=gid_a))["result"]:
+    turns = (await _ask(a, "15", "pending_turns_for", agent_id=gid_a))["result"]
+    assert [t["channel_id"] for t in turns] == [cid]  # b spoke last: a owes the next turn
+    for turn in turns:
         keys(turn, "PendingTurn")
     channel_keys((await _ask(a, "16", "close_channel", channel_id=cid, reason="done"))["result"])
     # hello/welcome on a third socket, and a refused hello's error frame
@@ -520,3 +540,35 @@ async def test_bad_ag2_frames_get_ag2_errors_and_everyone_carries_on(net: tuple[
     for peer in (a, b):
         await peer.close()
     assert orjson.loads(orjson.dumps(hub.health()))["status"] == "ok"
+
+
+# --------------------------------------------------------------------------- the shipped scenario
+
+
+def test_the_ag2_consult_scenario_passes_headless_and_its_run_checks(tmp_path: Path, ag2_python: Path) -> None:
+    from agentnet.launcher.checker import check_run
+
+    from .test_up_scenarios import assert_all_gone, run_pids, the_run_dir
+
+    scenario = REPO / "scenarios" / "ag2-consult.yaml"
+    up = subprocess.run(
+        [sys.executable, "-m", "agentnet.cli", "up", str(scenario), "--headless"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    assert up.returncode == 0, up.stdout[-4000:] + up.stderr[-2000:]
+    assert "agentnet up ag2-consult: PASSED" in up.stdout
+    assert "fault kill bob" in up.stdout and "q2 #3 bob: 42" in up.stdout
+    run_dir = the_run_dir(tmp_path)
+    assert_all_gone(run_pids(run_dir))
+    check = subprocess.run(
+        [sys.executable, "-m", "agentnet.cli", "check", str(run_dir)], capture_output=True, text=True, timeout=60
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    report = check_run(run_dir)
+    assert report.ok and report.stats["dead"] == 0
+    # alice (ag2) asked the native calc agent through ag2's delegate tool: a third channel, answered 132
+    texts = [r[0] for r in _rows(run_dir / "hub.sqlite3", "SELECT body FROM envelopes WHERE sender = 'calc'")]
+    assert any(b'"132"' in t for t in texts), texts
