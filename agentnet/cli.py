@@ -62,6 +62,12 @@ def _add_hub(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ping-interval", type=float, default=5.0, help="keepalive ping interval, seconds")
     p.add_argument("--ping-timeout", type=float, default=10.0, help="keepalive pong timeout, seconds")
     p.add_argument(
+        "--send-timeout",
+        type=float,
+        default=10.0,
+        help="a write to a peer that cannot complete within this drops the peer (default: 10)",
+    )
+    p.add_argument(
         "--log-level",
         default=os.environ.get("AGENTNET_LOG_LEVEL", "warning"),
         choices=["debug", "info", "warning", "error"],
@@ -104,6 +110,7 @@ def _run_hub(args: argparse.Namespace) -> int:
             nack_backoff=args.nack_backoff,
             ping_interval=args.ping_interval,
             ping_timeout=args.ping_timeout,
+            send_timeout=args.send_timeout,
             lease=args.lease,
             advertise=args.advertise,
         )

@@ -97,6 +97,7 @@ Effect = Send | Close | Emit | Subscribe
 @dataclass(slots=True)
 class CoreConfig:
     window: int = 256  # unacked deliveries per recipient
+    window_bytes: int = 8 * 1024 * 1024  # ... and at most this many bytes of them (one is always allowed)
     ack_wait: float = 30.0  # seconds without a receipt before redelivery
     max_deliver: int = 5  # attempts before dead-lettering
     nack_backoff: float = 0.5  # first resend delay after a nack; doubles per attempt
@@ -843,7 +844,7 @@ class HubCore:
         if r.status == "ack":
             # A pump after the ack can only send more if the ack freed the window's last slot: below
             # a full window every pump has already sent all there was (commits and timers pump too).
-            if agent.unacked >= self.config.window:
+            if self._window_full(agent):
                 self._dirty.add(agent.name)
             self._finish(agent, cur, inf, "acked", now)
             cur.acked += 1
@@ -876,6 +877,7 @@ class HubCore:
         """An in-flight delivery is over (acked or dead): free its window slot, move the floor."""
         del cur.inflight[inf.seq]
         agent.unacked -= 1
+        agent.unacked_bytes -= inf.size
         ch = self.channels[cur.channel_id]
         idle = not cur.inflight and not cur.courtesy and cur.next_seq > ch.committed_seq
         if idle:
@@ -935,12 +937,15 @@ class HubCore:
                 self._send_courtesy(agent, cur, now)
         room = self.config.window - agent.unacked
         channels = self.channels
-        if room > 0:
+        if room > 0 and not self._window_full(agent):
             active = [c for c in cursors if c.next_seq <= channels[c.channel_id].committed_seq]
+            window_bytes = self.config.window_bytes
             while room > 0 and active:
                 for cur in list(active):
                     if self._deliver_next(agent, cur, now):
                         room -= 1
+                        if agent.unacked_bytes >= window_bytes:
+                            room = 0  # the window is full in bytes: the next ack pumps again
                         if room == 0:
                             break
                     if cur.next_seq > self.channels[cur.channel_id].committed_seq:
@@ -952,6 +957,12 @@ class HubCore:
             if self.observed:
                 self._emit(events.ReplayEnd(agent.name, agent.replay_count))
             agent.replay_count = 0
+
+    def _window_full(self, agent: AgentRecord) -> bool:
+        """No room for another delivery: the window is full in count, or in bytes (one always fits)."""
+        return agent.unacked >= self.config.window or (
+            agent.unacked > 0 and agent.unacked_bytes >= self.config.window_bytes
+        )
 
     @staticmethod
     def _replay_done(work: dict[str, Cursor]) -> bool:
@@ -973,8 +984,10 @@ class HubCore:
             return False
         redelivery = seq <= cur.delivered_seq  # delivered before a hub restart, never acked
         inf = Inflight(seq, rec.envelope_id, 1 if redelivery else 0, InflightState.READY, None, now, "replay")
+        inf.size = len(rec.json)
         cur.inflight[seq] = inf
         agent.unacked += 1
+        agent.unacked_bytes += inf.size
         if not redelivery:
             cur.delivered_seq = seq
             self._touch(cur)
@@ -994,7 +1007,7 @@ class HubCore:
     def _send_courtesy(self, agent: AgentRecord, cur: Cursor, now: float) -> None:
         ch = self.channels[cur.channel_id]
         start, end = cur.courtesy
-        while start <= end and agent.unacked < self.config.window:
+        while start <= end and not self._window_full(agent):
             seq, start = start, start + 1
             if seq in cur.inflight:
                 continue
@@ -1002,8 +1015,10 @@ class HubCore:
             if rec is None or not rec.addressed_to(agent.name, ch.participants):
                 continue
             inf = Inflight(seq, rec.envelope_id, 1, InflightState.READY, None, now, "replay", courtesy=True)
+            inf.size = len(rec.json)
             cur.inflight[seq] = inf
             agent.unacked += 1
+            agent.unacked_bytes += inf.size
             self._send(agent, cur, rec, inf, now)
         cur.courtesy = [start, end] if start <= end else []
 

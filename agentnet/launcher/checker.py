@@ -16,7 +16,9 @@ Invariants (each violation is one line of the report; any violation means exit c
                 kept in the WAL, delivered when it comes back) is *pending*: reported, and a
                 violation only with `strict` (`agentnet check --strict`). One the hub has moved
                 the recipient's ack floor past without a receipt or a processed-log entry is lost.
-* unprocessed   no envelope acked by the hub that its recipient's processed-log does not show
+* unprocessed   no envelope acked by the hub that its recipient's processed-log does not show (agents
+                that run any program, `command:` in the scenario, keep no processed-log: for them
+                the hub's receipts are the only record, and this check does not apply)
 * order         first deliveries (attempt 1) to one recipient in one channel came in seq order
 * duplicate     an envelope processed again only where a fault explains it (a restart, kill,
                 pause, disconnect, hub restart, ack_wait or nack), and then `dedup_skipped`
@@ -32,6 +34,8 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
+
+import yaml
 
 from agentnet.protocol.events import (
     Ack,
@@ -55,6 +59,7 @@ from agentnet.protocol.vocab import DISRUPTIVE_STATES, TURN_TYPES, DeliverReason
 
 RUN_FILE = "run.json"
 RECORDING_FILE = "recording.jsonl"
+SCENARIO_FILE = "scenario.yaml"
 PROCESSED_GLOB = "agents/*/processed.jsonl"
 PROCESSED_EFFECTS = ("applied", "dedup_skipped", "rejected")  # the ones that justify an ack
 SHOW = 12  # violations listed per kind
@@ -127,6 +132,7 @@ class Facts:
     floors: dict[tuple[str, str], int] = field(default_factory=dict)  # (recipient, ch) -> ack floor
     processed: dict[str, list[Entry]] = field(default_factory=dict)
     logs_found: set[str] = field(default_factory=set)
+    unlogged: set[str] = field(default_factory=set)  # `command:` agents: no processed-log by design
     disruptions: list[Disruption] = field(default_factory=list)
     first_deliveries: dict[tuple[str, str, int, int], float] = field(default_factory=dict)
     recording: bool = False
@@ -159,7 +165,29 @@ def load_facts(run_dir: Path) -> Facts:
         agent = path.parent.name
         facts.logs_found.add(agent)
         facts.processed[agent] = _read_processed(path, agent, facts)
+    facts.unlogged = _command_agents(run_dir / SCENARIO_FILE) - facts.logs_found
+    if facts.unlogged:
+        facts.notes.append(
+            f"{', '.join(sorted(facts.unlogged))}: any program (command:), no processed-log; "
+            "their acks are the hub's receipts only"
+        )
     return facts
+
+
+def _command_agents(path: Path) -> set[str]:
+    """The process names of the scenario's `command:` agents (replicas expanded)."""
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError):
+        return set()
+    names: set[str] = set()
+    agents = data.get("agents") if isinstance(data, dict) else None
+    for spec in agents if isinstance(agents, list) else []:
+        if isinstance(spec, dict) and spec.get("command") and isinstance(spec.get("name"), str):
+            replicas = spec.get("replicas", 1)
+            n = replicas if isinstance(replicas, int) else 1
+            names.update([spec["name"]] if n <= 1 else [f"{spec['name']}-{i}" for i in range(1, n + 1)])
+    return names
 
 
 def _store_path(run_dir: Path, meta: dict[str, Any]) -> Path | None:
@@ -449,7 +477,7 @@ def _check(report: Report) -> None:
                     f"{ch} #{seq} for {recipient} after {receipt.attempts} attempts: {receipt.reason or '?'}"
                 )
             processed = any(e.effect in PROCESSED_EFFECTS for e in entries)
-            if receipt is not None and receipt.status == "acked" and not processed:
+            if receipt is not None and receipt.status == "acked" and not processed and recipient not in facts.unlogged:
                 where = "its processed-log" if recipient in facts.logs_found else "a processed-log (it left none)"
                 v["unprocessed"].append(
                     f"{ch} #{seq} acked by {recipient} but not in {where}"

@@ -258,8 +258,9 @@ class Supervisor:
                     process_group=0,  # its own group, in our session (see the module docstring)
                 )
             except OSError as exc:
-                self._set(p, ProcState.CRASHED, f"cannot start: {exc.strerror or exc}")
-                raise SupervisorError(f"cannot start {name}: {exc.strerror or exc}") from None
+                why = f"{exc.strerror or exc}: {argv[0]}"  # e.g. a command agent's interpreter is not installed
+                self._set(p, ProcState.CRASHED, f"cannot start: {why}")
+                raise SupervisorError(f"cannot start {name}: {why}") from None
         p.proc, p.pid = proc, proc.pid
         self._pgids.add(proc.pid)
         p.generation += 1

@@ -325,6 +325,7 @@ class Stream:
     receiver: str = "bob"
     run: str = "run"
     tokens: dict[str, str] = field(default_factory=dict)
+    pad: int = 0  # bytes of padding in each envelope's data
     receivers: list[Proc] = field(default_factory=list)
     send_proc: Proc | None = None
     urls: str | None = None  # what the peers are given (default: the hub's URL); may be a comma-separated list
@@ -405,6 +406,8 @@ class Stream:
             str(self.channel_path),
             "--done",
             str(self.done_path),
+            "--pad",
+            str(self.pad),
             *self._auth(self.sender),
         )
         return self.send_proc

@@ -520,3 +520,35 @@ async def test_bad_ag2_frames_get_ag2_errors_and_everyone_carries_on(net: tuple[
     for peer in (a, b):
         await peer.close()
     assert orjson.loads(orjson.dumps(hub.health()))["status"] == "ok"
+
+
+# --------------------------------------------------------------------------- the shipped scenario
+
+
+def test_the_ag2_consult_scenario_passes_headless_and_its_run_checks(tmp_path: Path, ag2_python: Path) -> None:
+    from agentnet.launcher.checker import check_run
+
+    from .test_up_scenarios import assert_all_gone, run_pids, the_run_dir
+
+    scenario = REPO / "scenarios" / "ag2-consult.yaml"
+    up = subprocess.run(
+        [sys.executable, "-m", "agentnet.cli", "up", str(scenario), "--headless"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    assert up.returncode == 0, up.stdout[-4000:] + up.stderr[-2000:]
+    assert "agentnet up ag2-consult: PASSED" in up.stdout
+    assert "fault kill bob" in up.stdout and "q2 #3 bob: 42" in up.stdout
+    run_dir = the_run_dir(tmp_path)
+    assert_all_gone(run_pids(run_dir))
+    check = subprocess.run(
+        [sys.executable, "-m", "agentnet.cli", "check", str(run_dir)], capture_output=True, text=True, timeout=60
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    report = check_run(run_dir)
+    assert report.ok and report.stats["dead"] == 0
+    # alice (ag2) asked the native calc agent through ag2's delegate tool: a third channel, answered 132
+    texts = [r[0] for r in _rows(run_dir / "hub.sqlite3", "SELECT body FROM envelopes WHERE sender = 'calc'")]
+    assert any(b'"132"' in t for t in texts), texts

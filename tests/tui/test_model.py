@@ -365,3 +365,14 @@ def test_helpers() -> None:
     assert format_age(4.06) == "4.1 s" and format_age(192) == "3 min 12 s" and format_age(7300) == "2 h 01 min"
     assert sparkline_text([0, 1, 2, 4]) == "▁▃▅█"
     assert sparkline_text([0, 0]) == "▁▁"
+
+
+def test_an_agent_that_came_through_an_adapter_has_a_protocol_badge() -> None:
+    from agentnet.tui.widgets.tables import with_badge
+
+    model = loaded([])
+    model.apply(event(1.0, "agent.registered", name="bob", agent_id="a-1", passport={"meta": {"via": "ag2"}}))
+    model.apply(event(1.1, "agent.registered", name="calc", agent_id="a-2", passport={"description": "native"}))
+    assert model.agents["bob"].via == "ag2" and model.agents["calc"].via is None
+    assert with_badge("bob", model.agents["bob"].via).plain == "bob ag2"
+    assert with_badge("calc", None).plain == "calc"
