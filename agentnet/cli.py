@@ -26,7 +26,8 @@ def _add_hub(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "hub",
         help="run a hub (WebSocket server with a WAL per channel)",
-        description="Run a hub: agents connect on ws://HOST:PORT/v1; GET /healthz answers readiness. "
+        description="Run a hub: agents connect on ws://HOST:PORT/v1, unmodified ag2 1.2.1 agents on "
+        "ws://HOST:PORT/ (or /ag2; see docs/ag2.md); GET /healthz answers readiness. "
         "SIGTERM or Ctrl-C shuts it down gracefully. Hubs sharing one PostgreSQL database run "
         "active/standby: a standby answers /healthz 503 and takes over when the active hub goes; a hub "
         "that loses the leadership exits with status 3. Example: agentnet hub --port 8765 "

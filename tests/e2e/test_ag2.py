@@ -214,6 +214,19 @@ def _agent_names(hub: HubProc) -> set[str]:
     return asyncio.run(names())
 
 
+async def test_a_discussion_goes_round_robin_and_agents_shut_down(net: tuple[HubProc, Procs]) -> None:
+    hub, procs = net
+    talkers = [ag2(procs, "serve", "--url", ag2_url(hub), "--name", n, "--reply", f"{n} speaks") for n in ("p1", "p2")]
+    for proc in talkers:
+        wait_event(proc, "ready")
+    dana = ag2(procs, "discuss", "--url", ag2_url(hub), "--name", "dana", "--target", "p1,p2", "--turns", "7")
+    done = await asyncio.to_thread(finished, dana, "discussed")
+    assert done["speakers"] == ["dana", "p1", "p2", "dana", "p1", "p2", "dana"], done
+    assert done["state"] == "closed"
+    for proc in talkers:
+        assert proc.terminate() == 0, proc.log()[-2000:]  # HubClient.shutdown: unregister, close
+
+
 # --------------------------------------------------------------------------- away, replay, drops, big WALs
 
 
@@ -267,6 +280,11 @@ async def test_1000_envelopes_to_an_ag2_receiver_dropped_mid_stream_nothing_lost
         await asyncio.to_thread(wait_event, bob, "ready", 40, 2)  # it attached again (since_envelope_id="")
         want = {f"n{n}" for n in range(1, total + 1)}
         await asyncio.to_thread(wait_until, "every envelope received", lambda: want <= got(), 60)
+        log = events(bob)
+        cut = next(i for i, e in enumerate(log) if e["event"] == "dropped")
+        before = {e["text"] for e in log[:cut] if e["event"] == "got"}
+        after = [e["text"] for e in log[cut:] if e["event"] == "got"]
+        assert 300 <= len(before) < total and after, (len(before), len(after))  # dropped mid-stream
         snap = await obs.request("observe")
         cur = next(c for c in snap["cursors"] if c["recipient"] == "bob-s" and c["channel_id"] == channel.id)
         await asyncio.to_thread(
@@ -418,7 +436,9 @@ async def test_golden_key_sets_per_op(net: tuple[HubProc, Procs], ag2_fields: di
     found = await _ask(a, "13", "find_envelope_by_causation", channel_id=cid, sender_id=gid_b, causation_id=eid)
     keys(found["result"], "Envelope")
     assert (await _ask(a, "14", "can_send", channel_id=cid, sender_id=gid_a, event_type=None))["result"] is True
-    for turn in (await _ask(a, "15", "pending_turns_for", agent_id=gid_a))["result"]:
+    turns = (await _ask(a, "15", "pending_turns_for", agent_id=gid_a))["result"]
+    assert [t["channel_id"] for t in turns] == [cid]  # b spoke last: a owes the next turn
+    for turn in turns:
         keys(turn, "PendingTurn")
     channel_keys((await _ask(a, "16", "close_channel", channel_id=cid, reason="done"))["result"])
     # hello/welcome on a third socket, and a refused hello's error frame
