@@ -46,6 +46,12 @@ def _add_hub(sub: argparse._SubParsersAction) -> None:
         "--advertise", help="postgresql: the URL standbys send clients to while this hub is active (default: own URL)"
     )
     p.add_argument("--synchronous", default="FULL", choices=["FULL", "NORMAL"], help="SQLite fsync policy")
+    p.add_argument(
+        "--keep-receipts",
+        action="store_true",
+        help="keep every acked receipt (an audit trail for 'agentnet check'; 'agentnet up' sets it). By default "
+        "acked receipts at or below a cursor's ack floor are dropped: the floor says it all",
+    )
     p.add_argument("--auth-file", type=Path, help="YAML file of API keys: tokens: [{name, role, token}]")
     p.add_argument("--tls-cert", type=Path, help="PEM certificate (serve wss://)")
     p.add_argument("--tls-key", type=Path, help="PEM private key for --tls-cert")
@@ -95,6 +101,7 @@ def _run_hub(args: argparse.Namespace) -> int:
             port=args.port,
             store=args.store,
             synchronous=args.synchronous,
+            keep_receipts=args.keep_receipts,
             auth_file=args.auth_file,
             tls_cert=args.tls_cert,
             tls_key=args.tls_key,

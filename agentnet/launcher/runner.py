@@ -514,7 +514,7 @@ class Run:
             argv = [
                 sys.executable, "-m", "agentnet.cli", "hub",
                 "--host", "127.0.0.1", "--port", str(self.hub_port or 0), "--port-file", str(port_file),
-                "--store", store,
+                "--store", store, "--keep-receipts",
                 "--window", str(d.window), "--ack-wait", str(d.ack_wait), "--max-deliver", str(d.max_deliver),
                 "--nack-backoff", str(d.nack_backoff),
                 "--ping-interval", str(k.ping_interval), "--ping-timeout", str(k.ping_timeout),
