@@ -124,12 +124,16 @@ class EnvelopeSource(Protocol):
     def list_channels(self, after: str, limit: int, member: str | None) -> list[ChannelRecord]: ...
 
 
+PEER_MAX_SIZE = 1024 * 1024  # the contract's default frame limit of a peer that declares none
+
+
 @dataclass(slots=True)
 class Session:
     conn: int
     name: str
     role: str
     session_id: str
+    max_size: int = PEER_MAX_SIZE  # the largest frame this peer accepts (hello.max_size)
 
 
 AGENT_OPS = frozenset({"register", "open_channel", "post", "close_channel", "find_by_causation", "pending_turns"})
@@ -390,7 +394,7 @@ class HubCore:
                 self._hello_agent(conn, hello, now)
             else:
                 session_id = ids.new_id("s")
-                self.sessions[conn] = Session(conn, hello.name, hello.role, session_id)
+                self.sessions[conn] = Session(conn, hello.name, hello.role, session_id, hello.max_size or PEER_MAX_SIZE)
                 self._welcome(conn, hello.name, f"{hello.role}:{hello.name}", session_id)
         except ProtocolError as exc:
             close = CloseCode.CLIENT_AHEAD if exc.code == ErrorCode.CONFLICT else CloseCode.POLICY
@@ -437,7 +441,7 @@ class HubCore:
             self._detach(old, CloseCode.SUPERSEDED, "superseded by a newer session", now)
         session_id = ids.new_id("s")
         agent.conn, agent.session_id, agent.connected_since = conn, session_id, now
-        self.sessions[conn] = Session(conn, name, "agent", session_id)
+        self.sessions[conn] = Session(conn, name, "agent", session_id, hello.max_size or PEER_MAX_SIZE)
         self._welcome(conn, name, agent.agent_id, session_id)
         if self.observed:
             self._emit(events.AgentConnected(name, agent.agent_id, session_id, "agent"))
@@ -777,7 +781,9 @@ class HubCore:
     def _op_read_wal(self, session: Session, p: ReadWalParams, request_id: str, now: float) -> None:
         ch = self._channel_for(session, p.channel_id)
         out: list[Fragment] = []
-        size, seq, budget = 0, p.after_seq + 1, self.config.read_page_bytes
+        # a page stays below the peer's own limit too (its envelopes plus the frame around them)
+        budget = min(self.config.read_page_bytes, session.max_size - 4096)
+        size, seq = 0, p.after_seq + 1
         while seq <= ch.committed_seq and len(out) < p.limit:
             rec = self._envelope(ch, seq)
             if rec is None:  # pragma: no cover - a committed seq is always in the store

@@ -39,7 +39,7 @@ from agentnet.wsfast import BatchedSends, DirectReceives
 from .ag2 import PATHS as AG2_PATHS
 from .ag2 import Ag2Endpoint
 from .auth import Authenticator, bearer_token, load_auth_file
-from .core import Close, CoreConfig, Emit, HubCore, Send, Subscribe, _error_response, error_frame
+from .core import PEER_MAX_SIZE, Close, CoreConfig, Emit, HubCore, Send, Subscribe, _error_response, error_frame
 from .store import Store, StoreError, open_store
 from .store.base import assume_delivered
 
@@ -120,6 +120,7 @@ class Peer:
     event_bytes: int = 0  # bytes of `events` not yet written
     refused: int = 0  # requests answered `overloaded` in a row (the peer does not read its answers)
     event_timeout: float | None = None  # observers: how long an event write may stall (events are lossy)
+    max_size: int = PEER_MAX_SIZE  # the largest frame the peer accepts (hello.max_size): never send more
     observer: bool = False
     greeted: bool = False  # its hello was accepted: frames from now on are requests and receipts
     closing: bool = False
@@ -128,9 +129,28 @@ class Peer:
     def push(self, data: Any) -> None:
         if self.closing:
             return
+        if len(data) > self.max_size:
+            data = self._too_large(data)
+            if data is None:
+                return
         self.frames.append(data)
         self.frame_bytes += len(data)
         self.wake.set()
+
+    def _too_large(self, data: bytes) -> bytes | None:
+        """A frame over the peer's limit is never sent: a response becomes `too_large` with a hint;
+        anything else is dropped (a notify is then redelivered until dead-lettered, as the contract
+        wants for a poison envelope)."""
+        limit = self.max_size
+        if data.startswith(b'{"kind":"response"'):
+            request_id = orjson.loads(data).get("request_id", "")
+            hint = (
+                f"the response is {len(data)} bytes, over this connection's limit of {limit} (hello.max_size); "
+                "ask for less: a smaller `limit` (read_wal, list_channels, list_agents, observe) or a narrower query"
+            )
+            return _error_response(request_id, ErrorCode.TOO_LARGE, hint)
+        log.warning("conn %d: a %d-byte frame is over the peer's limit of %d; not sent", self.conn, len(data), limit)
+        return None
 
     def drop_queued(self) -> None:
         """Forget every frame not yet written (the peer is being closed for not reading them)."""
@@ -212,7 +232,8 @@ class ObserverFeed:
         data = events.encode(event, self.event_seq, ids.utc_iso())
         size = len(data)
         for peer in self.observers.values():
-            if len(peer.events) >= self.limit or peer.event_bytes + size > self.limit_bytes:
+            over = len(peer.events) >= self.limit or peer.event_bytes + size > self.limit_bytes
+            if over or size > peer.max_size:
                 peer.dropped += 1  # the observer is slow: lose events, never slow the agents
                 continue
             peer.events.append(data)
@@ -605,6 +626,7 @@ class Hub:
             log.info("conn %d: refused %s %r: %s", conn, frame.role, frame.name, problem)
             self._refuse(peer, ErrorCode.AUTH_FAILED, problem, CloseCode.FORBIDDEN)
             return
+        peer.max_size = frame.max_size or PEER_MAX_SIZE
         self._dispatch(self.core.hello(conn, frame, time.monotonic()))
         peer.greeted = not peer.closing  # the core may refuse it too (a reserved name, a client ahead)
 
