@@ -81,6 +81,7 @@ def _add_hub(sub: argparse._SubParsersAction) -> None:
         "autogen` sidecar without its WebSocket hop; needs agentnet[autogen]; see docs/autogen.md)",
     )
     p.add_argument("--autogen-port-file", type=Path, help=argparse.SUPPRESS)
+    p.add_argument("--autogen-log-dir", type=Path, help=argparse.SUPPRESS)  # processed-logs for `agentnet check`
     p.add_argument("--exit-with-parent", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(run=_run_hub)
 
@@ -121,7 +122,7 @@ def _run_hub(args: argparse.Namespace) -> int:
     if args.autogen:
         from agentnet.gateway.cli import hub_with_autogen
 
-        main = hub_with_autogen(settings, args.autogen, args.autogen_port_file)
+        main = hub_with_autogen(settings, args.autogen, args.autogen_port_file, args.autogen_log_dir)
         if isinstance(main, str):
             return _fail(main)
     else:

@@ -422,6 +422,7 @@ class Run:
         self.view: HeadlessView | None = None
         self.observer: Any = None
         self.hub_port: int | None = s.hub.port or None
+        self.autogen_port: int | None = None  # with gateways: [autogen], kept across hub restarts
         self.tokens: dict[str, str] = {}
         self.aliases: dict[str, str] = {}  # alias -> channel_id
         self.alias_of: dict[str, str] = {}  # channel_id -> alias
@@ -543,11 +544,15 @@ class Run:
             ]  # fmt: skip
             if s.hub.auth:
                 argv += ["--auth-file", str(run / "keys.yaml")]
+            if "autogen" in s.gateways:  # the gateway runs inside the hub process
+                argv += ["--autogen", f"127.0.0.1:{self.autogen_port or 0}"]
+                argv += ["--autogen-port-file", str(run / "autogen.port"), "--autogen-log-dir", str(run / "agents")]
             return argv
 
         def forget_port() -> None:
-            with contextlib.suppress(FileNotFoundError):
-                port_file.unlink()
+            for path in (port_file, run / "autogen.port"):
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
 
         hub = ProcessSpec("hub", "hub", hub_command, run / "logs" / "hub.log", policy=HUB_POLICY)
         hub.probe, hub.before_start = self._hub_probe, forget_port
@@ -571,6 +576,7 @@ class Run:
                     "hub_host": "127.0.0.1",
                     "hub_port": str(self.hub_port or 0),
                     "run_dir": str(run),
+                    "autogen_address": f"127.0.0.1:{self.autogen_port or 0}",
                 }
                 return [render(arg, values) for arg in argv]
 
@@ -597,6 +603,8 @@ class Run:
                 port = int(port_file.read_text())
             except (OSError, ValueError):
                 port = None
+            if port and self.scenario.gateways and not self._gateway_ports():
+                port = None  # the hub answers agentnet clients before its gateways listen
             if port and await healthz("127.0.0.1", port) is not None:
                 self.hub_port = port
                 for agent in self.supervisor.processes.values():
@@ -605,6 +613,17 @@ class Run:
                 return
             await asyncio.sleep(0.05)
         raise SupervisorError("the hub exited before it was ready")
+
+    def _gateway_ports(self) -> bool:
+        """With gateways: [autogen], read the gateway's port (written once it listens); True once known."""
+        try:
+            self.autogen_port = int((self.run_dir / "autogen.port").read_text())
+        except (OSError, ValueError):
+            return False
+        for agent in self.supervisor.processes.values():
+            if agent.role == "agent":
+                agent.spec.env["AGENTNET_AUTOGEN_ADDRESS"] = f"127.0.0.1:{self.autogen_port}"
+        return True
 
     def _agent_names(self) -> list[str]:
         return [p.name for p in self.supervisor.processes.values() if p.role == "agent"]
