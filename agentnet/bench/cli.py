@@ -143,7 +143,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "agents (--concurrency at a time): hub CPU per consult for the first and last 1,000, hub RSS at 1,000 "
         "and after every channel closed, the observer snapshot's time and size, the largest listing response. "
         "Then a channel of --depth envelopes: find_by_causation miss/hit times and a full read_wal pass with "
-        "the hub's RSS before and after. Example: agentnet bench scale --channels 10000 --depth 100000",
+        "the hub's RSS before and after. Then the dashboard, headless, attached to a synthetic hub that size while "
+        "events stream: attach time and key latency. Example: agentnet bench scale --channels 10000 --depth 100000",
     )
     sc.add_argument("--channels", type=_positive, default=50_000, help="consults, one channel each (default: 50000)")
     sc.add_argument("--agents", type=_positive, default=100, help="connected agents (default: 100)")
@@ -152,7 +153,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--depth", type=_positive, default=1_000_000, help="envelopes in the deep channel (default: 1000000)"
     )
     sc.add_argument("--lookups", type=_positive, default=200, help="find_by_causation misses and hits (default: 200)")
-    sc.add_argument("--only", choices=["consults", "depth"], help="run one part only (default: both)", default=None)
+    sc.add_argument("--dashboard-agents", type=_positive, default=1000, help="dashboard part: agents (default: 1000)")
+    sc.add_argument(
+        "--dashboard-events", type=_positive, default=20_000, help="dashboard part: events streamed (default: 20000)"
+    )
+    sc.add_argument("--dashboard-rate", type=_positive, default=1000, help="dashboard part: events/s (default: 1000)")
+    sc.add_argument(
+        "--only", choices=["consults", "depth", "dashboard"], help="run one part only (default: all)", default=None
+    )
     sc.add_argument("--dir", type=Path, help="directory for the SQLite files (default: a fresh temp dir, removed)")
     sc.add_argument("--json", action="store_true", help="print the results as JSON (progress goes to stderr)")
     sc.add_argument("--quiet", action="store_true", help="no progress output")
@@ -161,9 +169,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     tui = bench_sub.add_parser(
         "tui",
         help="dashboard benchmark: how fast the TUI model digests hub events",
-        description="Feed the dashboard's model a synthetic event stream and report its rate.",
+        description="Feed the dashboard a synthetic event stream and report its rate and key latency. "
+        "Example (a big hub at a steady rate): agentnet bench tui --agents 1000 --channels 50000 --pace 1000 "
+        "--events 20000",
     )
     tui.add_argument("--events", type=_positive, default=100_000, help="events to feed (default: 100000)")
+    tui.add_argument("--agents", type=_positive, default=8, help="agents in the hub's snapshot (default: 8)")
+    tui.add_argument("--channels", type=_positive, default=4, help="channels in the hub's snapshot (default: 4)")
+    tui.add_argument(
+        "--pace", type=_positive, default=None, help="feed at most this many events/s (default: as fast as it goes)"
+    )
     tui.add_argument("--json", action="store_true", help="print the results as JSON")
     tui.set_defaults(run=_run_tui)
 
@@ -233,8 +248,11 @@ def _run_scale(args: argparse.Namespace) -> int:
         concurrency=args.concurrency,
         depth=args.depth,
         lookups=args.lookups,
+        dashboard_agents=args.dashboard_agents,
+        dashboard_events=args.dashboard_events,
+        dashboard_rate=args.dashboard_rate,
         dir=args.dir,
-        parts=(args.only,) if args.only else ("consults", "depth"),
+        parts=(args.only,) if args.only else ("consults", "depth", "dashboard"),
     )
     return run_scale(cfg, as_json=args.json, quiet=args.quiet)
 
@@ -262,7 +280,7 @@ def _run_tui(args: argparse.Namespace) -> int:
     except ImportError:
         print("agentnet bench tui: agentnet.tui.bench has no run_tui_bench() yet", file=sys.stderr)
         return 1
-    result = run_tui_bench(events=args.events)
+    result = run_tui_bench(events=args.events, agents=args.agents, channels=args.channels, pace=args.pace)
     if args.json:
         import orjson
 

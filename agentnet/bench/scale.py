@@ -8,6 +8,8 @@ Two parts, each against a real hub process (SQLite store in a temp dir, never in
   the observer snapshot (all pages) time and size, and the largest response of every listing.
 * depth: a channel of --depth envelopes written straight into a fresh store file, then a hub on
   it: find_by_causation misses and hits, and a full read_wal pass with the hub's RSS before/after.
+* dashboard: the dashboard (headless) attached to a synthetic hub of --channels channels and
+  --dashboard-agents agents while events stream at --dashboard-rate/s: attach time, key latency.
 """
 
 from __future__ import annotations
@@ -41,8 +43,11 @@ class ScaleConfig:
     concurrency: int = 8
     depth: int = 1_000_000
     lookups: int = 200
+    dashboard_agents: int = 1000
+    dashboard_events: int = 20_000
+    dashboard_rate: int = 1000
     dir: Path | None = None
-    parts: tuple[str, ...] = ("consults", "depth")
+    parts: tuple[str, ...] = ("consults", "depth", "dashboard")
 
 
 def _say(text: str, quiet: bool) -> None:
@@ -271,6 +276,21 @@ def _timings(values: list[float]) -> dict[str, float]:
     }
 
 
+def _store_lookups(path: Path, cid: str, count: int) -> dict[str, float]:
+    from agentnet.hub.store.sqlite import SqliteStore
+
+    store = SqliteStore(path)
+    try:
+        times = []
+        for i in range(count):
+            t = time.perf_counter()
+            store.find_by_causation(cid, f"absent{i}", None)
+            times.append(time.perf_counter() - t)
+        return _timings(times)
+    finally:
+        store.close()
+
+
 async def run_depth(cfg: ScaleConfig, workdir: Path, quiet: bool) -> dict[str, Any]:
     path = workdir / "deep.db"
     started = time.perf_counter()
@@ -292,8 +312,9 @@ async def run_depth(cfg: ScaleConfig, workdir: Path, quiet: bool) -> dict[str, A
             r = await reader.request("find_by_causation", channel_id=cid, causation_id=wanted)
             hit.append(time.perf_counter() - t)
             assert r["envelope"] is not None
-        out["find_by_causation_miss"] = _timings(miss)
+        out["find_by_causation_miss"] = _timings(miss)  # round trips through the hub
         out["find_by_causation_hit"] = _timings(hit)
+        out["store_lookup_miss"] = _store_lookups(path, cid, cfg.lookups)  # the hub's own query, alone
         await asyncio.sleep(0.5)
         out["rss_mb_before_read_wal"] = rss_before = hub.rss_mb()
         started = time.perf_counter()
@@ -334,13 +355,32 @@ def run_scale(cfg: ScaleConfig, *, as_json: bool = False, quiet: bool = False) -
 
     try:
         result = asyncio.run(main())
+        if "dashboard" in cfg.parts:
+            from agentnet.tui.bench import run_tui_bench
+
+            _say(
+                f"dashboard: {cfg.channels:,} channels, {cfg.dashboard_agents:,} agents, "
+                f"{cfg.dashboard_events:,} events at {cfg.dashboard_rate:,}/s",
+                quiet,
+            )
+            figures = run_tui_bench(
+                cfg.dashboard_events,
+                agents=cfg.dashboard_agents,
+                channels=cfg.channels,
+                pace=cfg.dashboard_rate,
+                model_only_events=min(cfg.dashboard_events, 20_000),
+            )
+            keep = ("attach_seconds", "channels", "agents", "events_per_s", "key_latency_ms", "render_ms", "rss_mb")
+            result["dashboard"] = {key: figures[key] for key in keep} | {
+                "model_events_per_s": figures["model_events_per_s"]
+            }
     finally:
         if own:
             shutil.rmtree(workdir, ignore_errors=True)
     if as_json:
         sys.stdout.write(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode() + "\n")
     else:
-        for part in ("consults", "depth"):
+        for part in ("consults", "depth", "dashboard"):
             for key, value in (result.get(part) or {}).items():
                 print(f"{part}.{key}: {value}")
     return 0

@@ -270,6 +270,7 @@ class HubClient:
             "name": self.name,
             "role": self.role,
             "client": f"agentnet/{__version__}",
+            "max_size": self.max_size,  # the hub answers too_large rather than send more
         }
         if self.token:
             hello["auth"] = {"scheme": "api_key", "token": self.token}

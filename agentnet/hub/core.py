@@ -97,6 +97,7 @@ Effect = Send | Close | Emit | Subscribe
 @dataclass(slots=True)
 class CoreConfig:
     window: int = 256  # unacked deliveries per recipient
+    window_bytes: int = 8 * 1024 * 1024  # ... and at most this many bytes of them (one is always allowed)
     ack_wait: float = 30.0  # seconds without a receipt before redelivery
     max_deliver: int = 5  # attempts before dead-lettering
     nack_backoff: float = 0.5  # first resend delay after a nack; doubles per attempt
@@ -107,6 +108,7 @@ class CoreConfig:
     cache_channel_bytes: int = 4 * 1024 * 1024  # ... and at most this many bytes of them per channel
     cache_bytes: int = 64 * 1024 * 1024  # cached envelopes of the whole hub; the least recently used go first
     page_bytes: int = 512 * 1024  # list_channels / list_agents / observe pages stay below this
+    keep_receipts: bool = False  # keep acked receipts below the floor (an audit trail for `agentnet check`)
 
 
 class EnvelopeSource(Protocol):
@@ -123,12 +125,16 @@ class EnvelopeSource(Protocol):
     def list_channels(self, after: str, limit: int, member: str | None) -> list[ChannelRecord]: ...
 
 
+PEER_MAX_SIZE = 1024 * 1024  # the contract's default frame limit of a peer that declares none
+
+
 @dataclass(slots=True)
 class Session:
     conn: int
     name: str
     role: str
     session_id: str
+    max_size: int = PEER_MAX_SIZE  # the largest frame this peer accepts (hello.max_size)
 
 
 AGENT_OPS = frozenset({"register", "open_channel", "post", "close_channel", "find_by_causation", "pending_turns"})
@@ -389,7 +395,7 @@ class HubCore:
                 self._hello_agent(conn, hello, now)
             else:
                 session_id = ids.new_id("s")
-                self.sessions[conn] = Session(conn, hello.name, hello.role, session_id)
+                self.sessions[conn] = Session(conn, hello.name, hello.role, session_id, hello.max_size or PEER_MAX_SIZE)
                 self._welcome(conn, hello.name, f"{hello.role}:{hello.name}", session_id)
         except ProtocolError as exc:
             close = CloseCode.CLIENT_AHEAD if exc.code == ErrorCode.CONFLICT else CloseCode.POLICY
@@ -436,7 +442,7 @@ class HubCore:
             self._detach(old, CloseCode.SUPERSEDED, "superseded by a newer session", now)
         session_id = ids.new_id("s")
         agent.conn, agent.session_id, agent.connected_since = conn, session_id, now
-        self.sessions[conn] = Session(conn, name, "agent", session_id)
+        self.sessions[conn] = Session(conn, name, "agent", session_id, hello.max_size or PEER_MAX_SIZE)
         self._welcome(conn, name, agent.agent_id, session_id)
         if self.observed:
             self._emit(events.AgentConnected(name, agent.agent_id, session_id, "agent"))
@@ -776,7 +782,9 @@ class HubCore:
     def _op_read_wal(self, session: Session, p: ReadWalParams, request_id: str, now: float) -> None:
         ch = self._channel_for(session, p.channel_id)
         out: list[Fragment] = []
-        size, seq, budget = 0, p.after_seq + 1, self.config.read_page_bytes
+        # a page stays below the peer's own limit too (its envelopes plus the frame around them)
+        budget = min(self.config.read_page_bytes, session.max_size - 4096)
+        size, seq = 0, p.after_seq + 1
         while seq <= ch.committed_seq and len(out) < p.limit:
             rec = self._envelope(ch, seq)
             if rec is None:  # pragma: no cover - a committed seq is always in the store
@@ -843,7 +851,7 @@ class HubCore:
         if r.status == "ack":
             # A pump after the ack can only send more if the ack freed the window's last slot: below
             # a full window every pump has already sent all there was (commits and timers pump too).
-            if agent.unacked >= self.config.window:
+            if self._window_full(agent):
                 self._dirty.add(agent.name)
             self._finish(agent, cur, inf, "acked", now)
             cur.acked += 1
@@ -876,6 +884,7 @@ class HubCore:
         """An in-flight delivery is over (acked or dead): free its window slot, move the floor."""
         del cur.inflight[inf.seq]
         agent.unacked -= 1
+        agent.unacked_bytes -= inf.size
         ch = self.channels[cur.channel_id]
         idle = not cur.inflight and not cur.courtesy and cur.next_seq > ch.committed_seq
         if idle:
@@ -935,12 +944,15 @@ class HubCore:
                 self._send_courtesy(agent, cur, now)
         room = self.config.window - agent.unacked
         channels = self.channels
-        if room > 0:
+        if room > 0 and not self._window_full(agent):
             active = [c for c in cursors if c.next_seq <= channels[c.channel_id].committed_seq]
+            window_bytes = self.config.window_bytes
             while room > 0 and active:
                 for cur in list(active):
                     if self._deliver_next(agent, cur, now):
                         room -= 1
+                        if agent.unacked_bytes >= window_bytes:
+                            room = 0  # the window is full in bytes: the next ack pumps again
                         if room == 0:
                             break
                     if cur.next_seq > self.channels[cur.channel_id].committed_seq:
@@ -952,6 +964,12 @@ class HubCore:
             if self.observed:
                 self._emit(events.ReplayEnd(agent.name, agent.replay_count))
             agent.replay_count = 0
+
+    def _window_full(self, agent: AgentRecord) -> bool:
+        """No room for another delivery: the window is full in count, or in bytes (one always fits)."""
+        return agent.unacked >= self.config.window or (
+            agent.unacked > 0 and agent.unacked_bytes >= self.config.window_bytes
+        )
 
     @staticmethod
     def _replay_done(work: dict[str, Cursor]) -> bool:
@@ -973,8 +991,10 @@ class HubCore:
             return False
         redelivery = seq <= cur.delivered_seq  # delivered before a hub restart, never acked
         inf = Inflight(seq, rec.envelope_id, 1 if redelivery else 0, InflightState.READY, None, now, "replay")
+        inf.size = len(rec.json)
         cur.inflight[seq] = inf
         agent.unacked += 1
+        agent.unacked_bytes += inf.size
         if not redelivery:
             cur.delivered_seq = seq
             self._touch(cur)
@@ -994,7 +1014,7 @@ class HubCore:
     def _send_courtesy(self, agent: AgentRecord, cur: Cursor, now: float) -> None:
         ch = self.channels[cur.channel_id]
         start, end = cur.courtesy
-        while start <= end and agent.unacked < self.config.window:
+        while start <= end and not self._window_full(agent):
             seq, start = start, start + 1
             if seq in cur.inflight:
                 continue
@@ -1002,8 +1022,10 @@ class HubCore:
             if rec is None or not rec.addressed_to(agent.name, ch.participants):
                 continue
             inf = Inflight(seq, rec.envelope_id, 1, InflightState.READY, None, now, "replay", courtesy=True)
+            inf.size = len(rec.json)
             cur.inflight[seq] = inf
             agent.unacked += 1
+            agent.unacked_bytes += inf.size
             self._send(agent, cur, rec, inf, now)
         cur.courtesy = [start, end] if start <= end else []
 
@@ -1097,8 +1119,20 @@ class HubCore:
                 (a.name, a.agent_id, a.role, dumps(a.passport).decode(), a.registered_at) for a in batch.agents.values()
             ],
             cursors=list(batch.cursors.values()),
-            acks=batch.acks,
+            acks=batch.acks if self.config.keep_receipts else self._above_floor(batch),
+            prune=[] if self.config.keep_receipts else [(r[0], r[1], r[2]) for r in batch.cursors.values()],
         )
+
+    @staticmethod
+    def _above_floor(batch: Batch) -> list[AckRow]:
+        """The receipts worth writing: dead letters, and acks the cursor's floor does not cover yet."""
+        rows = batch.cursors
+        out = []
+        for ack in batch.acks:
+            row = rows.get((ack.recipient, ack.channel_id))
+            if ack.status != "acked" or row is None or ack.seq > row[2]:
+                out.append(ack)
+        return out
 
     def batch_committed(self, batch_id: int, now: float) -> list[Effect]:
         """The store made the batch durable: release its responses, notifies and events."""

@@ -109,6 +109,7 @@ class Inflight:
     since: float  # when it was first delivered (oldest-in-flight age)
     reason: str = "first"  # why the next send happens: replay | nack | ack_wait
     courtesy: bool = False  # re-sent because hello asked `since`; was already acked
+    size: int = 0  # bytes of the envelope: counted against the recipient's window_bytes
 
 
 @dataclass(slots=True)
@@ -164,6 +165,7 @@ class AgentRecord:
     connected_since: float | None = None
     disconnected_at: float | None = None
     unacked: int = 0  # in-flight deliveries across all channels (the window)
+    unacked_bytes: int = 0  # ... and their envelopes' bytes (the window in bytes)
     replay_count: int = 0  # non-zero while a replay announced by replay.start is running
     # Its cursors with anything pending (in flight, due for a resend, a courtesy replay, or committed
     # envelopes the scanner has not reached), by channel_id: the only ones a pump or hello visits.
@@ -218,6 +220,9 @@ class CommitBatch:
     agents: list[tuple[str, str, str, str, str]]  # (name, agent_id, role, passport_json, registered_at)
     cursors: list[tuple[str, str, int, int, int, int]]
     acks: list[AckRow]
+    # (recipient, channel_id, ack_floor): acked receipts at or below the floor are dropped in this commit
+    # (the floor says all of it; dead-letter receipts stay, they carry the reason). Empty: keep them all.
+    prune: list[tuple[str, str, int]] = field(default_factory=list)
 
     @property
     def size(self) -> int:

@@ -39,7 +39,7 @@ from agentnet.wsfast import BatchedSends, DirectReceives
 from .ag2 import PATHS as AG2_PATHS
 from .ag2 import Ag2Endpoint
 from .auth import Authenticator, bearer_token, load_auth_file
-from .core import Close, CoreConfig, Emit, HubCore, Send, Subscribe, error_frame
+from .core import PEER_MAX_SIZE, Close, CoreConfig, Emit, HubCore, Send, Subscribe, _error_response, error_frame
 from .store import Store, StoreError, open_store
 from .store.base import assume_delivered
 
@@ -71,7 +71,14 @@ class HubSettings(BaseModel):
     send_timeout: float = 10.0  # a send that cannot complete within this aborts the connection
     max_frame: int = 1024 * 1024  # incoming frames; larger ones are closed with 1009
     max_data_bytes: int = 256 * 1024
+    keep_receipts: bool = False  # keep acked receipts below each floor (the launcher does, for `agentnet check`)
     observer_queue: int = 20_000  # events buffered per observer before it is told it lagged
+    # Byte budgets (docs/limits.md): what one peer can make the hub hold.
+    observer_queue_bytes: int = Field(8 * 1024 * 1024, ge=64 * 1024)  # ... and at most these bytes of them
+    observer_send_timeout: float = Field(60.0, gt=0)  # an observer's event write may stall this long
+    window_bytes: int = Field(8 * 1024 * 1024, ge=64 * 1024)  # unacked envelope bytes per recipient
+    outbox_bytes: int = Field(16 * 1024 * 1024, ge=64 * 1024)  # frames queued for one connection
+    overloaded_close_after: int = Field(64, ge=1)  # requests refused in a row before closing 1013
     # Shared stores (postgresql): seconds of silence after which the database ends this hub's
     # session, and with it the leadership; how often a standby tries to take it; the URL it
     # announces to the others once active (default: its own ws://host:port/v1).
@@ -86,6 +93,8 @@ class HubSettings(BaseModel):
             max_deliver=self.max_deliver,
             nack_backoff=self.nack_backoff,
             max_data_bytes=self.max_data_bytes,
+            window_bytes=self.window_bytes,
+            keep_receipts=self.keep_receipts,
         )
 
 
@@ -109,6 +118,11 @@ class Peer:
     events: deque = field(default_factory=deque)  # observer feed, bounded by the feed
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     dropped: int = 0
+    frame_bytes: int = 0  # bytes of `frames` (responses, notifies) not yet written
+    event_bytes: int = 0  # bytes of `events` not yet written
+    refused: int = 0  # requests answered `overloaded` in a row (the peer does not read its answers)
+    event_timeout: float | None = None  # observers: how long an event write may stall (events are lossy)
+    max_size: int = PEER_MAX_SIZE  # the largest frame the peer accepts (hello.max_size): never send more
     observer: bool = False
     greeted: bool = False  # its hello was accepted: frames from now on are requests and receipts
     closing: bool = False
@@ -117,8 +131,33 @@ class Peer:
     def push(self, data: Any) -> None:
         if self.closing:
             return
+        if len(data) > self.max_size:
+            data = self._too_large(data)
+            if data is None:
+                return
         self.frames.append(data)
+        self.frame_bytes += len(data)
         self.wake.set()
+
+    def _too_large(self, data: bytes) -> bytes | None:
+        """A frame over the peer's limit is never sent: a response becomes `too_large` with a hint;
+        anything else is dropped (a notify is then redelivered until dead-lettered, as the contract
+        wants for a poison envelope)."""
+        limit = self.max_size
+        if data.startswith(b'{"kind":"response"'):
+            request_id = orjson.loads(data).get("request_id", "")
+            hint = (
+                f"the response is {len(data)} bytes, over this connection's limit of {limit} (hello.max_size); "
+                "ask for less: a smaller `limit` (read_wal, list_channels, list_agents, observe) or a narrower query"
+            )
+            return _error_response(request_id, ErrorCode.TOO_LARGE, hint)
+        log.warning("conn %d: a %d-byte frame is over the peer's limit of %d; not sent", self.conn, len(data), limit)
+        return None
+
+    def drop_queued(self) -> None:
+        """Forget every frame not yet written (the peer is being closed for not reading them)."""
+        self.frames.clear()
+        self.frame_bytes = 0
 
     async def run(self, feed: ObserverFeed) -> None:
         ws = self.ws
@@ -137,34 +176,37 @@ class Peer:
                             item = frames.popleft()
                             if item is _CLOSE:
                                 if batch:
-                                    await self._send_batch(batch)
+                                    self.frame_bytes -= size
+                                    await self._send_batch(batch, self.send_timeout)
                                 code, reason = self.close_args
                                 async with asyncio.timeout(self.send_timeout):
                                     await ws.close(code, reason)
                                 return
                             batch.append(item)
                             size += len(item)
+                        self.frame_bytes -= size
+                        await self._send_batch(batch, self.send_timeout)
                     else:
                         while events and size < SEND_BATCH_BYTES:
                             item = events.popleft()
                             batch.append(item)
+                            size += len(item)
                             if not events and self.dropped:  # after the last queued event: keeps event_seq order
                                 batch.append(feed.lagged_frame(self.dropped))
                                 self.dropped = 0
-                            size += len(item)
-                    await self._send_batch(batch)
+                        self.event_bytes -= size
+                        # A stalled observer only stalls its own lossy feed (bounded in bytes, it drops
+                        # events and is told how many once it reads again): a longer deadline than a
+                        # response's, so a pause past send_timeout ends with observer.lagged, not a drop.
+                        await self._send_batch(batch, self.event_timeout or self.send_timeout)
         except TimeoutError:
-            log.warning(
-                "conn %d: a send took longer than %.0f s; dropping the connection",
-                self.conn,
-                self.send_timeout,
-            )
+            log.warning("conn %d: a send missed its deadline; dropping the connection", self.conn)
             ws.transport.abort()
         except ConnectionClosed:
             pass
 
-    async def _send_batch(self, batch: list[bytes]) -> None:
-        async with asyncio.timeout(self.send_timeout):
+    async def _send_batch(self, batch: list[bytes], timeout: float) -> None:
+        async with asyncio.timeout(timeout):
             await self.ws.send_texts(batch)
 
     def close(self, code: int, reason: str) -> None:
@@ -179,9 +221,10 @@ class Peer:
 class ObserverFeed:
     """Stamps events with event_seq and fans them out to each observer's bounded queue."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, limit_bytes: int = 8 * 1024 * 1024) -> None:
         self.event_seq = 0
         self.limit = limit
+        self.limit_bytes = limit_bytes
         self.observers: dict[int, Peer] = {}
 
     def publish(self, event: events.Event) -> None:
@@ -189,11 +232,14 @@ class ObserverFeed:
         if not self.observers:
             return
         data = events.encode(event, self.event_seq, ids.utc_iso())
+        size = len(data)
         for peer in self.observers.values():
-            if len(peer.events) >= self.limit:
+            over = len(peer.events) >= self.limit or peer.event_bytes + size > self.limit_bytes
+            if over or size > peer.max_size:
                 peer.dropped += 1  # the observer is slow: lose events, never slow the agents
                 continue
             peer.events.append(data)
+            peer.event_bytes += size
             peer.wake.set()
 
     def lagged_frame(self, dropped: int) -> bytes:
@@ -217,7 +263,7 @@ class Hub:
         self.lost_lead = asyncio.Event()
         self.took_over_at: float | None = None  # monotonic time at which this hub became active
         self._last_io = time.monotonic()
-        self.feed = ObserverFeed(settings.observer_queue)
+        self.feed = ObserverFeed(settings.observer_queue, settings.observer_queue_bytes)
         self.peers: dict[int, Peer] = {}
         self._next_conn = 0
         self._commit_wanted = asyncio.Event()
@@ -393,6 +439,7 @@ class Hub:
                 f"  store   {self.store.description}; {channels} channels, {len(self.core.agents)} agents",
                 f"  auth    {auth}",
                 f"  health  http{'s' if s.tls_cert else ''}://{s.host}:{self.port}/healthz",
+                f"  ag2     ws{'s' if s.tls_cert else ''}://{s.host}:{self.port}/ (or /ag2): ag2 1.2.1 clients",
                 f"  delivery window={s.window} ack_wait={s.ack_wait:g}s max_deliver={s.max_deliver}",
             ]
         )
@@ -452,6 +499,7 @@ class Hub:
                 peer = self.peers.get(eff.conn)
                 if peer is not None and not peer.observer:
                     peer.observer = True
+                    peer.event_timeout = self.settings.observer_send_timeout
                     self.feed.observers[peer.conn] = peer
                     self.core.observed = True
         self._commit_wanted.set()
@@ -542,7 +590,11 @@ class Hub:
             if not peer.greeted:
                 self._greet(conn, peer, frame)
             elif kind == "request":
-                self._dispatch(self.core.request(conn, frame, time.monotonic()))
+                if peer.frame_bytes >= self.settings.outbox_bytes:
+                    self._overloaded(peer, frame.request_id)
+                else:
+                    peer.refused = 0
+                    self._dispatch(self.core.request(conn, frame, time.monotonic()))
             elif kind == "receipt":
                 self._dispatch(self.core.receipt(conn, frame, time.monotonic()))
             else:
@@ -550,6 +602,18 @@ class Hub:
         except Exception:  # a hub bug must cost one connection, never the hub
             log.exception("conn %d: internal error; closing it with 1011", conn)
             self._hang_up(peer, CloseCode.INTERNAL, "internal error")
+
+    def _overloaded(self, peer: Peer, request_id: str) -> None:
+        """The peer's answers are piling up unread (its outbox is over budget): refuse the request
+        with the contract's `overloaded`; a peer that keeps sending regardless is closed with 1013."""
+        peer.refused += 1
+        if peer.refused > self.settings.overloaded_close_after:
+            log.warning("conn %d: %d bytes of answers unread; closing it with 1013", peer.conn, peer.frame_bytes)
+            peer.drop_queued()
+            self._hang_up(peer, CloseCode.TRY_AGAIN_LATER, "too many unread responses; read them, then retry")
+            return
+        message = f"{peer.frame_bytes} bytes of responses are waiting for you to read them; retry later"
+        peer.push(_error_response(request_id, ErrorCode.OVERLOADED, message))
 
     def _greet(self, conn: int, peer: Peer, frame: ClientFrame) -> None:
         if not isinstance(frame, Hello):
@@ -564,6 +628,7 @@ class Hub:
             log.info("conn %d: refused %s %r: %s", conn, frame.role, frame.name, problem)
             self._refuse(peer, ErrorCode.AUTH_FAILED, problem, CloseCode.FORBIDDEN)
             return
+        peer.max_size = frame.max_size or PEER_MAX_SIZE
         self._dispatch(self.core.hello(conn, frame, time.monotonic()))
         peer.greeted = not peer.closing  # the core may refuse it too (a reserved name, a client ahead)
 

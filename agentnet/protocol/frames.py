@@ -39,6 +39,8 @@ class Hello(WireModel):
     auth: Auth | None = None
     since: Annotated[dict[Id, Annotated[int, Field(ge=0, le=2**53)]], Field(max_length=10_000)] | None = None
     client: Annotated[str, StringConstraints(max_length=128)] | None = None  # extension: SDK name/version
+    # extension: the largest frame this client accepts (the hub never sends more); default 1 MiB
+    max_size: Annotated[int, Field(ge=4096, le=2**31)] | None = None
 
 
 class Request(WireModel):

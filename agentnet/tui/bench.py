@@ -26,7 +26,8 @@ from typing import Any
 
 import psutil
 
-from agentnet.tui.model import DashboardModel, FeedItem
+from agentnet.run.items import FeedItem
+from agentnet.tui.model import DashboardModel
 
 BASE = datetime(2026, 11, 20, 10, 0, 0, tzinfo=UTC).timestamp()
 
@@ -138,8 +139,16 @@ def synthetic_stream(
             )
 
 
-async def _feed(events: int, **kwargs: Any) -> AsyncIterator[FeedItem]:
-    for item in synthetic_stream(events, **kwargs):
+async def _feed(events: int, pace: float | None = None, **kwargs: Any) -> AsyncIterator[FeedItem]:
+    """The synthetic stream; with `pace`, at most that many items per second of wall time."""
+    start = time.perf_counter()
+    for count, item in enumerate(synthetic_stream(events, **kwargs)):
+        if count == 1:  # the clock starts after the snapshot has been taken in
+            start = time.perf_counter()
+        if pace and count % 10 == 0:
+            ahead = start + count / pace - time.perf_counter()
+            if ahead > 0:
+                await asyncio.sleep(ahead)
         yield item
 
 
@@ -147,24 +156,26 @@ def _rss_mb() -> float:
     return psutil.Process().memory_info().rss / 2**20
 
 
-def model_rate(events: int) -> float:
+def model_rate(events: int, **stream: Any) -> float:
     """Events per second the pure model applies (no UI)."""
     model = DashboardModel()
-    items = list(synthetic_stream(events))
+    items = list(synthetic_stream(events, **stream))
     start = time.perf_counter()
     for item in items:
         model.apply(item)
     return len(items) / (time.perf_counter() - start)
 
 
-async def _run(events: int, size: tuple[int, int], key_interval: float) -> dict[str, Any]:
+async def _run(
+    events: int, size: tuple[int, int], key_interval: float, pace: float | None = None, **stream: Any
+) -> dict[str, Any]:
     from textual import events as textual_events
 
     from agentnet.tui.app import DashboardApp  # Textual only when benchmarking the app
 
     gc.collect()
     rss_before = _rss_mb()
-    app = DashboardApp(_feed(events), None, title="bench tui")
+    app = DashboardApp(_feed(events, pace, **stream), None, title="bench tui")
     syncs = 0
     original_sync = app.sync_views
 
@@ -186,6 +197,13 @@ async def _run(events: int, size: tuple[int, int], key_interval: float) -> dict[
 
     app.action_follow = timed_follow  # type: ignore[method-assign]
     async with app.run_test(size=size) as pilot:
+        attach_start = time.perf_counter()
+        if pace:  # a paced run times keys once the dashboard has attached (its first snapshot shown)
+            while not app.model.snapshots and not app.feed_done.is_set():
+                await asyncio.sleep(0.01)
+            app.sync_views()
+            await pilot.pause()
+        attach_s = time.perf_counter() - attach_start
         start = time.perf_counter()
         while not app.feed_done.is_set():
             sent.append(time.perf_counter())
@@ -209,6 +227,9 @@ async def _run(events: int, size: tuple[int, int], key_interval: float) -> dict[
             "items": model.items_total,
             "seconds": round(elapsed, 3),
             "events_per_s": round(model.items_total / elapsed),
+            "attach_seconds": round(attach_s, 3),
+            "channels": len(model.channels),
+            "agents": len(model.agents),
             "refreshes": syncs,
             "refresh_hz": round(syncs / elapsed, 1),
             "render_ms": round(render_ms, 2),
@@ -237,13 +258,19 @@ def run_tui_bench(
     size: tuple[int, int] = (120, 36),
     key_interval: float = 0.1,
     model_only_events: int = 50_000,
+    agents: int = 8,
+    channels: int = 4,
+    pace: float | None = None,
 ) -> dict[str, Any]:
-    """Run the dashboard benchmark; returns a dict of figures (see the module docstring)."""
+    """Run the dashboard benchmark; returns a dict of figures (see the module docstring).
+
+    `agents` / `channels`: the hub's size in the first snapshot; `pace`: feed at most that many
+    items per second (None: as fast as the app takes them)."""
     from agentnet.tui.app import relaxed_gc  # as run_dashboard does
 
     with relaxed_gc():
-        model_events_per_s = round(model_rate(min(events, model_only_events)))
-        result = asyncio.run(_run(events, size, key_interval))
+        model_events_per_s = round(model_rate(min(events, model_only_events), agents=agents, channels=channels))
+        result = asyncio.run(_run(events, size, key_interval, pace, agents=agents, channels=channels))
     result["model_events_per_s"] = model_events_per_s
     return result
 

@@ -145,6 +145,11 @@ class RateCounter:
                 if bucket[0] < second:
                     return
 
+    @property
+    def last_second(self) -> int:
+        """The latest whole second anything was counted in (0: never)."""
+        return self._buckets[-1][0] if self._buckets else 0
+
     def series(self, now: float, n: int = 30) -> list[int]:
         """Counts for the ``n`` whole seconds ending with ``now``'s second (oldest first)."""
         end = int(now)
@@ -683,6 +688,7 @@ class DashboardModel:
         self.log: deque[LogLine] = deque(maxlen=max_log)
         self.arrows: deque[Arrow] = deque(maxlen=max_arrows)
         self.lanes: list[str] = ["hub"]
+        self._lane_names: set[str] = {"hub"}  # the same names: a membership test per event stays O(1)
         self.captions: list[tuple[float | None, str]] = []
         self._by_key: dict[tuple[str, int], EnvelopeRow] = {}
         self._by_id: dict[str, EnvelopeRow] = {}
@@ -748,7 +754,8 @@ class DashboardModel:
         self.log.append(LogLine(self._next_serial(), at, level, text, envelope_id))
 
     def _lane(self, name: str | None) -> None:
-        if name and name not in self.lanes:
+        if name and name not in self._lane_names:
+            self._lane_names.add(name)
             self.lanes.append(name)
 
     # ------------------------------------------------------------------ snapshot

@@ -65,3 +65,30 @@ def test_redaction_masks_known_secrets_and_credential_shapes(caplog: pytest.LogC
     record = logging.LogRecord("t", logging.DEBUG, __file__, 1, "%s: %s", ("Authorization", "Bearer abc-1"), None)
     assert handler.filter(record)
     assert record.getMessage() == "Authorization: [redacted]"
+
+
+def test_a_recipients_window_is_bounded_in_bytes_too() -> None:
+    """window_bytes: big envelopes stop the pump before the count window fills; an ack resumes it,
+    in seq order; a single envelope larger than the budget still goes (one always fits)."""
+    from .harness import CoreHarness
+
+    h = CoreHarness(window=256, window_bytes=50_000)
+    alice, bob, ch = h.pair()
+    for n in range(10):
+        h.ok(alice, "post", channel_id=ch, type="note", data={"n": n, "pad": "x" * 20_000})
+    first = h.notifies(bob)
+    assert [f["envelope"]["seq"] for f in first] == [2, 3, 4]  # 3 x ~20 KB reach 50 KB
+    assert h.core.agents["bob"].unacked_bytes >= 50_000
+    h.receipt(bob, first[0])
+    more = h.notifies(bob)
+    assert [f["envelope"]["seq"] for f in more] == [5]
+    for f in first[1:] + more:
+        h.receipt(bob, f)
+    seen = [5]
+    while got := h.notifies(bob):
+        seen += [f["envelope"]["seq"] for f in got]
+        for f in got:
+            h.receipt(bob, f)
+    assert seen == list(range(5, 12)) and h.core.agents["bob"].unacked_bytes == 0
+    h.ok(alice, "post", channel_id=ch, type="note", data={"pad": "y" * 60_000})
+    assert [f["envelope"]["seq"] for f in h.notifies(bob)] == [12]

@@ -246,6 +246,7 @@ class HubProc:
             str(port_file),
             "--store",
             self.store,
+            "--keep-receipts",  # the audits read every acked receipt
             *self.extra,
         ]
         self.proc = proc = self.procs.spawn(f"{self.label}{self.generation}", args, env=self.env)
@@ -325,6 +326,7 @@ class Stream:
     receiver: str = "bob"
     run: str = "run"
     tokens: dict[str, str] = field(default_factory=dict)
+    pad: int = 0  # bytes of padding in each envelope's data
     receivers: list[Proc] = field(default_factory=list)
     send_proc: Proc | None = None
     urls: str | None = None  # what the peers are given (default: the hub's URL); may be a comma-separated list
@@ -405,6 +407,8 @@ class Stream:
             str(self.channel_path),
             "--done",
             str(self.done_path),
+            "--pad",
+            str(self.pad),
             *self._auth(self.sender),
         )
         return self.send_proc

@@ -77,11 +77,12 @@ async def send(args: argparse.Namespace) -> int:
             channel = await agent.open("conversation", args.to, topic=f"stream {args.run}")
         write_atomically(args.channel_file, channel.id)
         todo = iter(range(args.count))
+        pad = "p" * args.pad
 
         async def worker() -> None:
             for n in todo:
                 r = await channel.send(
-                    data={"n": n, "run": args.run},
+                    data={"n": n, "run": args.run, "pad": pad} if pad else {"n": n, "run": args.run},
                     type="note",
                     idempotency_key=f"{args.run}-{n}",
                     timeout=args.post_timeout,
@@ -165,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--concurrency", type=int, default=32)
     p.add_argument("--run", default="run")
     p.add_argument("--post-timeout", type=float, default=60.0)
+    p.add_argument("--pad", type=int, default=0, help="send: add this many bytes to each envelope's data")
     p.add_argument("--ping", type=float, help="keepalive ping interval (pong timeout: twice that)")
     p.add_argument("--log-level", help="log to stderr at this level (with the SDK's redaction filter)")
     args = p.parse_args(argv)

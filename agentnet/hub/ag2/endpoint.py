@@ -47,6 +47,8 @@ log = logging.getLogger("agentnet.hub.ag2")
 
 PATHS = ("/", "/ag2")
 READ_WAL_BUDGET = 768 * 1024  # a read_wal response stays well below the ag2 client's 1 MiB max_size
+LIST_BUDGET = 768 * 1024  # list_agents / list_channels answers too
+CHANNEL_EXTRAS = 10_000  # ag2 knobs/labels remembered (most recent channels); others answer {}
 DELIVERED_MEMORY = 8192  # per identity: envelope_id -> seq of recent deliveries, to map receipts
 CONVERSATION_TURNS = 1_000_000  # ag2 conversations and discussions end by close_channel, not by a count
 VIA = "ag2"
@@ -140,7 +142,8 @@ class Ag2Endpoint:
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
         self.pending: dict[str, tuple[Session, str, Translate]] = {}  # native request_id -> where the answer goes
-        self.channel_extras: dict[str, tuple[dict[str, Any], dict[str, str]]] = {}  # ag2 knobs and labels
+        # ag2 knobs and labels of the channels ag2 clients created (agentnet's channels have no place for them)
+        self.channel_extras: OrderedDict[str, tuple[dict[str, Any], dict[str, str]]] = OrderedDict()
 
     @property
     def core(self) -> Any:
@@ -161,7 +164,7 @@ class Ag2Endpoint:
         session.identities.pop(ident.agent_id, None)
         if self.hub.peers.get(ident.conn) is ident:
             del self.hub.peers[ident.conn]
-        if ident.greeted:
+        if ident.greeted and self.core is not None:  # None: this hub stepped down; the core is gone
             ident.greeted = False
             self.hub._dispatch(self.core.connection_closed(ident.conn, code, reason, time.monotonic()))
 
@@ -458,7 +461,8 @@ class Ag2Endpoint:
 
     def _op_list_agents(self, session: Session, request_id: str, params: dict[str, Any]) -> None:
         p = _params(r.ListAgents, params, "list_agents")
-        out = []
+        out: list[dict[str, Any]] = []
+        size = 2
         for agent in self.core.agents.values():
             if agent.role != "agent":
                 continue
@@ -469,9 +473,10 @@ class Ag2Endpoint:
                 continue
             if p.query and p.query.lower() not in (agent.name + " " + str(blob["resume"].get("summary", ""))).lower():
                 continue
-            out.append(blob["passport"])
-            if len(out) >= p.limit:
+            size += len(orjson.dumps(blob["passport"])) + 1
+            if size > LIST_BUDGET or len(out) >= p.limit:
                 break
+            out.append(blob["passport"])
         self._answer(session, request_id, out)
 
     def _update_blob(self, session: Session, request_id: str, agent_id: str, key: str, value: Any) -> None:
@@ -591,6 +596,8 @@ class Ag2Endpoint:
 
         def done(info: dict[str, Any]) -> dict[str, Any]:
             self.channel_extras[info["channel_id"]] = (knobs_in, labels)
+            if len(self.channel_extras) > CHANNEL_EXTRAS:
+                self.channel_extras.popitem(last=False)
             return self.metadata_out(info)
 
         self._native(creator, "open_channel", params_out, session, request_id, done)
@@ -604,12 +611,15 @@ class Ag2Endpoint:
     def _op_list_channels(self, session: Session, request_id: str, params: dict[str, Any]) -> None:
         p = _params(r.ListChannels, params, "list_channels")
         names = {session.holding(p.agent_id).name} if p.agent_id else {i.name for i in session.identities.values()}
-        out = []
-        for ch in self.core.channels.values():
+        out: list[dict[str, Any]] = []
+        size = 2
+        for ch in self.core.channels.values():  # resident channels: open ones and recently closed
             if names.intersection(ch.participants):
-                out.append(self.metadata_out(ch.info()))
-                if len(out) >= p.limit:
+                meta = self.metadata_out(ch.info())
+                size += len(orjson.dumps(meta)) + 1
+                if size > LIST_BUDGET or len(out) >= p.limit:
                     break
+                out.append(meta)
         self._answer(session, request_id, out)
 
     def _op_close_channel(self, session: Session, request_id: str, params: dict[str, Any]) -> None:

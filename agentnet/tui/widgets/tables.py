@@ -3,6 +3,11 @@ cell by cell, only where the value changed (no clear-and-refill, so the cursor a
 
 from __future__ import annotations
 
+import heapq
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
 from rich.text import Text
 from textual.coordinate import Coordinate
 from textual.widgets import DataTable
@@ -10,6 +15,8 @@ from textual.widgets.data_table import CellDoesNotExist, RowKey
 
 from agentnet.tui.model import (
     CONNECTED,
+    ChannelInfo,
+    CursorInfo,
     DashboardModel,
     format_bytes,
     format_duration,
@@ -17,6 +24,8 @@ from agentnet.tui.model import (
 )
 
 Cell = str | Text
+K = TypeVar("K")
+V = TypeVar("V")
 
 STATE_STYLES = {
     "ready": "green",
@@ -51,10 +60,36 @@ class KeyedTable(DataTable[Cell]):
     """A DataTable whose rows are replaced by ``sync_rows`` with a keyed, cell-level diff."""
 
     COLUMNS: tuple[tuple[str, str, int], ...] = ()
+    # A hub with tens of thousands of channels: only this many rows are built and kept (the most
+    # relevant, see `pick`), so a refresh costs about the same at 50k channels as at 500.
+    MAX_ROWS = 100
+    REPICK = 5.0  # seconds between choosing which rows those are (a choice walks every key)
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id, cursor_type="row", zebra_stripes=False, cell_padding=1)
         self._rows: dict[str, tuple[Cell, ...]] = {}
+        self._picked: list | None = None
+        self._picked_at = 0.0
+
+    def pick(self, keys: dict[K, V], rank: Callable[[K], tuple], row_key: Callable[[K], str] = str) -> list[K]:
+        """The keys to show: all of them up to MAX_ROWS; else the MAX_ROWS ranked highest by
+        `rank(key)` (rows already shown first among equals: removing a DataTable row is dear), chosen
+        again every REPICK seconds and meanwhile only refreshed, in `keys`' order."""
+        if len(keys) <= self.MAX_ROWS:
+            self._picked = None
+            return list(keys)
+        wall = time.monotonic()
+        if self._picked is not None and wall - self._picked_at < self.REPICK:
+            return [k for k in self._picked if k in keys]
+        shown = self._rows
+
+        def key(k: K) -> tuple:
+            ranked = rank(k)
+            return (ranked[0], row_key(k) in shown, *ranked[1:])
+
+        chosen = set(heapq.nlargest(self.MAX_ROWS, keys, key=key))
+        self._picked, self._picked_at = [k for k in keys if k in chosen], wall
+        return self._picked
 
     def on_mount(self) -> None:
         for key, label, width in self.COLUMNS:
@@ -110,7 +145,8 @@ class ProcessTable(KeyedTable):
 
     def sync(self, model: DashboardModel, now: float) -> None:
         rows = []
-        for name in model.process_names():
+        names = dict.fromkeys(model.process_names())
+        for name in self.pick(names, lambda key: _process_rank(model, key)):
             proc = model.processes.get(name)
             agent = model.agents.get(name)
             role = proc.role if proc is not None else (agent.role if agent is not None else "?")
@@ -176,22 +212,26 @@ class ChannelTable(KeyedTable):
 
     def sync(self, model: DashboardModel, now: float) -> None:
         total = model.wal_rate.series(now, self.SPARK)
-        heads = sum(channel.head_seq for channel in model.channels.values())
+        channels = model.channels
+        heads = sum(channel.head_seq for channel in channels.values()) if len(channels) <= self.MAX_ROWS else None
+        picked = self.pick(channels, lambda key: _channel_rank(channels[key]))
+        shown = f"{len(picked)} of {len(model.channels)} shown" if len(picked) < len(model.channels) else ""
         rows: list[tuple[str, tuple[Cell, ...]]] = [
             (
                 self.ALL,
                 (
                     Text("(all)", style="bold"),
-                    str(heads),
+                    str(heads) if heads is not None else "",
                     Text(sparkline_text(total), style="cyan"),
                     "",
                     "",
-                    "",
+                    shown,
                     f"{len(model.agents)} agents",
                 ),
             )
         ]
-        for channel_id, channel in model.channels.items():
+        for channel_id in picked:
+            channel = model.channels[channel_id]
             rows.append(
                 (
                     channel_id,
@@ -241,9 +281,11 @@ class CursorTable(KeyedTable):
 
     def sync(self, model: DashboardModel, now: float, channel_id: str | None = None) -> None:
         rows = []
-        for key, cursor in model.cursors.items():
-            if channel_id is not None and cursor.channel_id != channel_id:
-                continue
+        cursors = model.cursors
+        if channel_id is not None:
+            cursors = {key: cursor for key, cursor in cursors.items() if cursor.channel_id == channel_id}
+        for key in self.pick(cursors, lambda key: _cursor_rank(cursors[key]), self.row_key):
+            cursor = cursors[key]
             stuck = model.explain_cursor(key, now) is not None
             age = cursor.oldest_age(now)
             inflight = str(cursor.inflight)
@@ -273,3 +315,19 @@ class CursorTable(KeyedTable):
     @property
     def selected_cursor(self) -> tuple[str, str] | None:
         return self.parse_key(self.selected_key)
+
+
+def _channel_rank(channel: ChannelInfo) -> tuple[bool, int, int]:
+    """Open before closed, then the most recently active, then the deepest."""
+    return (channel.state == "open", channel.rate.last_second, channel.head_seq)
+
+
+def _cursor_rank(cursor: CursorInfo) -> tuple[bool, int, int]:
+    """Cursors with something in flight or lagging first, then the deepest."""
+    return (cursor.inflight > 0 or cursor.lag > 0, cursor.lag, cursor.delivered_seq)
+
+
+def _process_rank(model: DashboardModel, name: str) -> tuple[bool, bool]:
+    """Processes the launcher runs, then connected agents."""
+    agent = model.agents.get(name)
+    return (name in model.processes, agent is not None and agent.connected)

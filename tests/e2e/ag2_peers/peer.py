@@ -9,6 +9,7 @@ lines on stdout:
     peer.py delegate --url U --name alice --target bob --prompt TEXT                    (the LLM calls delegate)
     peer.py count    --url U --name bob [--attach]   (receives everything, prints each text, acks; no LLM)
     peer.py bigwal   --url U --name alice --target bob --posts N --size BYTES  (a conversation past 1 MiB)
+    peer.py discuss  --url U --name dana --target p1,p2 --turns 7   (a round-robin discussion, then close)
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ async def serve(args: argparse.Namespace) -> None:
     client = await join(args, agent, hub)
     say("ready", agent_id=client.agent_id, pid=os.getpid())
     await until_stopped()
-    await hub.close()
+    await hub.shutdown()  # unregister, then close: what an ag2 app does on its way out
 
 
 async def consult(args: argparse.Namespace) -> None:
@@ -157,9 +158,30 @@ async def bigwal(args: argparse.Namespace) -> None:
     await hub.close()
 
 
+async def discuss(args: argparse.Namespace) -> None:
+    """Open a round-robin discussion with --target (comma-separated); every participant, this one
+    included, answers its turns with ag2's default handler; after --turns texts, close it."""
+    hub = HubClient(WsLink(args.url))
+    client = await join(args, Agent(args.name, config=TestConfig(*[f"{args.name} again"] * 100)), hub)
+    targets = args.target.split(",")
+    channel = await client.open(type="discussion", target=targets, knobs={"ordering": "round_robin"})
+    await channel.send(args.prompt)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + args.timeout
+    while True:
+        texts = [e for e in await hub.read_wal(channel.channel_id) if e.event_type == EV_TEXT]
+        if len(texts) >= args.turns or loop.time() > deadline:
+            break
+        await asyncio.sleep(0.1)
+    closed = await channel.close(reason="enough")
+    names = await hub._rpc("names_for", {"agent_ids": [e.sender_id for e in texts]})
+    say("discussed", speakers=[names[e.sender_id] for e in texts][: args.turns], state=closed.state.value)
+    await hub.shutdown()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["serve", "consult", "delegate", "count", "bigwal"])
+    parser.add_argument("command", choices=["serve", "consult", "delegate", "count", "bigwal", "discuss"])
     parser.add_argument("--url", required=True)
     parser.add_argument("--name", required=True)
     parser.add_argument("--token")
@@ -171,6 +193,7 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=60)
     parser.add_argument("--posts", type=int, default=300)
     parser.add_argument("--size", type=int, default=4000)
+    parser.add_argument("--turns", type=int, default=7)
     args = parser.parse_args()
     try:
         asyncio.run(globals()[args.command](args))
