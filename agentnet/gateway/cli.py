@@ -76,7 +76,7 @@ def _run_autogen(args: argparse.Namespace) -> int:
     if args.rpc_deadline <= 0:
         return _fail("--rpc-deadline must be more than 0")
     if getattr(args, "exit_with_parent", False):
-        from agentnet.launcher.lifeline import exit_with_parent
+        from agentnet.child import exit_with_parent
 
         exit_with_parent()
     settings = GatewaySettings(
@@ -93,7 +93,7 @@ def _run_autogen(args: argparse.Namespace) -> int:
     return 0
 
 
-def hub_with_autogen(hub_settings: object, address: str, port_file: Path | None) -> object:
+def hub_with_autogen(hub_settings: object, address: str, port_file: Path | None, log_dir: Path | None = None) -> object:
     """The coroutine `agentnet hub --autogen HOST:PORT` runs, or an error message."""
     host, sep, port = address.rpartition(":")
     if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
@@ -104,5 +104,5 @@ def hub_with_autogen(hub_settings: object, address: str, port_file: Path | None)
         if exc.name and exc.name.split(".")[0] in ("grpc", "google"):
             return "--autogen needs grpcio and protobuf: pip install 'agentnet[autogen]'"
         raise
-    settings = GatewaySettings(hub="", host=host or "127.0.0.1", port=int(port))
+    settings = GatewaySettings(hub="", host=host or "127.0.0.1", port=int(port), log_dir=log_dir)
     return run_hub_with_gateway(hub_settings, settings, port_file=port_file)

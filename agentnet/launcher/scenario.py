@@ -216,7 +216,8 @@ class AgentSpec(_Spec):
     command: Annotated[list[Annotated[str, StringConstraints(min_length=1)]], Field(min_length=1)] | None = Field(
         None,
         description="Any program instead of a brain, e.g. an ag2 script: argv, run in the scenario file's folder. "
-        "Placeholders: {name}, {hub_url}, {hub_host}, {hub_port}, {run_dir}. Ready when the hub sees it registered.",
+        "Placeholders: {name}, {hub_url}, {hub_host}, {hub_port}, {run_dir}, {autogen_address} (with "
+        "gateways: [autogen]). Ready when the hub sees it registered.",
     )
     env: dict[Annotated[str, StringConstraints(pattern=ENV_NAME_PATTERN)], EnvValue] = Field(
         {}, description="Extra environment variables for the process."
@@ -371,6 +372,11 @@ class Scenario(_Spec):
     name: Name
     description: str = ""
     hub: HubSpec = HubSpec()
+    gateways: list[Literal["autogen"]] = Field(
+        [],
+        description="Gateways the hub serves besides agentnet's own protocol: 'autogen' = AutoGen 0.7.5 gRPC "
+        "workers, whose host_address is {autogen_address} (docs/autogen.md).",
+    )
     agents: list[AgentSpec] = Field(min_length=1)
     script: list[ScriptStep] = Field([], description="Timed actions; sorted by `at` (stable) once loaded.")
     faults: list[Fault] = Field([], description="Fault timeline; sorted by `at` (stable) once loaded.")
@@ -530,7 +536,7 @@ def _agent_issues(s: Scenario) -> Iterator[_Issue]:
         )
 
 
-COMMAND_PLACEHOLDERS = ("name", "hub_url", "hub_host", "hub_port", "run_dir")
+COMMAND_PLACEHOLDERS = ("name", "hub_url", "hub_host", "hub_port", "run_dir", "autogen_address")
 
 
 def _brain_issues(index: int, spec: AgentSpec) -> Iterator[_Issue]:

@@ -463,7 +463,16 @@ def test_json_schema_exports() -> None:
     schema = scenario_json_schema()
     assert json.loads(json.dumps(schema)) == schema
     assert schema["$schema"].startswith("https://json-schema.org/")
-    assert set(schema["properties"]) == {"name", "description", "hub", "agents", "script", "faults", "expect"}
+    assert set(schema["properties"]) == {
+        "name",
+        "description",
+        "hub",
+        "gateways",
+        "agents",
+        "script",
+        "faults",
+        "expect",
+    }
     assert schema["additionalProperties"] is False
     step = schema["properties"]["script"]["items"]
     assert set(step["discriminator"]["mapping"]) == {"open", "post", "stream"}

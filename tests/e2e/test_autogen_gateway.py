@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 from google.protobuf import descriptor_pb2
 
 from agentnet.gateway.autogen.protos import agent_worker_pb2, cloudevent_pb2
+from agentnet.launcher.checker import check_run
 
 from .autogen_peers import AUTOGEN_PYTHON, GatewayProc, require_autogen, start_worker
-from .procs import HubProc, Procs, read_jsonl, wait_until
+from .procs import REPO, HubProc, Procs, read_jsonl, wait_until
+from .test_up_scenarios import assert_all_gone, run_pids, the_run_dir
 
 DUMP_AUTOGEN_DESCRIPTORS = """
 import json
@@ -137,3 +140,30 @@ def test_workers_through_the_gateway(procs: Procs, tmp_path: Path) -> None:
     assert any(e["data"]["text"].startswith("News ") and "first" in e["data"]["text"] for e in events)
     identities = {e["name"]: e for e in read_jsonl(observed) if e.get("type") == "agent.registered"}
     assert identities["ag-beta"]["passport"]["meta"]["via"] == "autogen"
+
+
+def test_the_autogen_rpc_scenario_headless_and_checked(tmp_path: Path) -> None:
+    """`agentnet up scenarios/autogen-rpc.yaml --headless`: the gateway inside the hub, worker-b killed
+    and started again; what worker-a published while it was down reaches the new worker-b."""
+    require_autogen()
+    result = subprocess.run(
+        [sys.executable, "-m", "agentnet.cli", "up", str(REPO / "scenarios" / "autogen-rpc.yaml"), "--headless"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "agentnet up autogen-rpc: PASSED" in result.stdout
+    assert "check: delivery invariants hold" in result.stdout
+    run_dir = the_run_dir(tmp_path)
+    assert_all_gone(run_pids(run_dir))
+    assert check_run(run_dir).ok
+    caller = [
+        json.loads(line) for line in (run_dir / "logs" / "worker-a.log").read_text().splitlines() if line[:1] == "{"
+    ]
+    while_down = {r["round"] for r in caller if r.get("rpc") == "error"}
+    assert while_down, "no RPC failed: the kill fault did not take worker-b down while worker-a ran"
+    second_life = (run_dir / "logs" / "worker-b.log").read_text().split("launcher: starting worker-b")[-1]
+    received = {json.loads(line)["n"] for line in second_life.splitlines() if line.startswith('{"event"')}
+    assert while_down <= received, (while_down, received)

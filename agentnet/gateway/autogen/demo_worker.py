@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import json
 import os
+import stat
 import sys
 import time
 from dataclasses import dataclass
@@ -110,6 +111,10 @@ async def main() -> None:
     ap.add_argument("--topic", action="append", default=[], help="topic type the served types subscribe to")
     ap.add_argument("--deadline", type=float, help="ask the gateway for this RPC deadline (seconds)")
     ap.add_argument("--exit-on-eof", action="store_true", help="stop when stdin closes (default: keep serving)")
+    ap.add_argument("--rpc", help="drive: each round, send a Ping to this agent type and print the answer")
+    ap.add_argument("--publish", help="drive: each round, publish News(n) to this topic type")
+    ap.add_argument("--rounds", type=int, default=0, help="drive: rounds, then keep serving (default: 0)")
+    ap.add_argument("--interval", type=float, default=0.5, help="drive: seconds between rounds (default: 0.5)")
     args = ap.parse_args()
 
     if args.own_host is not None:
@@ -118,8 +123,17 @@ async def main() -> None:
         emit({"ready": "host", "port": args.own_host})
         await asyncio.Event().wait()
 
-    extra = [("grpc.primary_user_agent", f"agentnet-rpc-deadline={args.deadline}")] if args.deadline else None
-    runtime = GrpcWorkerAgentRuntime(host_address=args.host, extra_grpc_config=extra)
+    # Optional hints for agentnet's gateway, in the one place a worker can put them (AutoGen's host
+    # ignores them): the name the worker shows in the dashboard, and how long its RPCs may wait.
+    hints = []
+    if os.environ.get("AGENTNET_AGENT_NAME"):
+        hints.append(f"agentnet-worker={os.environ['AGENTNET_AGENT_NAME']}")
+    if args.deadline:
+        hints.append(f"agentnet-rpc-deadline={args.deadline}")
+    extra = [("grpc.primary_user_agent", " ".join(hints))] if hints else None
+    runtime = GrpcWorkerAgentRuntime(
+        host_address=args.host or os.environ["AGENTNET_AUTOGEN_ADDRESS"], extra_grpc_config=extra
+    )
     for cls in (Ping, Pong, News):
         runtime.add_message_serializer(try_get_known_serializers_for_type(cls))
     await runtime.start()
@@ -128,13 +142,25 @@ async def main() -> None:
             await runtime.add_subscription(TypeSubscription(topic_type=topic, agent_type=agent_type))
         await Echo.register(runtime, agent_type, Echo)
     emit({"ready": "worker", "serves": args.serve})
+    for n in range(1, args.rounds + 1):
+        if args.rpc:
+            try:
+                reply = await asyncio.wait_for(
+                    runtime.send_message(Ping(f"ping {n}"), AgentId(args.rpc, "default")), 30
+                )
+                emit({"round": n, "rpc": "ok", "reply": reply.text})
+            except Exception as exc:
+                emit({"round": n, "rpc": "error", "error": f"{type(exc).__name__}: {exc}"[:300]})
+        if args.publish:
+            await runtime.publish_message(News(f"news {n}", n), TopicId(args.publish, "default"))
+            emit({"round": n, "published": n})
+        await asyncio.sleep(args.interval)
 
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=16 * 1024 * 1024)
-    try:
-        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-    except (PermissionError, ValueError):  # stdin is a file or /dev/null: no commands, serve until killed
+    if not stat.S_ISFIFO(os.fstat(sys.stdin.fileno()).st_mode):  # no command pipe (e.g. /dev/null): serve
         await asyncio.Event().wait()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     while True:
         line = await reader.readline()
         if not line:

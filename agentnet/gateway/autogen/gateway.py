@@ -27,14 +27,17 @@ import hashlib
 import heapq
 import itertools
 import logging
+import os
 import re
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import grpc
+import orjson
 
 from agentnet.client.connection import HubClient, HubError
 
@@ -50,6 +53,7 @@ INBOX_TOPIC = "autogen inbox: "
 AUTOGEN_VERSION = "0.7.5"
 READABLE_LIMIT = 2000  # characters of a JSON payload copied into the envelope's readable `text`
 DEADLINE_HINT = re.compile(r"agentnet-rpc-deadline[=/]([0-9.]+)")
+WORKER_HINT = re.compile(r"agentnet-worker[=/]([a-z0-9][a-z0-9_.-]{0,63})")
 RELEASE_AFTER_SUBSCRIPTIONS = 0.05  # s after the `T:` subscription returns: the worker adds it locally then
 RELEASE_FALLBACK = 1.0  # s after RegisterAgent when no `T:` subscription comes (register_agent_instance)
 _NAME_OK = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
@@ -97,6 +101,8 @@ class Worker:
     client_id: str
     context: Any
     deadline: float
+    identity: str = ""
+    client: Any = None  # the worker's own hub identity (shown in the dashboard while it is connected)
     types: set[str] = field(default_factory=set)
     out: deque = field(default_factory=deque)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
@@ -158,6 +164,9 @@ class GatewaySettings:
     port: int = 50051
     token: str | None = None
     rpc_deadline: float = 30.0  # s a caller waits for a response (a worker may ask for less or more)
+    log_dir: Path | None = (
+        None  # if set: a processed-log per identity (LOG_DIR/NAME/processed.jsonl), for `agentnet check`
+    )
     max_message: int = 4 * 1024 * 1024  # gRPC messages, each way (AutoGen's default)
 
 
@@ -192,6 +201,41 @@ class AutogenGateway(pb_grpc.AgentRpcServicer):
         self._ticker: asyncio.Task | None = None
         self._closers: set[asyncio.Task] = set()
         self.stats = {"requests": 0, "responses": 0, "events": 0}
+        self._logs: dict[str, Any] = {}
+
+    # ------------------------------------------------------------------ acks (and the processed-log)
+
+    def _ack(self, client: Any, env: dict, effect: str = "applied") -> None:
+        """Record a delivery as handled (see _handled) and ack it."""
+        self._handled(client, env, effect)
+        client.receipt_nowait(env)
+
+    def _handled(self, client: Any, env: dict, effect: str = "applied") -> None:
+        """With settings.log_dir, log a delivery as the launcher's checker expects of every agent, when
+        it is handled (handed to a worker, or settled here), in the order the hub delivered it; always
+        before its ack. Not fsynced: it survives the process, not the machine."""
+        if self.settings.log_dir is not None:
+            self._log(client.name, env, effect)
+
+    def _log(self, name: str, env: dict, effect: str) -> None:
+        handle = self._logs.get(name)
+        if handle is None:
+            assert self.settings.log_dir is not None
+            folder = self.settings.log_dir / name
+            folder.mkdir(parents=True, exist_ok=True)
+            handle = self._logs[name] = (folder / "processed.jsonl").open("ab")
+        record = {
+            "ts": time.time(),
+            "agent": name,
+            "channel_id": env["channel_id"],
+            "seq": env["seq"],
+            "envelope_id": env["envelope_id"],
+            "causation_id": env.get("causation_id"),
+            "attempt": env.get("attempt", 1),
+            "effect": effect,
+        }
+        handle.write(orjson.dumps(record) + b"\n")
+        handle.flush()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -240,9 +284,14 @@ class AutogenGateway(pb_grpc.AgentRpcServicer):
         for task in list(self._closers):
             with contextlib.suppress(Exception):
                 await task
+        for worker in list(self.workers.values()):
+            if worker.client is not None:
+                await worker.client.close()
         for client in (self.gw, self.registry):
             if client is not None:
                 await client.close()
+        for handle in self._logs.values():
+            handle.close()
 
     def summary(self) -> str:
         return "\n".join(
@@ -266,7 +315,9 @@ class AutogenGateway(pb_grpc.AgentRpcServicer):
         def on_frame(frame: dict) -> None:
             c = client()
             if frame.get("kind") == "notify" and c is not None:
-                c.receipt_nowait(frame["envelope"])
+                env = frame["envelope"]
+                env["attempt"] = frame.get("attempt", 1)
+                self._ack(c, env)
 
         return on_frame
 
@@ -395,6 +446,8 @@ class AutogenGateway(pb_grpc.AgentRpcServicer):
             await context.abort(grpc.StatusCode.UNAVAILABLE, "the worker's channel closed")
         ts.owner = worker
         worker.types.add(agent_type)
+        if worker.client is not None:
+            worker.client.request_nowait("register", passport=self._worker_passport(worker))
         ts.held = []
         client = self._hub_client(ts.identity)
         client.on_frame = lambda frame, ts=ts, client=client: self._on_type_frame(ts, client, frame)
@@ -484,9 +537,12 @@ class AutogenGateway(pb_grpc.AgentRpcServicer):
         if hint:
             with contextlib.suppress(ValueError):
                 deadline = max(0.01, float(hint.group(1)))
-        worker = Worker(client_id, context, deadline)
+        named = WORKER_HINT.search(agent)
+        identity = named.group(1) if named else "agw-" + re.sub(r"[^a-z0-9]", "", client_id.lower())[:12]
+        worker = Worker(client_id, context, deadline, identity)
         self.workers[client_id] = worker
-        log.info("worker %s connected (rpc deadline %g s)", client_id, deadline)
+        log.info("worker %s (%s) connected (rpc deadline %g s)", client_id, identity, deadline)
+        self._attach_worker(worker)
         reader = asyncio.create_task(self._read(worker, request_iterator), name=f"autogen-gw-read-{client_id[:8]}")
         out, wake = worker.out, worker.wake
         try:
@@ -506,6 +562,34 @@ class AutogenGateway(pb_grpc.AgentRpcServicer):
         finally:
             reader.cancel()
             self._worker_gone(worker)
+
+    def _attach_worker(self, worker: Worker) -> None:
+        """The worker as an agentnet identity of its own, connected while its stream is open."""
+
+        async def attach() -> None:
+            client = self._hub_client(worker.identity)
+            client.on_frame = self._acker(lambda: client)
+            try:
+                await client.start()
+                await client.request("register", passport=self._worker_passport(worker))
+            except HubError as exc:
+                log.warning("worker %s: no hub identity %s: %s", worker.client_id, worker.identity, exc)
+                return
+            if worker.alive:
+                worker.client = client
+            else:
+                await client.close()
+
+        task = asyncio.get_running_loop().create_task(attach())
+        self._closers.add(task)
+        task.add_done_callback(self._closers.discard)
+
+    def _worker_passport(self, worker: Worker) -> dict[str, Any]:
+        return self._passport(
+            f"AutoGen worker {worker.client_id}",
+            autogen_worker=worker.client_id,
+            autogen_types=sorted(worker.types),
+        )
 
     async def _read(self, worker: Worker, request_iterator: Any) -> None:
         on_message = self._on_message
@@ -635,7 +719,7 @@ class AutogenGateway(pb_grpc.AgentRpcServicer):
             )
             retry.add_done_callback(lambda f: f.exception() is None and client.receipt_nowait(env))
             return
-        client.receipt_nowait(env)
+        client.receipt_nowait(env)  # recorded when it was handed to the worker
 
     def _on_event(self, worker: Worker, msg: pb.Message) -> None:
         ev = msg.cloudEvent
@@ -682,8 +766,8 @@ class AutogenGateway(pb_grpc.AgentRpcServicer):
         if frame.get("kind") != "notify" or ts.client is not client:
             return
         env = frame["envelope"]
-        kind = env["type"]
-        if kind == "ag.event" and ts.held is not None:
+        env["attempt"] = frame.get("attempt", 1)
+        if ts.held is not None:  # until the worker's subscriptions are in place; keeps the hub's order
             ts.held.append(env)
             return
         self._deliver(ts, client, env)
@@ -703,19 +787,21 @@ class AutogenGateway(pb_grpc.AgentRpcServicer):
                 call = self.calls.pop(gw_id, None)
                 if call is not None:
                     self._fail(call.caller, call.caller_request_id, self._deadline_error(call))
-                client.receipt_nowait(env)  # its caller has given up: not handed to a worker
+                self._ack(client, env, "rejected")  # its caller has given up: not handed to a worker
                 return
             ts.forwarded[gw_id] = env
+            self._handled(client, env)
             owner.send(message_from(data))
         elif kind == "ag.event":
             # One copy per worker: the worker fans out to its own subscribed agents.
             first = next((r for r in data["recipients"] if (t := self.types.get(r)) and t.owner is owner), None)
             if first == ts.name:
+                self._handled(client, env)
                 owner.send(message_from(data), lambda: client.receipt_nowait(env))
             else:
-                client.receipt_nowait(env)
+                self._ack(client, env)  # the worker gets it through its first recipient type
         else:
-            client.receipt_nowait(env)  # channel.opened and other bookkeeping
+            self._ack(client, env)  # channel.opened and other bookkeeping
 
     def _release(self, ts: TypeState) -> None:
         held, ts.held = ts.held, None
@@ -747,6 +833,11 @@ class AutogenGateway(pb_grpc.AgentRpcServicer):
             ts = self.types.get(name)
             if ts is not None and ts.owner is worker:
                 self._disown(ts)
+        client, worker.client = worker.client, None
+        if client is not None:
+            task = asyncio.get_running_loop().create_task(client.close())
+            self._closers.add(task)
+            task.add_done_callback(self._closers.discard)
         log.info("worker %s disconnected; its types wait in the hub: %s", worker.client_id, sorted(worker.types))
 
     def _deadline_error(self, call: Call) -> str:
@@ -770,7 +861,6 @@ class AutogenGateway(pb_grpc.AgentRpcServicer):
 
 
 def _write_port(port_file: Any, port: int | None) -> None:
-    import os
 
     tmp = port_file.with_suffix(".tmp")
     tmp.write_text(str(port))
