@@ -108,6 +108,7 @@ class CoreConfig:
     cache_channel_bytes: int = 4 * 1024 * 1024  # ... and at most this many bytes of them per channel
     cache_bytes: int = 64 * 1024 * 1024  # cached envelopes of the whole hub; the least recently used go first
     page_bytes: int = 512 * 1024  # list_channels / list_agents / observe pages stay below this
+    keep_receipts: bool = False  # keep acked receipts below the floor (an audit trail for `agentnet check`)
 
 
 class EnvelopeSource(Protocol):
@@ -1118,8 +1119,20 @@ class HubCore:
                 (a.name, a.agent_id, a.role, dumps(a.passport).decode(), a.registered_at) for a in batch.agents.values()
             ],
             cursors=list(batch.cursors.values()),
-            acks=batch.acks,
+            acks=batch.acks if self.config.keep_receipts else self._above_floor(batch),
+            prune=[] if self.config.keep_receipts else [(r[0], r[1], r[2]) for r in batch.cursors.values()],
         )
+
+    @staticmethod
+    def _above_floor(batch: Batch) -> list[AckRow]:
+        """The receipts worth writing: dead letters, and acks the cursor's floor does not cover yet."""
+        rows = batch.cursors
+        out = []
+        for ack in batch.acks:
+            row = rows.get((ack.recipient, ack.channel_id))
+            if ack.status != "acked" or row is None or ack.seq > row[2]:
+                out.append(ack)
+        return out
 
     def batch_committed(self, batch_id: int, now: float) -> list[Effect]:
         """The store made the batch durable: release its responses, notifies and events."""

@@ -220,6 +220,9 @@ class CommitBatch:
     agents: list[tuple[str, str, str, str, str]]  # (name, agent_id, role, passport_json, registered_at)
     cursors: list[tuple[str, str, int, int, int, int]]
     acks: list[AckRow]
+    # (recipient, channel_id, ack_floor): acked receipts at or below the floor are dropped in this commit
+    # (the floor says all of it; dead-letter receipts stay, they carry the reason). Empty: keep them all.
+    prune: list[tuple[str, str, int]] = field(default_factory=list)
 
     @property
     def size(self) -> int:

@@ -71,6 +71,7 @@ class HubSettings(BaseModel):
     send_timeout: float = 10.0  # a send that cannot complete within this aborts the connection
     max_frame: int = 1024 * 1024  # incoming frames; larger ones are closed with 1009
     max_data_bytes: int = 256 * 1024
+    keep_receipts: bool = False  # keep acked receipts below each floor (the launcher does, for `agentnet check`)
     observer_queue: int = 20_000  # events buffered per observer before it is told it lagged
     # Byte budgets (docs/limits.md): what one peer can make the hub hold.
     observer_queue_bytes: int = Field(8 * 1024 * 1024, ge=64 * 1024)  # ... and at most these bytes of them
@@ -93,6 +94,7 @@ class HubSettings(BaseModel):
             nack_backoff=self.nack_backoff,
             max_data_bytes=self.max_data_bytes,
             window_bytes=self.window_bytes,
+            keep_receipts=self.keep_receipts,
         )
 
 

@@ -145,3 +145,37 @@ def test_the_envelope_cache_is_bounded_in_bytes_for_the_hub(store) -> None:
             break
         after = page["envelopes"][-1]["seq"]
     assert read == 41 and core._cache_total <= 64 * 1024 + 2048
+
+
+def _receipts(store) -> dict[tuple[str, str, int], str]:
+    if isinstance(store, MemoryStore):
+        return dict(store.receipts)
+    rows = store._reader.execute("SELECT recipient, channel_id, seq, status FROM receipts").fetchall()
+    return {(r, c, s): status for r, c, s, status in rows}
+
+
+def test_acked_receipts_at_or_below_the_floor_are_pruned_dead_letters_stay(store) -> None:
+    h = CoreHarness(store, max_deliver=1)
+    a, b = h.connect("alice"), h.connect("bob")
+    ch = h.ok(a, "open_channel", type="conversation", participants=["bob"])["channel_id"]
+    h.ack_all(a)
+    h.ack_all(b)
+    for i in range(4):
+        h.ok(a, "post", channel_id=ch, type="note", data={"i": i})
+    n2, n3, n4, n5 = h.notifies(b)
+    h.receipt(b, n3)  # above the floor (2 is open): kept, it says more than the floor
+    assert _receipts(store).get(("bob", ch, 3)) == "acked"
+    h.receipt(b, n4, "nack", "bad")  # max_deliver=1: dead-lettered, kept with its reason
+    h.receipt(b, n2)
+    h.receipt(b, n5)
+    assert h.cursor("bob", ch)["ack_floor"] == 5
+    assert {k: v for k, v in _receipts(store).items() if k[0] == "bob"} == {("bob", ch, 4): "dead"}
+
+
+def test_keep_receipts_keeps_every_acked_receipt(store) -> None:
+    h = CoreHarness(store, keep_receipts=True)
+    a, b = h.connect("alice"), h.connect("bob")
+    ch = h.ok(a, "open_channel", type="conversation", participants=["bob"])["channel_id"]
+    h.ok(a, "post", channel_id=ch, type="note", data={})
+    h.ack_all(b)
+    assert {k for k in _receipts(store) if k[0] == "bob"} == {("bob", ch, 1), ("bob", ch, 2)}

@@ -15,10 +15,12 @@ from agentnet.hub.store.sqlite import SqliteStore
 
 from .harness import CoreHarness
 
+LOOKUPS = ("SELECT", "DELETE")  # what reads (a DELETE finds its rows like a SELECT)
+
 
 def _trace(store: SqliteStore, seen: list[str]) -> None:
     for db in (store._db, store._reader):
-        db.set_trace_callback(lambda sql: seen.append(sql) if sql.lstrip().upper().startswith("SELECT") else None)
+        db.set_trace_callback(lambda sql: seen.append(sql) if sql.lstrip().upper().startswith(LOOKUPS) else None)
 
 
 def _plans(path: Path, statements: list[str]) -> dict[str, list[str]]:
@@ -70,6 +72,7 @@ def test_every_lookup_on_the_delivery_path_uses_an_index(tmp_path: Path) -> None
     lookups = sorted({sql for sql in seen if not any(part in sql for part in STARTUP_ONLY)})
     assert any("causation_id" in sql for sql in lookups) and any("idempotency_key" in sql for sql in lookups)
     assert any("seq>" in sql.replace(" ", "") for sql in lookups)
+    assert any(sql.startswith("DELETE FROM receipts") for sql in lookups)  # receipt pruning
     for sql, plan in _plans(path, lookups).items():
         steps = [step for step in plan if not step.startswith("USE TEMP B-TREE")]  # sorting the few found
         assert steps and all(step.startswith("SEARCH") for step in steps), (sql, plan)

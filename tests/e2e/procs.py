@@ -246,6 +246,7 @@ class HubProc:
             str(port_file),
             "--store",
             self.store,
+            "--keep-receipts",  # the audits read every acked receipt
             *self.extra,
         ]
         self.proc = proc = self.procs.spawn(f"{self.label}{self.generation}", args, env=self.env)

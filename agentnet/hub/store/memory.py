@@ -23,6 +23,7 @@ class MemoryStore:
         self.agents: dict[str, tuple[str, str, str, str, str]] = {}
         self.cursors: dict[tuple[str, str], tuple[str, str, int, int, int, int]] = {}
         self.receipts: dict[tuple[str, str, int], str] = {}
+        self._acked: dict[tuple[str, str], set[int]] = {}  # acked receipts per cursor, for pruning
         self.idempotency: dict[tuple[str, str], tuple[str, str, int]] = {}
         self.by_causation: dict[tuple[str, str], list[EnvRecord]] = {}  # (channel_id, causation_id)
         self.commits = 0
@@ -74,8 +75,17 @@ class MemoryStore:
             self.agents[row[0]] = row
         for row in batch.cursors:
             self.cursors[(row[0], row[1])] = row
+        for recipient, channel_id, floor in batch.prune:
+            acked = self._acked.get((recipient, channel_id))
+            if acked:
+                for seq in [s for s in acked if s <= floor]:
+                    acked.discard(seq)
+                    if self.receipts.get((recipient, channel_id, seq)) == "acked":
+                        del self.receipts[(recipient, channel_id, seq)]
         for ack in batch.acks:
             self.receipts[(ack.recipient, ack.channel_id, ack.seq)] = ack.status
+            if ack.status == "acked":
+                self._acked.setdefault((ack.recipient, ack.channel_id), set()).add(ack.seq)
         self.commits += 1
 
     def load_envelopes(self, channel_id: str, after_seq: int, limit: int) -> list[EnvRecord]:

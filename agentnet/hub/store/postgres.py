@@ -99,6 +99,10 @@ UPSERT_CURSORS = (
     " ON CONFLICT (recipient, channel_id) DO UPDATE SET ack_floor=EXCLUDED.ack_floor,"
     " delivered_seq=EXCLUDED.delivered_seq, redelivered=EXCLUDED.redelivered, dead=EXCLUDED.dead"
 )
+PRUNE_RECEIPTS = (
+    "DELETE FROM receipts r USING unnest(%s::text[], %s::text[], %s::bigint[]) AS p(recipient, channel_id, floor)"
+    " WHERE r.recipient = p.recipient AND r.channel_id = p.channel_id AND r.seq <= p.floor AND r.status = 'acked'"
+)
 UPSERT_RECEIPTS = (
     "INSERT INTO receipts SELECT * FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::text[], %s::text[],"
     " %s::int[], %s::text[], %s::text[])"
@@ -370,6 +374,8 @@ class PgStore:
                     db.execute(UPSERT_AGENTS, _columns(batch.agents, 5))
                 if batch.cursors:
                     db.execute(UPSERT_CURSORS, _columns(batch.cursors, 6))
+                if batch.prune:
+                    db.execute(PRUNE_RECEIPTS, _columns(batch.prune, 3))
                 if batch.acks:
                     latest = {(a.recipient, a.channel_id, a.seq): a for a in batch.acks}  # one row per key
                     db.execute(

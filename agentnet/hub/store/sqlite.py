@@ -187,6 +187,11 @@ class SqliteStore:
                 db.executemany("INSERT OR REPLACE INTO agents VALUES(?,?,?,?,?)", batch.agents)
             if batch.cursors:
                 db.executemany("INSERT OR REPLACE INTO cursors VALUES(?,?,?,?,?,?)", batch.cursors)
+            if batch.prune:
+                db.executemany(
+                    "DELETE FROM receipts WHERE recipient=? AND channel_id=? AND seq<=? AND status='acked'",
+                    batch.prune,
+                )
             if batch.acks:
                 db.executemany(
                     "INSERT OR REPLACE INTO receipts VALUES(?,?,?,?,?,?,?,?)",
