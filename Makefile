@@ -64,6 +64,7 @@ bench: $(STAMP)         ## throughput and latency benchmarks (memory and sqlite 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache
 
 fmt: $(STAMP)
 	$(BIN)/ruff check --fix .

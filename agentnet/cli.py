@@ -8,16 +8,10 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from agentnet import __version__
-
-EXIT_USAGE = 2
-
-
-def _fail(message: str, code: int = EXIT_USAGE) -> int:
-    print(f"agentnet: error: {message}", file=sys.stderr)
-    return code
-
+from agentnet.child import EXIT_USAGE, exit_with_parent_if_asked, fail
 
 # --------------------------------------------------------------------------- hub
 
@@ -107,7 +101,7 @@ def _run_hub(args: argparse.Namespace) -> int:
     from agentnet.hub.store import StoreError
 
     if bool(args.tls_cert) != bool(args.tls_key):
-        return _fail("--tls-cert and --tls-key go together")
+        return fail("--tls-cert and --tls-key go together")
     try:
         settings = HubSettings(
             host=args.host,
@@ -132,40 +126,40 @@ def _run_hub(args: argparse.Namespace) -> int:
         )
     except ValidationError as exc:
         err = exc.errors()[0]
-        return _fail(f"--{'-'.join(str(p) for p in err['loc']).replace('_', '-')}: {err['msg']}")
-    _exit_with_parent(args)
+        return fail(f"--{'-'.join(str(p) for p in err['loc']).replace('_', '-')}: {err['msg']}")
+    exit_with_parent_if_asked(args)
     if args.autogen:
         from agentnet.gateway.cli import hub_with_autogen
 
         main = hub_with_autogen(settings, args.autogen, args.autogen_port_file, args.autogen_log_dir)
         if isinstance(main, str):
-            return _fail(main)
+            return fail(main)
     else:
         main = run_hub(settings)
     try:
         asyncio.run(main)
     except (StoreError, AuthError) as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     except HubSteppedDown as exc:
         print(f"agentnet hub: lost the leadership ({exc}); stepped down", file=sys.stderr, flush=True)
         return 3
     except OSError as exc:
         if exc.errno == 98:
-            return _fail(f"port {args.port} on {args.host} is already in use (pick another with --port, or 0)")
-        return _fail(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}")
+            return fail(f"port {args.port} on {args.host} is already in use (pick another with --port, or 0)")
+        return fail(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}")
     except KeyboardInterrupt:
         pass
     return 0
 
 
-def _exit_with_parent(args: argparse.Namespace) -> None:
-    if getattr(args, "exit_with_parent", False):
-        from agentnet.launcher.lifeline import exit_with_parent
-
-        exit_with_parent()
-
-
 # --------------------------------------------------------------------------- main
+
+
+async def open_dashboard(feed: Any, controls: Any, *, title: str, recording_path: Path | None) -> None:
+    """The dashboard `agentnet up` opens: the launcher is handed this, it does not import the tui."""
+    from agentnet.tui.app import run_dashboard
+
+    await run_dashboard(feed, controls, title=title, recording_path=recording_path)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -175,6 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Start with: agentnet up scenarios/consult.yaml",
     )
     parser.add_argument("--version", action="version", version=f"agentnet {__version__}")
+    parser.set_defaults(dashboard=open_dashboard)  # `up` is given its dashboard from here, the top layer
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_hub(sub)
     for register in _EXTRA_COMMANDS:

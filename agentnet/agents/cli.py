@@ -67,23 +67,23 @@ def _run_agent(args: argparse.Namespace) -> int:
     import re
 
     from agentnet.agents.brains import BrainConfigError, make_brain
-    from agentnet.cli import _exit_with_parent, _fail
+    from agentnet.child import exit_with_parent_if_asked, fail
     from agentnet.client import HubError
     from agentnet.protocol.models import NAME_PATTERN
 
     if not re.match(NAME_PATTERN, args.name):
-        return _fail(f"--name {args.name!r}: use 1-64 of a-z 0-9 _ . - starting with a letter or digit")
+        return fail(f"--name {args.name!r}: use 1-64 of a-z 0-9 _ . - starting with a letter or digit")
     try:
         options: dict[str, Any] = orjson.loads(args.options)
         if not isinstance(options, dict):
             raise ValueError("must be a JSON object")
     except (orjson.JSONDecodeError, ValueError) as exc:
-        return _fail(f"--options is not a JSON object: {exc}")
+        return fail(f"--options is not a JSON object: {exc}")
     try:
         brain = make_brain(args.brain, options, agent=args.name)
     except BrainConfigError as exc:
-        return _fail(str(exc))
-    _exit_with_parent(args)
+        return fail(str(exc))
+    exit_with_parent_if_asked(args)
     passport = {
         "description": args.description or f"{args.brain} brain",
         "capabilities": [args.brain],

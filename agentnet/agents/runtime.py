@@ -19,8 +19,8 @@ from typing import Any
 
 import orjson
 
+from agentnet.child import crashpoint
 from agentnet.client import AgentClient, Channel, Delivery, HubError
-from agentnet.crashpoints import crashpoint
 from agentnet.protocol.models import Envelope
 
 from .brains import Brain, BrainReply, BrainRequest

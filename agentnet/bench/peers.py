@@ -232,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size", type=int, default=200)
     a = p.parse_args(argv)
 
-    from agentnet.launcher.lifeline import exit_with_parent
+    from agentnet.child import exit_with_parent
 
     exit_with_parent()
     run = run_sender if a.role == "sender" else run_receiver

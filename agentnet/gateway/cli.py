@@ -76,7 +76,7 @@ def _run_autogen(args: argparse.Namespace) -> int:
     if args.rpc_deadline <= 0:
         return _fail("--rpc-deadline must be more than 0")
     if getattr(args, "exit_with_parent", False):
-        from agentnet.launcher.lifeline import exit_with_parent
+        from agentnet.child import exit_with_parent
 
         exit_with_parent()
     settings = GatewaySettings(

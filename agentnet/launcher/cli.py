@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-VERBS = ("kill", "stop", "pause", "resume", "disconnect", "restart", "restart-hub", "restart-all")
+from agentnet.run.control import VERBS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -89,7 +89,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_up(args: argparse.Namespace) -> int:
-    from .control import RUNS_DIR
+    from agentnet.run.control import RUNS_DIR
+
     from .runner import UpOptions, up
 
     if args.timeout is not None and args.timeout <= 0:
@@ -98,6 +99,7 @@ def _run_up(args: argparse.Namespace) -> int:
     opts = UpOptions(
         path=args.file,
         headless=args.headless,
+        dashboard=getattr(args, "dashboard", None),
         timeout=args.timeout,
         runs_root=args.runs_dir or RUNS_DIR,
         run_dir=args.run_dir,
@@ -107,7 +109,7 @@ def _run_up(args: argparse.Namespace) -> int:
 
 
 def _run_ctl(args: argparse.Namespace) -> int:
-    from .control import ControlClientError, request, resolve_run_dir
+    from agentnet.run.control import ControlClientError, request, resolve_run_dir
 
     if args.verb not in ("restart-hub", "restart-all") and not args.target:
         print(f"agentnet ctl: {args.verb} needs a target (a process name)", file=sys.stderr)
@@ -128,7 +130,7 @@ def _run_ctl(args: argparse.Namespace) -> int:
 
 
 def _run_status(args: argparse.Namespace) -> int:
-    from .control import ControlClientError, request, resolve_run_dir
+    from agentnet.run.control import ControlClientError, request, resolve_run_dir
 
     try:
         run_dir = resolve_run_dir(args.run_dir)

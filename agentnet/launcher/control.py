@@ -1,26 +1,7 @@
 """The control API of a running `agentnet up`: in-process for the dashboard, and over a Unix socket
 for `agentnet ctl VERB TARGET` and `agentnet status` from another terminal.
 
-Verbs (`agentnet.tui.controls.VERBS`):
-
-    kill         SIGKILL the process group; never restarted automatically
-    stop         SIGTERM, SIGKILL after a grace period; never restarted automatically
-    pause        SIGSTOP
-    resume       SIGCONT
-    disconnect   the hub closes the agent's socket (4000); the process lives on and reconnects
-    restart      stop (if running) and start again; waits until it is ready again
-    restart-hub  stop the hub and start it on the same port with the same store
-    restart-all  restart the hub, then every agent
-
-A target is a process name, `hub`, or a replicated agent's name (all its replicas).
-
-The socket speaks JSON lines, one request and one response per line:
-
-    -> {"op": "act", "verb": "kill", "target": "bob"}
-    <- {"ok": true, "message": "killed bob (pid 4242)"}
-    -> {"op": "status"}
-    <- {"ok": true, "status": {"scenario": ..., "processes": [...], ...}}
-    <- {"ok": false, "error": "no process named 'bobby' (processes: hub, alice, bob)"}
+Verbs: see `agentnet.run.control` (the contract, and the client side of this API).
 
 It lives in the run directory (`control.sock`; `control.json` names it and the launcher's pid), is
 only reachable by the user who started the run (mode 0600), and goes away with the run.
@@ -33,7 +14,6 @@ import contextlib
 import hashlib
 import json
 import os
-import socket
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -41,21 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from agentnet.protocol.ids import utc_iso
+from agentnet.run.control import CONTROL_FILE, SOCKET_NAME, VERBS, ControlError
 
 from .supervisor import ProcState, Supervisor, SupervisorError
 
-try:
-    from agentnet.tui.controls import VERBS, ControlError
-except ImportError:  # pragma: no cover - the dashboard package is optional for the launcher
-
-    class ControlError(Exception):  # type: ignore[no-redef]
-        """The launcher refused or failed a control; the message is shown to the user as is."""
-
-    VERBS = ("kill", "stop", "pause", "resume", "disconnect", "restart", "restart-hub", "restart-all")
-
-CONTROL_FILE = "control.json"
-SOCKET_NAME = "control.sock"
-RUNS_DIR = Path(".agentnet") / "runs"
 MAX_SOCKET_PATH = 100  # sun_path is 108 bytes on Linux, 104 on macOS
 READY_WAIT = 15.0  # a restart waits this long for the process to be ready again
 
@@ -286,89 +255,3 @@ class ControlServer:
 
 
 # --------------------------------------------------------------------------- the client (ctl, status)
-
-
-class ControlClientError(Exception):
-    """No running launcher to talk to, or it refused the request. `str()` is one line."""
-
-
-def _launcher_alive(info: dict[str, Any]) -> bool:
-    pid = info.get("pid")
-    if not isinstance(pid, int):
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def read_control_file(run_dir: Path) -> dict[str, Any] | None:
-    try:
-        info = json.loads((run_dir / CONTROL_FILE).read_text())
-    except (OSError, ValueError):
-        return None
-    return info if isinstance(info, dict) and _launcher_alive(info) else None
-
-
-def find_running(root: Path = RUNS_DIR) -> Path | None:
-    """The most recently started run under `root` whose launcher is alive."""
-    best: tuple[float, Path] | None = None
-    if not root.is_dir():
-        return None
-    for run_dir in root.iterdir():
-        info = read_control_file(run_dir)
-        if info is not None:
-            started = float(info.get("started") or 0)
-            if best is None or started > best[0]:
-                best = (started, run_dir)
-    return best[1] if best else None
-
-
-def resolve_run_dir(run_dir: str | Path | None, root: Path = RUNS_DIR) -> Path:
-    if run_dir is not None:
-        path = Path(run_dir)
-        if not (path / CONTROL_FILE).exists():
-            raise ControlClientError(f"{path}: no running launcher there (no {CONTROL_FILE})")
-        return path
-    found = find_running(root)
-    if found is None:
-        raise ControlClientError(
-            f"no running 'agentnet up' found under {root}/ (start one, or name its run directory with --run)"
-        )
-    return found
-
-
-def request(run_dir: Path, payload: dict[str, Any], timeout: float = 60.0) -> dict[str, Any]:
-    """Send one request to the launcher of `run_dir` and return its response."""
-    info = read_control_file(run_dir)
-    if info is None:
-        raise ControlClientError(f"{run_dir}: the launcher of this run is not running")
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.settimeout(timeout)
-    try:
-        sock.connect(info["socket"])
-        sock.sendall(json.dumps(payload).encode() + b"\n")
-        data = b""
-        while not data.endswith(b"\n"):
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    except TimeoutError:
-        raise ControlClientError(f"the launcher did not answer within {timeout:g} s") from None
-    except OSError as exc:
-        raise ControlClientError(f"cannot reach the launcher at {info['socket']}: {exc.strerror or exc}") from None
-    finally:
-        sock.close()
-    try:
-        return json.loads(data)
-    except ValueError:
-        raise ControlClientError("the launcher closed the connection without an answer") from None
-
-
-async def arequest(run_dir: Path, payload: dict[str, Any], timeout: float = 60.0) -> dict[str, Any]:
-    """`request`, without blocking the event loop (for tests and async callers)."""
-    return await asyncio.to_thread(request, run_dir, payload, timeout)

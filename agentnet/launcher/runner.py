@@ -40,7 +40,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from rich.console import Console
 
@@ -71,9 +71,12 @@ from agentnet.protocol.events import (
 )
 from agentnet.protocol.ids import utc_iso
 from agentnet.protocol.vocab import TURN_TYPES
+from agentnet.run.control import RUNS_DIR, ControlError, Controls
+from agentnet.run.feed import QueueFeed
+from agentnet.run.recording import RecordingWriter
 
 from . import checker
-from .control import RUNS_DIR, ControlError, ControlServer, LauncherControls
+from .control import ControlServer, LauncherControls
 from .headless import HeadlessView, print_summary, status_block
 from .scenario import OpenStep, PostStep, Scenario, ScenarioError, StreamStep, load_scenario
 from .supervisor import ProcessSpec, RestartPolicy, Supervisor, SupervisorError
@@ -91,6 +94,14 @@ HUB_POLICY = RestartPolicy("on-failure", initial=0.5, max=5.0, factor=2.0, jitte
 TRANSIENT = ("disconnected", "unavailable", "timeout", "overloaded")
 
 
+class DashboardOpener(Protocol):
+    """Runs a dashboard over `feed` until the user quits; `controls` act on this run."""
+
+    async def __call__(
+        self, feed: QueueFeed, controls: Controls, *, title: str, recording_path: Path | None
+    ) -> None: ...
+
+
 class ConfigError(Exception):
     """A problem found before anything started: one line, exit code 2."""
 
@@ -104,7 +115,8 @@ class UpOptions:
     run_dir: Path | None = None  # exact run directory (tests); default runs_root/<name>-<timestamp>
     stop_timeout: float = 5.0
     console: Console | None = None
-    tui: Callable[..., Any] | None = None  # override of open_dashboard (tests)
+    dashboard: DashboardOpener | None = None  # injected by the cli (agentnet.tui.app.run_dashboard); None: headless
+    tty_check: bool = True  # headless when stdin/stdout are not a terminal (tests that inject a dashboard: False)
 
 
 # --------------------------------------------------------------------------- preflight
@@ -161,16 +173,6 @@ def new_run_dir(root: Path, name: str) -> Path:
         except FileExistsError:
             continue
     raise ConfigError(f"cannot create a run directory under {root}")
-
-
-# --------------------------------------------------------------------------- the dashboard hook
-
-
-async def open_dashboard(feed: Any, controls: Any, *, title: str, recording_path: Path | None) -> None:
-    """The one place `up` opens the dashboard. Raises ImportError if the TUI is not available."""
-    from agentnet.tui.app import run_dashboard
-
-    await run_dashboard(feed, controls, title=title, recording_path=recording_path)
 
 
 # --------------------------------------------------------------------------- what the hub tells us
@@ -347,30 +349,6 @@ class StoreCounts:
             self._db = None
 
 
-class _PlainRecorder:
-    """The recording format of `agentnet.tui.recording`, for when the dashboard package is missing."""
-
-    def __init__(self, path: Path, meta: dict[str, Any]) -> None:
-        self._file = path.open("w")
-        self._start = time.monotonic()
-        self._file.write(json.dumps({"kind": "recording", "version": 1, "created_at": utc_iso(), **meta}) + "\n")
-
-    def write(self, kind: str, data: dict[str, Any]) -> None:
-        t = round(time.monotonic() - self._start, 6)
-        self._file.write(json.dumps({"t": t, "kind": kind, "data": data}, default=str) + "\n")
-
-    def close(self) -> None:
-        self._file.close()
-
-
-def _recorder(path: Path, meta: dict[str, Any]) -> Any:
-    try:
-        from agentnet.tui.recording import RecordingWriter
-    except ImportError:
-        return _PlainRecorder(path, meta)
-    return RecordingWriter(path, meta)
-
-
 # --------------------------------------------------------------------------- the run
 
 
@@ -417,8 +395,8 @@ class Run:
         )
         self.control_server = ControlServer(self.controls, self.run_dir)
         self.listeners: list[Callable[[str, dict[str, Any]], None]] = []
-        self.dashboard_feed: Any = None
-        self.recorder: Any = None
+        self.dashboard_feed: QueueFeed | None = None
+        self.recorder: RecordingWriter | None = None
         self.view: HeadlessView | None = None
         self.observer: Any = None
         self.hub_port: int | None = s.hub.port or None
@@ -923,7 +901,7 @@ class Run:
             if s.hub.auth:
                 self._write_keys()
             self._declare()
-            self.recorder = _recorder(
+            self.recorder = RecordingWriter(
                 self.run_dir / checker.RECORDING_FILE, {"scenario": s.name, "run_dir": str(self.run_dir)}
             )
             dashboard = await self._open_view()
@@ -953,23 +931,21 @@ class Run:
         s = self.scenario
         headless = self.opts.headless
         reason = None
-        if not headless and self.opts.tui is None and not (sys.stdout.isatty() and sys.stdin.isatty()):
+        if not headless and self.opts.dashboard is None:
+            headless = True  # a caller that gives no dashboard wants none (the cli gives one)
+        elif not headless and self.opts.tty_check and not (sys.stdout.isatty() and sys.stdin.isatty()):
             headless, reason = True, "not a terminal"
         if not headless:
-            try:
-                from agentnet.tui.feed import QueueFeed
-
-                opener = self.opts.tui or open_dashboard
-                self.dashboard_feed = QueueFeed()
-                title = f"agentnet up {s.name}" + (f" — {s.description}" if s.description else "")
-                task = asyncio.create_task(opener(self.dashboard_feed, self.controls, title=title, recording_path=None))
-                await asyncio.sleep(0)
-                if task.done() and task.exception() is not None:
-                    raise task.exception()  # type: ignore[misc]
-                return task
-            except ImportError as exc:
-                headless, reason = True, f"the dashboard is not available ({exc})"
-                self.dashboard_feed = None
+            assert self.opts.dashboard is not None
+            self.dashboard_feed = QueueFeed()
+            title = f"agentnet up {s.name}" + (f" — {s.description}" if s.description else "")
+            task = asyncio.create_task(
+                self.opts.dashboard(self.dashboard_feed, self.controls, title=title, recording_path=None)
+            )
+            await asyncio.sleep(0)
+            if task.done() and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
+            return task
         self.view = HeadlessView(
             self.console, clock=self.clock, alias=self.alias, status=lambda: status_block(self.status())
         )

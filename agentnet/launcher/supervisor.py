@@ -2,7 +2,7 @@
 
 Each child runs in its own process group (so a signal reaches everything it started), with stdin
 from /dev/null and stdout+stderr appended to its own log file in the run directory. The children
-are started with `--exit-with-parent` (see `lifeline.py`), so they also go when the launcher dies
+are started with `--exit-with-parent` (see `agentnet/child.py`), so they also go when the launcher dies
 without a chance to stop them (SIGKILL). The groups stay in the launcher's session: when the
 launcher dies, a group that holds a stopped (SIGSTOP'd) process becomes orphaned and the kernel
 sends it SIGHUP + SIGCONT, so even a paused child does not outlive it.

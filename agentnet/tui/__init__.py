@@ -14,10 +14,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from agentnet.tui.controls import CONTROL_SPECS, VERBS, ControlError, Controls
-from agentnet.tui.feed import QueueFeed, classify, frames_feed, merge_feeds, recording_feed
-from agentnet.tui.model import DashboardModel, FeedItem
-from agentnet.tui.recording import RecordingReader, RecordingWriter
+from agentnet.run.control import VERBS, ControlError, Controls
+from agentnet.run.feed import QueueFeed, classify, frames_feed, merge_feeds, recording_feed
+from agentnet.run.items import FeedItem
+from agentnet.run.recording import RecordingReader, RecordingWriter
+from agentnet.tui.controls import CONTROL_SPECS
+from agentnet.tui.model import DashboardModel
 
 if TYPE_CHECKING:
     from agentnet.tui.app import run_dashboard, run_playback

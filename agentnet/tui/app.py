@@ -25,6 +25,8 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, TabbedContent, TabPane
 
+from agentnet.run.items import FeedItem
+from agentnet.run.recording import RecordingReader, RecordingWriter
 from agentnet.tui.controls import (
     CONTROL_SPECS,
     IRREVERSIBLE,
@@ -34,10 +36,9 @@ from agentnet.tui.controls import (
     confirm_text,
 )
 from agentnet.tui.diagram import to_mermaid
-from agentnet.tui.model import DashboardModel, EnvelopeRow, FeedItem, WalFilter, format_clock, sparkline_text
+from agentnet.tui.model import DashboardModel, EnvelopeRow, WalFilter, format_clock, sparkline_text
 from agentnet.tui.playback import PlaybackController
 from agentnet.tui.procstats import ProcessSampler
-from agentnet.tui.recording import RecordingReader, RecordingWriter
 from agentnet.tui.screens import ConfirmScreen, HelpScreen, InspectorScreen, PromptScreen
 from agentnet.tui.widgets.lines import TextLine
 from agentnet.tui.widgets.streams import LadderView, LogView, StreamView, WalView

@@ -26,7 +26,8 @@ from typing import Any
 
 import psutil
 
-from agentnet.tui.model import DashboardModel, FeedItem
+from agentnet.run.items import FeedItem
+from agentnet.tui.model import DashboardModel
 
 BASE = datetime(2026, 11, 20, 10, 0, 0, tzinfo=UTC).timestamp()
 

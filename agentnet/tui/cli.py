@@ -8,6 +8,8 @@ import os
 import sys
 from pathlib import Path
 
+from agentnet.run.control import RemoteControls, find_running, read_control_file
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -38,27 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.set_defaults(run=_run_replay)
 
 
-class RemoteControls:
-    """The dashboard's Controls, carried to a running `agentnet up` over its control socket."""
-
-    def __init__(self, run_dir: Path) -> None:
-        self.run_dir = run_dir
-
-    async def act(self, verb: str, target: str | None) -> str:
-        from agentnet.launcher.control import arequest
-        from agentnet.tui.controls import ControlError
-
-        try:
-            reply = await arequest(self.run_dir, {"op": "act", "verb": verb, "target": target})
-        except Exception as exc:
-            raise ControlError(f"the launcher is not reachable: {exc}") from None
-        if not reply.get("ok"):
-            raise ControlError(reply.get("error", "refused"))
-        return reply.get("message", "done")
-
-
 def _find_controls(run: Path | None) -> tuple[RemoteControls | None, str | None]:
-    from agentnet.launcher.control import find_running, read_control_file
 
     run_dir = run or find_running()
     if run_dir is None or read_control_file(run_dir) is None:

@@ -9,22 +9,10 @@ launcher, or playback).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
 
-VERBS = ("kill", "stop", "pause", "resume", "disconnect", "restart", "restart-hub", "restart-all")
+from agentnet.run.control import VERBS, ControlError, Controls
 
-
-class ControlError(Exception):
-    """The launcher refused or failed a control; the message is shown to the user as is."""
-
-
-@runtime_checkable
-class Controls(Protocol):
-    async def act(self, verb: str, target: str | None) -> str:
-        """Perform ``verb`` (one of :data:`VERBS`) on ``target`` (a process name, or None for
-        ``restart-hub`` / ``restart-all``). Returns a short human message; raises
-        :class:`ControlError` with a human message when it cannot."""
-        ...
+__all__ = ["CONTROL_SPECS", "IRREVERSIBLE", "SPECS_BY_VERB", "VERBS", "ControlError", "ControlSpec", "Controls"]
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,8 @@ import re
 from collections.abc import Callable
 
 from agentnet.protocol.ids import parse_time
+from agentnet.run.recording import RecordingReader
 from agentnet.tui.model import DashboardModel
-from agentnet.tui.recording import RecordingReader
 
 SPEEDS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 64.0)
 

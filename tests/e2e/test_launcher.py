@@ -20,8 +20,7 @@ from typing import Any
 import psutil
 import pytest
 
-from agentnet.launcher import control
-from agentnet.launcher.control import ControlError, ControlServer, LauncherControls
+from agentnet.launcher.control import ControlServer, LauncherControls, socket_path_for
 from agentnet.launcher.supervisor import (
     RUN_ID_ENV,
     ProcessSpec,
@@ -30,6 +29,8 @@ from agentnet.launcher.supervisor import (
     Supervisor,
     SupervisorError,
 )
+from agentnet.run import control
+from agentnet.run.control import ControlError
 
 FAST = RestartPolicy("on-failure", initial=0.05, max=0.2, factor=2, jitter=0, max_restarts=3)
 
@@ -427,6 +428,6 @@ def test_find_running_ignores_dead_launchers(tmp_path: Path) -> None:
 
 def test_a_long_run_dir_gets_a_short_socket_path(tmp_path: Path) -> None:
     deep = tmp_path / ("d" * 60) / ("e" * 60)
-    path = control.socket_path_for(deep)
+    path = socket_path_for(deep)
     assert len(str(path)) < 100 and path.name.startswith("agentnet-")
-    assert control.socket_path_for(tmp_path) == tmp_path.resolve() / "control.sock"
+    assert socket_path_for(tmp_path) == tmp_path.resolve() / "control.sock"

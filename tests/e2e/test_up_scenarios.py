@@ -22,9 +22,9 @@ import psutil
 import pytest
 from rich.console import Console
 
-from agentnet.launcher import control
 from agentnet.launcher.checker import check_run
 from agentnet.launcher.runner import UpOptions, up
+from agentnet.run import control
 
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIOS = ROOT / "scenarios"
@@ -401,7 +401,7 @@ def test_the_dashboard_gets_the_feed_and_the_controls(tmp_path: Path, monkeypatc
                 return  # the user quits
 
     console = Console(file=io.StringIO(), width=200)
-    code = up(UpOptions(path=scenario, console=console, tui=dashboard))
+    code = up(UpOptions(path=scenario, console=console, dashboard=dashboard, tty_check=False))
     out = console.file.getvalue()  # type: ignore[attr-defined]
     assert code == 0, out
     assert answers == ["the hub dropped bob's connection; it will reconnect"]
@@ -414,17 +414,21 @@ def test_the_dashboard_gets_the_feed_and_the_controls(tmp_path: Path, monkeypatc
     assert_all_gone(run_pids(run_dir))
 
 
-def test_without_the_tui_up_falls_back_to_headless(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_dashboard_that_fails_at_once_fails_the_run_and_stops_everything(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The dashboard is injected by the cli (Textual is a dependency: there is no headless fallback
+    for a missing one); one that dies at start is a startup failure, said in one line."""
     monkeypatch.chdir(tmp_path)
 
     async def broken(*args: Any, **kwargs: Any) -> None:
-        raise ImportError("No module named 'textual'")
+        raise RuntimeError("the terminal went away")
 
     console = Console(file=io.StringIO(), width=200)
-    code = up(UpOptions(path=SCENARIOS / "consult.yaml", console=console, tui=broken))
+    code = up(UpOptions(path=SCENARIOS / "consult.yaml", console=console, dashboard=broken, tty_check=False))
     out = console.file.getvalue()  # type: ignore[attr-defined]
-    assert code == 0, out
-    assert "running headless: the dashboard is not available (No module named 'textual')" in out
+    assert code == 1, out
+    assert "startup failed: the terminal went away" in out
     assert_all_gone(run_pids(the_run_dir(tmp_path)))
 
 

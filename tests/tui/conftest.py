@@ -9,9 +9,9 @@ import pytest
 from rich.text import Text
 from textual.pilot import Pilot
 
+from agentnet.run.feed import QueueFeed
+from agentnet.run.recording import RecordingReader
 from agentnet.tui.app import DashboardApp
-from agentnet.tui.feed import QueueFeed
-from agentnet.tui.recording import RecordingReader
 from agentnet.tui.widgets.tables import KeyedTable
 from tests.tui.fakes import FakeLauncher
 from tests.tui.sample import sample_feed_items, write_sample_recording

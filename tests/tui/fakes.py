@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from agentnet.run.feed import QueueFeed
 from agentnet.tui.controls import ControlError
-from agentnet.tui.feed import QueueFeed
 from tests.tui.sample import END_T, iso
 
 

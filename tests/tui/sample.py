@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from agentnet.tui.recording import RecordingWriter
+from agentnet.run.recording import RecordingWriter
 
 BASE = datetime(2026, 11, 20, 10, 0, 0, tzinfo=UTC)
 END_T = 20.0

@@ -7,9 +7,9 @@ from typing import Any
 
 from textual.widgets import Input
 
+from agentnet.run.feed import QueueFeed
 from agentnet.tui.app import DashboardApp, playback_app
 from agentnet.tui.controls import CONTROL_SPECS
-from agentnet.tui.feed import QueueFeed
 from agentnet.tui.screens import ConfirmScreen, HelpScreen, InspectorScreen, PromptScreen
 from agentnet.tui.widgets.streams import LadderView, WalView
 from tests.tui.conftest import SIZE, cell, live_app, select_row, settle, wait_for

@@ -8,11 +8,11 @@ from pathlib import Path
 import orjson
 import pytest
 
+from agentnet.run.feed import QueueFeed, classify, frames_feed, items_feed, merge_feeds, recording_feed
+from agentnet.run.recording import RecordingError, RecordingReader, RecordingWriter
 from agentnet.tui.diagram import draw_arrow, lane_centres, to_mermaid
-from agentnet.tui.feed import QueueFeed, classify, frames_feed, items_feed, merge_feeds, recording_feed
 from agentnet.tui.model import Arrow, DashboardModel
 from agentnet.tui.playback import PlaybackController
-from agentnet.tui.recording import RecordingError, RecordingReader, RecordingWriter
 from tests.tui.sample import END_T, build_sample, sample_feed_items
 
 

@@ -8,7 +8,7 @@ Format, version 1::
     {"t": 0.020, "kind": "process", "data": {"kind": "process", "name": "bob", ...}}
 
 ``t`` is seconds since the recording started (monotonic clock); ``kind``/``data`` is the feed item
-(see :data:`agentnet.tui.model.FEED_KINDS`). A truncated last line (a crash mid-write) is ignored.
+(see :data:`agentnet.run.items.FEED_KINDS`). A truncated last line (a crash mid-write) is ignored.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import IO, Any
 
 import orjson
 
-from agentnet.tui.model import FeedItem
+from agentnet.run.items import FeedItem
 
 RECORDING_VERSION = 1
 

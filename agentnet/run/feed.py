@@ -1,4 +1,4 @@
-"""Feed sources: anything that yields :data:`~agentnet.tui.model.FeedItem` ``(kind, payload)`` pairs.
+"""Feed sources: anything that yields :data:`~agentnet.run.items.FeedItem` ``(kind, payload)`` pairs.
 
 The dashboard consumes one ``AsyncIterator[FeedItem]``; live and playback share the same code.
 
@@ -17,8 +17,8 @@ from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from pathlib import Path
 from typing import Any
 
-from agentnet.tui.model import FEED_KINDS, FeedItem
-from agentnet.tui.recording import RecordingReader
+from agentnet.run.items import FEED_KINDS, FeedItem
+from agentnet.run.recording import RecordingReader
 
 
 def classify(frame: dict[str, Any]) -> FeedItem:

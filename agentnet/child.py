@@ -1,0 +1,63 @@
+"""What every agentnet process the launcher starts shares, at the bottom of the layers (it imports
+nothing from agentnet): dying with its parent, named crash points for fault tests, and the one-line
+error exit of the command-line entry points.
+
+* `exit_with_parent()`: get SIGTERM when the parent dies (PR_SET_PDEATHSIG on Linux, plus a
+  parent-pid watchdog); `--exit-with-parent` on `agentnet hub | agent | gateway` turns it on.
+* `crashpoint(name)`: `AGENTNET_CRASHPOINT=name` makes the process die right there (exit 137).
+  Random kills rarely hit narrow windows (after a reply is posted, before its ack); a crash point
+  hits them every time. Inactive unless the variable names the point.
+* `fail(message)`: print `agentnet: error: MESSAGE` to stderr and return the usage exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import sys
+import threading
+import time
+
+EXIT_USAGE = 2
+CRASHPOINT_ENV = "AGENTNET_CRASHPOINT"
+_ACTIVE = os.environ.get(CRASHPOINT_ENV, "")
+
+
+def fail(message: str, code: int = EXIT_USAGE) -> int:
+    print(f"agentnet: error: {message}", file=sys.stderr)
+    return code
+
+
+def crashpoint(name: str) -> None:
+    if _ACTIVE and name == _ACTIVE:
+        os._exit(137)
+
+
+def exit_with_parent(poll: float = 0.5) -> None:
+    """Get SIGTERM when the parent process dies (however it dies, SIGKILL included)."""
+    parent = os.getppid()
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(Exception):
+            import ctypes
+
+            libc = ctypes.CDLL("libc.so.6", use_errno=True)
+            libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    def watch() -> None:  # portable fallback: reparenting means the parent is gone
+        while True:
+            time.sleep(poll)
+            if os.getppid() != parent:
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+
+    threading.Thread(target=watch, name="lifeline", daemon=True).start()
+
+
+def exit_with_parent_if_asked(args: argparse.Namespace) -> None:
+    """`exit_with_parent()` when the command line said `--exit-with-parent`."""
+    if getattr(args, "exit_with_parent", False):
+        exit_with_parent()
