@@ -191,9 +191,15 @@ def test_port_range(error) -> None:
 
 def test_store_values(load, error, tmp_path: Path) -> None:
     assert error(MINIMAL + "hub: {store: redis}\n") == (
-        "s.yaml:7: hub.store: expected 'sqlite', 'sqlite:PATH' or 'memory', got 'redis'"
+        "s.yaml:7: hub.store: expected 'sqlite', 'sqlite:PATH', 'memory', 'postgresql' or 'postgresql://URL', "
+        "got 'redis'"
     )
     run_dir = tmp_path / "run"
+    pg = load(MINIMAL + "hub: {store: postgresql, replicas: 2}\n")
+    assert pg.hub.store_kind == "postgresql" and pg.hub.replicas == 2 and pg.store_path(run_dir) is None
+    assert "need a shared store" in error(MINIMAL + "hub: {store: sqlite, replicas: 2}\n")
+    faults = "faults:\n  - {at: 1, action: freeze-hub}\n"
+    assert "needs a standby hub" in error(MINIMAL + "hub: {store: postgresql}\n" + faults)
     assert load(MINIMAL).store_path(run_dir) == run_dir / "hub.sqlite3"
     assert load(MINIMAL + "hub: {store: memory}\n").store_path(run_dir) is None
     scenario = load(MINIMAL + "hub: {store: 'sqlite:data/wal.db'}\n")
@@ -409,8 +415,8 @@ def test_fault_target_rules(error) -> None:
         "s.yaml:8: faults[0].at: must be >= 0, got -1"
     )
     assert error(MINIMAL + "faults:\n  - {at: 1, action: explode, target: bob}\n") == (
-        "s.yaml:8: faults[0].action: expected 'kill', 'stop', 'pause', 'resume', 'disconnect', 'restart' or "
-        "'restart-hub', got 'explode'"
+        "s.yaml:8: faults[0].action: expected 'kill', 'stop', 'pause', 'resume', 'disconnect', 'restart', "
+        "'restart-hub', 'kill-hub', 'freeze-hub' or 'failover', got 'explode'"
     )
 
 
