@@ -58,6 +58,7 @@ from .records import (
     InflightState,
     LoadedState,
 )
+from .settings import DELIVERY
 
 Fragment = orjson.Fragment
 
@@ -96,11 +97,11 @@ Effect = Send | Close | Emit | Subscribe
 
 @dataclass(slots=True)
 class CoreConfig:
-    window: int = 256  # unacked deliveries per recipient
+    window: int = DELIVERY.window  # unacked deliveries per recipient (defaults: agentnet.hub.settings)
     window_bytes: int = 8 * 1024 * 1024  # ... and at most this many bytes of them (one is always allowed)
-    ack_wait: float = 30.0  # seconds without a receipt before redelivery
-    max_deliver: int = 5  # attempts before dead-lettering
-    nack_backoff: float = 0.5  # first resend delay after a nack; doubles per attempt
+    ack_wait: float = DELIVERY.ack_wait  # seconds without a receipt before redelivery
+    max_deliver: int = DELIVERY.max_deliver  # attempts before dead-lettering
+    nack_backoff: float = DELIVERY.nack_backoff  # first resend delay after a nack; doubles per attempt
     nack_backoff_max: float = 30.0
     max_data_bytes: int = 256 * 1024  # encoded `data` of one post
     read_page_bytes: int = 512 * 1024  # a read_wal page stays below the peer's max_size

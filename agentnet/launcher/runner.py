@@ -509,15 +509,12 @@ class Run:
         port_file = run / "hub.port"
 
         def hub_command() -> list[str]:
-            d, k = s.hub.delivery, s.hub.keepalive
             store = "memory" if self.store_path is None else f"sqlite:{self.store_path}"
             argv = [
                 sys.executable, "-m", "agentnet.cli", "hub",
                 "--host", "127.0.0.1", "--port", str(self.hub_port or 0), "--port-file", str(port_file),
                 "--store", store, "--keep-receipts",
-                "--window", str(d.window), "--ack-wait", str(d.ack_wait), "--max-deliver", str(d.max_deliver),
-                "--nack-backoff", str(d.nack_backoff),
-                "--ping-interval", str(k.ping_interval), "--ping-timeout", str(k.ping_timeout),
+                *s.hub.delivery.cli_args(), *s.hub.keepalive.cli_args(),
                 "--log-level", os.environ.get("AGENTNET_LOG_LEVEL", "warning"), "--exit-with-parent",
             ]  # fmt: skip
             if s.hub.auth:
