@@ -48,6 +48,13 @@ def _add_hub(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--synchronous", default="FULL", choices=["FULL", "NORMAL"], help="SQLite fsync policy")
     p.add_argument(
+        "--retain-closed",
+        type=float,
+        metavar="DAYS",
+        help="delete channels closed more than DAYS ago (envelopes, cursors, receipts) from the store; observers "
+        "get a channels.dropped event (default: keep forever). Example: --retain-closed 30",
+    )
+    p.add_argument(
         "--keep-receipts",
         action="store_true",
         help="keep every acked receipt (an audit trail for 'agentnet check'; 'agentnet up' sets it). By default "
@@ -99,6 +106,7 @@ def _run_hub(args: argparse.Namespace) -> int:
             store=args.store,
             synchronous=args.synchronous,
             keep_receipts=args.keep_receipts,
+            retain_closed=args.retain_closed,
             auth_file=args.auth_file,
             tls_cert=args.tls_cert,
             tls_key=args.tls_key,

@@ -317,6 +317,65 @@ async def test_a_wal_over_1_mib_is_read_without_closing_the_socket(net: tuple[Hu
     bob.terminate()
 
 
+async def test_receipts_move_the_floor_over_the_contiguous_prefix_and_nacks_come_back(
+    net: tuple[HubProc, Procs],
+) -> None:
+    """ag2's hub keeps the highest acked id and skips a nacked envelope below it; agentnet does not."""
+    hub, _procs = net
+    rx = await Peer.open(ag2_url(hub))
+    gid = (await _ask(rx, "1", "register", passport={"name": "rx"}))["result"]["agent_id"]
+
+    async def notify() -> dict[str, Any]:
+        while (got := await rx.recv())["kind"] != "notify":
+            pass
+        return got["envelope"]
+
+    async def receipt(env: dict[str, Any], status: str = "ack") -> None:
+        await rx.ws.send(
+            frame(
+                "receipt",
+                envelope_id=env["envelope_id"],
+                status=status,
+                recipient_id=gid,
+                channel_id=env["channel_id"],
+                reason="handler failed" if status == "nack" else "",
+            )
+        )
+
+    async def floor(obs: ObserverClient, channel_id: str) -> int:
+        snap = await obs.request("observe")
+        return next(c["ack_floor"] for c in snap["cursors"] if c["recipient"] == "rx" and c["channel_id"] == channel_id)
+
+    async with AgentClient(hub.url, "tx") as tx, ObserverClient(hub.url, name="ag2-floor") as obs:
+        channel = await tx.open("conversation", "rx")
+        for text in ("n1", "n2", "n3"):
+            await channel.send(text, type="note")
+        opened, n1, n2, n3 = [await notify() for _ in range(4)]
+        assert [e["event_data"].get("text") for e in (n1, n2, n3)] == ["n1", "n2", "n3"]
+        await receipt(opened)
+        await receipt(n2, "nack")
+        await receipt(n3)  # a later ack does not carry the floor past n1 (unacked) and n2 (nacked)
+        again = await notify()  # the nacked one comes back after its backoff
+        assert again["envelope_id"] == n2["envelope_id"]
+        assert await floor(obs, channel.id) == 1
+        await receipt(n1)
+        await receipt(again)
+        async with asyncio.timeout(20):
+            while await floor(obs, channel.id) != 4:  # the floor reaches n3 once the gap is filled
+                await asyncio.sleep(0.05)
+        # away with one unacked: a hello with since_envelope_id=None still gets it (agentnet never skips)
+        await channel.send("n4", type="note")
+        n4 = await notify()
+        await rx.close()
+        back = await Peer.open(ag2_url(hub))
+        await back.ws.send(frame("hello", name="rx", auth_scheme="none", auth_claim={}, since_envelope_id=None))
+        assert (await back.recv())["kind"] == "welcome"
+        replayed = await back.recv()
+        assert replayed["kind"] == "notify" and replayed["envelope"]["envelope_id"] == n4["envelope_id"]
+        assert replayed["recipient_id"] == gid
+        await back.close()
+
+
 # --------------------------------------------------------------------------- auth
 
 
@@ -334,7 +393,18 @@ def test_api_key_right_token_accepted_another_names_refused(tmp_path: Path, ag2_
         assert refused["type"] == "AuthError" and "for agent 'ann', not agent 'ben'" in refused["message"]
         nobody = ag2(procs, "serve", "--url", ag2_url(hub), "--name", "ben")
         assert wait_event(nobody, "error")["type"] == "AuthError"
-        ann.terminate()
+        ann.kill()
+        # attach's hello is checked the same way: ann's name with ben's token is refused
+        thief = ag2(
+            procs, "serve", "--url", ag2_url(hub), "--name", "ann", "--attach", "--token", "token-ben-0123456789"
+        )
+        refused = wait_event(thief, "error")
+        assert refused["type"] == "AuthError" and "not agent 'ann'" in refused["message"]
+        back = ag2(
+            procs, "serve", "--url", ag2_url(hub), "--name", "ann", "--attach", "--token", "token-ann-0123456789"
+        )
+        wait_event(back, "ready")
+        back.terminate()
         assert hub.terminate() == 0
     finally:
         procs.close()
