@@ -4,10 +4,11 @@ Every public method takes `now` (monotonic seconds) and returns a list of effect
 `Send(conn, bytes)`, `Close(conn, code, reason)`, `Emit(event)` for observers and
 `Subscribe(conn)`. The wall-clock timestamps the contract stamps on records (`created_at`,
 `hub_time`, ...) come from `wall()` and new ids from `mint(prefix)`, both given to the constructor
-(`protocol.ids` by default; a test passes deterministic ones). Writes go into a Batch; the shell commits it (`take_batch` ->
-store -> `batch_committed`) and only then are post responses, notifies and `wal.append`
-events released. That ordering is the durability promise: nothing is acknowledged or
-delivered before it is in the store.
+(`protocol.ids` by default; a test passes deterministic ones).
+
+Writes go into a Batch; the shell commits it (`take_batch` -> store -> `batch_committed`) and only
+then are post responses, notifies and `wal.append` events released. That ordering is the
+durability promise: nothing is acknowledged or delivered before it is in the store.
 
 Delivery, per (recipient, channel) cursor:
   scanner (next_seq) --first delivery--> inflight[seq] --ack--> done --> ack floor moves
