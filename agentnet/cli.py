@@ -150,11 +150,13 @@ def _run_hub(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- main
 
 
-async def open_dashboard(feed: Any, controls: Any, *, title: str, recording_path: Path | None) -> None:
-    """The dashboard `agentnet up` opens: the launcher is handed this, it does not import the tui."""
+async def open_dashboard(feed: Any, controls: Any, *, title: str, recording_path: Path | None) -> str | None:
+    """The dashboard `agentnet up` opens: the launcher is handed this, it does not import the tui.
+
+    Quitting it stops the run (so `q` asks first); Ctrl-C in it returns "interrupt"."""
     from agentnet.tui.app import run_dashboard
 
-    await run_dashboard(feed, controls, title=title, recording_path=recording_path)
+    return await run_dashboard(feed, controls, title=title, recording_path=recording_path, quit_stops_run=True)
 
 
 def build_parser() -> argparse.ArgumentParser:
