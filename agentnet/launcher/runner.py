@@ -532,15 +532,12 @@ class Run:
         port_file = run / ("hub.port" if name == "hub" else f"{name}.port")
 
         def hub_command() -> list[str]:
-            d, k = s.hub.delivery, s.hub.keepalive
             port = self.hub_port if name == "hub" else self.hub_ports.get(name)
             argv = [
                 sys.executable, "-m", "agentnet.cli", "hub",
                 "--host", "127.0.0.1", "--port", str(port or 0), "--port-file", str(port_file),
                 "--store", self._store_arg(), "--keep-receipts",
-                "--window", str(d.window), "--ack-wait", str(d.ack_wait), "--max-deliver", str(d.max_deliver),
-                "--nack-backoff", str(d.nack_backoff),
-                "--ping-interval", str(k.ping_interval), "--ping-timeout", str(k.ping_timeout),
+                *s.hub.delivery.cli_args(), *s.hub.keepalive.cli_args(),
                 "--log-level", os.environ.get("AGENTNET_LOG_LEVEL", "warning"), "--exit-with-parent",
             ]  # fmt: skip
             if s.hub.store_kind == "postgresql":
