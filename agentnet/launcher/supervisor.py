@@ -349,7 +349,9 @@ class Supervisor:
             self._set(p, ProcState.EXITED, "exited on its own (exit code 0)")
         elif returncode == EXIT_SUPERSEDED and p.role == "agent":
             # another process connected with this name: restarting would only take the name back
-            self._set(p, ProcState.EXITED, f"superseded: another process connected as {p.name} (exit code 3)")
+            self._set(
+                p, ProcState.EXITED, f"superseded: another process connected as {p.name} (exit code {EXIT_SUPERSEDED})"
+            )
         else:
             self._set(p, ProcState.CRASHED, how)
             failed = True

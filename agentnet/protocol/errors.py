@@ -52,4 +52,4 @@ class ProtocolError(Exception):
 
 # `agentnet agent` exits with this when a newer session took over its name (close 4001): the
 # launcher reports it and does not restart the process (that would only take the name back).
-EXIT_SUPERSEDED = 3
+EXIT_SUPERSEDED = 41  # (4001, the close code)

@@ -1,5 +1,5 @@
 """Identities are protected: `ask` never replaces a connected agent by accident, and an agent process
-that another one supersedes says why and exits non-zero (code 3)."""
+that another one supersedes says why and exits non-zero (code 41)."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ def test_ask_refuses_to_impersonate_and_a_superseded_agent_exits_saying_why(proc
     assert bob1.alive()  # untouched
     bob2 = agent(procs, hub, "bob", tmp_path, 2)  # a second `agent --name bob` takes over ...
     code = wait_until("the first bob to exit", lambda: bob1.popen.poll() is not None and [bob1.popen.returncode])
-    assert code == [EXIT_SUPERSEDED]  # ... and the first one says why and exits 3
+    assert code == [EXIT_SUPERSEDED]  # ... and the first one says why and exits 41
     assert "another process connected as 'bob' and took over this name" in bob1.log()
     assert ask(hub, "--to", "bob", "What is 3 times 3?").stdout == "9\n"  # the new bob answers
     bob2.terminate()
