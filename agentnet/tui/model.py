@@ -690,6 +690,8 @@ class DashboardModel:
         self.lanes: list[str] = ["hub"]
         self._lane_names: set[str] = {"hub"}  # the same names: a membership test per event stays O(1)
         self.captions: list[tuple[float | None, str]] = []
+        self.t0: float | None = None  # the scenario's t = 0 (event time), when the launcher says so
+        self.schedule: list[tuple[float, str]] = []  # the scenario's faults: (t, "kill bob")
         self._by_key: dict[tuple[str, int], EnvelopeRow] = {}
         self._by_id: dict[str, EnvelopeRow] = {}
         self._serial = 0
@@ -1140,6 +1142,13 @@ class DashboardModel:
     def apply_caption(self, data: dict[str, Any]) -> None:
         at = self._tick(parse_time(data.get("at")))
         text = str(data.get("text", ""))
+        if data.get("t0") and at is not None:
+            self.t0 = at
+            self.schedule = [
+                (float(f.get("at", 0)), " ".join(str(p) for p in (f.get("action"), f.get("target")) if p))
+                for f in data.get("faults") or []
+                if isinstance(f, dict)
+            ]
         self.captions.append((at, text))
         if len(self.captions) > 200:
             del self.captions[0]
@@ -1181,6 +1190,17 @@ class DashboardModel:
         self._log(at, level, f"control {data.get('verb')}{target}: {result}")
 
     # ------------------------------------------------------------------ queries
+
+    def scenario_t(self, now: float) -> float | None:
+        """Seconds since the scenario's t = 0 (None before it, or when not under a launcher)."""
+        return None if self.t0 is None else now - self.t0
+
+    def next_fault(self, now: float) -> tuple[float, str] | None:
+        """The scenario's next fault after `now`: (t, what)."""
+        t = self.scenario_t(now)
+        if t is None:
+            return None
+        return next(((at, what) for at, what in self.schedule if at > t), None)
 
     def envelope(self, envelope_id: str | None = None, *, channel_id: str | None = None, seq: int | None = None):
         """The row of an envelope still in the ring, by id or by (channel, seq)."""
