@@ -40,6 +40,7 @@ from .ag2 import PATHS as AG2_PATHS
 from .ag2 import Ag2Endpoint
 from .auth import Authenticator, bearer_token, load_auth_file
 from .core import PEER_MAX_SIZE, Close, CoreConfig, Emit, HubCore, Send, Subscribe, _error_response, error_frame
+from .settings import DELIVERY, KEEPALIVE, DeliverySettings, KeepaliveSettings
 from .store import Store, StoreError, open_store
 from .store.base import assume_delivered
 
@@ -59,12 +60,8 @@ class HubSettings(BaseModel):
     tls_cert: Path | None = None
     tls_key: Path | None = None
     port_file: Path | None = None  # written with the bound port once listening (for port 0)
-    window: int = Field(256, ge=1, le=100_000)
-    ack_wait: float = Field(30.0, gt=0)
-    max_deliver: int = Field(5, ge=1)
-    nack_backoff: float = Field(0.5, ge=0)
-    ping_interval: float = Field(5.0, gt=0)
-    ping_timeout: float = Field(10.0, gt=0)
+    delivery: DeliverySettings = DELIVERY
+    keepalive: KeepaliveSettings = KEEPALIVE
     close_timeout: float = 3.0
     open_timeout: float = 5.0
     hello_timeout: float = 5.0
@@ -72,6 +69,7 @@ class HubSettings(BaseModel):
     max_frame: int = 1024 * 1024  # incoming frames; larger ones are closed with 1009
     max_data_bytes: int = 256 * 1024
     keep_receipts: bool = False  # keep acked receipts below each floor (the launcher does, for `agentnet check`)
+    retain_closed: float | None = Field(None, gt=0)  # days a closed channel is kept in the store; None: forever
     observer_queue: int = 20_000  # events buffered per observer before it is told it lagged
     # Byte budgets (docs/limits.md): what one peer can make the hub hold.
     observer_queue_bytes: int = Field(8 * 1024 * 1024, ge=64 * 1024)  # ... and at most these bytes of them
@@ -87,11 +85,12 @@ class HubSettings(BaseModel):
     advertise: str | None = None
 
     def core_config(self) -> CoreConfig:
+        d = self.delivery
         return CoreConfig(
-            window=self.window,
-            ack_wait=self.ack_wait,
-            max_deliver=self.max_deliver,
-            nack_backoff=self.nack_backoff,
+            window=d.window,
+            ack_wait=d.ack_wait,
+            max_deliver=d.max_deliver,
+            nack_backoff=d.nack_backoff,
             max_data_bytes=self.max_data_bytes,
             window_bytes=self.window_bytes,
             keep_receipts=self.keep_receipts,
@@ -99,6 +98,7 @@ class HubSettings(BaseModel):
 
 
 _CLOSE = object()  # marker in a peer's outbox: close after what is queued before it
+RETENTION_INTERVAL = 60.0  # seconds between retention passes (sooner while there is more to drop)
 SEND_BATCH_BYTES = 256 * 1024  # a peer's queued frames are written together, up to this much per write
 
 
@@ -267,6 +267,7 @@ class Hub:
         self.peers: dict[int, Peer] = {}
         self._next_conn = 0
         self._commit_wanted = asyncio.Event()
+        self._next_retention = 0.0  # monotonic time of the next retention pass (--retain-closed)
         self._tasks: list[asyncio.Task] = []
         self._server: Server | None = None
         self.port: int | None = None
@@ -314,8 +315,8 @@ class Hub:
             max_size=s.max_frame,
             max_queue=16,
             write_limit=64 * 1024,
-            ping_interval=s.ping_interval,
-            ping_timeout=s.ping_timeout,
+            ping_interval=s.keepalive.ping_interval,
+            ping_timeout=s.keepalive.ping_timeout,
             close_timeout=s.close_timeout,
             open_timeout=s.open_timeout,
             server_header=None,
@@ -440,7 +441,8 @@ class Hub:
                 f"  auth    {auth}",
                 f"  health  http{'s' if s.tls_cert else ''}://{s.host}:{self.port}/healthz",
                 f"  ag2     ws{'s' if s.tls_cert else ''}://{s.host}:{self.port}/ (or /ag2): ag2 1.2.1 clients",
-                f"  delivery window={s.window} ack_wait={s.ack_wait:g}s max_deliver={s.max_deliver}",
+                f"  delivery window={s.delivery.window} ack_wait={s.delivery.ack_wait:g}s "
+                f"max_deliver={s.delivery.max_deliver}",
             ]
         )
 
@@ -649,6 +651,8 @@ class Hub:
                         await self._commit_wanted.wait()
             self._commit_wanted.clear()
             committed = await self._commit_once()
+            if self.settings.retain_closed is not None and self.core is not None:
+                await self._retention()
             if beat is None or self.stepped_down is not None:
                 continue
             now = time.monotonic()
@@ -661,6 +665,30 @@ class Hub:
                     self._step_down(str(exc))
                     return
                 self._last_io = now
+
+    async def _retention(self) -> None:
+        """Delete channels closed longer ago than `retain_closed` days (in the writer, between commits;
+        at most 1,000 per pass, a pass a minute), and tell observers what went."""
+        now = time.monotonic()
+        if now < self._next_retention:
+            return
+        days = self.settings.retain_closed
+        assert days is not None and self.core is not None
+        before = ids.utc_iso(time.time() - days * 86400)
+        keep = set(self.core.channels)  # resident: someone has not finished it, or it is not durable yet
+        try:
+            if self.store.threaded:
+                dropped = await asyncio.to_thread(self.store.drop_closed, before, keep, 1000)
+            else:
+                dropped = self.store.drop_closed(before, keep, 1000)
+        except StoreError as exc:
+            log.error("%s", exc)
+            dropped = []
+        self._next_retention = now + (1.0 if len(dropped) >= 1000 else RETENTION_INTERVAL)
+        if dropped and self.core is not None:
+            self.core.channels_dropped(dropped)
+            log.info("retention: dropped %d channels closed before %s", len(dropped), before)
+            self.feed.publish(events.ChannelsDropped(len(dropped), before, tuple(dropped[:100])))
 
     async def _commit_once(self) -> bool:
         batch = self.core.take_batch()
@@ -702,7 +730,7 @@ class Hub:
             peer.close(CloseCode.TRY_AGAIN_LATER, "store failure; reconnect")
 
     async def _ticker(self) -> None:
-        interval = min(0.1, self.settings.ack_wait / 4)
+        interval = min(0.1, self.settings.delivery.ack_wait / 4)
         last_latency = 0.0
         while True:
             await asyncio.sleep(interval)

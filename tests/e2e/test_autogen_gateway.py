@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 from google.protobuf import descriptor_pb2
 
 from agentnet.gateway.autogen.protos import agent_worker_pb2, cloudevent_pb2
@@ -167,3 +168,26 @@ def test_the_autogen_rpc_scenario_headless_and_checked(tmp_path: Path) -> None:
     second_life = (run_dir / "logs" / "worker-b.log").read_text().split("launcher: starting worker-b")[-1]
     received = {json.loads(line)["n"] for line in second_life.splitlines() if line.startswith('{"event"')}
     assert while_down <= received, (while_down, received)
+
+
+def test_bench_autogen_reports_both_hosts_and_leaves_nothing(tmp_path: Path) -> None:
+    """`agentnet bench autogen`, tiny: the plumbing (speed is measured by the bench, never asserted)."""
+    require_autogen()
+    args = ["bench", "autogen", "--python", str(AUTOGEN_PYTHON), "--count", "30", "--warmup", "5", "--in-flight", "4"]
+    args += ["--store", "memory", "--json", "--quiet", "--dir", str(tmp_path)]
+    result = subprocess.run(
+        [sys.executable, "-m", "agentnet.cli", *args],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(result.stdout)
+    for host in ("autogen", "agentnet"):
+        for label in ("sequential", "4 in flight"):
+            row = report["hosts"][host][label]
+            assert row["rps"] > 0 and row["errors"] == 0 and row["p99_ms"] >= row["p50_ms"] > 0, (host, label, row)
+    assert set(report["ratio_vs_autogen"]["agentnet"]) == {"sequential", "4 in flight"}
+    leftovers = [p.pid for p in psutil.process_iter(["cmdline"]) if str(tmp_path) in " ".join(p.info["cmdline"] or [])]
+    assert not leftovers, leftovers
