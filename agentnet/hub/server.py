@@ -41,6 +41,7 @@ from .ag2 import Ag2Endpoint
 from .auth import Authenticator, bearer_token, load_auth_file
 from .core import PEER_MAX_SIZE, Close, CoreConfig, Emit, HubCore, Send, Subscribe, _error_response, error_frame
 from .readahead import ReadAhead
+from .settings import DELIVERY, KEEPALIVE, DeliverySettings, KeepaliveSettings
 from .store import Store, StoreError, open_store
 from .store.base import assume_delivered
 
@@ -60,12 +61,8 @@ class HubSettings(BaseModel):
     tls_cert: Path | None = None
     tls_key: Path | None = None
     port_file: Path | None = None  # written with the bound port once listening (for port 0)
-    window: int = Field(256, ge=1, le=100_000)
-    ack_wait: float = Field(30.0, gt=0)
-    max_deliver: int = Field(5, ge=1)
-    nack_backoff: float = Field(0.5, ge=0)
-    ping_interval: float = Field(5.0, gt=0)
-    ping_timeout: float = Field(10.0, gt=0)
+    delivery: DeliverySettings = DELIVERY
+    keepalive: KeepaliveSettings = KEEPALIVE
     close_timeout: float = 3.0
     open_timeout: float = 5.0
     hello_timeout: float = 5.0
@@ -89,11 +86,12 @@ class HubSettings(BaseModel):
     advertise: str | None = None
 
     def core_config(self) -> CoreConfig:
+        d = self.delivery
         return CoreConfig(
-            window=self.window,
-            ack_wait=self.ack_wait,
-            max_deliver=self.max_deliver,
-            nack_backoff=self.nack_backoff,
+            window=d.window,
+            ack_wait=d.ack_wait,
+            max_deliver=d.max_deliver,
+            nack_backoff=d.nack_backoff,
             max_data_bytes=self.max_data_bytes,
             window_bytes=self.window_bytes,
             keep_receipts=self.keep_receipts,
@@ -324,8 +322,8 @@ class Hub:
             max_size=s.max_frame,
             max_queue=16,
             write_limit=64 * 1024,
-            ping_interval=s.ping_interval,
-            ping_timeout=s.ping_timeout,
+            ping_interval=s.keepalive.ping_interval,
+            ping_timeout=s.keepalive.ping_timeout,
             close_timeout=s.close_timeout,
             open_timeout=s.open_timeout,
             server_header=None,
@@ -450,7 +448,8 @@ class Hub:
                 f"  auth    {auth}",
                 f"  health  http{'s' if s.tls_cert else ''}://{s.host}:{self.port}/healthz",
                 f"  ag2     ws{'s' if s.tls_cert else ''}://{s.host}:{self.port}/ (or /ag2): ag2 1.2.1 clients",
-                f"  delivery window={s.window} ack_wait={s.ack_wait:g}s max_deliver={s.max_deliver}",
+                f"  delivery window={s.delivery.window} ack_wait={s.delivery.ack_wait:g}s "
+                f"max_deliver={s.delivery.max_deliver}",
             ]
         )
 
@@ -828,7 +827,7 @@ class Hub:
             peer.close(CloseCode.TRY_AGAIN_LATER, "store failure; reconnect")
 
     async def _ticker(self) -> None:
-        interval = min(0.1, self.settings.ack_wait / 4)
+        interval = min(0.1, self.settings.delivery.ack_wait / 4)
         last_latency = 0.0
         while True:
             await asyncio.sleep(interval)

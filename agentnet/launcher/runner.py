@@ -35,6 +35,7 @@ import signal
 import socket
 import sqlite3
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -78,7 +79,7 @@ from agentnet.run.recording import RecordingWriter
 from . import checker
 from .control import ControlServer, LauncherControls
 from .headless import HeadlessView, print_summary, status_block
-from .scenario import OpenStep, PostStep, Scenario, ScenarioError, StreamStep, load_scenario
+from .scenario import LiveSpec, OpenStep, PostStep, Scenario, ScenarioError, StreamStep, load_scenario
 from .supervisor import ProcessSpec, RestartPolicy, Supervisor, SupervisorError
 from .yamlsource import YamlSourceError, load_yaml
 
@@ -99,7 +100,9 @@ class DashboardOpener(Protocol):
 
     async def __call__(
         self, feed: QueueFeed, controls: Controls, *, title: str, recording_path: Path | None
-    ) -> None: ...
+    ) -> str | None:
+        """Returns "interrupt" if the user pressed Ctrl-C in it (the run stops as after a SIGINT)."""
+        ...
 
 
 class ConfigError(Exception):
@@ -392,6 +395,7 @@ class Run:
             resolve=self._resolve,
             status=self.status,
             on_action=self._on_control,
+            post=self._post_question,
         )
         self.control_server = ControlServer(self.controls, self.run_dir)
         self.listeners: list[Callable[[str, dict[str, Any]], None]] = []
@@ -528,15 +532,12 @@ class Run:
         port_file = run / ("hub.port" if name == "hub" else f"{name}.port")
 
         def hub_command() -> list[str]:
-            d, k = s.hub.delivery, s.hub.keepalive
             port = self.hub_port if name == "hub" else self.hub_ports.get(name)
             argv = [
                 sys.executable, "-m", "agentnet.cli", "hub",
                 "--host", "127.0.0.1", "--port", str(port or 0), "--port-file", str(port_file),
                 "--store", self._store_arg(), "--keep-receipts",
-                "--window", str(d.window), "--ack-wait", str(d.ack_wait), "--max-deliver", str(d.max_deliver),
-                "--nack-backoff", str(d.nack_backoff),
-                "--ping-interval", str(k.ping_interval), "--ping-timeout", str(k.ping_timeout),
+                *s.hub.delivery.cli_args(), *s.hub.keepalive.cli_args(),
                 "--log-level", os.environ.get("AGENTNET_LOG_LEVEL", "warning"), "--exit-with-parent",
             ]  # fmt: skip
             if s.hub.store_kind == "postgresql":
@@ -723,8 +724,12 @@ class Run:
     async def _at(self, at: float, coro: Any) -> None:
         assert self.t0 is not None
         delay = self.t0 + at - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
+        try:
+            if delay > 0:
+                await asyncio.sleep(delay)
+        except asyncio.CancelledError:
+            coro.close()  # stopped before its time: it never runs (and is not "never awaited")
+            raise
         await coro
 
     async def _fault(self, index: int) -> None:
@@ -917,6 +922,40 @@ class Run:
         if failures:
             raise RuntimeError(f"{len(failures)} of {step.count} posts failed; first: {failures[0]}")
 
+    # ------------------------------------------------------------------ live questions (dashboard only)
+
+    async def _post_question(self, sender: str, recipients: list[str], text: str) -> str:
+        """Open a consulting channel as `sender` to `recipients` and post `text` (the dashboard's post key)."""
+        if self.observer is None:
+            raise ControlError("the launcher is not connected to the hub yet")
+        participants = [name for recipient in recipients for name in self._resolve(recipient)]
+        info = await self.observer.request(
+            "open_channel", as_agent=sender, type="consulting", participants=participants, topic=text[:100]
+        )
+        cid = info["channel_id"]
+        await self._post(cid, sender, "text", {"text": text}, f"{self.run_id}-{cid}-q")
+        return f"{sender} asked {', '.join(participants)} in {cid}"
+
+    async def _live(self, live: LiveSpec) -> None:
+        """After the script (and its verdict), ask a new question every `live.every` s until the run stops."""
+        while not self.timeline_done():
+            await asyncio.sleep(0.1)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(3):
+                while self.expect_met_at is None and self.scenario.expect is not None:
+                    await asyncio.sleep(0.1)
+        if live.caption:
+            self.caption(live.caption)
+        n = 0
+        while not self.should_exit.is_set():
+            n += 1
+            try:
+                async with asyncio.timeout(max(5.0, live.every * 3)):
+                    await self._post_question(live.from_, list(live.to), live.text_for(n))
+            except Exception as exc:  # the hub restarting, a refused post: try again next time
+                log.info("live question %d not posted: %s", n, getattr(exc, "message", None) or exc)
+            await asyncio.sleep(live.every)
+
     # ------------------------------------------------------------------ expect
 
     def evaluate(self) -> list[Check]:
@@ -1004,6 +1043,8 @@ class Run:
         return installed
 
     def _on_signal(self, sig: int) -> None:
+        if sig == signal.SIGHUP:
+            self._terminal_gone()
         if not self.should_exit.is_set():
             self.exit_signal = sig
             self.should_exit.set()
@@ -1016,6 +1057,20 @@ class Run:
         killed = self.supervisor.force_kill_all()
         if self.view is not None:
             self.view.note(f"forced: SIGKILL to every child ({len(killed)} swept)", "bold red")
+
+    def _terminal_gone(self) -> None:
+        """SIGHUP: the terminal is gone. Writes to it would fail (and can wedge the dashboard's writer
+        thread), so they go to /dev/null; a watchdog ends the launcher if stopping still hangs (the
+        children get SIGTERM from their lifeline when it dies)."""
+        with contextlib.suppress(OSError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            for fd in (1, 2):
+                os.dup2(devnull, fd)
+            os.close(devnull)
+        grace = self.opts.stop_timeout + 10.0
+        timer = threading.Timer(grace, os._exit, args=(128 + signal.SIGHUP,))
+        timer.daemon = True
+        timer.start()
 
     async def execute(self) -> int:
         """Run the scenario; returns the exit code. Everything started is stopped before it returns."""
@@ -1117,6 +1172,8 @@ class Run:
         ready = len(self._agent_names())
         self.caption(f"hub and {ready} agent(s) ready after {self.t0 - self.launched:.1f} s; t = 0")
         self._schedule()
+        if dashboard is not None and s.live is not None:
+            self.tasks.append(asyncio.create_task(self._live(s.live), name="live"))
         verdict: str | None = None  # "passed" or "failed" once expect is decided
         ended = "stopped" if s.expect is None else "interrupted"  # what a stop before a verdict means
         while True:
@@ -1146,7 +1203,13 @@ class Run:
                     await self.should_exit.wait()
 
     def _dashboard_failed(self, dashboard: asyncio.Task) -> None:
-        if dashboard.cancelled() or dashboard.exception() is None:
+        if dashboard.cancelled():
+            return
+        if dashboard.exception() is None:
+            if dashboard.result() == "interrupt" and not self.should_exit.is_set():
+                # Ctrl-C in the dashboard: a graceful stop, as after SIGINT (a second Ctrl-C forces)
+                self.exit_signal = signal.SIGINT
+                self.should_exit.set()
             return
         exc = dashboard.exception()
         log.error("the dashboard failed", exc_info=exc)

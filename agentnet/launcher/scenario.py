@@ -38,6 +38,7 @@ from pydantic import (
 from agentnet.agents.brains import BRAIN_NAMES, BrainConfigError, brain_options_schema, validate_brain_options
 from agentnet.agents.brains.templating import check_template, render
 from agentnet.hub.rules import validate_knobs
+from agentnet.hub.settings import DELIVERY, KEEPALIVE, DeliverySettings, KeepaliveSettings
 from agentnet.protocol.errors import ProtocolError
 from agentnet.protocol.models import NAME_PATTERN, ChannelType, EnvelopeType, Name
 from agentnet.protocol.vocab import HUB_SENDER
@@ -144,22 +145,6 @@ class _Spec(BaseModel):
 # --------------------------------------------------------------------------- hub
 
 
-class DeliverySpec(_Spec):
-    """The hub's at-least-once delivery settings (protocol v1, section 5)."""
-
-    window: int = Field(256, ge=1, le=100_000, description="Unacked deliveries in flight per recipient.")
-    ack_wait: PositiveSeconds = Field(30.0, description="Seconds without a receipt before a redelivery.")
-    max_deliver: int = Field(5, ge=1, le=1000, description="Attempts before an envelope is dead-lettered.")
-    nack_backoff: Seconds = Field(0.5, description="Seconds before redelivering a nacked envelope.")
-
-
-class KeepaliveSpec(_Spec):
-    """WebSocket keepalive: a peer that does not answer a ping within ping_timeout is dropped."""
-
-    ping_interval: PositiveSeconds = Field(5.0, description="Seconds between pings.")
-    ping_timeout: PositiveSeconds = Field(10.0, description="Seconds to wait for the pong.")
-
-
 class HubSpec(_Spec):
     """The hub process the launcher starts first."""
 
@@ -177,8 +162,8 @@ class HubSpec(_Spec):
         2.0, description="postgresql: seconds after which a silent (frozen, cut-off) active hub loses the lead."
     )
     auth: bool = Field(False, description="Generate a token per agent and one for the observer.")
-    delivery: DeliverySpec = DeliverySpec()
-    keepalive: KeepaliveSpec = KeepaliveSpec()
+    delivery: DeliverySettings = DELIVERY  # the hub's own settings models (agentnet.hub.settings)
+    keepalive: KeepaliveSettings = KEEPALIVE
 
     @model_validator(mode="after")
     def _replicas_share_a_database(self) -> HubSpec:
@@ -351,6 +336,33 @@ class Fault(_Spec):
     )
 
 
+LIVE_PLACEHOLDERS = ("n",)
+
+
+class LiveSpec(_Spec):
+    """With the dashboard open (not headless): once the script is done, keep asking until the user quits.
+
+    Every `every` seconds `from` opens a new consulting channel to `to` and asks `text`, so there is
+    always work in flight to watch, kill and replay. Headless runs ignore this section.
+    """
+
+    every: PositiveSeconds = Field(1.5, description="Seconds between two questions.")
+    from_: Name = Field(alias="from", description="The agent that asks.")
+    to: Recipients = Field(description="The agents that answer.")
+    topic: Annotated[str, StringConstraints(max_length=1000)] | None = None
+    text: str = Field("What is {n} times 11?", description="Template: {n} counts the questions (1, 2, ...).")
+    caption: Caption | None = Field(None, description="Shown in the dashboard when the questions start.")
+
+    @field_validator("text")
+    @classmethod
+    def _check_text(cls, text: str) -> str:
+        check_template(text, LIVE_PLACEHOLDERS)
+        return text
+
+    def text_for(self, n: int) -> str:
+        return render(self.text, {"n": str(n)})
+
+
 # --------------------------------------------------------------------------- expect
 
 
@@ -407,6 +419,7 @@ class Scenario(_Spec):
     script: list[ScriptStep] = Field([], description="Timed actions; sorted by `at` (stable) once loaded.")
     faults: list[Fault] = Field([], description="Fault timeline; sorted by `at` (stable) once loaded.")
     expect: Expect | None = None
+    live: LiveSpec | None = Field(None, description="Only with the dashboard: keep asking until the user quits.")
 
     _source: Path | None = PrivateAttr(None)
 
@@ -507,6 +520,10 @@ def _cross_issues(s: Scenario) -> Iterator[_Issue]:
     yield from _fault_issues(s)
     if s.expect is not None:
         yield from _expect_issues(s, s.expect)
+    if s.live is not None:
+        yield from _agent_ref(s, s.live.from_, ("live", "from"), single=True)
+        for j, name in enumerate(s.live.to):
+            yield from _agent_ref(s, name, ("live", "to", j))
 
 
 def _known(s: Scenario) -> str:

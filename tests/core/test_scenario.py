@@ -478,6 +478,7 @@ def test_json_schema_exports() -> None:
         "script",
         "faults",
         "expect",
+        "live",
     }
     assert schema["additionalProperties"] is False
     step = schema["properties"]["script"]["items"]
@@ -532,3 +533,12 @@ def test_command_agent_errors(error) -> None:
     assert "agents[0].command[1]" in message and "unknown placeholder {port}" in message
     options = "name: t\nagents:\n  - name: a\n    command: [x]\n    options: {think_time: 1}\n"
     assert "options are for brains" in error(options)
+
+
+def test_live_section_is_checked_like_the_script() -> None:
+    with pytest.raises(ScenarioError, match=r"live\.text: .*unknown placeholder \{m\}"):
+        parse_scenario(MINIMAL + "live: {from: alice, to: [bob], text: 'What is {n} times {m}?'}\n", "live.yaml")
+    with pytest.raises(ScenarioError, match=r"live\.to\[0\]: unknown agent 'bobby'"):
+        parse_scenario(MINIMAL + "live: {every: 1.5, from: alice, to: [bobby]}\n", "live.yaml")
+    ok = parse_scenario(MINIMAL + "live: {from: alice, to: alice}\n", "live.yaml")
+    assert ok.live is not None and ok.live.text_for(3) == "What is 3 times 11?"

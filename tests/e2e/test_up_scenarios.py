@@ -178,7 +178,7 @@ def test_a_command_agent_is_supervised_and_ready_once_registered(tmp_path: Path)
         (SCENARIOS / "consult.yaml")
         .read_text()
         .replace(
-            "    brain: calc\n    options: {think_time: 0.3}\n",
+            "    brain: calc\n    options: {think_time: 1.0}\n",
             f"    command: [{sys.executable}, -m, agentnet.cli, agent, --name, '{{name}}', --hub, '{{hub_url}}',"
             " --brain, calc, --state-dir, '{run_dir}/agents/{name}']\n",
         )
