@@ -12,6 +12,7 @@ from typing import Any
 
 from agentnet import __version__
 from agentnet.child import EXIT_USAGE, exit_with_parent_if_asked, fail
+from agentnet.hub.settings import DeliverySettings, KeepaliveSettings
 
 # --------------------------------------------------------------------------- hub
 
@@ -47,6 +48,13 @@ def _add_hub(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--synchronous", default="FULL", choices=["FULL", "NORMAL"], help="SQLite fsync policy")
     p.add_argument(
+        "--retain-closed",
+        type=float,
+        metavar="DAYS",
+        help="delete channels closed more than DAYS ago (envelopes, cursors, receipts) from the store; observers "
+        "get a channels.dropped event (default: keep forever). Example: --retain-closed 30",
+    )
+    p.add_argument(
         "--keep-receipts",
         action="store_true",
         help="keep every acked receipt (an audit trail for 'agentnet check'; 'agentnet up' sets it). By default "
@@ -61,12 +69,8 @@ def _add_hub(sub: argparse._SubParsersAction) -> None:
         help="allow a non-loopback --host without --auth-file (anyone who can reach the port may be anyone)",
     )
     p.add_argument("--port-file", type=Path, help="write the bound port here once listening")
-    p.add_argument("--window", type=int, default=256, help="unacked deliveries per recipient (default: 256)")
-    p.add_argument("--ack-wait", type=float, default=30.0, help="seconds before an unacked delivery is resent")
-    p.add_argument("--max-deliver", type=int, default=5, help="attempts before an envelope is dead-lettered")
-    p.add_argument("--nack-backoff", type=float, default=0.5, help="first resend delay after a nack (doubles)")
-    p.add_argument("--ping-interval", type=float, default=5.0, help="keepalive ping interval, seconds")
-    p.add_argument("--ping-timeout", type=float, default=10.0, help="keepalive pong timeout, seconds")
+    DeliverySettings.add_arguments(p.add_argument_group("delivery"))
+    KeepaliveSettings.add_arguments(p.add_argument_group("keepalive"))
     p.add_argument(
         "--send-timeout",
         type=float,
@@ -123,16 +127,13 @@ def _run_hub(args: argparse.Namespace) -> int:
             store=args.store,
             synchronous=args.synchronous,
             keep_receipts=args.keep_receipts,
+            retain_closed=args.retain_closed,
             auth_file=args.auth_file,
             tls_cert=args.tls_cert,
             tls_key=args.tls_key,
             port_file=args.port_file,
-            window=args.window,
-            ack_wait=args.ack_wait,
-            max_deliver=args.max_deliver,
-            nack_backoff=args.nack_backoff,
-            ping_interval=args.ping_interval,
-            ping_timeout=args.ping_timeout,
+            delivery=DeliverySettings.from_args(args),
+            keepalive=KeepaliveSettings.from_args(args),
             send_timeout=args.send_timeout,
             lease=args.lease,
             advertise=args.advertise,
@@ -140,6 +141,8 @@ def _run_hub(args: argparse.Namespace) -> int:
     except ValidationError as exc:
         err = exc.errors()[0]
         return fail(f"--{'-'.join(str(p) for p in err['loc']).replace('_', '-')}: {err['msg']}")
+    except ValueError as exc:  # a delivery or keepalive option out of bounds
+        return fail(str(exc))
     exit_with_parent_if_asked(args)
     if args.autogen:
         from agentnet.gateway.cli import hub_with_autogen
@@ -168,11 +171,13 @@ def _run_hub(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- main
 
 
-async def open_dashboard(feed: Any, controls: Any, *, title: str, recording_path: Path | None) -> None:
-    """The dashboard `agentnet up` opens: the launcher is handed this, it does not import the tui."""
+async def open_dashboard(feed: Any, controls: Any, *, title: str, recording_path: Path | None) -> str | None:
+    """The dashboard `agentnet up` opens: the launcher is handed this, it does not import the tui.
+
+    Quitting it stops the run (so `q` asks first); Ctrl-C in it returns "interrupt"."""
     from agentnet.tui.app import run_dashboard
 
-    await run_dashboard(feed, controls, title=title, recording_path=recording_path)
+    return await run_dashboard(feed, controls, title=title, recording_path=recording_path, quit_stops_run=True)
 
 
 def build_parser() -> argparse.ArgumentParser:

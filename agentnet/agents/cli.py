@@ -12,6 +12,8 @@ from typing import Any
 
 import orjson
 
+from agentnet.protocol.errors import EXIT_SUPERSEDED, CloseCode
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -53,7 +55,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     q.add_argument("question", help='the prompt, e.g. "What is 12 times 11?"')
     q.add_argument("--hub", default="ws://127.0.0.1:8765/v1", help="hub URL, or several comma-separated")
-    q.add_argument("--as", dest="as_name", default="asker", help="who asks (default: asker)")
+    q.add_argument(
+        "--as",
+        dest="as_name",
+        default="asker",
+        help="who asks (default: asker); a name another connected process uses is refused unless --force",
+    )
+    q.add_argument(
+        "--force",
+        action="store_true",
+        help="take over --as even if an agent of that name is connected (it is disconnected: impersonation)",
+    )
     q.add_argument("--to", action="append", required=True, help="who answers (repeat for several)")
     q.add_argument("--type", default="consulting", choices=["consulting", "conversation", "discussion", "workflow"])
     q.add_argument("--token", default=os.environ.get("AGENTNET_TOKEN"), help="API key (or $AGENTNET_TOKEN)")
@@ -115,11 +127,22 @@ def _run_agent(args: argparse.Namespace) -> int:
             passport=passport,
             ca_file=args.ca_file,
         )
-        await runtime.run(stop)
+        try:
+            await runtime.run(stop)
+        finally:
+            superseded.append(runtime.client.hub.close_code == CloseCode.SUPERSEDED)
 
+    superseded: list[bool] = []
     try:
         asyncio.run(main())
     except HubError as exc:
+        if superseded and superseded[0]:
+            print(
+                f"agentnet agent {args.name}: another process connected as {args.name!r} and took over this "
+                f"name; exiting ({exc.message})",
+                file=sys.stderr,
+            )
+            return EXIT_SUPERSEDED
         print(f"agentnet agent {args.name}: {exc.message}", file=sys.stderr)
         return 1
     return 0
@@ -130,7 +153,8 @@ def _run_ask(args: argparse.Namespace) -> int:
 
     async def main() -> int:
         targets = [t for item in args.to for t in item.split(",") if t]
-        async with AgentClient(args.hub, args.as_name, token=args.token, ca_file=args.ca_file) as me:
+        takeover = None if args.force else False  # never silently replace a connected agent
+        async with AgentClient(args.hub, args.as_name, token=args.token, takeover=takeover, ca_file=args.ca_file) as me:
             async with asyncio.timeout(args.timeout):
                 channel = await me.open(args.type, targets, topic=args.question[:100])
                 question = await channel.send(args.question)
@@ -158,5 +182,12 @@ def _run_ask(args: argparse.Namespace) -> int:
         print(f"agentnet ask: no reply from {', '.join(args.to)} within {args.timeout:g} s", file=sys.stderr)
         return 1
     except HubError as exc:
+        if exc.code == "conflict" and not args.force:
+            print(
+                f"agentnet ask: {exc.message}. Ask under another name (--as NAME; the default is 'asker'), "
+                "or pass --force to take over that agent's session (it is disconnected)",
+                file=sys.stderr,
+            )
+            return 1
         print(f"agentnet ask: {exc.message}", file=sys.stderr)
         return 1

@@ -97,7 +97,16 @@ class AgentRuntime:
         await self.client.start()
         try:
             await self.resume_pending()
-            await stop.wait()
+            stopping = asyncio.ensure_future(stop.wait())
+            ended = asyncio.ensure_future(self.client.hub.ended.wait())
+            try:
+                await asyncio.wait({stopping, ended}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                stopping.cancel()
+                ended.cancel()
+            fatal = self.client.hub.fatal
+            if fatal is not None and not stop.is_set():
+                raise fatal  # superseded, refused: reconnecting cannot help, so say why and exit
         finally:
             await self.client.close()
             await self.brain.aclose()

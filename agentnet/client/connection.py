@@ -38,6 +38,7 @@ OPEN = State.OPEN
 FATAL_CLOSE_CODES = {
     CloseCode.POLICY: "the hub refused a frame (protocol violation)",
     CloseCode.SUPERSEDED: "a newer session took over this name",
+    CloseCode.IN_USE: "the name is in use by a connected session",
     CloseCode.FORBIDDEN: "authentication failed",
     CloseCode.CLIENT_AHEAD: "this client is ahead of the hub's log",
 }
@@ -129,9 +130,11 @@ class HubClient:
         ping_timeout: float = 10.0,
         max_size: int = 4 * 1024 * 1024,
         since: Callable[[], dict[str, int] | None] | None = None,
+        takeover: bool | None = None,
         ca_file: str | os.PathLike[str] | None = None,
     ) -> None:
         self.urls = hub_urls(url)
+        self.takeover = takeover  # False: refuse to replace a connected session of this name (close 4002)
         self.url = self.urls[0]  # the hub connected to (or tried last)
         self.name = name
         self.role = role
@@ -154,6 +157,7 @@ class HubClient:
         self.on_connect: Callable[[], Awaitable[None]] | None = None  # after every (re)connect
         self.connections = 0
         self.closed_reason: str | None = None
+        self.close_code: int | None = None  # the hub's close code when it ended the connection for good
         self._ws: _Connection | None = None
         self._pending: dict[str, asyncio.Future] = {}
         self._outbox: _Outbox | None = None
@@ -164,6 +168,7 @@ class HubClient:
         self._runner: asyncio.Task | None = None
         self._fatal: HubError | None = None
         self._after_connect: asyncio.Task | None = None
+        self.ended = asyncio.Event()  # set when the connection is over for good (closed, or a fatal close)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -271,7 +276,7 @@ class HubClient:
                 max_size=self.max_size,
                 max_queue=16,
                 open_timeout=self.connect_timeout,
-                close_timeout=2,
+                close_timeout=min(2.0, self.ping_timeout),  # a frozen hub is not waited on for long
                 ping_interval=self.ping_interval,
                 ping_timeout=self.ping_timeout,
                 additional_headers=headers,
@@ -315,6 +320,8 @@ class HubClient:
         }
         if self.token:
             hello["auth"] = {"scheme": "api_key", "token": self.token}
+        if self.takeover is not None:
+            hello["takeover"] = self.takeover
         since = self.since() if self.since else None
         if since:
             hello["since"] = since
@@ -326,6 +333,8 @@ class HubClient:
             await ws.close()
             if ws.close_code == CloseCode.STANDBY:
                 raise HubStandby(url, ws.close_reason or "standby") from None
+            if ws.close_code == CloseCode.IN_USE:
+                raise HubError("conflict", ws.close_reason or f"{self.name} is connected") from None
             raise HubUnavailable(f"no welcome from {url}: {exc or 'timed out'}") from None
         if reply.get("kind") != "welcome":
             await ws.close()
@@ -338,6 +347,17 @@ class HubClient:
         return ws
 
     async def _run(self, ws: ClientConnection) -> None:
+        try:
+            await self._run_connections(ws)
+        finally:
+            self.ended.set()
+
+    @property
+    def fatal(self) -> HubError | None:
+        """Why the connection ended for good (superseded, refused, ...), or None."""
+        return self._fatal
+
+    async def _run_connections(self, ws: ClientConnection) -> None:
         attempt = 0
         while True:
             reason = await self._until_closed(ws)
@@ -345,10 +365,14 @@ class HubClient:
             self._fail_pending(ConnectionLost(reason))
             if self._closing or not self.reconnect or self._fatal:
                 return
+            moving = len(self.urls) > 1
+            if moving:  # the hub it was on died or stepped down: try the others first, at once
+                self.url = self.urls[(self.urls.index(self.url) + 1) % len(self.urls)]
             while True:  # reconnect with jittered exponential backoff
-                delay = min(self.backoff_max, self.backoff_initial * 1.6**attempt) * random.uniform(0.5, 1.0)
+                if attempt or not moving:
+                    delay = min(self.backoff_max, self.backoff_initial * 1.6**attempt) * random.uniform(0.5, 1.0)
+                    await asyncio.sleep(delay)
                 attempt += 1
-                await asyncio.sleep(delay)
                 try:
                     ws = await self._open_any()
                 except HubError as exc:
@@ -370,6 +394,7 @@ class HubClient:
         code = ws.close_code
         reason = f"connection closed ({code} {ws.close_reason or ''})".strip()
         if code in FATAL_CLOSE_CODES:
+            self.close_code = code
             self._fatal = HubError("closed", f"{FATAL_CLOSE_CODES[code]}: {ws.close_reason}")
             self.closed_reason = self._fatal.message
         return reason

@@ -133,6 +133,7 @@ class Facts:
     processed: dict[str, list[Entry]] = field(default_factory=dict)
     logs_found: set[str] = field(default_factory=set)
     unlogged: set[str] = field(default_factory=set)  # `command:` agents: no processed-log by design
+    scenario_agents: set[str] = field(default_factory=set)  # every process name the scenario declares
     disruptions: list[Disruption] = field(default_factory=list)
     first_deliveries: dict[tuple[str, str, int, int], float] = field(default_factory=dict)
     recording: bool = False
@@ -151,7 +152,9 @@ def load_facts(run_dir: Path) -> Facts:
             raise CheckError(f"{run_dir / RUN_FILE}: not JSON ({exc})") from None
     store = _store_path(run_dir, meta)
     recording = run_dir / RECORDING_FILE
-    if store is not None:
+    if isinstance(store, str):
+        facts = _facts_from_postgres(store, meta.get("store_url"))
+    elif store is not None:
         facts = _facts_from_store(store)
     elif recording.exists():
         facts = Facts(source=f"recording {recording} (the hub's store was memory)")
@@ -166,12 +169,29 @@ def load_facts(run_dir: Path) -> Facts:
         facts.logs_found.add(agent)
         facts.processed[agent] = _read_processed(path, agent, facts)
     facts.unlogged = _command_agents(run_dir / SCENARIO_FILE) - facts.logs_found
+    facts.scenario_agents = _scenario_agents(run_dir / SCENARIO_FILE)
     if facts.unlogged:
         facts.notes.append(
             f"{', '.join(sorted(facts.unlogged))}: any program (command:), no processed-log; "
             "their acks are the hub's receipts only"
         )
     return facts
+
+
+def _scenario_agents(path: Path) -> set[str]:
+    """Every process name the scenario declares (replicas expanded); empty if it cannot be read."""
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError):
+        return set()
+    names: set[str] = set()
+    agents = data.get("agents") if isinstance(data, dict) else None
+    for spec in agents if isinstance(agents, list) else []:
+        if isinstance(spec, dict) and isinstance(spec.get("name"), str):
+            replicas = spec.get("replicas", 1)
+            n = replicas if isinstance(replicas, int) else 1
+            names.update([spec["name"]] if n <= 1 else [f"{spec['name']}-{i}" for i in range(1, n + 1)])
+    return names
 
 
 def _command_agents(path: Path) -> set[str]:
@@ -190,8 +210,11 @@ def _command_agents(path: Path) -> set[str]:
     return names
 
 
-def _store_path(run_dir: Path, meta: dict[str, Any]) -> Path | None:
+def _store_path(run_dir: Path, meta: dict[str, Any]) -> Path | str | None:
+    """The sqlite file, or for PostgreSQL a `postgresql...` spec (read by `_facts_from_postgres`)."""
     spec = meta.get("store")
+    if isinstance(spec, str) and spec.startswith("postgres"):
+        return spec
     if isinstance(spec, str) and spec.startswith("sqlite:"):
         path = Path(spec.removeprefix("sqlite:"))
         if not path.is_absolute():
@@ -208,12 +231,60 @@ def _store_path(run_dir: Path, meta: dict[str, Any]) -> Path | None:
     return None
 
 
+def _facts_from_postgres(spec: str, url: str | None) -> Facts:
+    """A PostgreSQL store: the database at `url` if it answers (the launcher's own server while it
+    runs), else the run's local cluster (`postgresql-local:DIR`) started for the reading, or the URL."""
+    import psycopg
+
+    local = None
+    if spec.startswith("postgresql-local:"):
+        datadir = Path(spec.removeprefix("postgresql-local:"))
+        if url is not None:
+            try:
+                with psycopg.connect(url, connect_timeout=2) as probe:
+                    probe.execute("SELECT 1")
+            except psycopg.Error:
+                url = None
+        if url is None:
+            from agentnet.pglocal import LocalPostgres, PgLocalError
+
+            if not datadir.is_dir():
+                raise CheckError(f"the hub's PostgreSQL data directory {datadir} is missing")
+            try:
+                local = LocalPostgres(datadir).start()
+            except PgLocalError as exc:
+                raise CheckError(f"cannot start the run's PostgreSQL in {datadir}: {exc}") from None
+            url = local.url
+    else:
+        url = spec
+    try:
+        try:
+            db = psycopg.connect(url, connect_timeout=5)
+        except psycopg.Error as exc:
+            raise CheckError(f"cannot open the store {spec}: {' '.join(str(exc).split())}") from None
+        try:
+            return _facts_from_db(db, spec, psycopg.Error)
+        finally:
+            db.close()
+    finally:
+        if local is not None:
+            local.stop()
+
+
 def _facts_from_store(path: Path) -> Facts:
-    facts = Facts(source=f"store {path}")
     try:
         db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
     except sqlite3.Error as exc:
         raise CheckError(f"cannot open the store {path}: {exc}") from None
+    try:
+        return _facts_from_db(db, str(path), sqlite3.Error)
+    finally:
+        db.close()
+
+
+def _facts_from_db(db: Any, where: str, errors: type[Exception] | tuple[type[Exception], ...]) -> Facts:
+    """Every channel, envelope, receipt and cursor of a store (the same tables in sqlite and PostgreSQL)."""
+    facts = Facts(source=f"store {where}")
     try:
         for channel_id, participants in db.execute("SELECT channel_id, participants FROM channels"):
             facts.channels[channel_id] = tuple(json.loads(participants))
@@ -241,10 +312,8 @@ def _facts_from_store(path: Path) -> Facts:
         ):
             facts.floors[(recipient, channel_id)] = floor
             facts.redelivered += redelivered
-    except sqlite3.Error as exc:
-        raise CheckError(f"cannot read the store {path}: {exc}") from None
-    finally:
-        db.close()
+    except errors as exc:
+        raise CheckError(f"cannot read the store {where}: {exc}") from None
     return facts
 
 
@@ -438,6 +507,7 @@ def _check(report: Report) -> None:
     v = report.violations
     by_key: dict[tuple[str, str, int], list[Entry]] = defaultdict(list)
     effects: Counter = Counter()
+    visitors: set[str] = set()
     for agent, entries in facts.processed.items():
         for e in entries:
             by_key[(agent, e.channel_id, e.seq)].append(e)
@@ -477,7 +547,20 @@ def _check(report: Report) -> None:
                     f"{ch} #{seq} for {recipient} after {receipt.attempts} attempts: {receipt.reason or '?'}"
                 )
             processed = any(e.effect in PROCESSED_EFFECTS for e in entries)
-            if receipt is not None and receipt.status == "acked" and not processed and recipient not in facts.unlogged:
+            visitor = bool(facts.scenario_agents) and recipient not in facts.scenario_agents
+            if visitor and recipient not in visitors:
+                visitors.add(recipient)
+                facts.notes.append(
+                    f"{recipient}: not a scenario agent (e.g. `agentnet ask` from another terminal); "
+                    "its acks are the hub's receipts only"
+                )
+            if (
+                receipt is not None
+                and receipt.status == "acked"
+                and not processed
+                and recipient not in facts.unlogged
+                and not visitor
+            ):
                 where = "its processed-log" if recipient in facts.logs_found else "a processed-log (it left none)"
                 v["unprocessed"].append(
                     f"{ch} #{seq} acked by {recipient} but not in {where}"

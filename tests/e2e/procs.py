@@ -18,50 +18,22 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import orjson
 import psutil
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from tests.waiting import POLL, WaitTimeout, await_until, wait_until
+
+__all__ = ["POLL", "WaitTimeout", "await_until", "wait_until"]  # re-exported: tests import them from here
+
 REPO = Path(__file__).resolve().parents[2]
 STREAM_PEER = Path(__file__).with_name("stream_peer.py")
-POLL = 0.02  # seconds between two looks at a condition
-
-T = TypeVar("T")
-
-
-class WaitTimeout(AssertionError):
-    pass
-
-
-def wait_until(what: str, predicate: Callable[[], T], timeout: float = 30.0, poll: float = POLL) -> T:
-    """Poll `predicate` until it returns something truthy; fail with `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise WaitTimeout(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(poll)
-
-
-async def await_until(what: str, predicate: Callable[[], T], timeout: float = 30.0, poll: float = POLL) -> T:
-    """`wait_until` for async tests: polls without blocking the event loop."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise WaitTimeout(f"timed out after {timeout:g} s waiting for {what}")
-        await asyncio.sleep(poll)
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:

@@ -220,6 +220,17 @@ class Ag2Endpoint:
                 session.send(_error_frame(r.PROTOCOL_ERROR, message))
             return
         op = req.op
+        peer, settings = session.peer, self.hub.settings
+        if peer.frame_bytes >= settings.outbox_bytes:  # its answers pile up unread: as for native peers
+            peer.refused += 1
+            if peer.refused > settings.overloaded_close_after:
+                peer.drop_queued()
+                peer.close(CloseCode.TRY_AGAIN_LATER, "too many unread responses; read them, then retry")
+            else:
+                message = f"overloaded: {peer.frame_bytes} bytes of responses are waiting to be read; retry later"
+                session.send(_error_response(req.request_id, r.ERROR, message))
+            return
+        peer.refused = 0
         try:
             handler = getattr(self, "_op_" + op, None)
             if handler is None:

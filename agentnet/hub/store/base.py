@@ -35,26 +35,12 @@ class Store(Protocol):
         """Committed channels with ids above `after`, in id order (only `member`'s, if given)."""
         ...
 
+    def drop_closed(self, before: str, keep: set[str], limit: int) -> list[str]:
+        """Delete up to `limit` channels closed before `before` (an ISO time), except those in `keep`,
+        with their envelopes, cursors and receipts. Returns the ids dropped. Runs between commits."""
+        ...
+
     def close(self) -> None: ...
-
-
-def open_store(spec: str, *, synchronous: str = "FULL", lease: float = 2.0) -> Store:
-    """`memory`, `sqlite:PATH` (a bare path ending in .db also works) or `postgresql://...` (a libpq
-    URL; `lease`: seconds of silence after which the database ends a hub's session and leadership)."""
-    if spec.startswith(("postgresql://", "postgres://")):
-        from .postgres import PgStore
-
-        return PgStore(spec, lease=lease)
-    if spec == "memory":
-        from .memory import MemoryStore
-
-        return MemoryStore()
-    path = spec.removeprefix("sqlite:")
-    if spec.startswith("sqlite:") or path.endswith((".db", ".sqlite", ".sqlite3")):
-        from .sqlite import SqliteStore
-
-        return SqliteStore(path, synchronous=synchronous)
-    raise StoreError(f"unknown store {spec!r}: use 'memory', 'sqlite:PATH' or 'postgresql://USER@HOST:PORT/DB'")
 
 
 def build_state(
