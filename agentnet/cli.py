@@ -47,6 +47,13 @@ def _add_hub(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--synchronous", default="FULL", choices=["FULL", "NORMAL"], help="SQLite fsync policy")
     p.add_argument(
+        "--retain-closed",
+        type=float,
+        metavar="DAYS",
+        help="delete channels closed more than DAYS ago (envelopes, cursors, receipts) from the store; observers "
+        "get a channels.dropped event (default: keep forever). Example: --retain-closed 30",
+    )
+    p.add_argument(
         "--keep-receipts",
         action="store_true",
         help="keep every acked receipt (an audit trail for 'agentnet check'; 'agentnet up' sets it). By default "
@@ -102,6 +109,7 @@ def _run_hub(args: argparse.Namespace) -> int:
             store=args.store,
             synchronous=args.synchronous,
             keep_receipts=args.keep_receipts,
+            retain_closed=args.retain_closed,
             auth_file=args.auth_file,
             tls_cert=args.tls_cert,
             tls_key=args.tls_key,
@@ -147,11 +155,13 @@ def _run_hub(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- main
 
 
-async def open_dashboard(feed: Any, controls: Any, *, title: str, recording_path: Path | None) -> None:
-    """The dashboard `agentnet up` opens: the launcher is handed this, it does not import the tui."""
+async def open_dashboard(feed: Any, controls: Any, *, title: str, recording_path: Path | None) -> str | None:
+    """The dashboard `agentnet up` opens: the launcher is handed this, it does not import the tui.
+
+    Quitting it stops the run (so `q` asks first); Ctrl-C in it returns "interrupt"."""
     from agentnet.tui.app import run_dashboard
 
-    await run_dashboard(feed, controls, title=title, recording_path=recording_path)
+    return await run_dashboard(feed, controls, title=title, recording_path=recording_path, quit_stops_run=True)
 
 
 def build_parser() -> argparse.ArgumentParser:

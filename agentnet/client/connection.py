@@ -250,7 +250,7 @@ class HubClient:
                 max_size=self.max_size,
                 max_queue=16,
                 open_timeout=self.connect_timeout,
-                close_timeout=2,
+                close_timeout=min(2.0, self.ping_timeout),  # a frozen hub is not waited on for long
                 ping_interval=self.ping_interval,
                 ping_timeout=self.ping_timeout,
                 additional_headers=headers,
@@ -304,10 +304,14 @@ class HubClient:
             self._fail_pending(ConnectionLost(reason))
             if self._closing or not self.reconnect or self._fatal:
                 return
+            moving = len(self.urls) > 1
+            if moving:  # the hub it was on died or stepped down: try the others first, at once
+                self.url = self.urls[(self.urls.index(self.url) + 1) % len(self.urls)]
             while True:  # reconnect with jittered exponential backoff
-                delay = min(self.backoff_max, self.backoff_initial * 1.6**attempt) * random.uniform(0.5, 1.0)
+                if attempt or not moving:
+                    delay = min(self.backoff_max, self.backoff_initial * 1.6**attempt) * random.uniform(0.5, 1.0)
+                    await asyncio.sleep(delay)
                 attempt += 1
-                await asyncio.sleep(delay)
                 try:
                     ws = await self._open_any()
                 except HubError as exc:

@@ -352,6 +352,10 @@ class HubCore:
             self._cursor(name, channel_id)
         return ch
 
+    def channels_dropped(self, channel_ids: list[str]) -> None:
+        """The store deleted these closed, forgotten channels (the retention setting)."""
+        self.channel_total -= sum(1 for cid in channel_ids if cid not in self.channels)
+
     def _forgettable(self, ch: ChannelRecord) -> bool:
         if ch.visible_state != "closed":
             return False

@@ -72,6 +72,7 @@ class HubSettings(BaseModel):
     max_frame: int = 1024 * 1024  # incoming frames; larger ones are closed with 1009
     max_data_bytes: int = 256 * 1024
     keep_receipts: bool = False  # keep acked receipts below each floor (the launcher does, for `agentnet check`)
+    retain_closed: float | None = Field(None, gt=0)  # days a closed channel is kept in the store; None: forever
     observer_queue: int = 20_000  # events buffered per observer before it is told it lagged
     # Byte budgets (docs/limits.md): what one peer can make the hub hold.
     observer_queue_bytes: int = Field(8 * 1024 * 1024, ge=64 * 1024)  # ... and at most these bytes of them
@@ -99,6 +100,7 @@ class HubSettings(BaseModel):
 
 
 _CLOSE = object()  # marker in a peer's outbox: close after what is queued before it
+RETENTION_INTERVAL = 60.0  # seconds between retention passes (sooner while there is more to drop)
 SEND_BATCH_BYTES = 256 * 1024  # a peer's queued frames are written together, up to this much per write
 
 
@@ -267,6 +269,7 @@ class Hub:
         self.peers: dict[int, Peer] = {}
         self._next_conn = 0
         self._commit_wanted = asyncio.Event()
+        self._next_retention = 0.0  # monotonic time of the next retention pass (--retain-closed)
         self._tasks: list[asyncio.Task] = []
         self._server: Server | None = None
         self.port: int | None = None
@@ -649,6 +652,8 @@ class Hub:
                         await self._commit_wanted.wait()
             self._commit_wanted.clear()
             committed = await self._commit_once()
+            if self.settings.retain_closed is not None and self.core is not None:
+                await self._retention()
             if beat is None or self.stepped_down is not None:
                 continue
             now = time.monotonic()
@@ -661,6 +666,30 @@ class Hub:
                     self._step_down(str(exc))
                     return
                 self._last_io = now
+
+    async def _retention(self) -> None:
+        """Delete channels closed longer ago than `retain_closed` days (in the writer, between commits;
+        at most 1,000 per pass, a pass a minute), and tell observers what went."""
+        now = time.monotonic()
+        if now < self._next_retention:
+            return
+        days = self.settings.retain_closed
+        assert days is not None and self.core is not None
+        before = ids.utc_iso(time.time() - days * 86400)
+        keep = set(self.core.channels)  # resident: someone has not finished it, or it is not durable yet
+        try:
+            if self.store.threaded:
+                dropped = await asyncio.to_thread(self.store.drop_closed, before, keep, 1000)
+            else:
+                dropped = self.store.drop_closed(before, keep, 1000)
+        except StoreError as exc:
+            log.error("%s", exc)
+            dropped = []
+        self._next_retention = now + (1.0 if len(dropped) >= 1000 else RETENTION_INTERVAL)
+        if dropped and self.core is not None:
+            self.core.channels_dropped(dropped)
+            log.info("retention: dropped %d channels closed before %s", len(dropped), before)
+            self.feed.publish(events.ChannelsDropped(len(dropped), before, tuple(dropped[:100])))
 
     async def _commit_once(self) -> bool:
         batch = self.core.take_batch()

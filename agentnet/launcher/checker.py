@@ -151,7 +151,9 @@ def load_facts(run_dir: Path) -> Facts:
             raise CheckError(f"{run_dir / RUN_FILE}: not JSON ({exc})") from None
     store = _store_path(run_dir, meta)
     recording = run_dir / RECORDING_FILE
-    if store is not None:
+    if isinstance(store, str):
+        facts = _facts_from_postgres(store, meta.get("store_url"))
+    elif store is not None:
         facts = _facts_from_store(store)
     elif recording.exists():
         facts = Facts(source=f"recording {recording} (the hub's store was memory)")
@@ -190,8 +192,11 @@ def _command_agents(path: Path) -> set[str]:
     return names
 
 
-def _store_path(run_dir: Path, meta: dict[str, Any]) -> Path | None:
+def _store_path(run_dir: Path, meta: dict[str, Any]) -> Path | str | None:
+    """The sqlite file, or for PostgreSQL a `postgresql...` spec (read by `_facts_from_postgres`)."""
     spec = meta.get("store")
+    if isinstance(spec, str) and spec.startswith("postgres"):
+        return spec
     if isinstance(spec, str) and spec.startswith("sqlite:"):
         path = Path(spec.removeprefix("sqlite:"))
         if not path.is_absolute():
@@ -208,12 +213,60 @@ def _store_path(run_dir: Path, meta: dict[str, Any]) -> Path | None:
     return None
 
 
+def _facts_from_postgres(spec: str, url: str | None) -> Facts:
+    """A PostgreSQL store: the database at `url` if it answers (the launcher's own server while it
+    runs), else the run's local cluster (`postgresql-local:DIR`) started for the reading, or the URL."""
+    import psycopg
+
+    local = None
+    if spec.startswith("postgresql-local:"):
+        datadir = Path(spec.removeprefix("postgresql-local:"))
+        if url is not None:
+            try:
+                with psycopg.connect(url, connect_timeout=2) as probe:
+                    probe.execute("SELECT 1")
+            except psycopg.Error:
+                url = None
+        if url is None:
+            from agentnet.pglocal import LocalPostgres, PgLocalError
+
+            if not datadir.is_dir():
+                raise CheckError(f"the hub's PostgreSQL data directory {datadir} is missing")
+            try:
+                local = LocalPostgres(datadir).start()
+            except PgLocalError as exc:
+                raise CheckError(f"cannot start the run's PostgreSQL in {datadir}: {exc}") from None
+            url = local.url
+    else:
+        url = spec
+    try:
+        try:
+            db = psycopg.connect(url, connect_timeout=5)
+        except psycopg.Error as exc:
+            raise CheckError(f"cannot open the store {spec}: {' '.join(str(exc).split())}") from None
+        try:
+            return _facts_from_db(db, spec, psycopg.Error)
+        finally:
+            db.close()
+    finally:
+        if local is not None:
+            local.stop()
+
+
 def _facts_from_store(path: Path) -> Facts:
-    facts = Facts(source=f"store {path}")
     try:
         db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
     except sqlite3.Error as exc:
         raise CheckError(f"cannot open the store {path}: {exc}") from None
+    try:
+        return _facts_from_db(db, str(path), sqlite3.Error)
+    finally:
+        db.close()
+
+
+def _facts_from_db(db: Any, where: str, errors: type[Exception] | tuple[type[Exception], ...]) -> Facts:
+    """Every channel, envelope, receipt and cursor of a store (the same tables in sqlite and PostgreSQL)."""
+    facts = Facts(source=f"store {where}")
     try:
         for channel_id, participants in db.execute("SELECT channel_id, participants FROM channels"):
             facts.channels[channel_id] = tuple(json.loads(participants))
@@ -241,10 +294,8 @@ def _facts_from_store(path: Path) -> Facts:
         ):
             facts.floors[(recipient, channel_id)] = floor
             facts.redelivered += redelivered
-    except sqlite3.Error as exc:
-        raise CheckError(f"cannot read the store {path}: {exc}") from None
-    finally:
-        db.close()
+    except errors as exc:
+        raise CheckError(f"cannot read the store {where}: {exc}") from None
     return facts
 
 

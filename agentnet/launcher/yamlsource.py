@@ -12,6 +12,7 @@ keys point at the lines they were written on. A key written twice in one mapping
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,13 @@ import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 KeyPath = tuple[str | int, ...]
+
+# Caps against hostile files (a scenario is a few KB, a few levels deep): checked before anything
+# recursive runs (PyYAML's composer and constructor, the walk below, validation) and before any
+# alias is expanded, so a deep file or a ~300-byte alias bomb is refused in milliseconds.
+MAX_BYTES = 1024 * 1024
+MAX_DEPTH = 64  # nesting of mappings and sequences, counted through aliases
+MAX_NODES = 100_000  # nodes of the document with every alias expanded
 
 
 class YamlSourceError(ValueError):
@@ -82,6 +90,10 @@ def load_yaml(path: str | Path) -> YamlSource:
 
 def parse_yaml(text: str, path: str = "<string>") -> YamlSource:
     """Parse one YAML document. Raises YamlSourceError naming the line and column of a syntax error."""
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > MAX_BYTES:
+        raise YamlSourceError(path, None, None, f"the file is {size} bytes; the limit is {MAX_BYTES}")
+    _check_shape(text, path)
     loader = yaml.SafeLoader(text)
     lines: dict[KeyPath, int] = {}
     try:
@@ -96,6 +108,132 @@ def parse_yaml(text: str, path: str = "<string>") -> YamlSource:
     finally:
         loader.dispose()
     return YamlSource(path=path, data=data, lines=lines)
+
+
+_QUOTED_OR_COMMENT = re.compile(r'"(?:[^"\\\n]|\\.)*"|\'(?:[^\'\n]|\'\')*\'|(?:^|(?<=\s))#[^\n]*', re.M)
+_FLOW = re.compile(r"[\[\]{}]")
+_TOP_KEY = re.compile(r"^([A-Za-z0-9_][^:#\s]*)\s*:", re.M)
+
+
+def _check_flow_nesting(text: str, path: str) -> None:
+    """A fast first look at flow brackets (`[[[[...`), outside quotes and comments: PyYAML's scanner
+    needs time quadratic in the depth of one long line of them before it yields its first token."""
+    blanked = _QUOTED_OR_COMMENT.sub(lambda m: " " * len(m.group()), text)
+    steps = [1 if c in "[{" else -1 for c in _FLOW.findall(blanked)]
+    depth = 0
+    for index, step in enumerate(steps):
+        depth += step
+        if depth > MAX_DEPTH:
+            at = next(m.start() for i, m in enumerate(_FLOW.finditer(blanked)) if i == index)
+            line = text.count("\n", 0, at) + 1
+            top = _TOP_KEY.findall(text, 0, at)  # the top-level key it is under, for the message
+            key: KeyPath = (top[-1],) if top else ()
+            raise YamlSourceError(path, line, None, f"nested deeper than {MAX_DEPTH} levels", key)
+
+
+def _check_shape(text: str, path: str) -> None:
+    """Depth and alias expansion, checked with libyaml when it is there (the pure-Python scanner
+    takes about a second per 50 KB on a busy machine); a syntax error is left to the loader below,
+    which words it the way the rest of this module does."""
+    _check_flow_nesting(text, path)
+    fast = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    try:
+        _check_nesting(text, path, fast)
+        loader = fast(text)
+        try:
+            node = loader.get_single_node()
+        finally:
+            loader.dispose()
+    except yaml.YAMLError:
+        return
+    if node is not None:
+        _check_expansion(node, path)
+
+
+def _check_nesting(text: str, path: str, loader: Any = yaml.SafeLoader) -> None:
+    """Refuse nesting deeper than MAX_DEPTH, from the parser's events (the parser is iterative; the
+    composer that builds nodes from them recurses once per level, and would overflow first)."""
+    frames: list[list[Any]] = []  # per open collection: [is_mapping, expecting_a_key, key or index]
+    for event in yaml.parse(text, Loader=loader):
+        if frames and isinstance(event, yaml.CollectionStartEvent | yaml.ScalarEvent | yaml.AliasEvent):
+            top = frames[-1]
+            if top[0]:
+                if top[1]:
+                    top[2] = event.value if isinstance(event, yaml.ScalarEvent) else "?"
+                top[1] = not top[1]
+            else:
+                top[2] += 1
+        if isinstance(event, yaml.CollectionStartEvent):
+            if len(frames) >= MAX_DEPTH:
+                key = tuple(f[2] for f in frames[:3])
+                line = event.start_mark.line + 1
+                raise YamlSourceError(path, line, None, f"nested deeper than {MAX_DEPTH} levels", key)
+            mapping = isinstance(event, yaml.MappingStartEvent)
+            frames.append([True, True, None] if mapping else [False, False, -1])
+        elif isinstance(event, yaml.CollectionEndEvent):
+            frames.pop()
+
+
+def _check_expansion(root: Node, path: str) -> None:
+    """Refuse documents whose aliases expand past MAX_NODES nodes or MAX_DEPTH levels (an alias
+    bomb: nine anchors, each a list of the previous one ten times, make a billion nodes from ~300
+    bytes), and recursive aliases. Sizes are counted per distinct node, iteratively: linear time."""
+    size: dict[int, int] = {}
+    depth: dict[int, int] = {}
+    state: dict[int, int] = {}  # 1: on the stack, 2: done
+    stack: list[tuple[Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        ident = id(node)
+        kids = _children(node)
+        if children_done:
+            size[ident] = 1 + sum(size[id(k)] for k in kids)
+            depth[ident] = 1 + max((depth[id(k)] for k in kids), default=0)
+            state[ident] = 2
+            if size[ident] > MAX_NODES or depth[ident] > MAX_DEPTH:
+                what = f"more than {MAX_NODES} nodes" if size[ident] > MAX_NODES else f"deeper than {MAX_DEPTH} levels"
+                line, key = _locate(root, node)
+                raise YamlSourceError(path, line, None, f"aliases expand to {what} (an alias bomb?)", key)
+            continue
+        if state.get(ident) == 2:
+            continue
+        if state.get(ident) == 1:
+            line = node.start_mark.line + 1
+            raise YamlSourceError(path, line, None, "a recursive alias (an anchor used inside itself)")
+        state[ident] = 1
+        stack.append((node, True))
+        stack.extend((k, False) for k in kids if state.get(id(k)) != 2)
+
+
+def _children(node: Node) -> list[Node]:
+    if isinstance(node, MappingNode):
+        return [n for pair in node.value for n in pair]
+    if isinstance(node, SequenceNode):
+        return list(node.value)
+    return []
+
+
+def _locate(root: Node, target: Node) -> tuple[int, KeyPath]:
+    """The line and top-level key of the first place `target` is reached from the document's top."""
+    if isinstance(root, MappingNode):
+        for key_node, value_node in root.value:
+            if _reaches(value_node, target):
+                name = key_node.value if isinstance(key_node, ScalarNode) else "?"
+                return key_node.start_mark.line + 1, (name,)
+    return target.start_mark.line + 1, ()
+
+
+def _reaches(start: Node, target: Node) -> bool:
+    seen: set[int] = set()
+    todo = [start]
+    while todo:
+        node = todo.pop()
+        if node is target:
+            return True
+        if id(node) not in seen:
+            seen.add(id(node))
+            todo.extend(_children(node))
+    return False
 
 
 def _syntax_error(path: str, exc: yaml.MarkedYAMLError) -> YamlSourceError:

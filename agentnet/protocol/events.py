@@ -340,6 +340,17 @@ class AgentLatency(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class ChannelsDropped(Event):
+    """Emitted by the shell: the retention setting deleted closed channels from the store."""
+
+    TYPE: ClassVar[str] = "channels.dropped"
+    NOTE: ClassVar[str] = "(ext) closed before `before` (`--retain-closed`); `channel_ids`: the first 100"
+    count: int = 0
+    before: str = ""
+    channel_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class UnknownEvent(Event):
     """A type this version does not know; kept whole so it can be recorded and shown."""
 
@@ -368,6 +379,7 @@ EVENT_CLASSES: tuple[type[Event], ...] = (
     ReceiptIgnored,
     ObserverLagged,
     AgentLatency,
+    ChannelsDropped,
 )
 EVENT_TYPES: tuple[str, ...] = tuple(cls.TYPE for cls in EVENT_CLASSES)
 BY_TYPE: dict[str, type[Event]] = {cls.TYPE: cls for cls in EVENT_CLASSES}
@@ -389,6 +401,7 @@ AnyEvent = (
     | ReceiptIgnored
     | ObserverLagged
     | AgentLatency
+    | ChannelsDropped
     | UnknownEvent
 )
 

@@ -43,6 +43,7 @@ LEGACY_FIELDS: dict[str, tuple[str, ...]] = {
     "receipt.ignored": ("name", "channel_id", "seq", "envelope_id", "reason"),
     "observer.lagged": ("dropped",),
     "agent.latency": ("latency_ms",),
+    "channels.dropped": ("count", "before", "channel_ids"),
 }
 AT = "2026-12-07T10:00:00.123Z"
 
@@ -88,7 +89,7 @@ def every_core_event() -> list[events.Event]:
 def test_encoding_is_byte_identical_to_the_untyped_frames() -> None:
     emitted = every_core_event()
     seen = {ev.type for ev in emitted}
-    assert seen >= set(EVENT_TYPES) - {"observer.lagged", "agent.latency"}  # those two come from the shell
+    assert seen >= set(EVENT_TYPES) - {"observer.lagged", "agent.latency", "channels.dropped"}  # from the shell
     emitted += [events.ObserverLagged(12), events.AgentLatency({"bob": 1.25})]
     for n, ev in enumerate(emitted, start=1):
         values = {name: getattr(ev, name) for name in LEGACY_FIELDS[ev.type]}

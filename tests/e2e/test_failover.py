@@ -117,3 +117,21 @@ def test_active_hub_frozen_then_woken_commits_nothing(procs: Procs, evidence: Pa
     spans = {term: (lo, hi) for term, lo, hi in by_term}
     assert set(spans) == {1, 2}
     assert spans[1][1] <= head_at_freeze < spans[2][0], f"the frozen hub committed after its freeze: {spans}"
+
+
+def test_active_hub_losing_its_database_session_steps_down(procs: Procs, pg_url: str) -> None:
+    """Loss of the database, as the active hub sees it: its writer session is ended from outside.
+    It steps down (exit 3) and the standby takes over with the next term."""
+    a, b = pair(procs, pg_url)
+    rows = db_rows(
+        pg_url,
+        "SELECT a.pid FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+        " WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2",
+    )
+    assert len(rows) == 1, rows  # exactly one lock holder: the active hub's writer
+    cut_at = time.monotonic()
+    db_rows(pg_url, "SELECT pg_terminate_backend(?)", (rows[0][0],))
+    assert a.proc.popen.wait(timeout=30) == 3, a.proc.log()
+    took = takeover(b, cut_at)
+    assert health(b.port)["term"] == 2
+    print(f"takeover {took * 1000:.0f} ms after the active hub's session was ended")

@@ -35,6 +35,11 @@ class Store(Protocol):
         """Committed channels with ids above `after`, in id order (only `member`'s, if given)."""
         ...
 
+    def drop_closed(self, before: str, keep: set[str], limit: int) -> list[str]:
+        """Delete up to `limit` channels closed before `before` (an ISO time), except those in `keep`,
+        with their envelopes, cursors and receipts. Returns the ids dropped. Runs between commits."""
+        ...
+
     def close(self) -> None: ...
 
 

@@ -125,6 +125,27 @@ class MemoryStore:
                     break
         return out
 
+    def drop_closed(self, before: str, keep: set[str], limit: int) -> list[str]:
+        dropped = [
+            cid
+            for cid, row in self.channels.items()
+            if row[7] == "closed" and row[8] is not None and row[8] < before and cid not in keep
+        ][:limit]
+        for cid in dropped:
+            del self.channels[cid]
+            for rec in self.envelopes.pop(cid, []):
+                if rec.causation_id is not None:
+                    self.by_causation.pop((cid, rec.causation_id), None)
+                if rec.idempotency_key is not None:
+                    self.idempotency.pop((rec.sender, rec.idempotency_key), None)
+        gone = set(dropped)
+        for key in [k for k in self.cursors if k[1] in gone]:
+            del self.cursors[key]
+            self._acked.pop(key, None)
+        for key in [k for k in self.receipts if k[1] in gone]:
+            del self.receipts[key]
+        return dropped
+
     def dump_envelopes(self, channel_id: str) -> list[dict]:
         return [orjson.loads(r.json) for r in self.envelopes.get(channel_id, [])]
 

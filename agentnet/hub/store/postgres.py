@@ -448,6 +448,25 @@ class PgStore:
         )
         return ch, [cursor_record(r) for r in cursors]
 
+    def drop_closed(self, before: str, keep: set[str], limit: int) -> list[str]:
+        if not self.leading:
+            raise StoreError("drop refused: this hub does not hold the leadership")
+        db = self._db
+        try:
+            with db.transaction():
+                rows = db.execute(
+                    "SELECT channel_id FROM channels WHERE state = 'closed' AND closed_at < %s"
+                    " ORDER BY closed_at LIMIT %s",
+                    (before, limit + len(keep)),
+                ).fetchall()
+                ids = [r[0] for r in rows if r[0] not in keep][:limit]
+                if ids:
+                    for table in ("envelopes", "cursors", "receipts", "channels"):
+                        db.execute(f"DELETE FROM {table} WHERE channel_id = ANY(%s)", (ids,))
+        except self._psycopg.Error as exc:
+            raise StoreError(f"dropping closed channels failed: {_one_line(exc)}") from None
+        return ids
+
     def list_channels(self, after: str, limit: int, member: str | None) -> list[ChannelRecord]:
         if member is None:
             sql = f"SELECT {self._CHANNEL} FROM channels c WHERE c.channel_id > %s ORDER BY c.channel_id LIMIT %s"

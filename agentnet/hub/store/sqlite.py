@@ -45,6 +45,7 @@ CREATE TABLE IF NOT EXISTS cursors(
     recipient TEXT NOT NULL, channel_id TEXT NOT NULL, ack_floor INTEGER NOT NULL,
     delivered_seq INTEGER NOT NULL, redelivered INTEGER NOT NULL, dead INTEGER NOT NULL,
     PRIMARY KEY(recipient, channel_id));
+CREATE INDEX IF NOT EXISTS channels_closed ON channels(closed_at) WHERE state = 'closed';
 CREATE TABLE IF NOT EXISTS receipts(
     recipient TEXT NOT NULL, channel_id TEXT NOT NULL, seq INTEGER NOT NULL,
     envelope_id TEXT NOT NULL, status TEXT NOT NULL, attempts INTEGER NOT NULL,
@@ -279,6 +280,33 @@ class SqliteStore:
             )
             args = (member, after, limit)
         return [channel_record(row[:-1], row[-1] or 0) for row in self._reader.execute(sql, args)]
+
+    def drop_closed(self, before: str, keep: set[str], limit: int) -> list[str]:
+        db = self._db
+        try:
+            found = db.execute(
+                "SELECT channel_id, participants FROM channels WHERE state = 'closed' AND closed_at < ?"
+                " ORDER BY closed_at LIMIT ?",
+                (before, limit + len(keep)),
+            ).fetchall()
+            import orjson
+
+            dropped = [(cid, orjson.loads(parts)) for cid, parts in found if cid not in keep][:limit]
+            if not dropped:
+                return []
+            db.execute("BEGIN IMMEDIATE")
+            for cid, participants in dropped:
+                db.execute("DELETE FROM envelopes WHERE channel_id=?", (cid,))
+                for name in participants:  # by primary key (recipient, channel_id): no scan
+                    db.execute("DELETE FROM cursors WHERE recipient=? AND channel_id=?", (name, cid))
+                    db.execute("DELETE FROM receipts WHERE recipient=? AND channel_id=?", (name, cid))
+                db.execute("DELETE FROM channels WHERE channel_id=?", (cid,))
+            db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise StoreError(f"dropping closed channels failed: {exc}") from None
+        return [cid for cid, _ in dropped]
 
     def close(self) -> None:
         try:
