@@ -532,15 +532,12 @@ class Run:
         port_file = run / ("hub.port" if name == "hub" else f"{name}.port")
 
         def hub_command() -> list[str]:
-            d, k = s.hub.delivery, s.hub.keepalive
             port = self.hub_port if name == "hub" else self.hub_ports.get(name)
             argv = [
                 sys.executable, "-m", "agentnet.cli", "hub",
                 "--host", "127.0.0.1", "--port", str(port or 0), "--port-file", str(port_file),
                 "--store", self._store_arg(), "--keep-receipts",
-                "--window", str(d.window), "--ack-wait", str(d.ack_wait), "--max-deliver", str(d.max_deliver),
-                "--nack-backoff", str(d.nack_backoff),
-                "--ping-interval", str(k.ping_interval), "--ping-timeout", str(k.ping_timeout),
+                *s.hub.delivery.cli_args(), *s.hub.keepalive.cli_args(),
                 "--log-level", os.environ.get("AGENTNET_LOG_LEVEL", "warning"), "--exit-with-parent",
             ]  # fmt: skip
             if s.hub.store_kind == "postgresql":
@@ -780,15 +777,15 @@ class Run:
         return None
 
     def _annotate_hubs(self, term: int | None) -> None:
-        """Label each running hub replica active or standby (the reason column of the processes table)."""
+        """Label each running hub replica active or standby (the reason column of the processes table;
+        the dashboard shows it as the hub's connection)."""
         if term is not None:
             self._term = term
         for name in self.hub_names:
             p = self.supervisor.processes.get(name)
             if p is None or not p.alive or p.state.value not in ("ready", "running"):
                 continue
-            term_text = f", term {self._term}" if self._term else ""
-            self.supervisor.note(name, f"active{term_text}" if name == self.active_hub else "standby")
+            self.supervisor.note(name, "active" if name == self.active_hub else "standby")
 
     async def _watch_leader(self) -> None:
         """Which replica leads, from their /healthz: a takeover is marked in the event log, and each hub

@@ -38,6 +38,7 @@ from pydantic import (
 from agentnet.agents.brains import BRAIN_NAMES, BrainConfigError, brain_options_schema, validate_brain_options
 from agentnet.agents.brains.templating import check_template, render
 from agentnet.hub.rules import validate_knobs
+from agentnet.hub.settings import DELIVERY, KEEPALIVE, DeliverySettings, KeepaliveSettings
 from agentnet.protocol.errors import ProtocolError
 from agentnet.protocol.models import NAME_PATTERN, ChannelType, EnvelopeType, Name
 from agentnet.protocol.vocab import HUB_SENDER
@@ -144,22 +145,6 @@ class _Spec(BaseModel):
 # --------------------------------------------------------------------------- hub
 
 
-class DeliverySpec(_Spec):
-    """The hub's at-least-once delivery settings (protocol v1, section 5)."""
-
-    window: int = Field(256, ge=1, le=100_000, description="Unacked deliveries in flight per recipient.")
-    ack_wait: PositiveSeconds = Field(30.0, description="Seconds without a receipt before a redelivery.")
-    max_deliver: int = Field(5, ge=1, le=1000, description="Attempts before an envelope is dead-lettered.")
-    nack_backoff: Seconds = Field(0.5, description="Seconds before redelivering a nacked envelope.")
-
-
-class KeepaliveSpec(_Spec):
-    """WebSocket keepalive: a peer that does not answer a ping within ping_timeout is dropped."""
-
-    ping_interval: PositiveSeconds = Field(5.0, description="Seconds between pings.")
-    ping_timeout: PositiveSeconds = Field(10.0, description="Seconds to wait for the pong.")
-
-
 class HubSpec(_Spec):
     """The hub process the launcher starts first."""
 
@@ -177,8 +162,8 @@ class HubSpec(_Spec):
         2.0, description="postgresql: seconds after which a silent (frozen, cut-off) active hub loses the lead."
     )
     auth: bool = Field(False, description="Generate a token per agent and one for the observer.")
-    delivery: DeliverySpec = DeliverySpec()
-    keepalive: KeepaliveSpec = KeepaliveSpec()
+    delivery: DeliverySettings = DELIVERY  # the hub's own settings models (agentnet.hub.settings)
+    keepalive: KeepaliveSettings = KEEPALIVE
 
     @model_validator(mode="after")
     def _replicas_share_a_database(self) -> HubSpec:

@@ -21,7 +21,9 @@ from pathlib import Path
 
 import psutil
 
-from .procs import POLL, REPO, WaitTimeout
+from tests.waiting import POLL, WaitTimeout, wait_until
+
+from .procs import REPO
 
 
 @dataclass(eq=False)
@@ -88,15 +90,16 @@ class Term:
     def wait_for(self, what: str | Callable[[str], object], timeout: float = 60.0) -> str:
         """Wait until the screen shows `what` (a substring, or a predicate over the screen's text)."""
         check = (lambda s: what in s) if isinstance(what, str) else what
-        deadline = time.monotonic() + timeout
-        while True:
+
+        def shown() -> str | None:
             self._remember()
             text = self.screen()
-            if check(text):
-                return text
-            if time.monotonic() > deadline:
-                raise WaitTimeout(f"timed out after {timeout:g} s waiting for {what!r}; the screen:\n{text}")
-            time.sleep(POLL * 5)
+            return text if check(text) else None
+
+        try:
+            return wait_until(f"{what!r} on the screen", shown, timeout, poll=POLL * 5)
+        except WaitTimeout as exc:
+            raise WaitTimeout(f"{exc}; the screen:\n{self.screen()}") from None
 
     def wait_exit(self, timeout: float = 60.0) -> int:
         deadline = time.monotonic() + timeout
