@@ -381,7 +381,7 @@ class HubCore:
                 self.sessions[conn] = Session(conn, hello.name, hello.role, session_id, hello.max_size or PEER_MAX_SIZE)
                 self._welcome(conn, hello.name, f"{hello.role}:{hello.name}", session_id)
         except ProtocolError as exc:
-            close = CloseCode.CLIENT_AHEAD if exc.code == ErrorCode.CONFLICT else CloseCode.POLICY
+            close = exc.close or (CloseCode.CLIENT_AHEAD if exc.code == ErrorCode.CONFLICT else CloseCode.POLICY)
             self._out += [
                 Send(conn, error_frame(exc.code, exc.message)),
                 Close(conn, close, exc.message[:120]),
@@ -419,6 +419,12 @@ class HubCore:
             agent = AgentRecord(name, self.mint("a"), "agent", {}, self.wall())
             self.agents[name] = agent
             self.batch.agents[name] = agent
+        elif agent.conn is not None and hello.takeover is False:
+            raise ProtocolError(
+                ErrorCode.CONFLICT,
+                f"{name} is connected (session {agent.session_id}); another process uses this name",
+                close=CloseCode.IN_USE,
+            )
         elif agent.conn is not None:
             old = agent.conn
             self._out.append(Close(old, CloseCode.SUPERSEDED, "superseded by a newer session"))

@@ -134,6 +134,7 @@ class Facts:
     processed: dict[str, list[Entry]] = field(default_factory=dict)
     logs_found: set[str] = field(default_factory=set)
     unlogged: set[str] = field(default_factory=set)  # `command:` agents: no processed-log by design
+    scenario_agents: set[str] = field(default_factory=set)  # every process name the scenario declares
     disruptions: list[Disruption] = field(default_factory=list)
     first_deliveries: dict[tuple[str, str, int, int], float] = field(default_factory=dict)
     recording: bool = False
@@ -169,12 +170,29 @@ def load_facts(run_dir: Path) -> Facts:
         facts.logs_found.add(agent)
         facts.processed[agent] = _read_processed(path, agent, facts)
     facts.unlogged = _command_agents(run_dir / SCENARIO_FILE) - facts.logs_found
+    facts.scenario_agents = _scenario_agents(run_dir / SCENARIO_FILE)
     if facts.unlogged:
         facts.notes.append(
             f"{', '.join(sorted(facts.unlogged))}: any program (command:), no processed-log; "
             "their acks are the hub's receipts only"
         )
     return facts
+
+
+def _scenario_agents(path: Path) -> set[str]:
+    """Every process name the scenario declares (replicas expanded); empty if it cannot be read."""
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError):
+        return set()
+    names: set[str] = set()
+    agents = data.get("agents") if isinstance(data, dict) else None
+    for spec in agents if isinstance(agents, list) else []:
+        if isinstance(spec, dict) and isinstance(spec.get("name"), str):
+            replicas = spec.get("replicas", 1)
+            n = replicas if isinstance(replicas, int) else 1
+            names.update([spec["name"]] if n <= 1 else [f"{spec['name']}-{i}" for i in range(1, n + 1)])
+    return names
 
 
 def _command_agents(path: Path) -> set[str]:
@@ -493,6 +511,7 @@ def _check(report: Report) -> None:
     v = report.violations
     by_key: dict[tuple[str, str, int], list[Entry]] = defaultdict(list)
     effects: Counter = Counter()
+    visitors: set[str] = set()
     for agent, entries in facts.processed.items():
         for e in entries:
             by_key[(agent, e.channel_id, e.seq)].append(e)
@@ -532,7 +551,20 @@ def _check(report: Report) -> None:
                     f"{ch} #{seq} for {recipient} after {receipt.attempts} attempts: {receipt.reason or '?'}"
                 )
             processed = any(e.effect in PROCESSED_EFFECTS for e in entries)
-            if receipt is not None and receipt.status == "acked" and not processed and recipient not in facts.unlogged:
+            visitor = bool(facts.scenario_agents) and recipient not in facts.scenario_agents
+            if visitor and recipient not in visitors:
+                visitors.add(recipient)
+                facts.notes.append(
+                    f"{recipient}: not a scenario agent (e.g. `agentnet ask` from another terminal); "
+                    "its acks are the hub's receipts only"
+                )
+            if (
+                receipt is not None
+                and receipt.status == "acked"
+                and not processed
+                and recipient not in facts.unlogged
+                and not visitor
+            ):
                 where = "its processed-log" if recipient in facts.logs_found else "a processed-log (it left none)"
                 v["unprocessed"].append(
                     f"{ch} #{seq} acked by {recipient} but not in {where}"

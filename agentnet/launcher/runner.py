@@ -780,15 +780,15 @@ class Run:
         return None
 
     def _annotate_hubs(self, term: int | None) -> None:
-        """Label each running hub replica active or standby (the reason column of the processes table)."""
+        """Label each running hub replica active or standby (the reason column of the processes table;
+        the dashboard shows it as the hub's connection)."""
         if term is not None:
             self._term = term
         for name in self.hub_names:
             p = self.supervisor.processes.get(name)
             if p is None or not p.alive or p.state.value not in ("ready", "running"):
                 continue
-            term_text = f", term {self._term}" if self._term else ""
-            self.supervisor.note(name, f"active{term_text}" if name == self.active_hub else "standby")
+            self.supervisor.note(name, "active" if name == self.active_hub else "standby")
 
     async def _watch_leader(self) -> None:
         """Which replica leads, from their /healthz: a takeover is marked in the event log, and each hub

@@ -86,6 +86,13 @@ def test_up_consult_kill_and_restart_bob_shows_the_replay(terms: list[Term], tmp
     term.press("r")
     screen = term.wait_for(lambda s: "↻" in s and "replay to bob done" in s)
     assert "bob is back" in screen
+    # asking from another terminal during the run: under its own name, never replacing alice
+    url = f"ws://127.0.0.1:{(run_dir / 'hub.port').read_text().strip()}/v1"
+    ask = [*AGENTNET, "ask", "--hub", url, "--to", "bob", "What is 12 times 11?"]
+    answer = subprocess.run(ask, capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert (answer.returncode, answer.stdout) == (0, "132\n"), answer
+    refused = subprocess.run([*ask, "--as", "alice"], capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert refused.returncode == 1 and "alice is connected" in refused.stderr, refused
     term.press("q")  # processes run: q asks first
     term.wait_for("Quit and stop the run?")
     term.press("y")

@@ -54,12 +54,15 @@ def unacked_now(stream: Stream) -> set[int]:
     return set(range(floor + 1, head + 1))
 
 
-def finish(stream: Stream, b: HubProc) -> None:
+def finish(stream: Stream, b: HubProc) -> dict:
+    """Wait for the stream to complete through `b`, stop it; `b`'s last /healthz."""
     stream.hub = b  # the active hub from now on (the store is the same database)
     stream.wait_sent()
     stream.wait_drained()
     assert len(stream.receivers) == 1 and stream.receiver_proc.alive()  # the SDK moved by itself
+    last = b.health()
     stream.stop()
+    return last
 
 
 def test_active_hub_sigkilled_mid_stream(procs: Procs, evidence: Path, pg_url: str) -> None:
@@ -74,10 +77,12 @@ def test_active_hub_sigkilled_mid_stream(procs: Procs, evidence: Path, pg_url: s
     took = takeover(b, killed_at)
     oks_at_kill = {op["envelope_id"]: op["seq"] for op in read_jsonl(stream.ops_path)}
     assert len(unacked) >= 1_000
-    finish(stream, b)
+    reads = finish(stream, b)["store_reads"]
 
     report = check_stream(stream)
-    print(report, f"takeover {took * 1000:.0f} ms after SIGKILL; unacked at the kill: {len(unacked)}")
+    print(report, f"takeover {took * 1000:.0f} ms after SIGKILL; unacked at the kill: {len(unacked)}; reads {reads}")
+    # the takeover's replay and the posts' idempotency lookups were read off the event loop
+    assert reads["ahead"] > 0
     assert report.head == 10_001
     processed = {r["seq"] for r in read_jsonl(stream.processed_path)}
     assert unacked <= processed
