@@ -74,6 +74,7 @@ from agentnet.protocol.ids import utc_iso
 from agentnet.protocol.vocab import TURN_TYPES
 from agentnet.run.control import RUNS_DIR, ControlError, Controls
 from agentnet.run.feed import QueueFeed
+from agentnet.run.items import ControlItem, decode_item
 from agentnet.run.recording import RecordingWriter
 
 from . import checker
@@ -465,9 +466,11 @@ class Run:
         self.publish("process", event)
 
     def _on_control(self, action: dict[str, Any]) -> None:
-        if action.get("source") == "fault":
+        item = decode_item("control", action)
+        assert isinstance(item, ControlItem)
+        if item.source == "fault":
             return  # faults have their own items
-        self.publish("control", action, dashboard=action.get("origin") != "dashboard")
+        self.publish("control", action, dashboard=item.origin != "dashboard")
 
     def clock(self) -> str:
         now = time.monotonic()
