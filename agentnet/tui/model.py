@@ -493,7 +493,7 @@ class Arrow:
 
     __slots__ = ("at", "attempt", "channel_id", "detail", "dst", "envelope_id", "kind", "seq", "serial", "src")
 
-    KINDS = ("post", "deliver", "redeliver", "ack", "nack", "dead")
+    KINDS = ("post", "deliver", "redeliver", "ack", "nack", "dead", "takeover")
 
     def __init__(
         self,
@@ -1144,6 +1144,8 @@ class DashboardModel:
         if len(self.captions) > 200:
             del self.captions[0]
         self._log(at, "caption", text)
+        if text.startswith("failover:"):  # a standby hub took over (the launcher says so): a row across the diagram
+            self._arrow(at, "takeover", "hub", "hub", "", 0, None, detail=text.removeprefix("failover:").strip())
 
     def apply_fault(self, data: dict[str, Any]) -> None:
         at = self._tick(parse_time(data.get("at")))
@@ -1213,7 +1215,9 @@ class DashboardModel:
         return selection
 
     def select_arrows(self, channel_id: str | None = None) -> Selection:
-        predicate = None if channel_id is None else (lambda arrow: arrow.channel_id == channel_id)
+        predicate = (
+            None if channel_id is None else (lambda arrow: arrow.channel_id == channel_id or arrow.kind == "takeover")
+        )
         selection = Selection(self.arrows, predicate)
         selection.sync()
         return selection
