@@ -63,6 +63,11 @@ def _add_hub(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--auth-file", type=Path, help="YAML file of API keys: tokens: [{name, role, token}]")
     p.add_argument("--tls-cert", type=Path, help="PEM certificate (serve wss://)")
     p.add_argument("--tls-key", type=Path, help="PEM private key for --tls-cert")
+    p.add_argument(
+        "--insecure-no-auth",
+        action="store_true",
+        help="allow a non-loopback --host without --auth-file (anyone who can reach the port may be anyone)",
+    )
     p.add_argument("--port-file", type=Path, help="write the bound port here once listening")
     DeliverySettings.add_arguments(p.add_argument_group("delivery"))
     KeepaliveSettings.add_arguments(p.add_argument_group("keepalive"))
@@ -90,6 +95,17 @@ def _add_hub(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=_run_hub)
 
 
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name other than localhost, or "" (every interface)
+
+
 def _run_hub(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
@@ -99,6 +115,11 @@ def _run_hub(args: argparse.Namespace) -> int:
 
     if bool(args.tls_cert) != bool(args.tls_key):
         return fail("--tls-cert and --tls-key go together")
+    if not args.auth_file and not args.insecure_no_auth and not _is_loopback(args.host):
+        return fail(
+            f"--host {args.host} is reachable from other machines and this hub has no --auth-file: "
+            "anyone could act as any agent. Give it an --auth-file, or pass --insecure-no-auth"
+        )
     try:
         settings = HubSettings(
             host=args.host,

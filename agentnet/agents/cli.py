@@ -32,6 +32,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--brain", default="echo", help="echo | calc | scripted | transform | llm | python")
     p.add_argument("--options", default="{}", help="brain options as JSON, e.g. '{\"think_time\": 0.2}'")
     p.add_argument("--token", default=os.environ.get("AGENTNET_TOKEN"), help="API key (or $AGENTNET_TOKEN)")
+    p.add_argument(
+        "--ca-file",
+        default=os.environ.get("AGENTNET_CA_FILE"),
+        help="PEM file of the CA (or self-signed certificate) to trust for wss:// (or $AGENTNET_CA_FILE)",
+    )
     p.add_argument("--state-dir", type=Path, help="where processed.jsonl lives (default: .agentnet/agents/NAME)")
     p.add_argument("--description", help="passport description shown to others")
     p.add_argument(
@@ -64,6 +69,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--to", action="append", required=True, help="who answers (repeat for several)")
     q.add_argument("--type", default="consulting", choices=["consulting", "conversation", "discussion", "workflow"])
     q.add_argument("--token", default=os.environ.get("AGENTNET_TOKEN"), help="API key (or $AGENTNET_TOKEN)")
+    q.add_argument(
+        "--ca-file",
+        default=os.environ.get("AGENTNET_CA_FILE"),
+        help="PEM file of the CA (or self-signed certificate) to trust for wss:// (or $AGENTNET_CA_FILE)",
+    )
     q.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the replies (default: 30)")
     q.add_argument("--json", action="store_true", help="print the reply envelopes as JSON lines")
     q.add_argument(
@@ -109,7 +119,13 @@ def _run_agent(args: argparse.Namespace) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         runtime = AgentRuntime(
-            args.name, args.hub, brain, token=args.token, state_dir=args.state_dir, passport=passport
+            args.name,
+            args.hub,
+            brain,
+            token=args.token,
+            state_dir=args.state_dir,
+            passport=passport,
+            ca_file=args.ca_file,
         )
         try:
             await runtime.run(stop)
@@ -138,7 +154,7 @@ def _run_ask(args: argparse.Namespace) -> int:
     async def main() -> int:
         targets = [t for item in args.to for t in item.split(",") if t]
         takeover = None if args.force else False  # never silently replace a connected agent
-        async with AgentClient(args.hub, args.as_name, token=args.token, takeover=takeover) as me:
+        async with AgentClient(args.hub, args.as_name, token=args.token, takeover=takeover, ca_file=args.ca_file) as me:
             async with asyncio.timeout(args.timeout):
                 channel = await me.open(args.type, targets, topic=args.question[:100])
                 question = await channel.send(args.question)

@@ -80,12 +80,15 @@ class AgentRuntime:
         token: str | None = None,
         state_dir: Path | None = None,
         passport: dict[str, Any] | None = None,
+        ca_file: str | None = None,
     ) -> None:
         self.name = name
         self.brain = brain
         self.state_dir = state_dir or Path(".agentnet") / "agents" / name
         self.log = ProcessedLog(self.state_dir / "processed.jsonl")
-        self.client = AgentClient(hub_url, name, token=token, handler=self._on_delivery, passport=passport or {})
+        self.client = AgentClient(
+            hub_url, name, token=token, handler=self._on_delivery, passport=passport or {}, ca_file=ca_file
+        )
         self.client.on_reconnect = self.resume_pending
         self._lock = asyncio.Lock()  # one turn at a time: deliveries and resumed turns alike
         self.replies = 0

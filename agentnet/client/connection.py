@@ -15,13 +15,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import random
+import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidMessage, InvalidStatus
 from websockets.protocol import State
 
 from agentnet import __version__
@@ -129,6 +131,7 @@ class HubClient:
         max_size: int = 4 * 1024 * 1024,
         since: Callable[[], dict[str, int] | None] | None = None,
         takeover: bool | None = None,
+        ca_file: str | os.PathLike[str] | None = None,
     ) -> None:
         self.urls = hub_urls(url)
         self.takeover = takeover  # False: refuse to replace a connected session of this name (close 4002)
@@ -146,6 +149,9 @@ class HubClient:
         self.ping_timeout = ping_timeout
         self.max_size = max_size
         self.since = since
+        # wss:// trusts the system's CAs, plus this file's (a private CA or a self-signed certificate)
+        self.ca_file = ca_file or os.environ.get("AGENTNET_CA_FILE") or None
+        self._ssl: ssl.SSLContext | None = None
         self.welcome: dict[str, Any] | None = None
         self.on_frame: FrameHandler | None = None  # notify and event frames go here
         self.on_connect: Callable[[], Awaitable[None]] | None = None  # after every (re)connect
@@ -245,12 +251,27 @@ class HubClient:
         assert error is not None
         raise error
 
+    def _tls(self, url: str) -> dict[str, Any]:
+        """`ssl=` for a wss:// URL: the default context (certificate and host name checked), with the
+        CA file added; nothing for ws:// (websockets refuses an ssl context there)."""
+        if not url.startswith("wss://"):
+            return {}
+        if self._ssl is None:
+            try:
+                self._ssl = ssl.create_default_context(cafile=self.ca_file)
+            except (OSError, ssl.SSLError) as exc:
+                why = getattr(exc, "strerror", None) or exc
+                raise HubError("tls", f"cannot use CA file {self.ca_file}: {why}") from None
+        return {"ssl": self._ssl}
+
     async def _open(self, url: str | None = None) -> _Connection:
         url = url or self.url
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else None
+        tls = self._tls(url)
         try:
             ws: _Connection = await connect(  # type: ignore[assignment]
                 url,
+                **tls,
                 compression=None,
                 max_size=self.max_size,
                 max_queue=16,
@@ -268,6 +289,26 @@ class HubClient:
             if status in (401, 403):
                 raise HubError("auth_failed", f"{url} refused the API key (HTTP {status})") from None
             raise HubUnavailable(f"{url} answered HTTP {status}") from None
+        except ssl.SSLCertVerificationError as exc:
+            raise HubError(
+                "tls",
+                f"{url}: the hub's certificate is not trusted ({exc.verify_message}); "
+                "pass --ca-file (or set AGENTNET_CA_FILE) with the CA that signed it",
+            ) from None
+        except ssl.SSLError as exc:
+            raise HubError(
+                "tls", f"{url}: TLS handshake failed ({exc.reason}); if the hub serves plain ws://, use ws://"
+            ) from None
+        except InvalidMessage:
+            raise HubError(
+                "tls", f"{url}: the hub did not answer in HTTP; if it serves TLS, use wss:// instead of ws://"
+            ) from None
+        except ConnectionResetError:
+            if tls:  # a plain server drops a TLS ClientHello it cannot read
+                raise HubUnavailable(
+                    f"{url}: TLS handshake failed (the connection was reset); if the hub serves plain ws://, use ws://"
+                ) from None
+            raise HubUnavailable(f"cannot reach {url}: the connection was reset") from None
         except (OSError, TimeoutError) as exc:
             raise HubUnavailable(f"cannot reach {url}: {exc}") from None
         hello: dict[str, Any] = {
@@ -335,7 +376,7 @@ class HubClient:
                 try:
                     ws = await self._open_any()
                 except HubError as exc:
-                    if exc.code in ("auth_failed", "conflict"):
+                    if exc.code in ("auth_failed", "conflict", "tls"):
                         self._fatal = exc
                         self._connected.set()  # wake waiters so they see the error
                         return

@@ -260,6 +260,8 @@ class Supervisor:
                 )
             except OSError as exc:
                 why = f"{exc.strerror or exc}: {argv[0]}"  # e.g. a command agent's interpreter is not installed
+                if spec.cwd is not None and not Path(argv[0]).is_absolute() and "/" in argv[0]:
+                    why += f" (relative to {spec.cwd})"
                 self._set(p, ProcState.CRASHED, f"cannot start: {why}")
                 raise SupervisorError(f"cannot start {name}: {why}") from None
         p.proc, p.pid = proc, proc.pid
