@@ -30,6 +30,7 @@ from websockets.http11 import Request as HttpRequest
 from websockets.http11 import Response as HttpResponse
 
 from agentnet import __version__
+from agentnet.child import crashpoint, crashpoint_armed
 from agentnet.protocol import events, ids
 from agentnet.protocol.codec import FrameError, decode_client_frame
 from agentnet.protocol.errors import CloseCode, ErrorCode
@@ -99,6 +100,8 @@ class HubSettings(BaseModel):
 
 
 MAX_HELD_FRAMES = 10_000  # frames of one connection waiting behind a store read fetched ahead
+_NOTIFY_POINT = "hub.after_notify_before_cursor_write"
+NOTIFY_CRASH = _NOTIFY_POINT if crashpoint_armed(_NOTIFY_POINT) else ""  # only then are batches looked at
 _CLOSE = object()  # marker in a peer's outbox: close after what is queued before it
 RETENTION_INTERVAL = 60.0  # seconds between retention passes (sooner while there is more to drop)
 SEND_BATCH_BYTES = 256 * 1024  # a peer's queued frames are written together, up to this much per write
@@ -189,6 +192,8 @@ class Peer:
                             size += len(item)
                         self.frame_bytes -= size
                         await self._send_batch(batch, self.send_timeout)
+                        if NOTIFY_CRASH and any(item.startswith(b'{"kind":"notify"') for item in batch):
+                            crashpoint(NOTIFY_CRASH)  # notifies written; their cursor rows not committed yet
                     else:
                         while events and size < SEND_BATCH_BYTES:
                             item = events.popleft()
@@ -696,6 +701,7 @@ class Hub:
                     self._dispatch(self.core.request(conn, frame, time.monotonic()))
             elif kind == "receipt":
                 self._dispatch(self.core.receipt(conn, frame, time.monotonic()))
+                crashpoint("hub.after_receipt_before_cursor_commit")  # the ack is decided, not durable
             else:
                 self._refuse(peer, ErrorCode.INVALID, "hello was already said on this connection", CloseCode.POLICY)
         except Exception:  # a hub bug must cost one connection, never the hub
@@ -807,6 +813,8 @@ class Hub:
             log.error("store commit failed (%s); answering its posts with errors and reloading", exc)
             self._reload_after_failure()
             return True
+        if batch.envelopes:
+            crashpoint("hub.after_commit_before_response")
         self._dispatch(self.core.batch_committed(batch.batch_id, time.monotonic()))
         return True
 

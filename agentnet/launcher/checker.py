@@ -56,6 +56,7 @@ from agentnet.protocol.events import (
 )
 from agentnet.protocol.ids import parse_time
 from agentnet.protocol.vocab import DISRUPTIVE_STATES, TURN_TYPES, DeliverReason, ReceiptStatus
+from agentnet.run.items import FaultItem, LauncherItem, ProcessItem, decode_item
 
 RUN_FILE = "run.json"
 RECORDING_FILE = "recording.jsonl"
@@ -328,7 +329,7 @@ def _read_recording(path: Path, facts: Facts, *, envelopes_too: bool) -> None:
                 kind, data = line["kind"], line["data"]
             except (ValueError, KeyError, TypeError):
                 continue  # a torn last line
-            at = parse_time(data.get("at")) if isinstance(data, dict) else None
+            at = parse_time(data["at"]) if isinstance(data, dict) and "at" in data else None
             if kind == "snapshot":
                 snapshots += 1
                 if envelopes_too:
@@ -338,18 +339,21 @@ def _read_recording(path: Path, facts: Facts, *, envelopes_too: bool) -> None:
                 continue
             if at is None:
                 continue
-            if kind == "process" and data.get("state") in DISRUPTIVE_STATES:
-                agent = None if data.get("role") == "hub" else data.get("name")
-                what = f"{data.get('name')} {data.get('state')}"
-                if data.get("reason"):
-                    what += f" ({data['reason']})"
-                facts.disruptions.append(Disruption(at, agent, what))
-            elif kind == "fault":
-                target = data.get("target")
-                facts.disruptions.append(Disruption(at, target, f"fault {data.get('action')} {target or ''}".strip()))
+            if kind in ("process", "fault"):
+                with contextlib.suppress(EventError):
+                    _read_launcher_item(decode_item(kind, data), at, facts)
             elif kind == "event":
                 with contextlib.suppress(EventError):
                     _read_event(decode_event(data), at, facts, envelopes_too)
+
+
+def _read_launcher_item(item: LauncherItem, at: float, facts: Facts) -> None:
+    match item:
+        case ProcessItem(name=name, role=role, state=state, reason=reason) if state in DISRUPTIVE_STATES:
+            what = f"{name} {state}" + (f" ({reason})" if reason else "")
+            facts.disruptions.append(Disruption(at, None if role == "hub" else name, what))
+        case FaultItem(action=action, target=target):
+            facts.disruptions.append(Disruption(at, target, f"fault {action} {target or ''}".strip()))
 
 
 def _read_event(ev: AnyEvent, at: float, facts: Facts, envelopes_too: bool) -> None:

@@ -74,6 +74,7 @@ from agentnet.protocol.ids import utc_iso
 from agentnet.protocol.vocab import TURN_TYPES
 from agentnet.run.control import RUNS_DIR, ControlError, Controls
 from agentnet.run.feed import QueueFeed
+from agentnet.run.items import ControlItem, decode_item
 from agentnet.run.recording import RecordingWriter
 
 from . import checker
@@ -495,9 +496,11 @@ class Run:
         self.publish("process", event)
 
     def _on_control(self, action: dict[str, Any]) -> None:
-        if action.get("source") == "fault":
+        item = decode_item("control", action)
+        assert isinstance(item, ControlItem)
+        if item.source == "fault":
             return  # faults have their own items
-        self.publish("control", action, dashboard=action.get("origin") != "dashboard")
+        self.publish("control", action, dashboard=item.origin != "dashboard")
 
     def clock(self) -> str:
         now = time.monotonic()
@@ -1203,7 +1206,19 @@ class Run:
         self.phase = "running"
         self.t0 = time.monotonic()
         ready = len(self._agent_names())
-        self.caption(f"hub and {ready} agent(s) ready after {self.t0 - self.launched:.1f} s; t = 0")
+        agents = f"{ready} agent{'s' if ready != 1 else ''}"
+        # t0 and the fault timeline ride on this caption: the dashboard shows the scenario clock and the next fault
+        faults = [{"at": f.at, "action": f.action, "target": f.target} for f in s.faults]
+        self.publish(
+            "caption",
+            {
+                "kind": "caption",
+                "at": utc_iso(),
+                "text": f"hub and {agents} ready after {self.t0 - self.launched:.1f} s; t = 0",
+                "t0": True,
+                "faults": faults,
+            },
+        )
         self._schedule()
         if dashboard is not None and s.live is not None:
             self.tasks.append(asyncio.create_task(self._live(s.live), name="live"))
