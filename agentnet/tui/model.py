@@ -908,7 +908,7 @@ class DashboardModel:
         agent = self._agent(event.name)
         agent.agent_id = event.agent_id or agent.agent_id
         agent.passport = event.passport if event.passport is not None else agent.passport
-        self._log(at, "info", f"{agent.name} registered")
+        self._log(at, "info", f"{agent.name} registered" + (f" (via {agent.via})" if agent.via else ""))
 
     def _on_agent_latency(self, event: AgentLatency, at: float | None) -> None:
         """The hub's keepalive round trips, every 2 s: ``latency_ms: {name: ms}``."""

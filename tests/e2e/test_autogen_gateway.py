@@ -11,11 +11,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import grpc
 import psutil
 import pytest
 from google.protobuf import descriptor_pb2
 
-from agentnet.gateway.autogen.protos import agent_worker_pb2, cloudevent_pb2
+from agentnet.gateway.autogen.protos import agent_worker_pb2, agent_worker_pb2_grpc, cloudevent_pb2
 from agentnet.launcher.checker import check_run
 
 from .autogen_peers import AUTOGEN_PYTHON, GatewayProc, InHubGateway, require_autogen, start_worker
@@ -124,6 +125,21 @@ def test_workers_through_the_gateway(procs: Procs, tmp_path: Path, shape: str) -
     gw.start()
     if shape == "in-hub":  # the observer reconnects to the restarted hub (a fresh snapshot) before we go on
         wait_until("the observer back", lambda: sum(e.get("kind") == "snapshot" for e in read_jsonl(observed)) >= 2)
+    # What the restarted gateway serves, asked with our own generated stub: the stored subscriptions
+    # (before any worker re-added one), and AutoGen's error codes.
+    with grpc.insecure_channel(gw.address) as channel:
+        stub = agent_worker_pb2_grpc.AgentRpcStub(channel)
+        subs = stub.GetSubscriptions(agent_worker_pb2.GetSubscriptionsRequest(), metadata=[("client-id", "probe")])
+        kinds = {(s.WhichOneof("subscription"), s.typeSubscription.agent_type or s.typePrefixSubscription.agent_type)
+                 for s in subs.subscriptions}  # fmt: skip
+        assert {("typeSubscription", t) for t in ("alpha", "beta", "gamma")} <= kinds, kinds
+        assert {("typePrefixSubscription", t) for t in ("alpha", "beta", "gamma")} <= kinds, kinds
+        with pytest.raises(grpc.RpcError) as missing:
+            stub.GetSubscriptions(agent_worker_pb2.GetSubscriptionsRequest())
+        assert missing.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        with pytest.raises(grpc.RpcError) as control:
+            next(iter(stub.OpenControlChannel(iter([]), metadata=[("client-id", "probe")])))
+        assert control.value.code() == grpc.StatusCode.UNIMPLEMENTED
     a2 = start_worker(procs, "worker-a2", gw.address, [], [])
     assert a2.cmd(cmd="publish", topic="news", text="after restart", n=7)["ok"]
     b3 = start_worker(procs, "worker-b3", gw.address, ["beta", "gamma"], ["news"])

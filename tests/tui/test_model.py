@@ -376,6 +376,8 @@ def test_an_agent_that_came_through_an_adapter_has_a_protocol_badge() -> None:
     assert model.agents["bob"].via == "ag2" and model.agents["calc"].via is None
     assert with_badge("bob", model.agents["bob"].via).plain == "bob ag2"
     assert with_badge("calc", None).plain == "calc"
+    logged = [line.text for line in model.log]
+    assert "bob registered (via ag2)" in logged and "calc registered" in logged
 
 
 def test_a_hub_takeover_is_a_row_across_the_sequence_diagram() -> None:
