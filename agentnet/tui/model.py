@@ -505,7 +505,7 @@ class Arrow:
 
     __slots__ = ("at", "attempt", "channel_id", "detail", "dst", "envelope_id", "kind", "seq", "serial", "src")
 
-    KINDS = ("post", "deliver", "redeliver", "ack", "nack", "dead")
+    KINDS = ("post", "deliver", "redeliver", "ack", "nack", "dead", "takeover")
 
     def __init__(
         self,
@@ -1124,6 +1124,9 @@ class DashboardModel:
                 if len(self.captions) > 200:
                     del self.captions[0]
                 self._log(when, "caption", text)
+                if text.startswith("failover:"):  # a standby hub took over (the launcher says so): a diagram row
+                    detail = text.removeprefix("failover:").strip()
+                    self._arrow(when, "takeover", "hub", "hub", "", 0, None, detail=detail)
             case FaultItem(action=action, target=target, caption=caption, at=at):
                 target_text = f" {target}" if target else ""
                 caption_text = f" — {caption}" if caption else ""
@@ -1222,7 +1225,9 @@ class DashboardModel:
         return selection
 
     def select_arrows(self, channel_id: str | None = None) -> Selection:
-        predicate = None if channel_id is None else (lambda arrow: arrow.channel_id == channel_id)
+        predicate = (
+            None if channel_id is None else (lambda arrow: arrow.channel_id == channel_id or arrow.kind == "takeover")
+        )
         selection = Selection(self.arrows, predicate)
         selection.sync()
         return selection
