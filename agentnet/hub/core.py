@@ -541,7 +541,9 @@ class HubCore:
         return acting_as
 
     def _channel_for(self, session: Session, channel_id: str, *, actor: str | None = None) -> ChannelRecord:
-        ch = self._channel(channel_id)
+        ch = self.channels.get(channel_id)
+        if ch is None:
+            ch = self._channel(channel_id)  # forgotten: paged in from the store
         if ch is None:
             raise ProtocolError(ErrorCode.NOT_FOUND, f"no channel {channel_id!r}")
         who = actor or session.name
