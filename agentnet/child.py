@@ -4,7 +4,8 @@ error exit of the command-line entry points.
 
 * `exit_with_parent()`: get SIGTERM when the parent dies (PR_SET_PDEATHSIG on Linux, plus a
   parent-pid watchdog); `--exit-with-parent` on `agentnet hub | agent | gateway` turns it on.
-* `crashpoint(name)`: `AGENTNET_CRASHPOINT=name` makes the process die right there (exit 137).
+* `crashpoint(name)`: `AGENTNET_CRASHPOINT=name` makes the process die right there (exit 137);
+  `name:N` the N-th time it gets there (mid-stream rather than at the first commit).
   Random kills rarely hit narrow windows (after a reply is posted, before its ack); a crash point
   hits them every time. Inactive unless the variable names the point.
 * `fail(message)`: print `agentnet: error: MESSAGE` to stderr and return the usage exit code.
@@ -22,7 +23,8 @@ import time
 
 EXIT_USAGE = 2
 CRASHPOINT_ENV = "AGENTNET_CRASHPOINT"
-_ACTIVE = os.environ.get(CRASHPOINT_ENV, "")
+_ACTIVE, _, _AT = os.environ.get(CRASHPOINT_ENV, "").partition(":")
+_hits = 0
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> int:
@@ -31,8 +33,16 @@ def fail(message: str, code: int = EXIT_USAGE) -> int:
 
 
 def crashpoint(name: str) -> None:
+    global _hits
     if _ACTIVE and name == _ACTIVE:
-        os._exit(137)
+        _hits += 1
+        if _hits >= int(_AT or 1):
+            os._exit(137)
+
+
+def crashpoint_armed(name: str) -> bool:
+    """True if `crashpoint(name)` may fire: lets a hot path skip the work of finding the point."""
+    return bool(_ACTIVE) and name == _ACTIVE
 
 
 def exit_with_parent(poll: float = 0.5) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 
 from agentnet import __version__
 from agentnet.child import EXIT_USAGE, exit_with_parent_if_asked, fail
+from agentnet.hub.settings import DeliverySettings, KeepaliveSettings
 
 # --------------------------------------------------------------------------- hub
 
@@ -62,13 +63,14 @@ def _add_hub(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--auth-file", type=Path, help="YAML file of API keys: tokens: [{name, role, token}]")
     p.add_argument("--tls-cert", type=Path, help="PEM certificate (serve wss://)")
     p.add_argument("--tls-key", type=Path, help="PEM private key for --tls-cert")
+    p.add_argument(
+        "--insecure-no-auth",
+        action="store_true",
+        help="allow a non-loopback --host without --auth-file (anyone who can reach the port may be anyone)",
+    )
     p.add_argument("--port-file", type=Path, help="write the bound port here once listening")
-    p.add_argument("--window", type=int, default=256, help="unacked deliveries per recipient (default: 256)")
-    p.add_argument("--ack-wait", type=float, default=30.0, help="seconds before an unacked delivery is resent")
-    p.add_argument("--max-deliver", type=int, default=5, help="attempts before an envelope is dead-lettered")
-    p.add_argument("--nack-backoff", type=float, default=0.5, help="first resend delay after a nack (doubles)")
-    p.add_argument("--ping-interval", type=float, default=5.0, help="keepalive ping interval, seconds")
-    p.add_argument("--ping-timeout", type=float, default=10.0, help="keepalive pong timeout, seconds")
+    DeliverySettings.add_arguments(p.add_argument_group("delivery"))
+    KeepaliveSettings.add_arguments(p.add_argument_group("keepalive"))
     p.add_argument(
         "--send-timeout",
         type=float,
@@ -93,6 +95,17 @@ def _add_hub(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=_run_hub)
 
 
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name other than localhost, or "" (every interface)
+
+
 def _run_hub(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
@@ -102,6 +115,11 @@ def _run_hub(args: argparse.Namespace) -> int:
 
     if bool(args.tls_cert) != bool(args.tls_key):
         return fail("--tls-cert and --tls-key go together")
+    if not args.auth_file and not args.insecure_no_auth and not _is_loopback(args.host):
+        return fail(
+            f"--host {args.host} is reachable from other machines and this hub has no --auth-file: "
+            "anyone could act as any agent. Give it an --auth-file, or pass --insecure-no-auth"
+        )
     try:
         settings = HubSettings(
             host=args.host,
@@ -114,12 +132,8 @@ def _run_hub(args: argparse.Namespace) -> int:
             tls_cert=args.tls_cert,
             tls_key=args.tls_key,
             port_file=args.port_file,
-            window=args.window,
-            ack_wait=args.ack_wait,
-            max_deliver=args.max_deliver,
-            nack_backoff=args.nack_backoff,
-            ping_interval=args.ping_interval,
-            ping_timeout=args.ping_timeout,
+            delivery=DeliverySettings.from_args(args),
+            keepalive=KeepaliveSettings.from_args(args),
             send_timeout=args.send_timeout,
             lease=args.lease,
             advertise=args.advertise,
@@ -127,6 +141,8 @@ def _run_hub(args: argparse.Namespace) -> int:
     except ValidationError as exc:
         err = exc.errors()[0]
         return fail(f"--{'-'.join(str(p) for p in err['loc']).replace('_', '-')}: {err['msg']}")
+    except ValueError as exc:  # a delivery or keepalive option out of bounds
+        return fail(str(exc))
     exit_with_parent_if_asked(args)
     if args.autogen:
         from agentnet.gateway.cli import hub_with_autogen
@@ -155,11 +171,13 @@ def _run_hub(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- main
 
 
-async def open_dashboard(feed: Any, controls: Any, *, title: str, recording_path: Path | None) -> None:
-    """The dashboard `agentnet up` opens: the launcher is handed this, it does not import the tui."""
+async def open_dashboard(feed: Any, controls: Any, *, title: str, recording_path: Path | None) -> str | None:
+    """The dashboard `agentnet up` opens: the launcher is handed this, it does not import the tui.
+
+    Quitting it stops the run (so `q` asks first); Ctrl-C in it returns "interrupt"."""
     from agentnet.tui.app import run_dashboard
 
-    await run_dashboard(feed, controls, title=title, recording_path=recording_path)
+    return await run_dashboard(feed, controls, title=title, recording_path=recording_path, quit_stops_run=True)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -12,6 +12,8 @@ from typing import Any
 
 import orjson
 
+from agentnet.protocol.errors import EXIT_SUPERSEDED, CloseCode
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -30,6 +32,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--brain", default="echo", help="echo | calc | scripted | transform | llm | python")
     p.add_argument("--options", default="{}", help="brain options as JSON, e.g. '{\"think_time\": 0.2}'")
     p.add_argument("--token", default=os.environ.get("AGENTNET_TOKEN"), help="API key (or $AGENTNET_TOKEN)")
+    p.add_argument(
+        "--ca-file",
+        default=os.environ.get("AGENTNET_CA_FILE"),
+        help="PEM file of the CA (or self-signed certificate) to trust for wss:// (or $AGENTNET_CA_FILE)",
+    )
     p.add_argument("--state-dir", type=Path, help="where processed.jsonl lives (default: .agentnet/agents/NAME)")
     p.add_argument("--description", help="passport description shown to others")
     p.add_argument(
@@ -48,10 +55,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     q.add_argument("question", help='the prompt, e.g. "What is 12 times 11?"')
     q.add_argument("--hub", default="ws://127.0.0.1:8765/v1", help="hub URL, or several comma-separated")
-    q.add_argument("--as", dest="as_name", default="asker", help="who asks (default: asker)")
+    q.add_argument(
+        "--as",
+        dest="as_name",
+        default="asker",
+        help="who asks (default: asker); a name another connected process uses is refused unless --force",
+    )
+    q.add_argument(
+        "--force",
+        action="store_true",
+        help="take over --as even if an agent of that name is connected (it is disconnected: impersonation)",
+    )
     q.add_argument("--to", action="append", required=True, help="who answers (repeat for several)")
     q.add_argument("--type", default="consulting", choices=["consulting", "conversation", "discussion", "workflow"])
     q.add_argument("--token", default=os.environ.get("AGENTNET_TOKEN"), help="API key (or $AGENTNET_TOKEN)")
+    q.add_argument(
+        "--ca-file",
+        default=os.environ.get("AGENTNET_CA_FILE"),
+        help="PEM file of the CA (or self-signed certificate) to trust for wss:// (or $AGENTNET_CA_FILE)",
+    )
     q.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the replies (default: 30)")
     q.add_argument("--json", action="store_true", help="print the reply envelopes as JSON lines")
     q.add_argument(
@@ -97,13 +119,30 @@ def _run_agent(args: argparse.Namespace) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         runtime = AgentRuntime(
-            args.name, args.hub, brain, token=args.token, state_dir=args.state_dir, passport=passport
+            args.name,
+            args.hub,
+            brain,
+            token=args.token,
+            state_dir=args.state_dir,
+            passport=passport,
+            ca_file=args.ca_file,
         )
-        await runtime.run(stop)
+        try:
+            await runtime.run(stop)
+        finally:
+            superseded.append(runtime.client.hub.close_code == CloseCode.SUPERSEDED)
 
+    superseded: list[bool] = []
     try:
         asyncio.run(main())
     except HubError as exc:
+        if superseded and superseded[0]:
+            print(
+                f"agentnet agent {args.name}: another process connected as {args.name!r} and took over this "
+                f"name; exiting ({exc.message})",
+                file=sys.stderr,
+            )
+            return EXIT_SUPERSEDED
         print(f"agentnet agent {args.name}: {exc.message}", file=sys.stderr)
         return 1
     return 0
@@ -114,7 +153,8 @@ def _run_ask(args: argparse.Namespace) -> int:
 
     async def main() -> int:
         targets = [t for item in args.to for t in item.split(",") if t]
-        async with AgentClient(args.hub, args.as_name, token=args.token) as me:
+        takeover = None if args.force else False  # never silently replace a connected agent
+        async with AgentClient(args.hub, args.as_name, token=args.token, takeover=takeover, ca_file=args.ca_file) as me:
             async with asyncio.timeout(args.timeout):
                 channel = await me.open(args.type, targets, topic=args.question[:100])
                 question = await channel.send(args.question)
@@ -142,5 +182,12 @@ def _run_ask(args: argparse.Namespace) -> int:
         print(f"agentnet ask: no reply from {', '.join(args.to)} within {args.timeout:g} s", file=sys.stderr)
         return 1
     except HubError as exc:
+        if exc.code == "conflict" and not args.force:
+            print(
+                f"agentnet ask: {exc.message}. Ask under another name (--as NAME; the default is 'asker'), "
+                "or pass --force to take over that agent's session (it is disconnected)",
+                file=sys.stderr,
+            )
+            return 1
         print(f"agentnet ask: {exc.message}", file=sys.stderr)
         return 1

@@ -80,12 +80,15 @@ class AgentRuntime:
         token: str | None = None,
         state_dir: Path | None = None,
         passport: dict[str, Any] | None = None,
+        ca_file: str | None = None,
     ) -> None:
         self.name = name
         self.brain = brain
         self.state_dir = state_dir or Path(".agentnet") / "agents" / name
         self.log = ProcessedLog(self.state_dir / "processed.jsonl")
-        self.client = AgentClient(hub_url, name, token=token, handler=self._on_delivery, passport=passport or {})
+        self.client = AgentClient(
+            hub_url, name, token=token, handler=self._on_delivery, passport=passport or {}, ca_file=ca_file
+        )
         self.client.on_reconnect = self.resume_pending
         self._lock = asyncio.Lock()  # one turn at a time: deliveries and resumed turns alike
         self.replies = 0
@@ -94,7 +97,16 @@ class AgentRuntime:
         await self.client.start()
         try:
             await self.resume_pending()
-            await stop.wait()
+            stopping = asyncio.ensure_future(stop.wait())
+            ended = asyncio.ensure_future(self.client.hub.ended.wait())
+            try:
+                await asyncio.wait({stopping, ended}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                stopping.cancel()
+                ended.cancel()
+            fatal = self.client.hub.fatal
+            if fatal is not None and not stop.is_set():
+                raise fatal  # superseded, refused: reconnecting cannot help, so say why and exit
         finally:
             await self.client.close()
             await self.brain.aclose()

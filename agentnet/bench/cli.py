@@ -22,6 +22,12 @@ def _non_negative(text: str) -> int:
     return value
 
 
+def _store(text: str) -> str:
+    if text in ("memory", "sqlite", "postgresql") or text.startswith(("postgresql://", "postgres://")):
+        return text
+    raise argparse.ArgumentTypeError(f"expected memory, sqlite, postgresql or postgresql://URL, not {text!r}")
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     bench = sub.add_parser(
         "bench",
@@ -39,7 +45,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         "envelopes/s, post->ok and post->delivery latency p50/p99, hub CPU per envelope and hub RSS; a second "
         "line repeats the test one envelope at a time (idle latency).",
     )
-    t.add_argument("--store", choices=["memory", "sqlite"], default="memory", help="hub store (default: memory)")
+    t.add_argument(
+        "--store",
+        type=_store,
+        default="memory",
+        help="hub store: memory, sqlite, postgresql (a throwaway local server) or postgresql://URL; a "
+        "postgresql run interleaves sqlite runs and compares them (default: memory). "
+        "Example: agentnet bench throughput --store postgresql --runs 3",
+    )
+    t.add_argument("--no-compare", action="store_true", help="with a postgresql store: do not run sqlite beside it")
     t.add_argument(
         "--synchronous",
         choices=["FULL", "NORMAL"],
@@ -63,6 +77,28 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--json", action="store_true", help="print the results as JSON (progress still goes to stderr)")
     t.add_argument("--quiet", action="store_true", help="no progress output")
     t.set_defaults(run=_run_throughput)
+
+    fo = bench_sub.add_parser(
+        "failover",
+        help="takeover time of a standby hub after the active one is SIGKILLed or SIGSTOPped",
+        description="Two hubs on one PostgreSQL database, a client posting through both URLs; the active hub "
+        "is SIGKILLed (kill) or SIGSTOPped and later woken (stop). Prints the takeover time (fault -> "
+        "standby serving) and the client's gap (fault -> next post answered ok), p50 and max over the runs. "
+        "Example: agentnet bench failover --runs 5",
+    )
+    fo.add_argument("--runs", type=_positive, default=5, help="runs per fault (default: 5)")
+    fo.add_argument("--fault", choices=["kill", "stop", "both"], default="both", help="which fault (default: both)")
+    fo.add_argument("--lease", type=float, default=1.0, help="the hubs' --lease, seconds (default: 1.0)")
+    fo.add_argument("--ping", type=float, default=0.5, help="the clients' keepalive ping, seconds (default: 0.5)")
+    fo.add_argument(
+        "--store",
+        type=_store,
+        default="postgresql",
+        help="postgresql (a throwaway local server, default) or postgresql://URL (each run uses a fresh schema)",
+    )
+    fo.add_argument("--json", action="store_true", help="print the results as JSON")
+    fo.add_argument("--quiet", action="store_true", help="no progress output")
+    fo.set_defaults(run=_run_failover)
 
     ag = bench_sub.add_parser(
         "autogen",
@@ -147,6 +183,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     tui.set_defaults(run=_run_tui)
 
 
+def _run_failover(args: argparse.Namespace) -> int:
+    from .failover import FailoverConfig, run_failover
+
+    faults = ("kill", "stop") if args.fault == "both" else (args.fault,)
+    cfg = FailoverConfig(runs=args.runs, faults=faults, lease=args.lease, store=args.store, ping=args.ping)
+    return run_failover(cfg, as_json=args.json, quiet=args.quiet)
+
+
 def _no_benchmark(parser: argparse.ArgumentParser) -> int:
     parser.print_help()
     return 2
@@ -165,6 +209,7 @@ def _run_throughput(args: argparse.Namespace) -> int:
         runs=args.runs,
         synchronous=args.synchronous,
         dir=args.dir,
+        compare=not args.no_compare,
     )
     return run_throughput(cfg, as_json=args.json, quiet=args.quiet)
 

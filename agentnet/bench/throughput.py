@@ -43,9 +43,13 @@ class BenchError(Exception):
     """The benchmark could not complete; the message says which process failed and why."""
 
 
+def is_postgres(store: str) -> bool:
+    return store == "postgresql" or store.startswith(("postgresql://", "postgres://"))
+
+
 @dataclass
 class BenchConfig:
-    store: str = "memory"  # memory | sqlite
+    store: str = "memory"  # memory | sqlite | postgresql (a local throwaway server) | postgresql://URL
     count: int = 20_000
     in_flight: int = 64
     size: int = 200
@@ -55,6 +59,7 @@ class BenchConfig:
     synchronous: str = "FULL"
     dir: Path | None = None  # where the SQLite file and the logs go (default: a fresh temp dir)
     stall_timeout: float = 30.0  # no progress for this long = the run failed
+    compare: bool = True  # with a postgresql store, interleave sqlite runs in the same invocation
 
 
 # --------------------------------------------------------------------------- progress
@@ -256,6 +261,8 @@ class RunPlan:
     count: int
     warmup: int
     results: dict[str, Any] = field(default_factory=dict)
+    store: str = ""  # memory | sqlite | a postgresql:// URL (default: the config's store)
+    label: str = ""  # the store as reported: memory | sqlite | postgresql
 
 
 class Run:
@@ -277,11 +284,14 @@ class Run:
     async def _start_hub(self) -> str:
         port_file = self.dir / "hub.port"
         port_file.unlink(missing_ok=True)
-        if self.cfg.store == "sqlite":
+        kind = self.plan.store or self.cfg.store
+        if kind == "sqlite":
             db = self.dir / "bench.db"
             for suffix in ("", "-wal", "-shm"):
                 Path(str(db) + suffix).unlink(missing_ok=True)
             store = f"sqlite:{db}"
+        elif is_postgres(kind):
+            store = await asyncio.to_thread(_fresh_pg_schema, kind)  # every run starts empty, like sqlite
         else:
             store = "memory"
         argv = self._python(
@@ -501,6 +511,21 @@ def summarize_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+_schemas = iter(range(1, 1_000_000))
+
+
+def _fresh_pg_schema(url: str) -> str:
+    """An empty schema of its own for one run; the URL that uses it."""
+    import psycopg
+
+    name = f"agentnet_bench_{os.getpid()}_{next(_schemas)}"
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+        conn.execute(f'CREATE SCHEMA "{name}"')
+    sep = "&" if "?" in url else "?"
+    return f"{url}{sep}options=-csearch_path%3D{name}"
+
+
 def _loadavg() -> float | None:
     return round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
 
@@ -510,38 +535,72 @@ async def run_benchmark(cfg: BenchConfig, progress: Progress) -> dict[str, Any]:
     own_dir = cfg.dir is None
     workdir = Path(tempfile.mkdtemp(prefix="agentnet-bench-")) if own_dir else Path(cfg.dir)  # type: ignore[arg-type]
     workdir.mkdir(parents=True, exist_ok=True)
+    pg_local = None
+    stores: list[tuple[str, str]] = []  # (store given to the hub, label)
+    if is_postgres(cfg.store):
+        url = cfg.store
+        if url == "postgresql":
+            from agentnet.pglocal import LocalPostgres
+
+            progress.note("starting a throwaway PostgreSQL (fsync and synchronous_commit on) ...")
+            pg_local = await asyncio.to_thread(lambda: LocalPostgres(workdir / "pg").start())
+            url = pg_local.url
+        stores.append((url, "postgresql"))
+        if cfg.compare:
+            stores.append(("sqlite", "sqlite"))  # interleaved with the PostgreSQL runs, same machine state
+    else:
+        stores.append((cfg.store, cfg.store))
     plans: list[RunPlan] = []
     for _ in range(cfg.runs):
-        plans.append(RunPlan("pipelined", cfg.in_flight, cfg.count, cfg.warmup))
-        if cfg.idle_count > 0 and cfg.in_flight != 1:
-            plans.append(RunPlan("serial", 1, cfg.idle_count, min(cfg.warmup, 200)))
-    fstype = _fs_type(workdir) if cfg.store == "sqlite" else None
+        for store, label in stores:
+            plans.append(RunPlan("pipelined", cfg.in_flight, cfg.count, cfg.warmup, store=store, label=label))
+            if cfg.idle_count > 0 and cfg.in_flight != 1:
+                plans.append(RunPlan("serial", 1, cfg.idle_count, min(cfg.warmup, 200), store=store, label=label))
+    fstype = _fs_type(workdir) if any(label != "memory" for _, label in stores) else None
     if fstype in ("tmpfs", "ramfs"):
         progress.note(f"[yellow]warning[/]: {workdir} is on {fstype}; fsync costs nothing there")
     progress.note(
-        f"store {cfg.store}{f' (synchronous={cfg.synchronous}, {workdir})' if cfg.store == 'sqlite' else ''};"
+        f"store {' and '.join(label for _, label in stores)}"
+        f"{f' (synchronous={cfg.synchronous}, {workdir})' if cfg.store == 'sqlite' else ''};"
         f" {cfg.runs} run(s); logs in {workdir}"
     )
     failed = False
     try:
         for i, plan in enumerate(plans, 1):
-            progress.note(f"run {i}/{len(plans)}: {plan.mode}, {plan.in_flight} in flight, {plan.count:,} envelopes")
+            progress.note(
+                f"run {i}/{len(plans)}: {plan.label} {plan.mode}, {plan.in_flight} in flight, {plan.count:,} envelopes"
+            )
             plan.results = await Run(cfg, plan, workdir, progress).execute()
+            plan.results["store"] = plan.label
     except (asyncio.CancelledError, KeyboardInterrupt):
         raise  # interrupted: nothing to investigate, the directory goes
     except BaseException:
         failed = True
         raise
     finally:
+        if pg_local is not None:
+            await asyncio.to_thread(pg_local.stop)
         if own_dir and not failed:
             shutil.rmtree(workdir, ignore_errors=True)
         elif own_dir:
             progress.note(f"logs kept in {workdir}")
-    runs = [p.results for p in plans]
+    main = stores[0][1]
+    every = [p.results for p in plans]
+    runs = [r for r in every if r["store"] == main]
     modes = [m for m in ("pipelined", "serial") if any(r["mode"] == m for r in runs)]
+    compared = {
+        label: {
+            m: summarize_runs([r for r in every if r["store"] == label and r["mode"] == m])
+            for m in modes
+            if any(r["store"] == label and r["mode"] == m for r in every)
+        }
+        for _, label in stores[1:]
+    }
     return {
         "benchmark": "throughput",
-        "store": cfg.store,
+        "store": main,
+        "compare": compared,
+        "compare_runs": [r for r in every if r["store"] != main],
         "synchronous": cfg.synchronous if cfg.store == "sqlite" else None,
         "settings": {
             "count": cfg.count,
@@ -559,8 +618,8 @@ async def run_benchmark(cfg: BenchConfig, progress: Progress) -> dict[str, Any]:
             "loadavg_1m_before": load_before,
             "loadavg_1m_after": _loadavg(),
         },
-        "target_acked_per_s": TARGETS.get(cfg.store),
-        "ag2_acked_per_s": AG2_ACKED_PER_S.get(cfg.store),
+        "target_acked_per_s": TARGETS.get(main),
+        "ag2_acked_per_s": AG2_ACKED_PER_S.get(main),
         "runs": runs,
         "summary": {m: summarize_runs([r for r in runs if r["mode"] == m]) for m in modes},
     }
@@ -617,18 +676,23 @@ def render(result: dict[str, Any], console: Any) -> None:
             style=style,
         )
 
-    for mode, summary in result["summary"].items():
-        runs = [r for r in result["runs"] if r["mode"] == mode]
-        label = f"{runs[0]['in_flight']} in flight" + (" (idle)" if mode == "serial" else "")
-        if multi:
-            for i, r in enumerate(runs, 1):
-                row(f"{label}, run {i}", r, r["count"], style="dim")
-            row(f"{label}, median", summary, runs[0]["count"])
-        else:
-            row(label, runs[0], runs[0]["count"])
+    sections = [(result["store"], result["summary"], result["runs"])]
+    for other, summaries in (result.get("compare") or {}).items():
+        sections.append((other, summaries, [r for r in result["compare_runs"] if r["store"] == other]))
+    for store_label, summaries, store_runs in sections:
+        prefix = f"{store_label}: " if len(sections) > 1 else ""
+        for mode, summary in summaries.items():
+            runs = [r for r in store_runs if r["mode"] == mode]
+            label = prefix + f"{runs[0]['in_flight']} in flight" + (" (idle)" if mode == "serial" else "")
+            if multi:
+                for i, r in enumerate(runs, 1):
+                    row(f"{label}, run {i}", r, r["count"], style="dim")
+                row(f"{label}, median", summary, runs[0]["count"])
+            else:
+                row(label, runs[0], runs[0]["count"])
     console.print(table)
 
-    runs = result["runs"]
+    runs = result["runs"] + result.get("compare_runs", [])
     redelivered = sum(r["redelivered"] for r in runs)
     if all(r["hub_confirms_all_acked"] for r in runs):
         check = f"[green]the hub's cursor confirms every envelope acked[/]; {redelivered} redelivered"
@@ -643,6 +707,23 @@ def render(result: dict[str, Any], console: Any) -> None:
             f"target on 2 cores: ≥ {target:,} acked env/s: {verdict}   (AG2 hub network, same test: {ag2:,} env/s)",
             highlight=False,
         )
+    sqlite = (result.get("compare") or {}).get("sqlite")
+    if result["store"] == "postgresql" and sqlite and "pipelined" in result["summary"]:
+        pg_rate = result["summary"]["pipelined"]["acked_per_s"] or 0
+        sq_rate = sqlite["pipelined"]["acked_per_s"] or 0
+        share = pg_rate / sq_rate if sq_rate else 0.0
+        verdict = "[green]met[/]" if share >= 0.7 else "[yellow]not met[/]"
+        console.print(
+            f"postgresql {pg_rate:,.0f} vs sqlite {sq_rate:,.0f} acked env/s in this run: {share:.0%} "
+            f"(goal ≥ 70%: {verdict})",
+            highlight=False,
+        )
+        if "serial" in result["summary"] and "serial" in sqlite:
+            pg_idle, sq_idle = result["summary"]["serial"]["post_ok_ms"], sqlite["serial"]["post_ok_ms"]
+            console.print(
+                f"idle latency, post→ok p50 / p99 ms: postgresql {_ms(pg_idle)}, sqlite {_ms(sq_idle)}",
+                highlight=False,
+            )
     load = machine.get("loadavg_1m_before")
     if load is not None and load > 0.5:
         console.print(

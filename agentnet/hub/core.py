@@ -1,11 +1,14 @@
 """The hub's delivery state machine: events in, effects out. No sockets, no clock, no disk.
 
-Every public method takes `now` (monotonic seconds) and returns a list of effects:
-`Send(conn, bytes)`, `Close(conn, code, reason)`, `Emit(type, fields)` for observers and
-`Subscribe(conn)`. Writes go into a Batch; the shell commits it (`take_batch` ->
-store -> `batch_committed`) and only then are post responses, notifies and `wal.append`
-events released. That ordering is the durability promise: nothing is acknowledged or
-delivered before it is in the store.
+Every public method takes `now` (monotonic seconds) and returns a list of effects (`effects.py`):
+`Send(conn, bytes)`, `Close(conn, code, reason)`, `Emit(event)` for observers and
+`Subscribe(conn)`. The wall-clock timestamps the contract stamps on records (`created_at`,
+`hub_time`, ...) come from `wall()` and new ids from `mint(prefix)`, both given to the constructor
+(`protocol.ids` by default; a test passes deterministic ones).
+
+Writes go into a Batch; the shell commits it (`take_batch` -> store -> `batch_committed`) and only
+then are post responses, notifies and `wal.append` events released. That ordering is the
+durability promise: nothing is acknowledged or delivered before it is in the store.
 
 Delivery, per (recipient, channel) cursor:
   scanner (next_seq) --first delivery--> inflight[seq] --ack--> done --> ack floor moves
@@ -29,6 +32,7 @@ from agentnet.protocol import events, ids
 from agentnet.protocol.codec import check_value, decode_params
 from agentnet.protocol.errors import CloseCode, ErrorCode, ProtocolError
 from agentnet.protocol.frames import (
+    OP_PARAMS,
     ChannelParams,
     CloseChannelParams,
     DisconnectParams,
@@ -42,65 +46,41 @@ from agentnet.protocol.frames import (
     Receipt,
     RegisterParams,
     Request,
+    WireModel,
 )
 from agentnet.protocol.vocab import HUB_SENDER, TURN_TYPES
 
 from . import rules
+from .effects import AnnounceChannel, Close, Effect, Emit, RespondChannel, Send, Subscribe
 from .records import (
     AckRow,
     AgentRecord,
+    AgentRow,
     Batch,
     ChannelRecord,
+    ChannelRow,
     CommitBatch,
     Cursor,
     EnvRecord,
     Inflight,
     InflightState,
     LoadedState,
+    PruneRow,
 )
+from .settings import DELIVERY
 
 Fragment = orjson.Fragment
 
 # ----------------------------------------------------------------------------- effects
 
 
-@dataclass(slots=True, frozen=True)
-class Send:
-    conn: int
-    data: bytes
-
-
-@dataclass(slots=True, frozen=True)
-class Close:
-    conn: int
-    code: int
-    reason: str
-
-
-@dataclass(slots=True, frozen=True)
-class Emit:
-    """An event for observers (the shell stamps, encodes and fans it out)."""
-
-    event: events.Event
-
-
-@dataclass(slots=True, frozen=True)
-class Subscribe:
-    """Start the observer feed for this connection (right after its snapshot was sent)."""
-
-    conn: int
-
-
-Effect = Send | Close | Emit | Subscribe
-
-
 @dataclass(slots=True)
 class CoreConfig:
-    window: int = 256  # unacked deliveries per recipient
+    window: int = DELIVERY.window  # unacked deliveries per recipient (defaults: agentnet.hub.settings)
     window_bytes: int = 8 * 1024 * 1024  # ... and at most this many bytes of them (one is always allowed)
-    ack_wait: float = 30.0  # seconds without a receipt before redelivery
-    max_deliver: int = 5  # attempts before dead-lettering
-    nack_backoff: float = 0.5  # first resend delay after a nack; doubles per attempt
+    ack_wait: float = DELIVERY.ack_wait  # seconds without a receipt before redelivery
+    max_deliver: int = DELIVERY.max_deliver  # attempts before dead-lettering
+    nack_backoff: float = DELIVERY.nack_backoff  # first resend delay after a nack; doubles per attempt
     nack_backoff_max: float = 30.0
     max_data_bytes: int = 256 * 1024  # encoded `data` of one post
     read_page_bytes: int = 512 * 1024  # a read_wal page stays below the peer's max_size
@@ -137,10 +117,6 @@ class Session:
     max_size: int = PEER_MAX_SIZE  # the largest frame this peer accepts (hello.max_size)
 
 
-AGENT_OPS = frozenset({"register", "open_channel", "post", "close_channel", "find_by_causation", "pending_turns"})
-ACTING_OPS = frozenset({"open_channel", "post", "close_channel"})  # a supervisor may do these `as_agent`
-
-
 def _response(request_id: str, result: Any) -> bytes:
     return orjson.dumps({"kind": "response", "request_id": request_id, "ok": True, "result": result})
 
@@ -172,12 +148,15 @@ class HubCore:
         *,
         store_name: str = "memory",
         started_at: str | None = None,
+        wall: Callable[[], str] = ids.utc_iso,
+        mint: Callable[[str], str] = ids.new_id,
     ) -> None:
+        self.wall, self.mint = wall, mint
         self.config = config or CoreConfig()
         self.source = source
         self.hub_id = state.hub_id
         self.store_name = store_name
-        self.started_at = started_at or ids.utc_iso()
+        self.started_at = started_at or wall()
         self.observed = False  # set by the shell while observers are attached; no Emit otherwise
         # Facts only the shell knows, read when a snapshot is taken.
         self.event_seq: Callable[[], int] = lambda: 0
@@ -408,11 +387,11 @@ class HubCore:
             if hello.role == "agent":
                 self._hello_agent(conn, hello, now)
             else:
-                session_id = ids.new_id("s")
+                session_id = self.mint("s")
                 self.sessions[conn] = Session(conn, hello.name, hello.role, session_id, hello.max_size or PEER_MAX_SIZE)
                 self._welcome(conn, hello.name, f"{hello.role}:{hello.name}", session_id)
         except ProtocolError as exc:
-            close = CloseCode.CLIENT_AHEAD if exc.code == ErrorCode.CONFLICT else CloseCode.POLICY
+            close = exc.close or (CloseCode.CLIENT_AHEAD if exc.code == ErrorCode.CONFLICT else CloseCode.POLICY)
             self._out += [
                 Send(conn, error_frame(exc.code, exc.message)),
                 Close(conn, close, exc.message[:120]),
@@ -426,7 +405,7 @@ class HubCore:
             "name": name,
             "agent_id": agent_id,
             "hub_id": self.hub_id,
-            "hub_time": ids.utc_iso(),
+            "hub_time": self.wall(),
             "protocol": 1,
         }
         self._out.append(Send(conn, orjson.dumps(frame)))
@@ -447,14 +426,20 @@ class HubCore:
                     f"client ahead of log: since {channel_id}={seq} but the hub's head is {ch.committed_seq}",
                 )
         if agent is None:
-            agent = AgentRecord(name, ids.new_id("a"), "agent", {}, ids.utc_iso())
+            agent = AgentRecord(name, self.mint("a"), "agent", {}, self.wall())
             self.agents[name] = agent
             self.batch.agents[name] = agent
+        elif agent.conn is not None and hello.takeover is False:
+            raise ProtocolError(
+                ErrorCode.CONFLICT,
+                f"{name} is connected (session {agent.session_id}); another process uses this name",
+                close=CloseCode.IN_USE,
+            )
         elif agent.conn is not None:
             old = agent.conn
             self._out.append(Close(old, CloseCode.SUPERSEDED, "superseded by a newer session"))
             self._detach(old, CloseCode.SUPERSEDED, "superseded by a newer session", now)
-        session_id = ids.new_id("s")
+        session_id = self.mint("s")
         agent.conn, agent.session_id, agent.connected_since = conn, session_id, now
         self.sessions[conn] = Session(conn, name, "agent", session_id, hello.max_size or PEER_MAX_SIZE)
         self._welcome(conn, name, agent.agent_id, session_id)
@@ -510,27 +495,25 @@ class HubCore:
             self._out.append(Send(conn, _error_response(req.request_id, ErrorCode.ACCESS_DENIED, "hello first")))
             return self._flush(now)
         try:
+            op = OPS.get(req.op)
             params = req.params if type(req) is PostRequest else decode_params(req.op, req.params)
-            self._authorize(session, req.op, params)
-            result = getattr(self, "_op_" + req.op)(session, params, req.request_id, now)
+            assert op is not None  # decode_params refuses an unknown op
+            self._authorize(session, req.op, op, params)
+            result = op.handler(self, session, params, req.request_id, now)
             if result is not None:
                 self._out.append(Send(conn, _response(req.request_id, result)))
         except ProtocolError as exc:
             self._out.append(Send(conn, _error_response(req.request_id, exc.code, exc.message)))
         return self._flush(now)
 
-    def _authorize(self, session: Session, op: str, params: Any) -> None:
+    @staticmethod
+    def _authorize(session: Session, name: str, op: Op, params: Any) -> None:
         acting_as = getattr(params, "as_agent", None)
         if acting_as is not None and session.role != "supervisor":
             raise ProtocolError(ErrorCode.ACCESS_DENIED, "only the supervisor may act as another agent")
-        if op in AGENT_OPS and session.role != "agent":
-            if session.role == "supervisor" and op in ACTING_OPS and acting_as is not None:
-                return
-            raise ProtocolError(ErrorCode.ACCESS_DENIED, f"{session.role}s cannot {op}; it is for agents")
-        if op == "observe" and session.role not in ("observer", "supervisor"):
-            raise ProtocolError(ErrorCode.ACCESS_DENIED, "observe is for observers")
-        if op == "disconnect" and session.role not in ("observer", "supervisor"):
-            raise ProtocolError(ErrorCode.ACCESS_DENIED, "disconnect is for observers and the supervisor")
+        if session.role in op.roles or (op.acting and session.role == "supervisor" and acting_as is not None):
+            return
+        raise ProtocolError(ErrorCode.ACCESS_DENIED, op.refusal.format(role=session.role, op=name))
 
     def _actor(self, session: Session, params: Any) -> str:
         acting_as = getattr(params, "as_agent", None)
@@ -651,12 +634,12 @@ class HubCore:
         check_value(p.knobs, "knobs")
         knobs = rules.validate_knobs(p.type, p.knobs)
         ch = ChannelRecord(
-            channel_id="ch-" + ids.new_id("x")[-12:],
+            channel_id="ch-" + self.mint("x")[-12:],
             type=p.type,
             topic=p.topic,
             creator=creator,
             participants=(creator, *others),
-            created_at=ids.utc_iso(),
+            created_at=self.wall(),
             knobs=knobs,
         )
         ch.rule_state = rules.init_state(ch)
@@ -668,8 +651,8 @@ class HubCore:
         opened = orjson.dumps({"text": text, "topic": p.topic})
         self._append(ch, HUB_SENDER, "channel.opened", opened, text, None, None, None)
         self.batch.channels[ch.channel_id] = ch
-        self.batch.after_commit.append(("channel.opened", ch.channel_id))
-        self.batch.after_commit.append(("respond_channel", session.conn, request_id, ch.channel_id))
+        self.batch.after_commit.append(AnnounceChannel(ch.channel_id, opened=True))
+        self.batch.after_commit.append(RespondChannel(session.conn, request_id, ch.channel_id))
 
     def _op_close_channel(self, session: Session, p: CloseChannelParams, request_id: str, now: float) -> Any:
         actor = self._actor(session, p)
@@ -677,18 +660,18 @@ class HubCore:
         if ch.state == "closed":
             return ch.info()
         self._close_channel(ch, p.reason or f"closed by {actor}")
-        self.batch.after_commit.append(("respond_channel", session.conn, request_id, ch.channel_id))
+        self.batch.after_commit.append(RespondChannel(session.conn, request_id, ch.channel_id))
         return None
 
     def _close_channel(self, ch: ChannelRecord, reason: str) -> None:
-        ch.state, ch.closed_at, ch.close_reason = "closed", ids.utc_iso(), reason
+        ch.state, ch.closed_at, ch.close_reason = "closed", self.wall(), reason
         ch.rule_state["next"] = []
         ch.closed_seq = ch.head_seq + 1  # the channel.closed envelope appended next
         text = f"closed: {reason}"
         closed = orjson.dumps({"text": text, "reason": reason})
         self._append(ch, HUB_SENDER, "channel.closed", closed, text, None, None, None)
         self.batch.channels[ch.channel_id] = ch
-        self.batch.after_commit.append(("channel.closed", ch.channel_id))
+        self.batch.after_commit.append(AnnounceChannel(ch.channel_id, opened=False))
 
     def _op_post(self, session: Session, p: PostParams, request_id: str, now: float) -> Any:
         sender = self._actor(session, p)
@@ -751,7 +734,7 @@ class HubCore:
         idempotency_key: str | None,
     ) -> EnvRecord:
         seq = ch.head_seq + 1
-        envelope_id = ids.new_id("e")
+        envelope_id = self.mint("e")
         envelope: dict[str, Any] = {
             "envelope_id": envelope_id,
             "channel_id": ch.channel_id,
@@ -762,7 +745,7 @@ class HubCore:
             "data": Fragment(data),
             "causation_id": causation_id,
             "idempotency_key": idempotency_key,
-            "created_at": ids.utc_iso(),
+            "created_at": self.wall(),
         }
         close_reason = None
         if sender != HUB_SENDER and env_type in TURN_TYPES:
@@ -922,7 +905,7 @@ class HubCore:
                 inf.envelope_id,
                 status,
                 inf.attempt,
-                ids.utc_iso(),
+                self.wall(),
                 reason,
             )
         )
@@ -1116,7 +1099,7 @@ class HubCore:
             batch_id=batch_id,
             envelopes=batch.envelopes,
             channels=[
-                (
+                ChannelRow(
                     c.channel_id,
                     c.type,
                     c.topic,
@@ -1132,11 +1115,14 @@ class HubCore:
                 for c in batch.channels.values()
             ],
             agents=[
-                (a.name, a.agent_id, a.role, dumps(a.passport).decode(), a.registered_at) for a in batch.agents.values()
+                AgentRow(a.name, a.agent_id, a.role, dumps(a.passport).decode(), a.registered_at)
+                for a in batch.agents.values()
             ],
             cursors=list(batch.cursors.values()),
             acks=batch.acks if self.config.keep_receipts else self._above_floor(batch),
-            prune=[] if self.config.keep_receipts else [(r[0], r[1], r[2]) for r in batch.cursors.values()],
+            prune=[]
+            if self.config.keep_receipts
+            else [PruneRow(r.recipient, r.channel_id, r.ack_floor) for r in batch.cursors.values()],
         )
 
     @staticmethod
@@ -1146,7 +1132,7 @@ class HubCore:
         out = []
         for ack in batch.acks:
             row = rows.get((ack.recipient, ack.channel_id))
-            if ack.status != "acked" or row is None or ack.seq > row[2]:
+            if ack.status != "acked" or row is None or ack.seq > row.ack_floor:
                 out.append(ack)
         return out
 
@@ -1161,14 +1147,14 @@ class HubCore:
             if self.observed:
                 self._out.append(Emit(events.WalAppend(Fragment(rec.json))))
         for item in batch.after_commit:
-            if isinstance(item, Send):
-                self._out.append(item)
-            elif item[0] == "respond_channel":
-                _, conn, request_id, channel_id = item
-                self._out.append(Send(conn, _response(request_id, self.channels[channel_id].info())))
-            elif self.observed:  # ("channel.opened" | "channel.closed", channel_id)
-                view = self.channels[item[1]].view()
-                self._emit(events.ChannelOpened(view) if item[0] == "channel.opened" else events.ChannelClosed(view))
+            match item:
+                case Send():
+                    self._out.append(item)
+                case RespondChannel(conn=conn, request_id=request_id, channel_id=channel_id):
+                    self._out.append(Send(conn, _response(request_id, self.channels[channel_id].info())))
+                case AnnounceChannel(channel_id=channel_id, opened=opened) if self.observed:
+                    view = self.channels[channel_id].view()
+                    self._emit(events.ChannelOpened(view) if opened else events.ChannelClosed(view))
         agents, cursors = self.agents, self.cursors
         for channel_id in touched:
             ch = self.channels[channel_id]
@@ -1240,3 +1226,42 @@ class HubCore:
             "next": {"agents": next_agent, "channels": next_channel},
             "total": {"agents": len(self.agents), "channels": self.channel_total},
         }
+
+
+# ----------------------------------------------------------------------------- the ops
+
+
+@dataclass(frozen=True, slots=True)
+class Op:
+    """One request op: its params model (the wire contract's), its handler, and who may call it."""
+
+    params: type[WireModel]
+    handler: Callable[[HubCore, Session, Any, str, float], Any]  # -> the result, or None if answered later
+    roles: frozenset[str]
+    acting: bool = False  # the supervisor may also call it `as_agent` (the launcher's script)
+    refusal: str = "{role}s cannot {op}; it is for agents"
+
+
+AGENTS = frozenset({"agent"})
+WATCHERS = frozenset({"observer", "supervisor"})
+ANYONE = frozenset({"agent", "observer", "supervisor"})
+
+OPS: dict[str, Op] = {
+    "register": Op(OP_PARAMS["register"], HubCore._op_register, AGENTS),
+    "list_agents": Op(OP_PARAMS["list_agents"], HubCore._op_list_agents, ANYONE),
+    "open_channel": Op(OP_PARAMS["open_channel"], HubCore._op_open_channel, AGENTS, acting=True),
+    "post": Op(OP_PARAMS["post"], HubCore._op_post, AGENTS, acting=True),
+    "read_wal": Op(OP_PARAMS["read_wal"], HubCore._op_read_wal, ANYONE),
+    "get_channel": Op(OP_PARAMS["get_channel"], HubCore._op_get_channel, ANYONE),
+    "list_channels": Op(OP_PARAMS["list_channels"], HubCore._op_list_channels, ANYONE),
+    "close_channel": Op(OP_PARAMS["close_channel"], HubCore._op_close_channel, AGENTS, acting=True),
+    "find_by_causation": Op(OP_PARAMS["find_by_causation"], HubCore._op_find_by_causation, AGENTS),
+    "pending_turns": Op(OP_PARAMS["pending_turns"], HubCore._op_pending_turns, AGENTS),
+    "observe": Op(OP_PARAMS["observe"], HubCore._op_observe, WATCHERS, refusal="observe is for observers"),
+    "disconnect": Op(
+        OP_PARAMS["disconnect"],
+        HubCore._op_disconnect,
+        WATCHERS,
+        refusal="disconnect is for observers and the supervisor",
+    ),
+}

@@ -4,10 +4,55 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import Any, NamedTuple
 
 from agentnet.protocol.events import ChannelView, addressed_to
 from agentnet.protocol.vocab import HUB_SENDER as HUB_SENDER  # defined in vocab; re-exported for old imports
+
+from .effects import AfterCommit
+
+# ----------------------------------------------------------------------------- rows a commit writes
+# Named tuples: the stores write them positionally (in column order), readers use the names.
+
+
+class ChannelRow(NamedTuple):
+    channel_id: str
+    type: str
+    topic: str | None
+    creator: str
+    participants_json: str
+    created_at: str
+    knobs_json: str
+    state: str
+    closed_at: str | None
+    close_reason: str | None
+    rule_state_json: str
+
+
+class AgentRow(NamedTuple):
+    name: str
+    agent_id: str
+    role: str
+    passport_json: str
+    registered_at: str
+
+
+class CursorRow(NamedTuple):
+    recipient: str
+    channel_id: str
+    ack_floor: int
+    delivered_seq: int
+    redelivered: int
+    dead: int
+
+
+class PruneRow(NamedTuple):
+    recipient: str
+    channel_id: str
+    ack_floor: int
+
+
+# ----------------------------------------------------------------------------- records
 
 
 @dataclass(slots=True)
@@ -142,14 +187,9 @@ class Cursor:
         self.ack_floor = floor
         return floor != start
 
-    def row(self) -> tuple[str, str, int, int, int, int]:
-        return (
-            self.recipient,
-            self.channel_id,
-            self.ack_floor,
-            self.delivered_seq,
-            self.redelivered,
-            self.dead,
+    def row(self) -> CursorRow:
+        return CursorRow(
+            self.recipient, self.channel_id, self.ack_floor, self.delivered_seq, self.redelivered, self.dead
         )
 
 
@@ -191,9 +231,9 @@ class Batch:
     envelopes: list[EnvRecord] = field(default_factory=list)
     channels: dict[str, ChannelRecord] = field(default_factory=dict)  # upsert (created, closed, rules)
     agents: dict[str, AgentRecord] = field(default_factory=dict)  # upsert
-    cursors: dict[tuple[str, str], tuple[str, str, int, int, int, int]] = field(default_factory=dict)
+    cursors: dict[tuple[str, str], CursorRow] = field(default_factory=dict)
     acks: list[AckRow] = field(default_factory=list)
-    after_commit: list[Any] = field(default_factory=list)  # effects released by the commit
+    after_commit: list[AfterCommit] = field(default_factory=list)  # released by the commit, in order
     posts: list[tuple[int, str]] = field(default_factory=list)  # (conn, request_id) answered by the commit
     forget: list[str] = field(default_factory=list)  # closed channels to drop from memory once this is durable
 
@@ -215,14 +255,13 @@ class CommitBatch:
 
     batch_id: int
     envelopes: list[EnvRecord]  # immutable once appended
-    channels: list[tuple[Any, ...]]  # (channel_id, type, topic, creator, participants_json, created_at,
-    #                                   knobs_json, state, closed_at, close_reason, rule_state_json)
-    agents: list[tuple[str, str, str, str, str]]  # (name, agent_id, role, passport_json, registered_at)
-    cursors: list[tuple[str, str, int, int, int, int]]
+    channels: list[ChannelRow]
+    agents: list[AgentRow]
+    cursors: list[CursorRow]
     acks: list[AckRow]
-    # (recipient, channel_id, ack_floor): acked receipts at or below the floor are dropped in this commit
-    # (the floor says all of it; dead-letter receipts stay, they carry the reason). Empty: keep them all.
-    prune: list[tuple[str, str, int]] = field(default_factory=list)
+    # Acked receipts at or below each floor are dropped in this commit (the floor says all of it;
+    # dead-letter receipts stay, they carry the reason). Empty: keep them all.
+    prune: list[PruneRow] = field(default_factory=list)
 
     @property
     def size(self) -> int:

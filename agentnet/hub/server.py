@@ -30,6 +30,7 @@ from websockets.http11 import Request as HttpRequest
 from websockets.http11 import Response as HttpResponse
 
 from agentnet import __version__
+from agentnet.child import crashpoint, crashpoint_armed
 from agentnet.protocol import events, ids
 from agentnet.protocol.codec import FrameError, decode_client_frame
 from agentnet.protocol.errors import CloseCode, ErrorCode
@@ -40,6 +41,8 @@ from .ag2 import PATHS as AG2_PATHS
 from .ag2 import Ag2Endpoint
 from .auth import Authenticator, bearer_token, load_auth_file
 from .core import PEER_MAX_SIZE, Close, CoreConfig, Emit, HubCore, Send, Subscribe, _error_response, error_frame
+from .readahead import ReadAhead
+from .settings import DELIVERY, KEEPALIVE, DeliverySettings, KeepaliveSettings
 from .store import Store, StoreError, open_store
 from .store.base import assume_delivered
 
@@ -59,12 +62,8 @@ class HubSettings(BaseModel):
     tls_cert: Path | None = None
     tls_key: Path | None = None
     port_file: Path | None = None  # written with the bound port once listening (for port 0)
-    window: int = Field(256, ge=1, le=100_000)
-    ack_wait: float = Field(30.0, gt=0)
-    max_deliver: int = Field(5, ge=1)
-    nack_backoff: float = Field(0.5, ge=0)
-    ping_interval: float = Field(5.0, gt=0)
-    ping_timeout: float = Field(10.0, gt=0)
+    delivery: DeliverySettings = DELIVERY
+    keepalive: KeepaliveSettings = KEEPALIVE
     close_timeout: float = 3.0
     open_timeout: float = 5.0
     hello_timeout: float = 5.0
@@ -88,17 +87,21 @@ class HubSettings(BaseModel):
     advertise: str | None = None
 
     def core_config(self) -> CoreConfig:
+        d = self.delivery
         return CoreConfig(
-            window=self.window,
-            ack_wait=self.ack_wait,
-            max_deliver=self.max_deliver,
-            nack_backoff=self.nack_backoff,
+            window=d.window,
+            ack_wait=d.ack_wait,
+            max_deliver=d.max_deliver,
+            nack_backoff=d.nack_backoff,
             max_data_bytes=self.max_data_bytes,
             window_bytes=self.window_bytes,
             keep_receipts=self.keep_receipts,
         )
 
 
+MAX_HELD_FRAMES = 10_000  # frames of one connection waiting behind a store read fetched ahead
+_NOTIFY_POINT = "hub.after_notify_before_cursor_write"
+NOTIFY_CRASH = _NOTIFY_POINT if crashpoint_armed(_NOTIFY_POINT) else ""  # only then are batches looked at
 _CLOSE = object()  # marker in a peer's outbox: close after what is queued before it
 RETENTION_INTERVAL = 60.0  # seconds between retention passes (sooner while there is more to drop)
 SEND_BATCH_BYTES = 256 * 1024  # a peer's queued frames are written together, up to this much per write
@@ -127,6 +130,7 @@ class Peer:
     max_size: int = PEER_MAX_SIZE  # the largest frame the peer accepts (hello.max_size): never send more
     observer: bool = False
     greeted: bool = False  # its hello was accepted: frames from now on are requests and receipts
+    held: deque | None = None  # frames that wait, in order, while a store read is fetched ahead for this peer
     closing: bool = False
     task: asyncio.Task | None = None
 
@@ -188,6 +192,8 @@ class Peer:
                             size += len(item)
                         self.frame_bytes -= size
                         await self._send_batch(batch, self.send_timeout)
+                        if NOTIFY_CRASH and any(item.startswith(b'{"kind":"notify"') for item in batch):
+                            crashpoint(NOTIFY_CRASH)  # notifies written; their cursor rows not committed yet
                     else:
                         while events and size < SEND_BATCH_BYTES:
                             item = events.popleft()
@@ -258,6 +264,8 @@ class Hub:
         # A shared store (other hubs may use the same database) is only written by the hub holding its
         # leadership: such a hub starts as a standby, and builds its core once it has taken the lead.
         self.shared = bool(getattr(self.store, "shared", False))
+        # A store doing I/O is read in worker threads, ahead of the core (see readahead.py).
+        self.reads: ReadAhead | None = ReadAhead(self.store) if self.store.threaded else None
         self.core: HubCore = None if self.shared else self._new_core()  # type: ignore[assignment]
         self.active = asyncio.Event()
         self.active_url = ""  # standby: the URL the active hub announced
@@ -269,6 +277,7 @@ class Hub:
         self.peers: dict[int, Peer] = {}
         self._next_conn = 0
         self._commit_wanted = asyncio.Event()
+        self._fetching: set[asyncio.Task] = set()
         self._next_retention = 0.0  # monotonic time of the next retention pass (--retain-closed)
         self._tasks: list[asyncio.Task] = []
         self._server: Server | None = None
@@ -280,7 +289,8 @@ class Hub:
         return self._core_from(self.store.load())
 
     def _core_from(self, state: Any) -> HubCore:
-        core = HubCore(state, self.store, self.settings.core_config(), store_name=self.store.description)
+        source = self.reads if self.reads is not None else self.store
+        core = HubCore(state, source, self.settings.core_config(), store_name=self.store.description)
         core.event_seq = lambda: self.feed.event_seq
         core.latency_ms = self._latency_of
         return core
@@ -317,8 +327,8 @@ class Hub:
             max_size=s.max_frame,
             max_queue=16,
             write_limit=64 * 1024,
-            ping_interval=s.ping_interval,
-            ping_timeout=s.ping_timeout,
+            ping_interval=s.keepalive.ping_interval,
+            ping_timeout=s.keepalive.ping_timeout,
             close_timeout=s.close_timeout,
             open_timeout=s.open_timeout,
             server_header=None,
@@ -443,7 +453,8 @@ class Hub:
                 f"  auth    {auth}",
                 f"  health  http{'s' if s.tls_cert else ''}://{s.host}:{self.port}/healthz",
                 f"  ag2     ws{'s' if s.tls_cert else ''}://{s.host}:{self.port}/ (or /ag2): ag2 1.2.1 clients",
-                f"  delivery window={s.window} ack_wait={s.ack_wait:g}s max_deliver={s.max_deliver}",
+                f"  delivery window={s.delivery.window} ack_wait={s.delivery.ack_wait:g}s "
+                f"max_deliver={s.delivery.max_deliver}",
             ]
         )
 
@@ -471,6 +482,8 @@ class Hub:
                 "agents": sum(1 for a in self.core.agents.values() if a.conn is not None),
                 "channels": self.core.channel_total,
             }
+            if self.reads is not None:  # store reads made off the loop (fetched ahead) and on it
+                body["store_reads"] = {"ahead": self.reads.async_reads, "on_loop": self.reads.sync_reads}
             return HttpResponse(200, "OK", Headers([("Content-Type", "application/json")]), orjson.dumps(body) + b"\n")
         if path in AG2_PATHS:
             return None  # ag2's protocol: credentials come in its register and hello frames
@@ -583,11 +596,99 @@ class Hub:
     def _on_message(self, conn: int, peer: Peer, data: bytes, text: bool) -> None:
         if peer.closing:  # the hub is closing this connection: what the peer sent after that is not read
             return
+        if peer.held is not None:  # a read is being fetched for an earlier frame: keep the order
+            if len(peer.held) >= MAX_HELD_FRAMES:
+                self._refuse(
+                    peer, ErrorCode.OVERLOADED, "too many frames while the store is read", CloseCode.TRY_AGAIN_LATER
+                )
+                return
+            peer.held.append((data, text))
+            return
         try:
             frame = decode_client_frame(data, binary=not text)
         except FrameError as exc:
             self._refuse(peer, exc.code, exc.message, exc.close_code)
             return
+        if self.reads is not None and self.core is not None:
+            try:
+                fetches = self._reads_ahead(conn, peer, frame)
+            except Exception:  # a bug here must not cost the frame: the core reads what it needs itself
+                log.exception("conn %d: could not plan the reads ahead", conn)
+                fetches = []
+            if fetches:
+                peer.held = deque()
+                task = asyncio.get_running_loop().create_task(self._fetch_then_handle(conn, peer, frame, fetches))
+                self._fetching.add(task)
+                task.add_done_callback(self._fetching.discard)
+                return
+        self._handle_frame(conn, peer, frame)
+
+    def _reads_ahead(self, conn: int, peer: Peer, frame: ClientFrame) -> list[Any]:
+        """The store reads the core will make for this frame and cannot answer from memory."""
+        reads, core = self.reads, self.core
+        assert reads is not None
+        out: list[Any] = []
+        if not peer.greeted:
+            if isinstance(frame, Hello) and frame.role == "agent":
+                # the replay after a reconnect: what was delivered and not acked, below the cache
+                for cur in core.cursors.get(frame.name, {}).values():
+                    ch = core.channels.get(cur.channel_id)
+                    first = cur.ack_floor + 1
+                    if ch is None or first > ch.committed_seq or first in ch.cache:
+                        continue
+                    last = min(ch.committed_seq, max(cur.delivered_seq, first + core.config.window - 1))
+                    out.append(reads.fetch_envelopes(ch.channel_id, first - 1, min(last - first + 1, 2048)))
+            return out
+        if frame.kind != "request":
+            return out
+        params = frame.params
+
+        def param(name: str, kind: type) -> Any:  # typed params, or a dict the core validates later
+            value = params.get(name) if isinstance(params, dict) else getattr(params, name, None)
+            return value if isinstance(value, kind) and not isinstance(value, bool) else None
+
+        channel_id = param("channel_id", str)
+        ch = core.channels.get(channel_id) if channel_id else None
+        if channel_id and ch is None and hasattr(self.store, "load_channel"):
+            out.append(reads.fetch_channel(channel_id))  # a forgotten channel, paged in for this request
+        key = param("idempotency_key", str)
+        if frame.op == "post" and key is not None:
+            session = core.sessions.get(conn)
+            sender = param("as_agent", str) or (session.name if session else None)
+            complete = getattr(core, "_idempotency_complete", False)
+            if sender and not complete and (sender, key) not in core.idempotency:
+                out.append(reads.fetch_idempotent(sender, key))
+        elif frame.op == "find_by_causation" and ch is not None and (cause := param("causation_id", str)):
+            if not any(r.causation_id == cause for r in ch.cache.values()):
+                out.append(reads.fetch_causation(ch.channel_id, cause, param("sender", str)))
+        elif frame.op == "read_wal" and ch is not None:
+            after, limit = param("after_seq", int) or 0, param("limit", int) or 100
+            if 0 <= after < ch.committed_seq and after + 1 not in ch.cache:
+                out.append(reads.fetch_envelopes(ch.channel_id, after, max(1, min(limit, 1000))))
+        return out
+
+    async def _fetch_then_handle(self, conn: int, peer: Peer, frame: ClientFrame, fetches: list[Any]) -> None:
+        try:
+            await asyncio.gather(*fetches)
+        except StoreError as exc:
+            log.warning("conn %d: a read ahead failed (%s); the core reads for itself", conn, exc)
+        except Exception:
+            log.exception("conn %d: a read ahead failed; the core reads for itself", conn)
+        held, peer.held = peer.held or deque(), None
+        if not peer.closing and self.core is not None:
+            self._handle_frame(conn, peer, frame)
+        reads = self.reads
+        if reads is not None and frame.kind == "request" and frame.op == "post":
+            # an answer fetched for this frame serves this frame only
+            reads.idempotent.clear()
+        while held:
+            if peer.held is not None:  # a later frame needed a read of its own: it keeps the rest
+                peer.held.extend(held)
+                return
+            data, text = held.popleft()
+            self._on_message(conn, peer, data, text)
+
+    def _handle_frame(self, conn: int, peer: Peer, frame: ClientFrame) -> None:
         try:
             kind = frame.kind
             if not peer.greeted:
@@ -600,6 +701,7 @@ class Hub:
                     self._dispatch(self.core.request(conn, frame, time.monotonic()))
             elif kind == "receipt":
                 self._dispatch(self.core.receipt(conn, frame, time.monotonic()))
+                crashpoint("hub.after_receipt_before_cursor_commit")  # the ack is decided, not durable
             else:
                 self._refuse(peer, ErrorCode.INVALID, "hello was already said on this connection", CloseCode.POLICY)
         except Exception:  # a hub bug must cost one connection, never the hub
@@ -711,6 +813,8 @@ class Hub:
             log.error("store commit failed (%s); answering its posts with errors and reloading", exc)
             self._reload_after_failure()
             return True
+        if batch.envelopes:
+            crashpoint("hub.after_commit_before_response")
         self._dispatch(self.core.batch_committed(batch.batch_id, time.monotonic()))
         return True
 
@@ -731,7 +835,7 @@ class Hub:
             peer.close(CloseCode.TRY_AGAIN_LATER, "store failure; reconnect")
 
     async def _ticker(self) -> None:
-        interval = min(0.1, self.settings.ack_wait / 4)
+        interval = min(0.1, self.settings.delivery.ack_wait / 4)
         last_latency = 0.0
         while True:
             await asyncio.sleep(interval)

@@ -56,6 +56,7 @@ from agentnet.protocol.events import (
 )
 from agentnet.protocol.ids import parse_time
 from agentnet.protocol.vocab import DISRUPTIVE_STATES, TURN_TYPES, DeliverReason, ReceiptStatus
+from agentnet.run.items import FaultItem, LauncherItem, ProcessItem, decode_item
 
 RUN_FILE = "run.json"
 RECORDING_FILE = "recording.jsonl"
@@ -133,6 +134,7 @@ class Facts:
     processed: dict[str, list[Entry]] = field(default_factory=dict)
     logs_found: set[str] = field(default_factory=set)
     unlogged: set[str] = field(default_factory=set)  # `command:` agents: no processed-log by design
+    scenario_agents: set[str] = field(default_factory=set)  # every process name the scenario declares
     disruptions: list[Disruption] = field(default_factory=list)
     first_deliveries: dict[tuple[str, str, int, int], float] = field(default_factory=dict)
     recording: bool = False
@@ -151,7 +153,9 @@ def load_facts(run_dir: Path) -> Facts:
             raise CheckError(f"{run_dir / RUN_FILE}: not JSON ({exc})") from None
     store = _store_path(run_dir, meta)
     recording = run_dir / RECORDING_FILE
-    if store is not None:
+    if isinstance(store, str):
+        facts = _facts_from_postgres(store, meta.get("store_url"))
+    elif store is not None:
         facts = _facts_from_store(store)
     elif recording.exists():
         facts = Facts(source=f"recording {recording} (the hub's store was memory)")
@@ -166,12 +170,29 @@ def load_facts(run_dir: Path) -> Facts:
         facts.logs_found.add(agent)
         facts.processed[agent] = _read_processed(path, agent, facts)
     facts.unlogged = _command_agents(run_dir / SCENARIO_FILE) - facts.logs_found
+    facts.scenario_agents = _scenario_agents(run_dir / SCENARIO_FILE)
     if facts.unlogged:
         facts.notes.append(
             f"{', '.join(sorted(facts.unlogged))}: any program (command:), no processed-log; "
             "their acks are the hub's receipts only"
         )
     return facts
+
+
+def _scenario_agents(path: Path) -> set[str]:
+    """Every process name the scenario declares (replicas expanded); empty if it cannot be read."""
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError):
+        return set()
+    names: set[str] = set()
+    agents = data.get("agents") if isinstance(data, dict) else None
+    for spec in agents if isinstance(agents, list) else []:
+        if isinstance(spec, dict) and isinstance(spec.get("name"), str):
+            replicas = spec.get("replicas", 1)
+            n = replicas if isinstance(replicas, int) else 1
+            names.update([spec["name"]] if n <= 1 else [f"{spec['name']}-{i}" for i in range(1, n + 1)])
+    return names
 
 
 def _command_agents(path: Path) -> set[str]:
@@ -190,8 +211,11 @@ def _command_agents(path: Path) -> set[str]:
     return names
 
 
-def _store_path(run_dir: Path, meta: dict[str, Any]) -> Path | None:
+def _store_path(run_dir: Path, meta: dict[str, Any]) -> Path | str | None:
+    """The sqlite file, or for PostgreSQL a `postgresql...` spec (read by `_facts_from_postgres`)."""
     spec = meta.get("store")
+    if isinstance(spec, str) and spec.startswith("postgres"):
+        return spec
     if isinstance(spec, str) and spec.startswith("sqlite:"):
         path = Path(spec.removeprefix("sqlite:"))
         if not path.is_absolute():
@@ -208,12 +232,60 @@ def _store_path(run_dir: Path, meta: dict[str, Any]) -> Path | None:
     return None
 
 
+def _facts_from_postgres(spec: str, url: str | None) -> Facts:
+    """A PostgreSQL store: the database at `url` if it answers (the launcher's own server while it
+    runs), else the run's local cluster (`postgresql-local:DIR`) started for the reading, or the URL."""
+    import psycopg
+
+    local = None
+    if spec.startswith("postgresql-local:"):
+        datadir = Path(spec.removeprefix("postgresql-local:"))
+        if url is not None:
+            try:
+                with psycopg.connect(url, connect_timeout=2) as probe:
+                    probe.execute("SELECT 1")
+            except psycopg.Error:
+                url = None
+        if url is None:
+            from agentnet.pglocal import LocalPostgres, PgLocalError
+
+            if not datadir.is_dir():
+                raise CheckError(f"the hub's PostgreSQL data directory {datadir} is missing")
+            try:
+                local = LocalPostgres(datadir).start()
+            except PgLocalError as exc:
+                raise CheckError(f"cannot start the run's PostgreSQL in {datadir}: {exc}") from None
+            url = local.url
+    else:
+        url = spec
+    try:
+        try:
+            db = psycopg.connect(url, connect_timeout=5)
+        except psycopg.Error as exc:
+            raise CheckError(f"cannot open the store {spec}: {' '.join(str(exc).split())}") from None
+        try:
+            return _facts_from_db(db, spec, psycopg.Error)
+        finally:
+            db.close()
+    finally:
+        if local is not None:
+            local.stop()
+
+
 def _facts_from_store(path: Path) -> Facts:
-    facts = Facts(source=f"store {path}")
     try:
         db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
     except sqlite3.Error as exc:
         raise CheckError(f"cannot open the store {path}: {exc}") from None
+    try:
+        return _facts_from_db(db, str(path), sqlite3.Error)
+    finally:
+        db.close()
+
+
+def _facts_from_db(db: Any, where: str, errors: type[Exception] | tuple[type[Exception], ...]) -> Facts:
+    """Every channel, envelope, receipt and cursor of a store (the same tables in sqlite and PostgreSQL)."""
+    facts = Facts(source=f"store {where}")
     try:
         for channel_id, participants in db.execute("SELECT channel_id, participants FROM channels"):
             facts.channels[channel_id] = tuple(json.loads(participants))
@@ -241,10 +313,8 @@ def _facts_from_store(path: Path) -> Facts:
         ):
             facts.floors[(recipient, channel_id)] = floor
             facts.redelivered += redelivered
-    except sqlite3.Error as exc:
-        raise CheckError(f"cannot read the store {path}: {exc}") from None
-    finally:
-        db.close()
+    except errors as exc:
+        raise CheckError(f"cannot read the store {where}: {exc}") from None
     return facts
 
 
@@ -259,7 +329,7 @@ def _read_recording(path: Path, facts: Facts, *, envelopes_too: bool) -> None:
                 kind, data = line["kind"], line["data"]
             except (ValueError, KeyError, TypeError):
                 continue  # a torn last line
-            at = parse_time(data.get("at")) if isinstance(data, dict) else None
+            at = parse_time(data["at"]) if isinstance(data, dict) and "at" in data else None
             if kind == "snapshot":
                 snapshots += 1
                 if envelopes_too:
@@ -269,18 +339,21 @@ def _read_recording(path: Path, facts: Facts, *, envelopes_too: bool) -> None:
                 continue
             if at is None:
                 continue
-            if kind == "process" and data.get("state") in DISRUPTIVE_STATES:
-                agent = None if data.get("role") == "hub" else data.get("name")
-                what = f"{data.get('name')} {data.get('state')}"
-                if data.get("reason"):
-                    what += f" ({data['reason']})"
-                facts.disruptions.append(Disruption(at, agent, what))
-            elif kind == "fault":
-                target = data.get("target")
-                facts.disruptions.append(Disruption(at, target, f"fault {data.get('action')} {target or ''}".strip()))
+            if kind in ("process", "fault"):
+                with contextlib.suppress(EventError):
+                    _read_launcher_item(decode_item(kind, data), at, facts)
             elif kind == "event":
                 with contextlib.suppress(EventError):
                     _read_event(decode_event(data), at, facts, envelopes_too)
+
+
+def _read_launcher_item(item: LauncherItem, at: float, facts: Facts) -> None:
+    match item:
+        case ProcessItem(name=name, role=role, state=state, reason=reason) if state in DISRUPTIVE_STATES:
+            what = f"{name} {state}" + (f" ({reason})" if reason else "")
+            facts.disruptions.append(Disruption(at, None if role == "hub" else name, what))
+        case FaultItem(action=action, target=target):
+            facts.disruptions.append(Disruption(at, target, f"fault {action} {target or ''}".strip()))
 
 
 def _read_event(ev: AnyEvent, at: float, facts: Facts, envelopes_too: bool) -> None:
@@ -438,6 +511,7 @@ def _check(report: Report) -> None:
     v = report.violations
     by_key: dict[tuple[str, str, int], list[Entry]] = defaultdict(list)
     effects: Counter = Counter()
+    visitors: set[str] = set()
     for agent, entries in facts.processed.items():
         for e in entries:
             by_key[(agent, e.channel_id, e.seq)].append(e)
@@ -477,7 +551,20 @@ def _check(report: Report) -> None:
                     f"{ch} #{seq} for {recipient} after {receipt.attempts} attempts: {receipt.reason or '?'}"
                 )
             processed = any(e.effect in PROCESSED_EFFECTS for e in entries)
-            if receipt is not None and receipt.status == "acked" and not processed and recipient not in facts.unlogged:
+            visitor = bool(facts.scenario_agents) and recipient not in facts.scenario_agents
+            if visitor and recipient not in visitors:
+                visitors.add(recipient)
+                facts.notes.append(
+                    f"{recipient}: not a scenario agent (e.g. `agentnet ask` from another terminal); "
+                    "its acks are the hub's receipts only"
+                )
+            if (
+                receipt is not None
+                and receipt.status == "acked"
+                and not processed
+                and recipient not in facts.unlogged
+                and not visitor
+            ):
                 where = "its processed-log" if recipient in facts.logs_found else "a processed-log (it left none)"
                 v["unprocessed"].append(
                     f"{ch} #{seq} acked by {recipient} but not in {where}"

@@ -47,8 +47,10 @@ class LauncherControls:
         resolve: Callable[[str], tuple[str, ...]] | None = None,
         status: Callable[[], dict[str, Any]] | None = None,
         on_action: Callable[[dict[str, Any]], None] | None = None,
+        post: Callable[[str, list[str], str], Awaitable[str]] | None = None,
     ) -> None:
         self.supervisor = supervisor
+        self._post = post
         self._disconnect = disconnect
         self._restart_hub = restart_hub
         self._resolve = resolve or (lambda name: (name,))
@@ -90,6 +92,26 @@ class LauncherControls:
                     "error": error,
                 }
             )
+
+    async def post(self, sender: str, recipients: list[str], text: str, *, origin: str = "dashboard") -> str:
+        """Open a consulting channel as `sender` to `recipients` and ask `text` (work to watch)."""
+        label = f"{sender} → {', '.join(recipients)}"
+        try:
+            if self._post is None:
+                raise ControlError("this launcher cannot post messages")
+            if not sender or not recipients or not text.strip():
+                raise ControlError("post needs a sender, at least one recipient and a text")
+            try:
+                message = await self._post(sender, recipients, text)
+            except ControlError:
+                raise
+            except Exception as exc:  # HubError and friends: say what the hub said
+                raise ControlError(f"post as {sender}: {getattr(exc, 'message', None) or exc}") from None
+        except ControlError as exc:
+            self._report("post", label, "operator", origin, str(exc), error=True)
+            raise
+        self._report("post", label, "operator", origin, message, error=False)
+        return message
 
     def status(self) -> dict[str, Any]:
         if self._status is not None:
@@ -245,9 +267,22 @@ class ControlServer:
             if op == "act":
                 message = await self.controls.act(str(request.get("verb")), request.get("target"), origin="ctl")
                 return {"ok": True, "message": message}
+            if op == "post":
+                recipients = request.get("to")
+                if isinstance(recipients, str):
+                    recipients = [recipients]
+                if not isinstance(recipients, list):
+                    raise ControlError("post: 'to' must be a name or a list of names")
+                message = await self.controls.post(
+                    str(request.get("from") or ""),
+                    [str(r) for r in recipients],
+                    str(request.get("text") or ""),
+                    origin="ctl",
+                )
+                return {"ok": True, "message": message}
             if op == "ping":
                 return {"ok": True}
-            return {"ok": False, "error": f"unknown op {op!r} (ops: act, status, ping)"}
+            return {"ok": False, "error": f"unknown op {op!r} (ops: act, post, status, ping)"}
         except ControlError as exc:
             return {"ok": False, "error": str(exc)}
         except Exception as exc:  # a launcher bug must answer, not hang the client

@@ -37,6 +37,7 @@ from agentnet.protocol.events import (
     decode_snapshot,
 )
 from agentnet.protocol.vocab import HUB_SENDER, TURN_TYPES
+from agentnet.run.items import ITEM_CLASSES, Caption, ControlItem, FaultItem, ProcessItem, decode_item
 
 STATE_STYLES = {
     "pending": "dim",
@@ -111,17 +112,22 @@ class HeadlessView:
     def describe(
         self, kind: str, data: dict[str, Any], decoded: Snapshot | AnyEvent | None = None
     ) -> tuple[str, str] | None:
-        if kind == "process":
-            return self._process(data)
-        if kind == "caption":
-            return f"» {data.get('text', '')}", "bold cyan"
-        if kind == "fault":
-            target = f" {data['target']}" if data.get("target") else ""
-            return f"fault: {data.get('action')}{target}", "bold magenta"
-        if kind == "control":
-            target = f" {data['target']}" if data.get("target") else ""
-            style = "red" if data.get("error") else "blue"
-            return f"control {data.get('verb')}{target} ({data.get('origin', '?')}): {data.get('message')}", style
+        if kind in ITEM_CLASSES:
+            try:
+                item = decode_item(kind, data)
+            except EventError:
+                return None
+            match item:
+                case ProcessItem():
+                    return self._process(item)
+                case Caption(text=text):
+                    return f"» {text}", "bold cyan"
+                case FaultItem(action=action, target=target):
+                    return f"fault: {action}{f' {target}' if target else ''}", "bold magenta"
+                case ControlItem(verb=verb, target=target, origin=origin, message=message, error=error):
+                    target_text = f" {target}" if target else ""
+                    return f"control {verb}{target_text} ({origin}): {message}", "red" if error else "blue"
+            return None
         if kind not in ("snapshot", "event"):
             return None
         if decoded is None:
@@ -136,16 +142,16 @@ class HeadlessView:
             return None
         return self._event(decoded)
 
-    def _process(self, data: dict[str, Any]) -> tuple[str, str] | None:
-        name, state = data.get("name", "?"), data.get("state", "?")
+    def _process(self, item: ProcessItem) -> tuple[str, str] | None:
+        name, state = item.name, item.state
         before = self._states.get(name)
         self._states[name] = state
         if state == before and state != "backoff":
             return None
         if before is None and state == "pending":
             return None
-        pid = f" pid {data['pid']}" if data.get("pid") and state in ("starting", "ready", "paused") else ""
-        reason = f": {data['reason']}" if data.get("reason") else ""
+        pid = f" pid {item.pid}" if item.pid and state in ("starting", "ready", "paused") else ""
+        reason = f": {item.reason}" if item.reason else ""
         return f"{name} {state}{pid}{reason}", STATE_STYLES.get(state, "")
 
     def _event(self, ev: AnyEvent) -> tuple[str, str] | None:

@@ -35,6 +35,7 @@ import signal
 import socket
 import sqlite3
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -73,12 +74,13 @@ from agentnet.protocol.ids import utc_iso
 from agentnet.protocol.vocab import TURN_TYPES
 from agentnet.run.control import RUNS_DIR, ControlError, Controls
 from agentnet.run.feed import QueueFeed
+from agentnet.run.items import ControlItem, decode_item
 from agentnet.run.recording import RecordingWriter
 
 from . import checker
 from .control import ControlServer, LauncherControls
 from .headless import HeadlessView, print_summary, status_block
-from .scenario import OpenStep, PostStep, Scenario, ScenarioError, StreamStep, load_scenario
+from .scenario import LiveSpec, OpenStep, PostStep, Scenario, ScenarioError, StreamStep, load_scenario
 from .supervisor import ProcessSpec, RestartPolicy, Supervisor, SupervisorError
 from .yamlsource import YamlSourceError, load_yaml
 
@@ -99,7 +101,9 @@ class DashboardOpener(Protocol):
 
     async def __call__(
         self, feed: QueueFeed, controls: Controls, *, title: str, recording_path: Path | None
-    ) -> None: ...
+    ) -> str | None:
+        """Returns "interrupt" if the user pressed Ctrl-C in it (the run stops as after a SIGINT)."""
+        ...
 
 
 class ConfigError(Exception):
@@ -392,6 +396,7 @@ class Run:
             resolve=self._resolve,
             status=self.status,
             on_action=self._on_control,
+            post=self._post_question,
         )
         self.control_server = ControlServer(self.controls, self.run_dir)
         self.listeners: list[Callable[[str, dict[str, Any]], None]] = []
@@ -400,6 +405,15 @@ class Run:
         self.view: HeadlessView | None = None
         self.observer: Any = None
         self.hub_port: int | None = s.hub.port or None
+        # Hub replicas (postgresql): "hub" first, then hub-2, hub-3, ...; each keeps its port across restarts.
+        self.hub_names = ["hub"] + [f"hub-{i}" for i in range(2, s.hub.replicas + 1)]
+        self.hub_ports: dict[str, int] = {}
+        self.active_hub: str | None = None  # which replica leads (postgresql), as /healthz says
+        self._term: int | None = None  # its leadership term
+        self.pg: Any = None  # the throwaway PostgreSQL of `store: postgresql`
+        self.store_url: str | None = (
+            s.hub.store if s.hub.store.startswith("postgres") and "://" in s.hub.store else None
+        )
         self.autogen_port: int | None = None  # with gateways: [autogen], kept across hub restarts
         self.tokens: dict[str, str] = {}
         self.aliases: dict[str, str] = {}  # alias -> channel_id
@@ -452,9 +466,11 @@ class Run:
         self.publish("process", event)
 
     def _on_control(self, action: dict[str, Any]) -> None:
-        if action.get("source") == "fault":
+        item = decode_item("control", action)
+        assert isinstance(item, ControlItem)
+        if item.source == "fault":
             return  # faults have their own items
-        self.publish("control", action, dashboard=action.get("origin") != "dashboard")
+        self.publish("control", action, dashboard=item.origin != "dashboard")
 
     def clock(self) -> str:
         now = time.monotonic()
@@ -502,24 +518,33 @@ class Run:
 
     @property
     def hub_url(self) -> str:
-        return f"ws://127.0.0.1:{self.hub_port}/v1"
+        """The hub's URL; with replicas, every replica's, comma-separated (clients find the active one)."""
+        if len(self.hub_names) == 1:
+            return f"ws://127.0.0.1:{self.hub_port}/v1"
+        ports = [self.hub_port if n == "hub" else self.hub_ports.get(n) for n in self.hub_names]
+        return ",".join(f"ws://127.0.0.1:{port}/v1" for port in ports if port)
 
-    def _declare(self) -> None:
+    def _store_arg(self) -> str:
+        if self.scenario.hub.store_kind == "postgresql":
+            assert self.store_url is not None, "the PostgreSQL store is not started"
+            return self.store_url
+        return "memory" if self.store_path is None else f"sqlite:{self.store_path}"
+
+    def _declare_hub(self, name: str) -> None:
         s, run = self.scenario, self.run_dir
-        port_file = run / "hub.port"
+        port_file = run / ("hub.port" if name == "hub" else f"{name}.port")
 
         def hub_command() -> list[str]:
-            d, k = s.hub.delivery, s.hub.keepalive
-            store = "memory" if self.store_path is None else f"sqlite:{self.store_path}"
+            port = self.hub_port if name == "hub" else self.hub_ports.get(name)
             argv = [
                 sys.executable, "-m", "agentnet.cli", "hub",
-                "--host", "127.0.0.1", "--port", str(self.hub_port or 0), "--port-file", str(port_file),
-                "--store", store, "--keep-receipts",
-                "--window", str(d.window), "--ack-wait", str(d.ack_wait), "--max-deliver", str(d.max_deliver),
-                "--nack-backoff", str(d.nack_backoff),
-                "--ping-interval", str(k.ping_interval), "--ping-timeout", str(k.ping_timeout),
+                "--host", "127.0.0.1", "--port", str(port or 0), "--port-file", str(port_file),
+                "--store", self._store_arg(), "--keep-receipts",
+                *s.hub.delivery.cli_args(), *s.hub.keepalive.cli_args(),
                 "--log-level", os.environ.get("AGENTNET_LOG_LEVEL", "warning"), "--exit-with-parent",
             ]  # fmt: skip
+            if s.hub.store_kind == "postgresql":
+                argv += ["--lease", str(s.hub.lease)]
             if s.hub.auth:
                 argv += ["--auth-file", str(run / "keys.yaml")]
             if "autogen" in s.gateways:  # the gateway runs inside the hub process
@@ -532,9 +557,18 @@ class Run:
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()
 
-        hub = ProcessSpec("hub", "hub", hub_command, run / "logs" / "hub.log", policy=HUB_POLICY)
-        hub.probe, hub.before_start = self._hub_probe, forget_port
+        hub = ProcessSpec(name, "hub", hub_command, run / "logs" / f"{name}.log", policy=HUB_POLICY)
+        if name == "hub":
+            hub.probe = self._hub_probe
+        else:
+            hub.probe = lambda p, name=name, port_file=port_file: self._replica_probe(p, name, port_file)
+        hub.before_start = forget_port
         self.supervisor.add(hub)
+
+    def _declare(self) -> None:
+        s, run = self.scenario, self.run_dir
+        for name in self.hub_names:
+            self._declare_hub(name)
         for inst in s.expanded_agents():
             spec = inst.spec
 
@@ -573,9 +607,27 @@ class Run:
             agent.depends_on = inst.depends_on
             self.supervisor.add(agent)
 
+    async def _replica_probe(self, p: Any, name: str, port_file: Path) -> None:
+        """A hub replica is ready when /healthz answers, active (200) or standby (503)."""
+        while p.alive:
+            try:
+                port = int(port_file.read_text())
+            except (OSError, ValueError):
+                port = None
+            if port and await healthz("127.0.0.1", port, standby_too=True) is not None:
+                self.hub_ports[name] = port
+                for agent in self.supervisor.processes.values():
+                    if agent.role == "agent":
+                        agent.spec.env["AGENTNET_HUB_URL"] = self.hub_url
+                return
+            await asyncio.sleep(0.05)
+        raise SupervisorError(f"{name} exited before it was ready")
+
     async def _hub_probe(self, p: Any) -> None:
-        """Ready = the port file is written and GET /healthz answers 200."""
+        """Ready = the port file is written and GET /healthz answers 200 (or 503 standby, with replicas:
+        the first hub restarted after a takeover comes back as a standby)."""
         port_file = self.run_dir / "hub.port"
+        standby_too = len(self.hub_names) > 1 and self.hub_port is not None
         while p.alive:
             try:
                 port = int(port_file.read_text())
@@ -583,7 +635,7 @@ class Run:
                 port = None
             if port and self.scenario.gateways and not self._gateway_ports():
                 port = None  # the hub answers agentnet clients before its gateways listen
-            if port and await healthz("127.0.0.1", port) is not None:
+            if port and await healthz("127.0.0.1", port, standby_too=standby_too) is not None:
                 self.hub_port = port
                 for agent in self.supervisor.processes.values():
                     if agent.role == "agent":
@@ -675,8 +727,12 @@ class Run:
     async def _at(self, at: float, coro: Any) -> None:
         assert self.t0 is not None
         delay = self.t0 + at - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
+        try:
+            if delay > 0:
+                await asyncio.sleep(delay)
+        except asyncio.CancelledError:
+            coro.close()  # stopped before its time: it never runs (and is not "never awaited")
+            raise
         await coro
 
     async def _fault(self, index: int) -> None:
@@ -689,12 +745,95 @@ class Run:
         if fault.caption:
             self.caption(fault.caption)
         try:
-            result.result = await self.controls.act(fault.action, fault.target, source="fault", origin="script")
+            if fault.action in ("kill-hub", "freeze-hub", "failover"):
+                result.result = await self._hub_fault(fault.action, fault.duration)
+            else:
+                result.result = await self.controls.act(fault.action, fault.target, source="fault", origin="script")
             result.ok = True
         except ControlError as exc:
             result.result = f"not applied: {exc}"
             if self.view is not None:
                 self.view.note(f"fault {fault.action} not applied: {exc}", "yellow")
+
+    # ------------------------------------------------------------------ hub replicas (postgresql)
+
+    async def _start_postgres(self) -> None:
+        from agentnet.pglocal import LocalPostgres, PgLocalError
+
+        try:
+            self.pg = await asyncio.to_thread(lambda: LocalPostgres(self.run_dir / "pg").start())
+        except PgLocalError as exc:
+            raise SupervisorError(f"cannot start the local PostgreSQL: {exc}") from None
+        self.store_url = self.pg.url
+        self._write_run_file()
+        self.caption(f"PostgreSQL started for the hubs' store (pid {self.pg.pid}, {self.pg.url})")
+
+    async def _find_active(self) -> str | None:
+        for name in self.hub_names:
+            port = self.hub_port if name == "hub" else self.hub_ports.get(name)
+            proc = self.supervisor.processes.get(name)
+            if port is None or proc is None or not proc.alive:
+                continue
+            info = await healthz("127.0.0.1", port, timeout=0.5)
+            if info is not None and info.get("role", "active") == "active":
+                return name
+        return None
+
+    def _annotate_hubs(self, term: int | None) -> None:
+        """Label each running hub replica active or standby (the reason column of the processes table;
+        the dashboard shows it as the hub's connection)."""
+        if term is not None:
+            self._term = term
+        for name in self.hub_names:
+            p = self.supervisor.processes.get(name)
+            if p is None or not p.alive or p.state.value not in ("ready", "running"):
+                continue
+            self.supervisor.note(name, "active" if name == self.active_hub else "standby")
+
+    async def _watch_leader(self) -> None:
+        """Which replica leads, from their /healthz: a takeover is marked in the event log, and each hub
+        process is labelled active or standby."""
+        while True:
+            await asyncio.sleep(0.2)
+            name = await self._find_active()
+            if name is None or name == self.active_hub:
+                self._annotate_hubs(None)  # a restarted replica comes back labelled standby
+                continue
+            before, self.active_hub = self.active_hub, name
+            port = self.hub_port if name == "hub" else self.hub_ports.get(name)
+            info = await healthz("127.0.0.1", port or 0, timeout=0.5) or {}
+            self._annotate_hubs(info.get("term"))
+            self.caption(f"failover: {name} is now the active hub (took over from {before}; term {info.get('term')})")
+
+    async def _hub_fault(self, action: str, duration: float | None) -> str:
+        sup = self.supervisor
+        active = await self._find_active()
+        if active is None:
+            raise ControlError("no hub is active right now")
+        p = sup.get(active)
+        pid = p.pid
+        if action == "kill-hub":
+            await sup.kill(active, fault=True, reason="killed by a fault (SIGKILL, active hub)")
+            return f"killed the active hub {active} (pid {pid}); a standby takes over"
+        if action == "freeze-hub":
+            await sup.pause(active, reason=f"frozen by a fault (SIGSTOP, {duration:g} s)")
+
+            async def thaw() -> None:
+                await asyncio.sleep(duration or 0)
+                # The thaw is part of the fault: the woken hub may still send what it had committed
+                # before it froze, then finds its session gone and steps down.
+                text = f"the frozen hub {active} wakes up (SIGCONT): its commits are refused, it steps down"
+                self.publish(
+                    "fault", {"kind": "fault", "at": utc_iso(), "action": "freeze-hub", "target": None, "caption": text}
+                )
+                with contextlib.suppress(Exception):
+                    await sup.resume(active, reason="woken by the fault (SIGCONT); it must step down")
+
+            self.timeline.append(asyncio.create_task(thaw(), name=f"thaw-{active}"))
+            return f"froze the active hub {active} (pid {pid}) for {duration:g} s; a standby takes over after the lease"
+        p = await sup.restart(active, reason="restarted by a fault (failover: a standby takes over)")
+        await sup.wait_ready(active, HUB_READY_TIMEOUT)
+        return f"restarted the active hub {active} (pid {pid} -> {p.pid}); it came back as a standby"
 
     async def _step(self, index: int, step: Any) -> None:
         try:
@@ -786,6 +925,40 @@ class Run:
         if failures:
             raise RuntimeError(f"{len(failures)} of {step.count} posts failed; first: {failures[0]}")
 
+    # ------------------------------------------------------------------ live questions (dashboard only)
+
+    async def _post_question(self, sender: str, recipients: list[str], text: str) -> str:
+        """Open a consulting channel as `sender` to `recipients` and post `text` (the dashboard's post key)."""
+        if self.observer is None:
+            raise ControlError("the launcher is not connected to the hub yet")
+        participants = [name for recipient in recipients for name in self._resolve(recipient)]
+        info = await self.observer.request(
+            "open_channel", as_agent=sender, type="consulting", participants=participants, topic=text[:100]
+        )
+        cid = info["channel_id"]
+        await self._post(cid, sender, "text", {"text": text}, f"{self.run_id}-{cid}-q")
+        return f"{sender} asked {', '.join(participants)} in {cid}"
+
+    async def _live(self, live: LiveSpec) -> None:
+        """After the script (and its verdict), ask a new question every `live.every` s until the run stops."""
+        while not self.timeline_done():
+            await asyncio.sleep(0.1)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(3):
+                while self.expect_met_at is None and self.scenario.expect is not None:
+                    await asyncio.sleep(0.1)
+        if live.caption:
+            self.caption(live.caption)
+        n = 0
+        while not self.should_exit.is_set():
+            n += 1
+            try:
+                async with asyncio.timeout(max(5.0, live.every * 3)):
+                    await self._post_question(live.from_, list(live.to), live.text_for(n))
+            except Exception as exc:  # the hub restarting, a refused post: try again next time
+                log.info("live question %d not posted: %s", n, getattr(exc, "message", None) or exc)
+            await asyncio.sleep(live.every)
+
     # ------------------------------------------------------------------ expect
 
     def evaluate(self) -> list[Check]:
@@ -873,6 +1046,8 @@ class Run:
         return installed
 
     def _on_signal(self, sig: int) -> None:
+        if sig == signal.SIGHUP:
+            self._terminal_gone()
         if not self.should_exit.is_set():
             self.exit_signal = sig
             self.should_exit.set()
@@ -885,6 +1060,20 @@ class Run:
         killed = self.supervisor.force_kill_all()
         if self.view is not None:
             self.view.note(f"forced: SIGKILL to every child ({len(killed)} swept)", "bold red")
+
+    def _terminal_gone(self) -> None:
+        """SIGHUP: the terminal is gone. Writes to it would fail (and can wedge the dashboard's writer
+        thread), so they go to /dev/null; a watchdog ends the launcher if stopping still hangs (the
+        children get SIGTERM from their lifeline when it dies)."""
+        with contextlib.suppress(OSError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            for fd in (1, 2):
+                os.dup2(devnull, fd)
+            os.close(devnull)
+        grace = self.opts.stop_timeout + 10.0
+        timer = threading.Timer(grace, os._exit, args=(128 + signal.SIGHUP,))
+        timer.daemon = True
+        timer.start()
 
     async def execute(self) -> int:
         """Run the scenario; returns the exit code. Everything started is stopped before it returns."""
@@ -925,7 +1114,11 @@ class Run:
             logger.setLevel(self._saved_logging[0])
             logger.propagate = self._saved_logging[1]
             log_handler.close()
-        return self._finish(outcome, leftover)
+        try:
+            return self._finish(outcome, leftover)
+        finally:
+            if self.pg is not None:
+                await asyncio.to_thread(self.pg.stop)
 
     async def _open_view(self) -> asyncio.Task | None:
         s = self.scenario
@@ -982,6 +1175,8 @@ class Run:
         ready = len(self._agent_names())
         self.caption(f"hub and {ready} agent(s) ready after {self.t0 - self.launched:.1f} s; t = 0")
         self._schedule()
+        if dashboard is not None and s.live is not None:
+            self.tasks.append(asyncio.create_task(self._live(s.live), name="live"))
         verdict: str | None = None  # "passed" or "failed" once expect is decided
         ended = "stopped" if s.expect is None else "interrupted"  # what a stop before a verdict means
         while True:
@@ -1011,7 +1206,13 @@ class Run:
                     await self.should_exit.wait()
 
     def _dashboard_failed(self, dashboard: asyncio.Task) -> None:
-        if dashboard.cancelled() or dashboard.exception() is None:
+        if dashboard.cancelled():
+            return
+        if dashboard.exception() is None:
+            if dashboard.result() == "interrupt" and not self.should_exit.is_set():
+                # Ctrl-C in the dashboard: a graceful stop, as after SIGINT (a second Ctrl-C forces)
+                self.exit_signal = signal.SIGINT
+                self.should_exit.set()
             return
         exc = dashboard.exception()
         log.error("the dashboard failed", exc_info=exc)
@@ -1026,8 +1227,17 @@ class Run:
         from agentnet.client import ObserverClient
 
         sup = self.supervisor
+        if self.scenario.hub.store_kind == "postgresql" and self.store_url is None:
+            await self._start_postgres()
         await sup.start("hub")
         await sup.wait_ready("hub", HUB_READY_TIMEOUT)
+        for name in self.hub_names[1:]:
+            await sup.start(name)
+            await sup.wait_ready(name, HUB_READY_TIMEOUT)
+        if len(self.hub_names) > 1:
+            self.active_hub = "hub"
+            self._annotate_hubs(None)
+            self.tasks.append(asyncio.create_task(self._watch_leader(), name="watch-leader"))
         self.observer = ObserverClient(
             self.hub_url,
             LAUNCHER_NAME,
@@ -1061,7 +1271,7 @@ class Run:
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
-        leftover = await sup.shutdown([["hub"]])
+        leftover = await sup.shutdown([list(self.hub_names)])
         await self.control_server.close()
         self.store_counts.close()
         if self.view is not None:
@@ -1161,6 +1371,16 @@ class Run:
 
     # ------------------------------------------------------------------ files
 
+    def _store_label(self) -> str:
+        kind = self.scenario.hub.store_kind
+        if kind == "postgresql":
+            from agentnet.hub.store.postgres import redact
+
+            if self.scenario.hub.store == "postgresql":  # the launcher's own server, in the run directory
+                return f"postgresql-local:{(self.run_dir / 'pg').resolve()}"
+            return redact(self.store_url or self.scenario.hub.store)
+        return "memory" if self.store_path is None else f"sqlite:{self.store_path.resolve()}"
+
     def _write_run_file(self) -> None:
         s = self.scenario
         if s.source is not None:
@@ -1169,7 +1389,8 @@ class Run:
         info = {
             "scenario": s.name,
             "scenario_file": str(s.source.resolve()) if s.source else None,
-            "store": "memory" if self.store_path is None else f"sqlite:{self.store_path.resolve()}",
+            "store": self._store_label(),
+            "store_url": self.store_url if self.pg is not None else None,  # the local PostgreSQL while it runs
             "agents": s.agent_names(),
             "launcher_pid": os.getpid(),
             "run_id": self.run_id,
@@ -1214,8 +1435,8 @@ def _last_line(path: Path) -> str | None:
     return found[:300] if found else None
 
 
-async def healthz(host: str, port: int, timeout: float = 1.0) -> dict[str, Any] | None:
-    """GET /healthz; its JSON body if it answered 200, else None."""
+async def healthz(host: str, port: int, timeout: float = 1.0, *, standby_too: bool = False) -> dict[str, Any] | None:
+    """GET /healthz; its JSON body if it answered 200 (or 503 with `standby_too`: a standby hub), else None."""
     writer = None
     try:
         async with asyncio.timeout(timeout):
@@ -1223,7 +1444,7 @@ async def healthz(host: str, port: int, timeout: float = 1.0) -> dict[str, Any] 
             writer.write(f"GET /healthz HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n\r\n".encode())
             await writer.drain()
             head = await reader.readuntil(b"\r\n\r\n")
-            if not head.startswith(b"HTTP/1.1 200"):
+            if not (head.startswith(b"HTTP/1.1 200") or (standby_too and head.startswith(b"HTTP/1.1 503"))):
                 return None
             length = re.search(rb"(?i)content-length:\s*(\d+)", head)
             body = await reader.readexactly(int(length.group(1))) if length else await reader.read()

@@ -38,6 +38,7 @@ from pydantic import (
 from agentnet.agents.brains import BRAIN_NAMES, BrainConfigError, brain_options_schema, validate_brain_options
 from agentnet.agents.brains.templating import check_template, render
 from agentnet.hub.rules import validate_knobs
+from agentnet.hub.settings import DELIVERY, KEEPALIVE, DeliverySettings, KeepaliveSettings
 from agentnet.protocol.errors import ProtocolError
 from agentnet.protocol.models import NAME_PATTERN, ChannelType, EnvelopeType, Name
 from agentnet.protocol.vocab import HUB_SENDER
@@ -88,11 +89,11 @@ class ScenarioError(ValueError):
 AGENT_NAME_HINT = (
     "expected a name of lowercase letters, digits, '_', '.' or '-' (1-64, starting with a letter or digit)"
 )
-STORE_PATTERN = r"^(memory|sqlite(:.+)?)$"
+STORE_PATTERN = r"^(memory|sqlite(:.+)?|postgresql|postgres(ql)?://.+)$"
 ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 _PATTERN_HINTS = {
     NAME_PATTERN: AGENT_NAME_HINT,
-    STORE_PATTERN: "expected 'sqlite', 'sqlite:PATH' or 'memory'",
+    STORE_PATTERN: "expected 'sqlite', 'sqlite:PATH', 'memory', 'postgresql' or 'postgresql://URL'",
     ENV_NAME_PATTERN: "expected an environment variable name (letters, digits, '_'; no leading digit)",
 }
 
@@ -101,7 +102,10 @@ PositiveSeconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 Alias = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
 Caption = Annotated[str, StringConstraints(max_length=500)]
 RestartPolicy = Literal["no", "on-failure", "always"]
-FaultAction = Literal["kill", "stop", "pause", "resume", "disconnect", "restart", "restart-hub"]
+FaultAction = Literal[
+    "kill", "stop", "pause", "resume", "disconnect", "restart", "restart-hub", "kill-hub", "freeze-hub", "failover"
+]
+HUB_FAULTS = ("restart-hub", "kill-hub", "freeze-hub", "failover")
 
 
 def _restart_policy(value: Any) -> Any:
@@ -141,42 +145,44 @@ class _Spec(BaseModel):
 # --------------------------------------------------------------------------- hub
 
 
-class DeliverySpec(_Spec):
-    """The hub's at-least-once delivery settings (protocol v1, section 5)."""
-
-    window: int = Field(256, ge=1, le=100_000, description="Unacked deliveries in flight per recipient.")
-    ack_wait: PositiveSeconds = Field(30.0, description="Seconds without a receipt before a redelivery.")
-    max_deliver: int = Field(5, ge=1, le=1000, description="Attempts before an envelope is dead-lettered.")
-    nack_backoff: Seconds = Field(0.5, description="Seconds before redelivering a nacked envelope.")
-
-
-class KeepaliveSpec(_Spec):
-    """WebSocket keepalive: a peer that does not answer a ping within ping_timeout is dropped."""
-
-    ping_interval: PositiveSeconds = Field(5.0, description="Seconds between pings.")
-    ping_timeout: PositiveSeconds = Field(10.0, description="Seconds to wait for the pong.")
-
-
 class HubSpec(_Spec):
     """The hub process the launcher starts first."""
 
     port: int = Field(0, ge=0, le=65535, description="TCP port on 127.0.0.1; 0 picks a free one.")
     store: Annotated[str, StringConstraints(pattern=STORE_PATTERN)] = Field(
         "sqlite",
-        description="'sqlite' (a file in the run directory), 'sqlite:PATH' (relative to the scenario file) "
-        "or 'memory' (lost when the hub stops).",
+        description="'sqlite' (a file in the run directory), 'sqlite:PATH' (relative to the scenario file), "
+        "'memory' (lost when the hub stops), 'postgresql' (a throwaway PostgreSQL the launcher starts in the "
+        "run directory) or 'postgresql://URL' (an existing database).",
+    )
+    replicas: int = Field(
+        1, ge=1, le=5, description="Hubs on the store (postgresql only): one active, the others standing by."
+    )
+    lease: PositiveSeconds = Field(
+        2.0, description="postgresql: seconds after which a silent (frozen, cut-off) active hub loses the lead."
     )
     auth: bool = Field(False, description="Generate a token per agent and one for the observer.")
-    delivery: DeliverySpec = DeliverySpec()
-    keepalive: KeepaliveSpec = KeepaliveSpec()
+    delivery: DeliverySettings = DELIVERY  # the hub's own settings models (agentnet.hub.settings)
+    keepalive: KeepaliveSettings = KEEPALIVE
+
+    @model_validator(mode="after")
+    def _replicas_share_a_database(self) -> HubSpec:
+        if self.replicas > 1 and self.store_kind != "postgresql":
+            raise ValueError(
+                f"replicas: {self.replicas} hubs need a shared store (store: postgresql), not {self.store!r}"
+            )
+        return self
 
     @property
-    def store_kind(self) -> Literal["sqlite", "memory"]:
-        return "memory" if self.store == "memory" else "sqlite"
+    def store_kind(self) -> Literal["sqlite", "memory", "postgresql"]:
+        if self.store == "memory":
+            return "memory"
+        return "postgresql" if self.store.startswith("postgres") else "sqlite"
 
     def store_path(self, run_dir: Path, base_dir: Path) -> Path | None:
-        """The sqlite file (None for memory): `run_dir/hub.sqlite3`, or PATH resolved against base_dir."""
-        if self.store == "memory":
+        """The sqlite file (None for memory and postgresql): `run_dir/hub.sqlite3`, or PATH resolved
+        against base_dir."""
+        if self.store_kind != "sqlite":
             return None
         if self.store == "sqlite":
             return run_dir / "hub.sqlite3"
@@ -319,10 +325,42 @@ class Fault(_Spec):
     at: Seconds = Field(description="Seconds after every agent is ready.")
     action: FaultAction = Field(
         description="kill (SIGKILL: a crash), stop (SIGTERM: intentional), pause (SIGSTOP), "
-        "resume (SIGCONT), disconnect (the hub drops the socket), restart (the process), restart-hub."
+        "resume (SIGCONT), disconnect (the hub drops the socket), restart (the process), restart-hub; with "
+        "hub replicas: kill-hub (SIGKILL the active hub), freeze-hub (SIGSTOP it for `duration` s), "
+        "failover (restart the active hub: a standby takes over)."
     )
     target: Name | None = Field(None, description="Agent or replica name; a replicated agent's name means all.")
     caption: Caption | None = Field(None, description="Shown in the dashboard when the fault fires.")
+    duration: PositiveSeconds | None = Field(
+        None, description="freeze-hub: seconds the active hub stays frozen (SIGSTOP) before SIGCONT wakes it."
+    )
+
+
+LIVE_PLACEHOLDERS = ("n",)
+
+
+class LiveSpec(_Spec):
+    """With the dashboard open (not headless): once the script is done, keep asking until the user quits.
+
+    Every `every` seconds `from` opens a new consulting channel to `to` and asks `text`, so there is
+    always work in flight to watch, kill and replay. Headless runs ignore this section.
+    """
+
+    every: PositiveSeconds = Field(1.5, description="Seconds between two questions.")
+    from_: Name = Field(alias="from", description="The agent that asks.")
+    to: Recipients = Field(description="The agents that answer.")
+    topic: Annotated[str, StringConstraints(max_length=1000)] | None = None
+    text: str = Field("What is {n} times 11?", description="Template: {n} counts the questions (1, 2, ...).")
+    caption: Caption | None = Field(None, description="Shown in the dashboard when the questions start.")
+
+    @field_validator("text")
+    @classmethod
+    def _check_text(cls, text: str) -> str:
+        check_template(text, LIVE_PLACEHOLDERS)
+        return text
+
+    def text_for(self, n: int) -> str:
+        return render(self.text, {"n": str(n)})
 
 
 # --------------------------------------------------------------------------- expect
@@ -381,6 +419,7 @@ class Scenario(_Spec):
     script: list[ScriptStep] = Field([], description="Timed actions; sorted by `at` (stable) once loaded.")
     faults: list[Fault] = Field([], description="Fault timeline; sorted by `at` (stable) once loaded.")
     expect: Expect | None = None
+    live: LiveSpec | None = Field(None, description="Only with the dashboard: keep asking until the user quits.")
 
     _source: Path | None = PrivateAttr(None)
 
@@ -481,6 +520,10 @@ def _cross_issues(s: Scenario) -> Iterator[_Issue]:
     yield from _fault_issues(s)
     if s.expect is not None:
         yield from _expect_issues(s, s.expect)
+    if s.live is not None:
+        yield from _agent_ref(s, s.live.from_, ("live", "from"), single=True)
+        for j, name in enumerate(s.live.to):
+            yield from _agent_ref(s, name, ("live", "to", j))
 
 
 def _known(s: Scenario) -> str:
@@ -642,9 +685,17 @@ def _aliases(s: Scenario) -> str:
 def _fault_issues(s: Scenario) -> Iterator[_Issue]:
     for i, fault in enumerate(s.faults):
         loc: KeyPath = ("faults", i)
-        if fault.action == "restart-hub":
+        if fault.duration is not None and fault.action != "freeze-hub":
+            yield _Issue((*loc, "duration"), "only freeze-hub takes a duration")
+        if fault.action in ("kill-hub", "freeze-hub", "failover") and s.hub.replicas < 2:
+            yield _Issue(
+                (*loc, "action"), f"{fault.action} needs a standby hub (hub: {{store: postgresql, replicas: 2}})"
+            )
+        if fault.action == "freeze-hub" and fault.duration is None:
+            yield _Issue((*loc, "duration"), "freeze-hub needs a duration (seconds frozen)")
+        if fault.action in HUB_FAULTS:
             if fault.target is not None:
-                yield _Issue((*loc, "target"), "restart-hub takes no target")
+                yield _Issue((*loc, "target"), f"{fault.action} takes no target")
         elif fault.target is None:
             yield _Issue((*loc, "target"), f"{fault.action} needs a target (an agent name)")
         else:

@@ -45,6 +45,7 @@ from typing import Any, Literal
 
 import psutil
 
+from agentnet.protocol.errors import EXIT_SUPERSEDED
 from agentnet.protocol.ids import utc_iso
 
 log = logging.getLogger("agentnet.launcher")
@@ -259,6 +260,8 @@ class Supervisor:
                 )
             except OSError as exc:
                 why = f"{exc.strerror or exc}: {argv[0]}"  # e.g. a command agent's interpreter is not installed
+                if spec.cwd is not None and not Path(argv[0]).is_absolute() and "/" in argv[0]:
+                    why += f" (relative to {spec.cwd})"
                 self._set(p, ProcState.CRASHED, f"cannot start: {why}")
                 raise SupervisorError(f"cannot start {name}: {why}") from None
         p.proc, p.pid = proc, proc.pid
@@ -346,6 +349,11 @@ class Supervisor:
             failed = True
         elif returncode == 0:
             self._set(p, ProcState.EXITED, "exited on its own (exit code 0)")
+        elif returncode == EXIT_SUPERSEDED and p.role == "agent":
+            # another process connected with this name: restarting would only take the name back
+            self._set(
+                p, ProcState.EXITED, f"superseded: another process connected as {p.name} (exit code {EXIT_SUPERSEDED})"
+            )
         else:
             self._set(p, ProcState.CRASHED, how)
             failed = True

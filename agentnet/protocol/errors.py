@@ -31,6 +31,7 @@ class CloseCode(IntEnum):
     TRY_AGAIN_LATER = 1013
     DISCONNECTED = 4000  # an observer or the launcher asked the hub to drop this agent
     SUPERSEDED = 4001  # a newer session with the same name took over
+    IN_USE = 4002  # hello with takeover: false while a session of that name is connected
     FORBIDDEN = 4003  # authentication failed
     CLIENT_AHEAD = 4009  # client claims seqs the hub never issued (log regression)
     STANDBY = 4010  # this hub is a standby: try the next URL (the reason names the active hub, if known)
@@ -39,10 +40,16 @@ class CloseCode(IntEnum):
 class ProtocolError(Exception):
     """A request or frame the hub refuses: carries the contract's error code."""
 
-    def __init__(self, code: ErrorCode, message: str) -> None:
+    def __init__(self, code: ErrorCode, message: str, *, close: int | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.close = close  # for a refused hello: the close code, when not the default for `code`
 
     def __repr__(self) -> str:
         return f"ProtocolError({self.code.value!r}, {self.message!r})"
+
+
+# `agentnet agent` exits with this when a newer session took over its name (close 4001): the
+# launcher reports it and does not restart the process (that would only take the name back).
+EXIT_SUPERSEDED = 41  # (4001, the close code)

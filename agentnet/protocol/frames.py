@@ -41,6 +41,8 @@ class Hello(WireModel):
     client: Annotated[str, StringConstraints(max_length=128)] | None = None  # extension: SDK name/version
     # extension: the largest frame this client accepts (the hub never sends more); default 1 MiB
     max_size: Annotated[int, Field(ge=4096, le=2**31)] | None = None
+    # extension: false = refuse (close 4002) rather than supersede a connected session of this name
+    takeover: bool | None = None
 
 
 class Request(WireModel):

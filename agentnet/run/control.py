@@ -17,6 +17,8 @@ The socket speaks JSON lines, one request and one response per line:
 
     -> {"op": "act", "verb": "kill", "target": "bob"}
     <- {"ok": true, "message": "killed bob (pid 4242)"}
+    -> {"op": "post", "from": "alice", "to": ["bob"], "text": "What is 6 times 7?"}
+    <- {"ok": true, "message": "alice asked bob in ch-..."}
     -> {"op": "status"}
     <- {"ok": true, "status": {"scenario": ..., "processes": [...], ...}}
     <- {"ok": false, "error": "no process named 'bobby' (processes: hub, alice, bob)"}
@@ -53,6 +55,15 @@ class Controls(Protocol):
         """Perform ``verb`` (one of :data:`VERBS`) on ``target`` (a process name, or None for
         ``restart-hub`` / ``restart-all``). Returns a short human message; raises
         :class:`ControlError` with a human message when it cannot."""
+        ...
+
+
+@runtime_checkable
+class Poster(Protocol):
+    """Controls that can also post a message as an agent (the dashboard's `w` key, op "post")."""
+
+    async def post(self, sender: str, recipients: list[str], text: str) -> str:
+        """Open a consulting channel as ``sender`` to ``recipients`` and ask ``text``."""
         ...
 
 
@@ -156,3 +167,12 @@ class RemoteControls:
         if not reply.get("ok"):
             raise ControlError(reply.get("error", "refused"))
         return reply.get("message", "done")
+
+    async def post(self, sender: str, recipients: list[str], text: str) -> str:
+        try:
+            reply = await arequest(self.run_dir, {"op": "post", "from": sender, "to": recipients, "text": text})
+        except Exception as exc:
+            raise ControlError(f"the launcher is not reachable: {exc}") from None
+        if not reply.get("ok"):
+            raise ControlError(reply.get("error", "refused"))
+        return reply.get("message", "posted")

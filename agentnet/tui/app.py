@@ -33,13 +33,14 @@ from agentnet.tui.controls import (
     SPECS_BY_VERB,
     ControlError,
     Controls,
+    Poster,
     confirm_text,
 )
 from agentnet.tui.diagram import to_mermaid
 from agentnet.tui.model import DashboardModel, EnvelopeRow, WalFilter, format_clock, sparkline_text
 from agentnet.tui.playback import PlaybackController
 from agentnet.tui.procstats import ProcessSampler
-from agentnet.tui.screens import ConfirmScreen, HelpScreen, InspectorScreen, PromptScreen
+from agentnet.tui.screens import ConfirmScreen, HelpScreen, InspectorScreen, PostScreen, PromptScreen
 from agentnet.tui.widgets.lines import TextLine
 from agentnet.tui.widgets.streams import LadderView, LogView, StreamView, WalView
 from agentnet.tui.widgets.tables import ChannelTable, CursorTable, ProcessTable
@@ -73,6 +74,7 @@ def _control_bindings() -> list[BindingType]:
     ]
 
 
+POST_KEY = ("w", "post", "Post a message as an agent: it opens a consulting channel and asks (work to watch)")
 OTHER_KEYS: tuple[tuple[str, str, str], ...] = (
     ("enter", "inspect", "Open the selected envelope (WAL row, diagram arrow, log line)"),
     ("f", "follow", "Follow the newest rows of the focused stream (or pause)"),
@@ -83,7 +85,12 @@ OTHER_KEYS: tuple[tuple[str, str, str], ...] = (
     ("m", "export Mermaid", "Write the selected channel's sequence diagram as a Mermaid file"),
     ("z", "maximize", "Maximize the focused pane (esc to restore)"),
     ("?", "help", "This screen"),
-    ("q", "quit", "Quit the dashboard (the run goes on if attached)"),
+    (
+        "q",
+        "quit",
+        "Quit. Under `agentnet up` this stops the run (asks first while processes run); attached, the run goes on",
+    ),
+    ("ctrl+c", "stop", "Stop at once, gracefully, like Ctrl-C headless (under `agentnet up`, a second Ctrl-C forces)"),
 )
 PLAYBACK_KEYS: tuple[tuple[str, str, str], ...] = (
     ("space", "play / pause", "Play the recording at the chosen speed"),
@@ -93,13 +100,14 @@ PLAYBACK_KEYS: tuple[tuple[str, str, str], ...] = (
 )
 
 
-class DashboardApp(App[None]):
+class DashboardApp(App[str | None]):
     """The agentnet dashboard."""
 
     CSS_PATH = "dashboard.tcss"
     TITLE = "agentnet"
     BINDINGS: ClassVar[list[BindingType]] = [
         *_control_bindings(),
+        Binding("w", "post", "post", id="control.post", tooltip="Post a message as an agent (creates work)"),
         Binding("f", "follow", "follow", id="stream.follow", tooltip="Follow the newest rows (or pause)"),
         Binding("slash", "filter", "filter", id="wal.filter", tooltip="Filter the WAL stream"),
         Binding("m", "export_mermaid", "Mermaid", id="sequence.export", show=False),
@@ -109,7 +117,8 @@ class DashboardApp(App[None]):
         Binding("t", "target(1)", "next target", id="process.target.next", show=False),
         Binding("T", "target(-1)", "previous target", id="process.target.previous", show=False),
         Binding("question_mark", "help", "help", id="app.help"),
-        Binding("q", "quit", "quit", id="app.quit", show=False),
+        Binding("q", "quit", "quit", id="app.quit"),
+        Binding("ctrl+c", "interrupt", "stop", id="app.interrupt", show=False, priority=True),
         Binding("space", "play_pause", "play/pause", id="playback.toggle"),
         Binding("left_square_bracket", "step(-1)", "back", id="playback.back"),
         Binding("right_square_bracket", "step(1)", "step", id="playback.forward"),
@@ -135,8 +144,10 @@ class DashboardApp(App[None]):
         keymap: dict[str, str] | None = None,
         export_dir: str | Path | None = None,
         model: DashboardModel | None = None,
+        quit_stops_run: bool = False,
     ) -> None:
         super().__init__()
+        self.quit_stops_run = quit_stops_run
         self.feed = feed
         self.controls = controls
         self.run_title = title
@@ -438,6 +449,8 @@ class DashboardApp(App[None]):
         if action == "control":
             # playback: hidden (the footer shows playback keys); read-only: shown disabled
             return None if self.mode == "read-only" else self.mode == "live"
+        if action == "post":
+            return None if self.mode == "read-only" else self.mode == "live"
         if action in ("play_pause", "step", "speed", "jump"):
             return self.mode == "playback"
         return True
@@ -478,6 +491,37 @@ class DashboardApp(App[None]):
         else:
             self.run_control(verb, target)
 
+    def action_post(self) -> None:
+        """Post a message as an agent through the launcher (a new consulting channel)."""
+        if not isinstance(self.controls, Poster):
+            self.notify(
+                f"Posting is disabled: {self.read_only_reason or 'this launcher cannot post'}.",
+                severity="warning",
+                timeout=4,
+            )
+            return
+        agents = [p.name for p in self.model.processes.values() if p.role == "agent"] or sorted(self.model.agents)
+        target = self.selected_process if self.selected_process in agents else (agents[-1] if agents else "")
+        sender = next((a for a in agents if a != target), target)
+
+        def posted(answer: tuple[str, list[str], str] | None) -> None:
+            if answer:
+                self.run_post(*answer)
+
+        self.push_screen(PostScreen(sender, target, "What is 6 times 7?", agents), posted)
+
+    @work(group="controls", exit_on_error=False)
+    async def run_post(self, sender: str, recipients: list[str], text: str) -> None:
+        assert isinstance(self.controls, Poster)
+        try:
+            message = await self.controls.post(sender, recipients, text)
+            error = False
+        except ControlError as exc:
+            message, error = str(exc), True
+        except Exception as exc:
+            message, error = f"{type(exc).__name__}: {exc}", True
+        self.post_message(ControlDone("post", f"{sender} → {', '.join(recipients)}", message, error))
+
     @work(group="controls", exit_on_error=False)
     async def run_control(self, verb: str, target: str | None) -> None:
         assert self.controls is not None
@@ -507,6 +551,54 @@ class DashboardApp(App[None]):
                     },
                 )
             )
+            hint = self._after_control(event)
+            if hint:
+                self.ingest(("caption", {"kind": "caption", "at": self.now(), "text": hint}))
+
+    @staticmethod
+    def _after_control(event: ControlDone) -> str | None:
+        """What happens next after an operator's control, and which key undoes it (a caption)."""
+        if event.error or not event.target:
+            return None
+        who = event.target
+        if event.verb in ("kill", "stop"):
+            how = "killed (SIGKILL)" if event.verb == "kill" else "stopped"
+            return (
+                f"{who} was {how} by you: nothing restarts it. What is sent to it waits in the WAL "
+                f"(its cursor's lag grows). Press r to restart {who} and watch the replay (↻)."
+            )
+        if event.verb == "pause":
+            return f"{who} is paused (SIGSTOP): deliveries pile up unacked. Press p again to resume it."
+        if event.verb == "disconnect":
+            return f"the hub dropped {who}'s connection: it reconnects by itself and gets a replay (↻)."
+        if event.verb == "restart":
+            return f"{who} is back: the hub replays what it had not acked (↻ in the WAL, replay lines in the log)."
+        return None
+
+    # ------------------------------------------------------------------ actions: quitting
+
+    def running_processes(self) -> list[str]:
+        return [p.name for p in self.model.processes.values() if p.state in ("starting", "ready", "paused", "backoff")]
+
+    async def action_quit(self) -> None:
+        """q: quit; under `agentnet up` (which stops the run with the dashboard) ask first while processes run."""
+        running = self.running_processes() if self.quit_stops_run and self.mode == "live" else []
+        if not running:
+            self.exit()
+            return
+
+        def confirmed(answer: bool | None) -> None:
+            if answer:
+                self.exit()
+
+        names = ", ".join(running[:6]) + (" ..." if len(running) > 6 else "")
+        self.push_screen(
+            ConfirmScreen(f"Quit and stop the run? The launcher stops {names}, then prints the summary."), confirmed
+        )
+
+    def action_interrupt(self) -> None:
+        """Ctrl-C: stop now, gracefully (the launcher's summary follows); no questions asked."""
+        self.exit("interrupt")
 
     # ------------------------------------------------------------------ actions: views
 
@@ -587,6 +679,7 @@ class DashboardApp(App[None]):
                 (spec.key, spec.label, spec.help + (" — asks first" if spec.irreversible else ""))
                 for spec in CONTROL_SPECS
             ]
+            keys.append(POST_KEY)
         else:
             keys += list(PLAYBACK_KEYS)
         return keys + list(OTHER_KEYS)
@@ -693,8 +786,11 @@ async def run_dashboard(
     keymap: dict[str, str] | None = None,
     read_only_reason: str | None = None,
     sample_processes: bool = True,
-) -> None:
+    quit_stops_run: bool = False,
+) -> str | None:
     """Run the live dashboard until the user quits. ``controls=None`` makes it read-only.
+
+    Returns "interrupt" when the user pressed Ctrl-C (the caller stops the run as after a SIGINT).
 
     ``recording_path``: also record every item the dashboard consumes (and its process samples and
     control results) there, for ``agentnet replay``.
@@ -708,9 +804,10 @@ async def run_dashboard(
         sample_processes=sample_processes,
         keymap=keymap,
         read_only_reason=read_only_reason,
+        quit_stops_run=quit_stops_run,
     )
     with relaxed_gc():
-        await app.run_async()
+        return await app.run_async()
 
 
 def playback_app(recording_path: str | Path, *, title: str | None = None, start: str = "begin") -> DashboardApp:

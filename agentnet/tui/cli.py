@@ -27,6 +27,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--token", default=os.environ.get("AGENTNET_TOKEN"), help="observer API key (or $AGENTNET_TOKEN)")
     p.add_argument("--name", default="dashboard", help="observer name (must match the token's name)")
+    p.add_argument(
+        "--ca-file",
+        default=os.environ.get("AGENTNET_CA_FILE"),
+        help="PEM file of the CA (or self-signed certificate) to trust for wss:// (or $AGENTNET_CA_FILE)",
+    )
     p.add_argument("--run", dest="run_dir", type=Path, help="run directory of the `agentnet up` to control")
     p.set_defaults(run=_run_tui)
 
@@ -55,7 +60,7 @@ def _run_tui(args: argparse.Namespace) -> int:
     controls, why = _find_controls(args.run_dir)
 
     async def main() -> None:
-        async with ObserverClient(args.url, args.name, token=args.token) as feed:
+        async with ObserverClient(args.url, args.name, token=args.token, ca_file=args.ca_file) as feed:
             await run_dashboard(feed.__aiter__(), controls, title=f"agentnet {args.url}", read_only_reason=why)
 
     try:

@@ -10,9 +10,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from agentnet.run.control import VERBS, ControlError, Controls
+from agentnet.run.control import VERBS, ControlError, Controls, Poster
 
-__all__ = ["CONTROL_SPECS", "IRREVERSIBLE", "SPECS_BY_VERB", "VERBS", "ControlError", "ControlSpec", "Controls"]
+__all__ = [
+    "CONTROL_SPECS",
+    "IRREVERSIBLE",
+    "SPECS_BY_VERB",
+    "VERBS",
+    "ControlError",
+    "ControlSpec",
+    "Controls",
+    "Poster",
+]
 
 
 @dataclass(frozen=True)
@@ -34,7 +43,7 @@ CONTROL_SPECS: tuple[ControlSpec, ...] = (
         "k",
         "control.kill",
         "kill",
-        "SIGKILL the selected process (the launcher may restart it)",
+        "SIGKILL the selected process, like a crash; nothing restarts it until you press r",
         irreversible=True,
     ),
     ControlSpec("stop", "s", "control.stop", "stop", "Stop the selected process gracefully (SIGTERM), no restart"),
@@ -74,7 +83,10 @@ IRREVERSIBLE = frozenset(spec.verb for spec in CONTROL_SPECS if spec.irreversibl
 
 def confirm_text(verb: str, target: str | None) -> str:
     if verb == "kill":
-        return f"Kill {target} with SIGKILL? Its unacked envelopes will be redelivered when it comes back."
+        return (
+            f"Kill {target} with SIGKILL? Nothing restarts it until you press r (restart). Meanwhile what is "
+            "sent to it waits in the WAL; its unacked envelopes are redelivered when it is back."
+        )
     if verb == "restart-hub":
         return "Restart the hub? Every agent disconnects, reconnects and gets its replay."
     if verb == "restart-all":

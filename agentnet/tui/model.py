@@ -48,11 +48,18 @@ from agentnet.protocol.events import (
 )
 from agentnet.protocol.ids import parse_time
 from agentnet.protocol.vocab import DOWN_STATES, HUB_SENDER, RUNNING_STATES, CloseCode
-
-FeedItem = tuple[str, dict[str, Any]]
-"""One item of a feed: ``(kind, payload)`` with kind in :data:`FEED_KINDS`."""
-
-FEED_KINDS = ("snapshot", "event", "process", "caption", "fault", "stats", "status", "control")
+from agentnet.run.items import (
+    ITEM_CLASSES,
+    Caption,
+    ControlItem,
+    FaultItem,
+    FeedItem,
+    FeedStatus,
+    LauncherItem,
+    ProcessItem,
+    StatsItem,
+    decode_item,
+)
 
 CONNECTED = "connected"
 DISCONNECTED = "disconnected"
@@ -719,18 +726,8 @@ class DashboardModel:
                 self.apply_event(payload)
             elif kind == "snapshot":
                 self.apply_snapshot(payload)
-            elif kind == "process":
-                self.apply_process(payload)
-            elif kind == "caption":
-                self.apply_caption(payload)
-            elif kind == "fault":
-                self.apply_fault(payload)
-            elif kind == "stats":
-                self.apply_stats(payload)
-            elif kind == "status":
-                self.apply_status(payload)
-            elif kind == "control":
-                self.apply_control(payload)
+            elif kind in ITEM_CLASSES:
+                self.apply_item(decode_item(kind, payload))
             else:
                 self.bad_items += 1
         except (KeyError, TypeError, ValueError, AttributeError) as exc:  # EventError is a ValueError
@@ -1103,24 +1100,55 @@ class DashboardModel:
 
     # ------------------------------------------------------------------ launcher items
 
-    def apply_process(self, data: dict[str, Any]) -> None:
-        at = self._tick(parse_time(data.get("at")))
-        name = data["name"]
+    def apply_item(self, item: LauncherItem) -> None:
+        match item:
+            case ProcessItem():
+                self._on_process(item)
+            case Caption(text=text, at=at):
+                when = self._tick(parse_time(at))
+                self.captions.append((when, text))
+                if len(self.captions) > 200:
+                    del self.captions[0]
+                self._log(when, "caption", text)
+            case FaultItem(action=action, target=target, caption=caption, at=at):
+                target_text = f" {target}" if target else ""
+                caption_text = f" — {caption}" if caption else ""
+                self._log(self._tick(parse_time(at)), "fault", f"fault: {action}{target_text}{caption_text}")
+            case StatsItem(procs=procs, at=at):
+                self._tick(parse_time(at))
+                for name, stats in procs.items():
+                    proc = self.processes.get(name)
+                    if proc is not None:
+                        proc.cpu, proc.rss = stats.cpu, stats.rss
+                    if stats.latency_ms is not None and name in self.agents:
+                        self.agents[name].latency_ms = stats.latency_ms
+            case FeedStatus(state=state, detail=detail, at=at):
+                when = self._tick(parse_time(at))
+                if state != self.feed_state or detail != self.feed_detail:
+                    self._log(when, "info", f"feed {state}" + (f": {detail}" if detail else ""))
+                self.feed_state, self.feed_detail = state, detail
+            case ControlItem(verb=verb, target=target, message=message, error=error, at=at):
+                target_text = f" {target}" if target else ""
+                level = "error" if error else "control"
+                self._log(self._tick(parse_time(at)), level, f"control {verb}{target_text}: {message}")
+
+    def _on_process(self, item: ProcessItem) -> None:
+        at = self._tick(parse_time(item.at))
+        name = item.name
         proc = self.processes.get(name)
         if proc is None:
-            proc = self.processes[name] = ProcessInfo(name, data.get("role") or "agent")
+            proc = self.processes[name] = ProcessInfo(name, item.role or "agent")
             if proc.role != "hub":
                 self._lane(name)
         old_state = proc.state
-        proc.role = data.get("role") or proc.role
-        if "pid" in data:
-            proc.pid = data["pid"]
-        proc.state = data.get("state", proc.state)
-        proc.reason = data.get("reason") or ""
-        proc.restarts = int(data.get("restarts") or 0)
-        proc.started_at = parse_time(data.get("started_at"))
-        proc.last_restart_at = parse_time(data.get("last_restart_at"))
-        proc.exit_code = data.get("exit_code")
+        proc.role = item.role or proc.role
+        proc.pid = item.pid
+        proc.state = item.state
+        proc.reason = item.reason
+        proc.restarts = item.restarts
+        proc.started_at = parse_time(item.started_at)
+        proc.last_restart_at = parse_time(item.last_restart_at)
+        proc.exit_code = item.exit_code
         if proc.state in DOWN_STATES and old_state not in DOWN_STATES:
             proc.down_since = at
         elif proc.state in RUNNING_STATES:
@@ -1133,52 +1161,8 @@ class DashboardModel:
                 code = f", exit {proc.exit_code}" if proc.exit_code is not None else ""
                 self._log(at, level, f"{name}: {old_state} → {proc.state}{why}{code}")
         if proc.state not in RUNNING_STATES:
-            proc.pid = data.get("pid")
             proc.cpu = None
             proc.rss = None
-
-    def apply_caption(self, data: dict[str, Any]) -> None:
-        at = self._tick(parse_time(data.get("at")))
-        text = str(data.get("text", ""))
-        self.captions.append((at, text))
-        if len(self.captions) > 200:
-            del self.captions[0]
-        self._log(at, "caption", text)
-
-    def apply_fault(self, data: dict[str, Any]) -> None:
-        at = self._tick(parse_time(data.get("at")))
-        target = f" {data['target']}" if data.get("target") else ""
-        caption = f" — {data['caption']}" if data.get("caption") else ""
-        self._log(at, "fault", f"fault: {data.get('action', '?')}{target}{caption}")
-
-    def apply_stats(self, data: dict[str, Any]) -> None:
-        """``{"at", "procs": {name: {"cpu": percent, "rss": bytes, "latency_ms"?: float}}}``."""
-        self._tick(parse_time(data.get("at")))
-        for name, stats in (data.get("procs") or {}).items():
-            proc = self.processes.get(name)
-            if proc is not None:
-                proc.cpu = stats.get("cpu")
-                proc.rss = stats.get("rss")
-            if "latency_ms" in stats and name in self.agents:
-                self.agents[name].latency_ms = stats["latency_ms"]
-
-    def apply_status(self, data: dict[str, Any]) -> None:
-        """Feed status from the source: ``{"state": "connected"|"reconnecting"|"ended"|..., "detail"}``."""
-        at = self._tick(parse_time(data.get("at")))
-        state = str(data.get("state", "?"))
-        detail = str(data.get("detail") or "")
-        if state != self.feed_state or detail != self.feed_detail:
-            self._log(at, "info", f"feed {state}" + (f": {detail}" if detail else ""))
-        self.feed_state = state
-        self.feed_detail = detail
-
-    def apply_control(self, data: dict[str, Any]) -> None:
-        """A control the dashboard sent and what the launcher answered."""
-        at = self._tick(parse_time(data.get("at")))
-        target = f" {data['target']}" if data.get("target") else ""
-        result = data.get("message") or ""
-        level = "error" if data.get("error") else "control"
-        self._log(at, level, f"control {data.get('verb')}{target}: {result}")
 
     # ------------------------------------------------------------------ queries
 

@@ -142,6 +142,45 @@ class PromptScreen(ModalScreen[str | None]):
         self.dismiss(None)
 
 
+class PostScreen(ModalScreen[tuple[str, list[str], str] | None]):
+    """Post a message as an agent: a new consulting channel from `from` to `to`, asking `text`."""
+
+    BINDINGS = [Binding("escape", "cancel", "cancel", id="post.cancel")]
+
+    def __init__(self, sender: str, recipients: str, text: str, agents: Iterable[str]) -> None:
+        super().__init__()
+        self.defaults = (sender, recipients, text)
+        self.agents = list(agents)
+
+    def compose(self) -> ComposeResult:
+        sender, recipients, text = self.defaults
+        with Vertical(id="post"):
+            yield Label("Post a message as an agent: it opens a consulting channel and asks.", id="post-title")
+            yield Label(f"agents: {', '.join(self.agents) or '(none yet)'}", id="post-agents")
+            yield Label("as (the sender)")
+            yield Input(value=sender, id="post-from")
+            yield Label("to (comma-separated)")
+            yield Input(value=recipients, id="post-to")
+            yield Label("text")
+            yield Input(value=text, id="post-text")
+            yield Label("enter post · tab next field · esc cancel", id="post-hint")
+
+    def on_mount(self) -> None:
+        self.query_one("#post-text", Input).focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        sender = self.query_one("#post-from", Input).value.strip()
+        recipients = [r.strip() for r in self.query_one("#post-to", Input).value.split(",") if r.strip()]
+        text = self.query_one("#post-text", Input).value.strip()
+        if not sender or not recipients or not text:
+            self.notify("post needs a sender, a recipient and a text", severity="warning")
+            return
+        self.dismiss((sender, recipients, text))
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
 CONCEPTS = """
 ## Reading the panes
 

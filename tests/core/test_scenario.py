@@ -191,9 +191,15 @@ def test_port_range(error) -> None:
 
 def test_store_values(load, error, tmp_path: Path) -> None:
     assert error(MINIMAL + "hub: {store: redis}\n") == (
-        "s.yaml:7: hub.store: expected 'sqlite', 'sqlite:PATH' or 'memory', got 'redis'"
+        "s.yaml:7: hub.store: expected 'sqlite', 'sqlite:PATH', 'memory', 'postgresql' or 'postgresql://URL', "
+        "got 'redis'"
     )
     run_dir = tmp_path / "run"
+    pg = load(MINIMAL + "hub: {store: postgresql, replicas: 2}\n")
+    assert pg.hub.store_kind == "postgresql" and pg.hub.replicas == 2 and pg.store_path(run_dir) is None
+    assert "need a shared store" in error(MINIMAL + "hub: {store: sqlite, replicas: 2}\n")
+    faults = "faults:\n  - {at: 1, action: freeze-hub}\n"
+    assert "needs a standby hub" in error(MINIMAL + "hub: {store: postgresql}\n" + faults)
     assert load(MINIMAL).store_path(run_dir) == run_dir / "hub.sqlite3"
     assert load(MINIMAL + "hub: {store: memory}\n").store_path(run_dir) is None
     scenario = load(MINIMAL + "hub: {store: 'sqlite:data/wal.db'}\n")
@@ -409,8 +415,8 @@ def test_fault_target_rules(error) -> None:
         "s.yaml:8: faults[0].at: must be >= 0, got -1"
     )
     assert error(MINIMAL + "faults:\n  - {at: 1, action: explode, target: bob}\n") == (
-        "s.yaml:8: faults[0].action: expected 'kill', 'stop', 'pause', 'resume', 'disconnect', 'restart' or "
-        "'restart-hub', got 'explode'"
+        "s.yaml:8: faults[0].action: expected 'kill', 'stop', 'pause', 'resume', 'disconnect', 'restart', "
+        "'restart-hub', 'kill-hub', 'freeze-hub' or 'failover', got 'explode'"
     )
 
 
@@ -472,6 +478,7 @@ def test_json_schema_exports() -> None:
         "script",
         "faults",
         "expect",
+        "live",
     }
     assert schema["additionalProperties"] is False
     step = schema["properties"]["script"]["items"]
@@ -526,3 +533,12 @@ def test_command_agent_errors(error) -> None:
     assert "agents[0].command[1]" in message and "unknown placeholder {port}" in message
     options = "name: t\nagents:\n  - name: a\n    command: [x]\n    options: {think_time: 1}\n"
     assert "options are for brains" in error(options)
+
+
+def test_live_section_is_checked_like_the_script() -> None:
+    with pytest.raises(ScenarioError, match=r"live\.text: .*unknown placeholder \{m\}"):
+        parse_scenario(MINIMAL + "live: {from: alice, to: [bob], text: 'What is {n} times {m}?'}\n", "live.yaml")
+    with pytest.raises(ScenarioError, match=r"live\.to\[0\]: unknown agent 'bobby'"):
+        parse_scenario(MINIMAL + "live: {every: 1.5, from: alice, to: [bobby]}\n", "live.yaml")
+    ok = parse_scenario(MINIMAL + "live: {from: alice, to: alice}\n", "live.yaml")
+    assert ok.live is not None and ok.live.text_for(3) == "What is 3 times 11?"

@@ -18,50 +18,22 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import orjson
 import psutil
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from tests.waiting import POLL, WaitTimeout, await_until, wait_until
+
+__all__ = ["POLL", "WaitTimeout", "await_until", "wait_until"]  # re-exported: tests import them from here
+
 REPO = Path(__file__).resolve().parents[2]
 STREAM_PEER = Path(__file__).with_name("stream_peer.py")
-POLL = 0.02  # seconds between two looks at a condition
-
-T = TypeVar("T")
-
-
-class WaitTimeout(AssertionError):
-    pass
-
-
-def wait_until(what: str, predicate: Callable[[], T], timeout: float = 30.0, poll: float = POLL) -> T:
-    """Poll `predicate` until it returns something truthy; fail with `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise WaitTimeout(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(poll)
-
-
-async def await_until(what: str, predicate: Callable[[], T], timeout: float = 30.0, poll: float = POLL) -> T:
-    """`wait_until` for async tests: polls without blocking the event loop."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise WaitTimeout(f"timed out after {timeout:g} s waiting for {what}")
-        await asyncio.sleep(poll)
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -189,9 +161,14 @@ class Procs:
 # --------------------------------------------------------------------------- the hub
 
 
-def health(port: int) -> dict[str, Any] | None:
+def health(port: int, ca_file: Path | None = None) -> dict[str, Any] | None:
+    """/healthz over http, or over https trusting `ca_file` (a hub started with --tls-cert)."""
+    import ssl
+
+    context = ssl.create_default_context(cafile=str(ca_file)) if ca_file else None
+    scheme = "https" if ca_file else "http"
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as resp:
+        with urllib.request.urlopen(f"{scheme}://127.0.0.1:{port}/healthz", timeout=2, context=context) as resp:
             return json.loads(resp.read())
     except OSError:
         return None
@@ -217,6 +194,7 @@ class HubProc:
     db: Path | str
     extra: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)  # e.g. fault points: AGENTNET_FAULT_DISK_FULL
+    ca_file: Path | None = None  # the hub serves TLS (pass --tls-cert/--tls-key in extra); trust this
     port: int | None = None
     proc: Proc | None = None
     generation: int = 0
@@ -228,7 +206,7 @@ class HubProc:
 
     @property
     def url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/v1"
+        return f"{'wss' if self.ca_file else 'ws'}://127.0.0.1:{self.port}/v1"
 
     def start(self, timeout: float = 20.0, standby: bool = False) -> HubProc:
         """Start (first time on port 0, later on the port it had) and wait until /healthz answers
@@ -265,7 +243,7 @@ class HubProc:
         if standby:
             wait_until("the hub's /healthz to say standby", lambda: standby_health(port), timeout)
         else:
-            wait_until("the hub's /healthz", lambda: health(port), timeout)
+            wait_until("the hub's /healthz", lambda: health(port, self.ca_file), timeout)
         return self
 
     def kill(self) -> None:
@@ -279,7 +257,7 @@ class HubProc:
 
     def health(self) -> dict[str, Any] | None:
         assert self.port is not None
-        return health(self.port)
+        return health(self.port, self.ca_file)
 
 
 # --------------------------------------------------------------------------- the store, read from outside

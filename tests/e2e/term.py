@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import os
 import shlex
+import shutil
 import subprocess
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -19,7 +21,9 @@ from pathlib import Path
 
 import psutil
 
-from .procs import POLL, REPO, WaitTimeout
+from tests.waiting import POLL, WaitTimeout, wait_until
+
+from .procs import REPO
 
 
 @dataclass(eq=False)
@@ -33,6 +37,7 @@ class Term:
     env: dict[str, str] = field(default_factory=dict)
     socket: str = field(default_factory=lambda: f"first-{uuid.uuid4().hex[:10]}")
     pane_pid: int | None = None
+    rc_file: Path = Path("/nonexistent")
     _seen: dict[int, psutil.Process] = field(default_factory=dict)
 
     def tmux(self, *args: str, check: bool = True) -> str:
@@ -49,7 +54,12 @@ class Term:
     def start(self) -> Term:
         env = {"PYTHONUNBUFFERED": "1", "PYTHONPATH": str(REPO), "TERM": "xterm-256color", **self.env}
         exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
-        shell = f"cd {shlex.quote(str(self.cwd))} && exec env -u COLUMNS -u LINES {exports} {shlex.join(self.command)}"
+        # the shell stays to write the exit status to a file (tmux can be slow to mark a pane dead)
+        self.rc_file = Path(tempfile.mkdtemp(prefix="first-term-")) / "rc"
+        shell = (
+            f"cd {shlex.quote(str(self.cwd))}; env -u COLUMNS -u LINES {exports} {shlex.join(self.command)}; "
+            f"echo $? > {shlex.quote(str(self.rc_file))}"
+        )
         # COLUMNS/LINES (set under pytest) would override the pane's real size in the program.
         # One tmux invocation: the options are set before the program can exit or be resized
         self.tmux(
@@ -66,23 +76,30 @@ class Term:
     def screen(self) -> str:
         return self.tmux("capture-pane", "-p", "-t", "main")
 
+    def history(self) -> str:
+        """The screen and everything scrolled off above it (e.g. a summary printed after the dashboard)."""
+        return self.tmux("capture-pane", "-p", "-S", "-", "-t", "main")
+
     def dead(self) -> int | None:
         """The program's exit status once it has exited, else None."""
-        out = self.tmux("display-message", "-p", "-t", "main", "#{pane_dead} #{pane_dead_status}").split()
-        return int(out[1]) if out and out[0] == "1" and len(out) > 1 else None
+        try:
+            return int(self.rc_file.read_text())
+        except (OSError, ValueError):
+            return None
 
     def wait_for(self, what: str | Callable[[str], object], timeout: float = 60.0) -> str:
         """Wait until the screen shows `what` (a substring, or a predicate over the screen's text)."""
         check = (lambda s: what in s) if isinstance(what, str) else what
-        deadline = time.monotonic() + timeout
-        while True:
+
+        def shown() -> str | None:
             self._remember()
             text = self.screen()
-            if check(text):
-                return text
-            if time.monotonic() > deadline:
-                raise WaitTimeout(f"timed out after {timeout:g} s waiting for {what!r}; the screen:\n{text}")
-            time.sleep(POLL * 5)
+            return text if check(text) else None
+
+        try:
+            return wait_until(f"{what!r} on the screen", shown, timeout, poll=POLL * 5)
+        except WaitTimeout as exc:
+            raise WaitTimeout(f"{exc}; the screen:\n{self.screen()}") from None
 
     def wait_exit(self, timeout: float = 60.0) -> int:
         deadline = time.monotonic() + timeout
@@ -135,6 +152,7 @@ class Term:
                 os.kill(pid, 9)
             except OSError:
                 pass
+        shutil.rmtree(self.rc_file.parent, ignore_errors=True)
         assert not alive, f"processes survived the terminal: {alive}"
 
     def _alive(self) -> list[int]:

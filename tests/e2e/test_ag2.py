@@ -587,6 +587,14 @@ async def test_bad_ag2_frames_get_ag2_errors_and_everyone_carries_on(net: tuple[
     assert (await a.recv())["code"] == "protocol_error"
     await a.ws.send(frame("receipt", envelope_id=1, status="maybe"))
     assert (await a.recv())["code"] == "protocol_error"
+    deep: Any = "x"
+    for _ in range(40):
+        deep = [deep]
+    nested = await _ask(a, "12", "register", passport={"name": "deep"}, resume={"examples": deep})
+    assert nested["error_code"] == "protocol_error" and "deeper" in nested["error_message"], nested
+    huge = await _ask(a, "13", "register", passport={"name": "huge"}, rule={"n": 2**63 + 5})
+    assert huge["error_code"] == "protocol_error", huge
+    assert (await _ask(a, "14", "find_agent_id", name="deep"))["result"] is None  # nothing was registered
     # the same socket still works, b still gets its delivery and the turn rules hold (one question only)
     assert (await _ask(a, "10", "find_agent_id", name="bad-b"))["result"] == gid_b
     again = await _ask(

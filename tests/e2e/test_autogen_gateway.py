@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import psutil
@@ -80,9 +79,8 @@ def test_workers_through_the_gateway(procs: Procs, tmp_path: Path) -> None:
     wait_until("beta, gamma and alpha got event 1", lambda: len(b.events()) == 2 and len(a.events()) == 1)
 
     # An RPC to a type nobody ever registered fails at once.
-    t0 = time.monotonic()
     answer = a.cmd(cmd="rpc", target="nobody", text="hi", timeout=10)
-    assert time.monotonic() - t0 < 1.0 and not answer["ok"]
+    assert not answer["ok"] and answer["ms"] < 1000, answer  # measured by the caller, around send_message
     assert "'nobody' is not registered" in answer["error"]
 
     # A payload over the hub's size limit (256 KiB of data) is an error, not a hang.
@@ -94,10 +92,9 @@ def test_workers_through_the_gateway(procs: Procs, tmp_path: Path) -> None:
     b.kill()
     for n in (2, 3, 4):
         assert a.cmd(cmd="publish", topic="news", text=f"while down {n}", n=n)["ok"]
-    t0 = time.monotonic()
     answer = a.cmd(cmd="rpc", target="beta", text="anyone?", timeout=15)
     assert not answer["ok"] and "within 1.5 s" in answer["error"], answer
-    assert 1.4 <= time.monotonic() - t0 < 10
+    assert 1400 <= answer["ms"] < 10_000, answer
 
     # A new worker registers the types and gets all three, once per type.
     b2 = start_worker(procs, "worker-b2", gw.address, ["beta", "gamma"], ["news"])

@@ -6,15 +6,18 @@ Speed is measured by the benchmark, never asserted here: these tests only check 
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import signal
+import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import psutil
+
+from tests.waiting import WaitTimeout, wait_until
 
 AGENTNET = [sys.executable, "-m", "agentnet.cli"]
 TIMEOUT = 120
@@ -39,12 +42,22 @@ def _processes_mentioning(text: str) -> list[psutil.Process]:
 
 
 def _wait_gone(pids: list[int], timeout: float = 10.0) -> list[int]:
-    deadline = time.monotonic() + timeout
-    while True:
-        left = [pid for pid in pids if _alive(pid)]
-        if not left or time.monotonic() > deadline:
-            return left
-        time.sleep(0.05)
+    """The pids still alive after waiting up to `timeout` s for all of them to go."""
+    with contextlib.suppress(WaitTimeout):
+        wait_until("the processes to go", lambda: not any(_alive(pid) for pid in pids), timeout)
+    return [pid for pid in pids if _alive(pid)]
+
+
+def _envelopes_stored(workdir: Path) -> int:
+    """Envelopes in the bench hub's SQLite store so far (read-only beside the running hub)."""
+    for db in workdir.rglob("bench.db"):
+        with contextlib.suppress(sqlite3.Error):
+            con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1)
+            try:
+                return con.execute("SELECT COUNT(*) FROM envelopes").fetchone()[0]
+            finally:
+                con.close()
+    return 0
 
 
 def test_tiny_memory_run_reports_every_field_and_leaves_no_process(tmp_path: Path) -> None:
@@ -117,17 +130,17 @@ def test_ctrl_c_stops_every_process_it_started(tmp_path: Path) -> None:
         start_new_session=True,
     )
     try:
-        children: list[int] = []
-        deadline = time.monotonic() + 60
-        while len(children) < 3:  # hub, receiver, sender
+
+        def three_children() -> list[int]:  # hub, receiver, sender
             assert bench.poll() is None, bench.stderr.read() if bench.stderr else ""
-            assert time.monotonic() < deadline, "the bench never started its three processes"
             try:
                 children = [c.pid for c in psutil.Process(bench.pid).children(recursive=True)]
             except psutil.NoSuchProcess:
-                children = []
-            time.sleep(0.05)
-        time.sleep(1.0)  # let the measured phase get going
+                return []
+            return children if len(children) >= 3 else []
+
+        children = wait_until("the bench to start its three processes", three_children, 60)
+        wait_until("the measured phase to store envelopes", lambda: _envelopes_stored(workdir) >= 200, 60)
         bench.send_signal(signal.SIGINT)
         _, err = bench.communicate(timeout=60)
         assert bench.returncode == 130, err

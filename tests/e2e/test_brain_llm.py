@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
 import pytest
 
 from agentnet.agents.brains import BrainError, BrainRequest, make_brain
 from tests.stub_openai import StubOpenAI
+from tests.waiting import await_until
 
 FAST = {"retries": 1, "retry_backoff": 0.01, "timeout": 5}
 
@@ -167,10 +167,9 @@ async def test_timeout_is_a_brain_error_and_does_not_block_the_loop(stub: StubOp
     brain = llm(stub, timeout=0.5, retries=0)
     stub.delay = 2.0
     task = asyncio.create_task(brain.reply(request()))
-    # While the request is in flight, the event loop keeps running (the HTTP call is in a thread).
-    started = time.monotonic()
-    await asyncio.sleep(0.05)
-    assert time.monotonic() - started < 0.4
+    # While the request is in flight, the event loop keeps running (the HTTP call is in a thread):
+    # this coroutine gets to poll until the stub has the request, and the reply is still pending.
+    await await_until("the stub to receive the request", lambda: stub.requests, 10)
     assert not task.done()
     with pytest.raises(BrainError) as info:
         await task

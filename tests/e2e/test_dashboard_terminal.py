@@ -56,3 +56,45 @@ def test_tui_url_attaches_to_a_hand_started_hub_and_shows_what_happens(
     term.press("q")
     assert term.wait_exit() == 0
     bob.terminate()
+
+
+def pick(term: Term, name: str) -> None:
+    """Press t until the control target is `name` (the toast says which one it is)."""
+    for _ in range(6):
+        term.press("t")
+        try:
+            term.wait_for(f"control target: {name}", timeout=5)
+            return
+        except AssertionError:
+            continue
+    raise AssertionError(f"t never selected {name}:\n{term.screen()}")
+
+
+def test_up_consult_kill_and_restart_bob_shows_the_replay(terms: list[Term], tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    term = Term([*AGENTNET, "up", "scenarios/consult.yaml", "--run-dir", str(run_dir)], width=160, height=45)
+    terms.append(term.start())
+    term.wait_for("alice keeps asking bob")  # the live questions have started, with what to try
+    term.wait_for("What is 2 times 11?")
+    pick(term, "bob")
+    term.press("p")  # paused: what the hub delivers now stays unacked
+    term.wait_for(lambda s: "bob is paused" in s and "alice→ bob→" in s)
+    term.press("k")
+    term.wait_for("Kill bob with SIGKILL?")
+    term.press("y")
+    term.wait_for("bob was killed (SIGKILL) by you")
+    term.press("r")
+    screen = term.wait_for(lambda s: "↻" in s and "replay to bob done" in s)
+    assert "bob is back" in screen
+    # asking from another terminal during the run: under its own name, never replacing alice
+    url = f"ws://127.0.0.1:{(run_dir / 'hub.port').read_text().strip()}/v1"
+    ask = [*AGENTNET, "ask", "--hub", url, "--to", "bob", "What is 12 times 11?"]
+    answer = subprocess.run(ask, capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert (answer.returncode, answer.stdout) == (0, "132\n"), answer
+    refused = subprocess.run([*ask, "--as", "alice"], capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert refused.returncode == 1 and "alice is connected" in refused.stderr, refused
+    term.press("q")  # processes run: q asks first
+    term.wait_for("Quit and stop the run?")
+    term.press("y")
+    assert term.wait_exit() == 0
+    assert "PASSED" in term.history(), term.history()

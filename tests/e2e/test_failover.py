@@ -54,12 +54,15 @@ def unacked_now(stream: Stream) -> set[int]:
     return set(range(floor + 1, head + 1))
 
 
-def finish(stream: Stream, b: HubProc) -> None:
+def finish(stream: Stream, b: HubProc) -> dict:
+    """Wait for the stream to complete through `b`, stop it; `b`'s last /healthz."""
     stream.hub = b  # the active hub from now on (the store is the same database)
     stream.wait_sent()
     stream.wait_drained()
     assert len(stream.receivers) == 1 and stream.receiver_proc.alive()  # the SDK moved by itself
+    last = b.health()
     stream.stop()
+    return last
 
 
 def test_active_hub_sigkilled_mid_stream(procs: Procs, evidence: Path, pg_url: str) -> None:
@@ -74,10 +77,12 @@ def test_active_hub_sigkilled_mid_stream(procs: Procs, evidence: Path, pg_url: s
     took = takeover(b, killed_at)
     oks_at_kill = {op["envelope_id"]: op["seq"] for op in read_jsonl(stream.ops_path)}
     assert len(unacked) >= 1_000
-    finish(stream, b)
+    reads = finish(stream, b)["store_reads"]
 
     report = check_stream(stream)
-    print(report, f"takeover {took * 1000:.0f} ms after SIGKILL; unacked at the kill: {len(unacked)}")
+    print(report, f"takeover {took * 1000:.0f} ms after SIGKILL; unacked at the kill: {len(unacked)}; reads {reads}")
+    # the takeover's replay and the posts' idempotency lookups were read off the event loop
+    assert reads["ahead"] > 0
     assert report.head == 10_001
     processed = {r["seq"] for r in read_jsonl(stream.processed_path)}
     assert unacked <= processed
@@ -117,3 +122,21 @@ def test_active_hub_frozen_then_woken_commits_nothing(procs: Procs, evidence: Pa
     spans = {term: (lo, hi) for term, lo, hi in by_term}
     assert set(spans) == {1, 2}
     assert spans[1][1] <= head_at_freeze < spans[2][0], f"the frozen hub committed after its freeze: {spans}"
+
+
+def test_active_hub_losing_its_database_session_steps_down(procs: Procs, pg_url: str) -> None:
+    """Loss of the database, as the active hub sees it: its writer session is ended from outside.
+    It steps down (exit 3) and the standby takes over with the next term."""
+    a, b = pair(procs, pg_url)
+    rows = db_rows(
+        pg_url,
+        "SELECT a.pid FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+        " WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2",
+    )
+    assert len(rows) == 1, rows  # exactly one lock holder: the active hub's writer
+    cut_at = time.monotonic()
+    db_rows(pg_url, "SELECT pg_terminate_backend(?)", (rows[0][0],))
+    assert a.proc.popen.wait(timeout=30) == 3, a.proc.log()
+    took = takeover(b, cut_at)
+    assert health(b.port)["term"] == 2
+    print(f"takeover {took * 1000:.0f} ms after the active hub's session was ended")

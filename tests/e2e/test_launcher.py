@@ -13,7 +13,7 @@ import signal
 import sys
 import textwrap
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from agentnet.launcher.supervisor import (
 )
 from agentnet.run import control
 from agentnet.run.control import ControlError
+from tests.waiting import await_until
 
 FAST = RestartPolicy("on-failure", initial=0.05, max=0.2, factor=2, jitter=0, max_restarts=3)
 
@@ -52,18 +53,6 @@ pathlib.Path(sys.argv[1] + ".tmp").write_text(str(child.pid))
 os.replace(sys.argv[1] + ".tmp", sys.argv[1])  # atomic: the probe sees the whole pid or nothing
 time.sleep(120)
 """
-
-
-async def until(cond: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
-    """Wait for a condition (polled), failing after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        await asyncio.sleep(0.01)
 
 
 def alive(pid: int | None) -> bool:
@@ -163,7 +152,7 @@ async def test_a_crash_is_restarted_with_backoff_until_max_restarts(h: Harness) 
     h.add("c", "import sys; sys.exit(3)", probe=False, policy=FAST)
     await h.start("c")
     p = h.sup.get("c")
-    await until(lambda: p.state is ProcState.CRASHED and "gave up" in p.reason, what="giving up")
+    await await_until("giving up", lambda: p.state is ProcState.CRASHED and "gave up" in p.reason, 10.0)
     assert p.restarts == 3
     assert p.exit_code == 3
     assert "exit code 3; gave up after 3 restarts" in p.reason
@@ -184,8 +173,14 @@ async def test_restart_policy_no_and_clean_exits(h: Harness) -> None:
     for name in ("once", "never", "loop"):
         await h.start(name)
     once, never, loop = (h.sup.get(n) for n in ("once", "never", "loop"))
-    await until(lambda: once.state is ProcState.EXITED and never.state is ProcState.CRASHED)
-    await until(lambda: loop.restarts == 1 and loop.state is ProcState.EXITED and "gave up" in loop.reason)
+    await await_until(
+        "once exited, never crashed", lambda: once.state is ProcState.EXITED and never.state is ProcState.CRASHED, 10.0
+    )
+    await await_until(
+        "loop to restart once, then give up",
+        lambda: loop.restarts == 1 and loop.state is ProcState.EXITED and "gave up" in loop.reason,
+        10.0,
+    )
     assert once.reason == "exited on its own (exit code 0)" and once.backoff_task is None
     assert never.reason == "exit code 1" and never.backoff_task is None
 
@@ -215,7 +210,7 @@ async def test_an_operator_kill_cancels_a_pending_restart(h: Harness) -> None:
     h.add("c", "import sys; sys.exit(2)", probe=False, policy=RestartPolicy("on-failure", initial=30))
     await h.start("c")
     p = h.sup.get("c")
-    await until(lambda: p.state is ProcState.BACKOFF)
+    await await_until("a backoff", lambda: p.state is ProcState.BACKOFF, 10.0)
     await h.sup.kill("c")
     assert p.state is ProcState.KILLED and "while waiting to restart" in p.reason
     assert p.backoff_task is None
@@ -242,12 +237,12 @@ async def test_pause_resume_and_stop_while_paused(h: Harness) -> None:
     await h.sup.pause("a")
     p = h.sup.get("a")
     assert p.state is ProcState.PAUSED
-    await until(lambda: psutil.Process(pid).status() == psutil.STATUS_STOPPED, what="SIGSTOP")
+    await await_until("SIGSTOP", lambda: psutil.Process(pid).status() == psutil.STATUS_STOPPED, 10.0)
     with pytest.raises(SupervisorError, match="already paused"):
         await h.sup.pause("a")
     await h.sup.resume("a")
     assert p.state is ProcState.READY
-    await until(lambda: psutil.Process(pid).status() != psutil.STATUS_STOPPED, what="SIGCONT")
+    await await_until("SIGCONT", lambda: psutil.Process(pid).status() != psutil.STATUS_STOPPED, 10.0)
     await h.sup.pause("a")
     await h.sup.stop("a")  # SIGTERM, then SIGCONT so the stopped process acts on it: no SIGKILL needed
     assert p.state is ProcState.EXITED and "SIGKILL" not in p.reason
@@ -277,7 +272,7 @@ async def test_a_kill_reaches_the_whole_process_group(h: Harness) -> None:
     h.pids.add(grandchild)
     assert os.getpgid(grandchild) == h.sup.get("g").pid
     await h.sup.kill("g")
-    await until(lambda: not alive(grandchild), 5, "the grandchild to die with its group")
+    await await_until("the grandchild to die with its group", lambda: not alive(grandchild), 5)
 
 
 async def test_the_sweep_finds_what_left_the_group(h: Harness) -> None:

@@ -25,6 +25,7 @@ from rich.console import Console
 from agentnet.launcher.checker import check_run
 from agentnet.launcher.runner import UpOptions, up
 from agentnet.run import control
+from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIOS = ROOT / "scenarios"
@@ -44,17 +45,6 @@ script:
   - {at: 0.1, action: open, channel: chat, type: conversation, from: alice, to: [bob], knobs: {max_turns: 2},
      text: "What is 6 times 7?"}
 """
-
-
-def wait_for(cond: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(0.05)
 
 
 def alive(pid: int) -> bool:
@@ -140,7 +130,7 @@ def wait_ready(run_dir: Path, names: tuple[str, ...], timeout: float = 30) -> di
         states = {p["name"]: p["state"] for p in status.get("processes", [])}
         return status if all(states.get(n) == "ready" for n in names) and status.get("phase") == "running" else None
 
-    return wait_for(ready, timeout, f"{', '.join(names)} ready")
+    return wait_until(f"{', '.join(names)} ready", ready, timeout)
 
 
 # --------------------------------------------------------------------------- the shipped scenarios
@@ -178,7 +168,7 @@ def test_a_command_agent_is_supervised_and_ready_once_registered(tmp_path: Path)
         (SCENARIOS / "consult.yaml")
         .read_text()
         .replace(
-            "    brain: calc\n    options: {think_time: 0.3}\n",
+            "    brain: calc\n    options: {think_time: 1.0}\n",
             f"    command: [{sys.executable}, -m, agentnet.cli, agent, --name, '{{name}}', --hub, '{{hub_url}}',"
             " --brain, calc, --state-dir, '{run_dir}/agents/{name}']\n",
         )
@@ -244,12 +234,13 @@ def test_a_bad_scenario_is_one_line_and_exit_2(
     text, expected = BROKEN[case]
     monkeypatch.chdir(tmp_path)
     Path("x.yaml").write_text(text)
+    before = {child.pid for child in psutil.Process().children()}  # e.g. a session's PostgreSQL server
     code, _ = _in_process_up(Path("x.yaml"))
     err = capsys.readouterr().err
     assert code == 2
     assert err.count("\n") == 1 and err.startswith("agentnet up: ") and expected in err, err
     assert not Path(".agentnet").exists()  # nothing started, not even a run directory
-    assert not psutil.Process().children()
+    assert {child.pid for child in psutil.Process().children()} <= before
 
 
 def test_a_port_in_use_is_one_line_and_exit_2(
@@ -305,7 +296,7 @@ def test_ctl_and_status_against_a_running_up_then_sigterm(tmp_path: Path, launch
     scenario = tmp_path / "long.yaml"
     scenario.write_text(LONG)
     proc = launched(scenario, "--timeout", "120")
-    run_dir = wait_for(lambda: control.find_running(tmp_path / ".agentnet" / "runs"), 20, "the control socket")
+    run_dir = wait_until("the control socket", lambda: control.find_running(tmp_path / ".agentnet" / "runs"), 20)
     status = wait_ready(run_dir, ("hub", "alice", "bob"))
     bob_pid = {p["name"]: p["pid"] for p in status["processes"]}["bob"]
 
@@ -335,8 +326,8 @@ def test_ctl_and_status_against_a_running_up_then_sigterm(tmp_path: Path, launch
     assert dropped.returncode == 0 and "dropped bob's connection" in dropped.stdout
     after = status_json()
     assert proc_state(after, "bob")["state"] == "ready" and proc_state(after, "bob")["pid"] == bob["pid"]
-    wait_for(
-        lambda: control.request(run_dir, {"op": "status"})["status"]["connected"].get("bob"), 15, "bob to reconnect"
+    wait_until(
+        "bob to reconnect", lambda: control.request(run_dir, {"op": "status"})["status"]["connected"].get("bob"), 15
     )
 
     refused = ctl("pause", "nobody")
@@ -368,12 +359,12 @@ def test_sigkill_of_the_launcher_leaves_nothing_behind(tmp_path: Path, launched:
     scenario = tmp_path / "long.yaml"
     scenario.write_text(LONG)
     proc = launched(scenario, "--timeout", "120")
-    run_dir = wait_for(lambda: control.find_running(tmp_path / ".agentnet" / "runs"), 20, "the control socket")
-    wait_ready(run_dir, ("hub", "alice", "bob"))
+    run_dir = wait_until("the control socket", lambda: control.find_running(tmp_path / ".agentnet" / "runs"), 20)
+    status = wait_ready(run_dir, ("hub", "alice", "bob"))
     paused = control.request(run_dir, {"op": "act", "verb": "pause", "target": "alice"})
     assert paused["ok"], paused  # a stopped child must not outlive the launcher either
-    pids = run_pids(run_dir)
-    assert len(pids) == 4
+    pids = {status["launcher_pid"], *(p["pid"] for p in status["processes"])}  # from the control API, not
+    assert len(pids) == 4 and None not in pids, status  # the recording (flushed every 0.5 s at most)
     proc.kill()
     proc.communicate(timeout=10)
     assert_all_gone(pids, timeout=10)

@@ -15,6 +15,7 @@ from agentnet.tui.app import DashboardApp
 from agentnet.tui.widgets.tables import KeyedTable
 from tests.tui.fakes import FakeLauncher
 from tests.tui.sample import sample_feed_items, write_sample_recording
+from tests.waiting import await_until
 
 SIZE = (120, 36)
 
@@ -53,12 +54,8 @@ async def settle(app: DashboardApp, pilot: Pilot[Any], feed: QueueFeed | None = 
 
 
 async def wait_for(predicate: Callable[[], bool], pilot: Pilot[Any], timeout: float = 5.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError("condition not met in time")
-        await pilot.pause(0.01)
+    """Let the app run (it shares this event loop) until `predicate` holds."""
+    await await_until("the dashboard to get there", predicate, timeout, poll=0.01)
 
 
 def cell(app: DashboardApp, table_id: str, row: str, column: str) -> str:

@@ -23,6 +23,13 @@ class FakeLauncher:
         }
         self.sessions = {"alice": 1, "bob": 2, "carol": 1}
         self.fail_next: str | None = None
+        self.posts: list[tuple[str, list[str], str]] = []
+
+    async def post(self, sender: str, recipients: list[str], text: str) -> str:
+        self.posts.append((sender, recipients, text))
+        if sender not in self.processes:
+            raise ControlError(f"no agent named {sender!r}")
+        return f"{sender} asked {', '.join(recipients)} in ch-posted"
 
     def _tick(self) -> float:
         self.t += 0.1

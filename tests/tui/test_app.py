@@ -10,7 +10,7 @@ from textual.widgets import Input
 from agentnet.run.feed import QueueFeed
 from agentnet.tui.app import DashboardApp, playback_app
 from agentnet.tui.controls import CONTROL_SPECS
-from agentnet.tui.screens import ConfirmScreen, HelpScreen, InspectorScreen, PromptScreen
+from agentnet.tui.screens import ConfirmScreen, HelpScreen, InspectorScreen, PostScreen, PromptScreen
 from agentnet.tui.widgets.streams import LadderView, WalView
 from tests.tui.conftest import SIZE, cell, live_app, select_row, settle, wait_for
 from tests.tui.sample import iso, sample_feed_items
@@ -348,3 +348,66 @@ async def test_t_picks_the_control_target_from_any_pane() -> None:
         await pilot.press("d")
         await wait_for(lambda: launcher.calls, pilot)
         assert launcher.calls[-1] == ("disconnect", target) or target == "hub"
+
+
+# ------------------------------------------------------------------------------------- post and quit
+
+
+async def test_w_posts_a_message_as_an_agent_through_the_launcher() -> None:
+    app, feed, launcher = live_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot, feed)
+        await select_row(app, pilot, "#processes", "bob")
+        await pilot.press("w")
+        assert isinstance(app.screen, PostScreen)
+        assert app.screen.query_one("#post-to", Input).value == "bob"  # the selected agent answers
+        assert app.screen.query_one("#post-from", Input).value != "bob"
+        app.screen.query_one("#post-from", Input).value = "alice"
+        app.screen.query_one("#post-text", Input).value = "What is 2 plus 2?"
+        await pilot.press("enter")
+        await wait_for(lambda: launcher.posts == [("alice", ["bob"], "What is 2 plus 2?")], pilot)
+        await wait_for(lambda: any(r.verb == "post" for r in app.control_results), pilot)
+        assert app.control_results[-1].message == "alice asked bob in ch-posted"
+        await pilot.press("w", "escape")  # cancelled: nothing posted
+        assert len(launcher.posts) == 1 and not isinstance(app.screen, PostScreen)
+
+
+async def test_read_only_dashboard_cannot_post() -> None:
+    feed = QueueFeed()
+    app = DashboardApp(feed, None, title="ro")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("w")
+        assert not isinstance(app.screen, PostScreen)
+
+
+async def test_after_a_kill_the_caption_says_what_happens_next_and_which_key_restarts() -> None:
+    app, feed, launcher = live_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot, feed)
+        await select_row(app, pilot, "#processes", "bob")
+        await pilot.press("k", "y")
+        await wait_for(lambda: ("kill", "bob") in launcher.calls, pilot)
+        await wait_for(lambda: "Press r to restart bob" in app.model.captions[-1][1], pilot)
+        await settle(app, pilot, feed)
+        assert "bob was killed (SIGKILL) by you: nothing restarts it" in screen_text(app)
+
+
+async def test_q_asks_first_while_the_run_goes_on_and_ctrl_c_stops_at_once() -> None:
+    app, feed, _ = live_app(quit_stops_run=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot, feed)
+        await pilot.press("q")
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("n")
+        assert app.is_running and not isinstance(app.screen, ConfirmScreen)
+        await pilot.press("ctrl+c")
+        await wait_for(lambda: not app.is_running, pilot)
+    assert app.return_value == "interrupt"
+
+
+async def test_q_quits_at_once_when_attached() -> None:
+    app, feed, _ = live_app()  # `agentnet tui`: quitting leaves the run alone
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot, feed)
+        await pilot.press("q")
+        await wait_for(lambda: not app.is_running, pilot)

@@ -175,7 +175,14 @@ async def main() -> None:
             if op == "rpc":
                 target = AgentId(cmd["target"], cmd.get("key", "default"))
                 t0 = time.perf_counter()
-                reply = await asyncio.wait_for(runtime.send_message(Ping(cmd["text"]), target), cmd.get("timeout", 10))
+                try:
+                    reply = await asyncio.wait_for(
+                        runtime.send_message(Ping(cmd["text"]), target), cmd.get("timeout", 10)
+                    )
+                except Exception as exc:
+                    ms = round((time.perf_counter() - t0) * 1000, 2)
+                    emit({"ok": False, "error": f"{type(exc).__name__}: {exc}"[:2000], "ms": ms})
+                    continue
                 emit({"ok": True, "reply": reply.text, "ms": round((time.perf_counter() - t0) * 1000, 2)})
             elif op == "publish":
                 topic = TopicId(cmd["topic"], cmd.get("source", "default"))

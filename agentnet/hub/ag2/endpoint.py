@@ -28,7 +28,7 @@ import orjson
 from pydantic import BaseModel, ValidationError
 
 from agentnet.protocol import events, ids
-from agentnet.protocol.codec import describe_validation_error
+from agentnet.protocol.codec import FrameError, check_value, describe_validation_error
 from agentnet.protocol.errors import CloseCode, ProtocolError
 from agentnet.protocol.frames import Hello as NativeHello
 from agentnet.protocol.frames import Receipt as NativeReceipt
@@ -194,6 +194,15 @@ class Ag2Endpoint:
             return
         kind = raw.get("kind")
         try:
+            check_value(raw, "frame")  # nesting and integers the store can hold, as for native frames
+        except FrameError as exc:
+            request_id = raw.get("request_id")
+            if kind == "request" and isinstance(request_id, str) and request_id:
+                session.send(_error_response(request_id[:128], r.PROTOCOL_ERROR, exc.message))
+            else:
+                session.send(_error_frame(r.PROTOCOL_ERROR, exc.message))
+            return
+        try:
             if kind == "request":
                 self._request(session, raw)
             elif kind == "receipt":
@@ -220,6 +229,17 @@ class Ag2Endpoint:
                 session.send(_error_frame(r.PROTOCOL_ERROR, message))
             return
         op = req.op
+        peer, settings = session.peer, self.hub.settings
+        if peer.frame_bytes >= settings.outbox_bytes:  # its answers pile up unread: as for native peers
+            peer.refused += 1
+            if peer.refused > settings.overloaded_close_after:
+                peer.drop_queued()
+                peer.close(CloseCode.TRY_AGAIN_LATER, "too many unread responses; read them, then retry")
+            else:
+                message = f"overloaded: {peer.frame_bytes} bytes of responses are waiting to be read; retry later"
+                session.send(_error_response(req.request_id, r.ERROR, message))
+            return
+        peer.refused = 0
         try:
             handler = getattr(self, "_op_" + op, None)
             if handler is None:
@@ -366,7 +386,16 @@ class Ag2Endpoint:
             "rule": p.rule if p.rule is not None else r.template(r.RULE, None),
             "skill_md": p.skill_md,
         }
-        self._register_native(ident, blob, session, request_id, lambda _result: passport)
+        registered: list[bool] = []
+
+        def done(_result: Any) -> dict[str, Any]:
+            registered.append(True)
+            return passport
+
+        self._register_native(ident, blob, session, request_id, done)  # answered at once (not after a commit)
+        if not registered:  # the core refused the passport (its error is the answer): unbind the name again
+            self._drop(ident, 1000, "register refused")
+            return
         self._release(ident)
 
     def _hello(self, session: Session, raw: dict[str, Any]) -> None:

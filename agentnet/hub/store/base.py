@@ -43,25 +43,6 @@ class Store(Protocol):
     def close(self) -> None: ...
 
 
-def open_store(spec: str, *, synchronous: str = "FULL", lease: float = 2.0) -> Store:
-    """`memory`, `sqlite:PATH` (a bare path ending in .db also works) or `postgresql://...` (a libpq
-    URL; `lease`: seconds of silence after which the database ends a hub's session and leadership)."""
-    if spec.startswith(("postgresql://", "postgres://")):
-        from .postgres import PgStore
-
-        return PgStore(spec, lease=lease)
-    if spec == "memory":
-        from .memory import MemoryStore
-
-        return MemoryStore()
-    path = spec.removeprefix("sqlite:")
-    if spec.startswith("sqlite:") or path.endswith((".db", ".sqlite", ".sqlite3")):
-        from .sqlite import SqliteStore
-
-        return SqliteStore(path, synchronous=synchronous)
-    raise StoreError(f"unknown store {spec!r}: use 'memory', 'sqlite:PATH' or 'postgresql://USER@HOST:PORT/DB'")
-
-
 def build_state(
     hub_id: str,
     agent_rows: list[tuple[str, str, str, str, str]],

@@ -8,7 +8,7 @@ import orjson
 
 from agentnet.protocol import ids
 
-from ..records import ChannelRecord, CommitBatch, Cursor, EnvRecord, LoadedState
+from ..records import AgentRow, ChannelRecord, ChannelRow, CommitBatch, Cursor, CursorRow, EnvRecord, LoadedState
 from .base import StoreError, build_state, channel_record, cursor_record
 
 
@@ -19,9 +19,9 @@ class MemoryStore:
     def __init__(self) -> None:
         self.hub_id = ids.new_id("hub")
         self.envelopes: dict[str, list[EnvRecord]] = {}  # channel_id -> records in seq order
-        self.channels: dict[str, tuple] = {}
-        self.agents: dict[str, tuple[str, str, str, str, str]] = {}
-        self.cursors: dict[tuple[str, str], tuple[str, str, int, int, int, int]] = {}
+        self.channels: dict[str, ChannelRow] = {}
+        self.agents: dict[str, AgentRow] = {}
+        self.cursors: dict[tuple[str, str], CursorRow] = {}
         self.receipts: dict[tuple[str, str, int], str] = {}
         self._acked: dict[tuple[str, str], set[int]] = {}  # acked receipts per cursor, for pruning
         self.idempotency: dict[tuple[str, str], tuple[str, str, int]] = {}
@@ -29,7 +29,7 @@ class MemoryStore:
         self.commits = 0
 
     def load(self) -> LoadedState:
-        floors = {(r, c): row[2] for (r, c), row in self.cursors.items()}
+        floors = {(r, c): row.ack_floor for (r, c), row in self.cursors.items()}
         finished = [(r, c, s) for (r, c, s) in self.receipts if s > floors.get((r, c), 0)]
         heads = {cid: recs[-1].seq for cid, recs in self.envelopes.items() if recs}
         return build_state(
@@ -70,11 +70,11 @@ class MemoryStore:
                     rec.seq,
                 )
         for row in batch.channels:
-            self.channels[row[0]] = row
+            self.channels[row.channel_id] = row
         for row in batch.agents:
-            self.agents[row[0]] = row
+            self.agents[row.name] = row
         for row in batch.cursors:
-            self.cursors[(row[0], row[1])] = row
+            self.cursors[(row.recipient, row.channel_id)] = row
         for recipient, channel_id, floor in batch.prune:
             acked = self._acked.get((recipient, channel_id))
             if acked:

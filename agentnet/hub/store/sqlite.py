@@ -16,6 +16,7 @@ import os
 import sqlite3
 from pathlib import Path
 
+from agentnet.child import crashpoint
 from agentnet.protocol import ids
 
 from ..records import ChannelRecord, CommitBatch, Cursor, EnvRecord, LoadedState
@@ -210,6 +211,8 @@ class SqliteStore:
                         for a in batch.acks
                     ],
                 )
+            if batch.envelopes:
+                crashpoint("hub.after_insert_before_commit")
             db.execute("COMMIT")
         except sqlite3.Error as exc:
             if db.in_transaction:

@@ -152,7 +152,11 @@ class ProcessTable(KeyedTable):
             role = proc.role if proc is not None else (agent.role if agent is not None else "?")
             conn: Cell
             ping: Cell
-            if proc is not None and proc.role == "hub":
+            if proc is not None and proc.role == "hub" and proc.reason.startswith(("active", "standby")):
+                # hub replicas (postgresql): the launcher labels which one leads
+                active = proc.reason.startswith("active")
+                conn, ping = styled(proc.reason, "bold green" if active else "dim"), "—"
+            elif proc is not None and proc.role == "hub":
                 feed = {"waiting": "—", "connected": "feed ok"}.get(model.feed_state, f"feed {model.feed_state}")
                 conn, ping = styled(feed, "cyan"), "—"
             elif agent is not None:

@@ -1,0 +1,116 @@
+"""Store reads off the event loop: the core's `EnvelopeSource`, answered from what the shell fetched
+ahead in a worker thread, with the store itself as the fallback.
+
+The core is synchronous (events in, effects out), so it cannot await a read. The shell looks at each
+frame before the core sees it: when the core is going to need the store (a post whose idempotency
+key is not in memory, a `find_by_causation` or `read_wal` beyond the channel's cache, a request
+naming a forgotten channel, a hello whose replay reaches below the cache), the shell fetches that
+in a thread first, holding that connection's later frames in order, and only then hands the frame
+to the core, which finds the answer here. Other connections are served meanwhile.
+
+A read nobody fetched ahead (a first delivery of an old backlog found by the scanner, a channel
+listing) still goes to the store on the loop thread, under the same lock: `sync_reads` counts them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+from .records import ChannelRecord, Cursor, EnvRecord
+
+MAX_AHEAD = 8192  # envelopes kept fetched-ahead and not yet used; beyond that the oldest batch goes
+_MISSING = object()
+
+
+class ReadAhead:
+    def __init__(self, store: Any) -> None:
+        self.store = store
+        self.lock = threading.Lock()  # one read at a time on the store's reader connection
+        self.envelopes: dict[str, dict[int, EnvRecord]] = {}
+        self.held = 0
+        self.idempotent: dict[tuple[str, str], Any] = {}
+        self.causation: dict[tuple[str, str, str | None], Any] = {}
+        self.channels: dict[str, Any] = {}
+        self.sync_reads = 0  # reads the core made on the loop thread (nothing fetched ahead)
+        self.async_reads = 0  # reads made in a worker thread ahead of the core
+
+    # ------------------------------------------------------------------ the core's EnvelopeSource
+
+    def load_envelopes(self, channel_id: str, after_seq: int, limit: int) -> list[EnvRecord]:
+        got = self.envelopes.get(channel_id)
+        if got and after_seq + 1 in got:
+            out = []
+            seq = after_seq + 1
+            while len(out) < limit and (rec := got.pop(seq, None)) is not None:
+                out.append(rec)
+                seq += 1
+            self.held -= len(out)
+            if not got:
+                del self.envelopes[channel_id]
+            return out
+        return self._sync(self.store.load_envelopes, channel_id, after_seq, limit)
+
+    def find_idempotent(self, sender: str, key: str) -> tuple[str, str, int] | None:
+        found = self.idempotent.pop((sender, key), _MISSING)
+        if found is not _MISSING:
+            return found
+        return self._sync(self.store.find_idempotent, sender, key)
+
+    def find_by_causation(self, channel_id: str, causation_id: str, sender: str | None) -> EnvRecord | None:
+        found = self.causation.pop((channel_id, causation_id, sender), _MISSING)
+        if found is not _MISSING:
+            return found
+        return self._sync(self.store.find_by_causation, channel_id, causation_id, sender)
+
+    def load_channel(self, channel_id: str) -> tuple[ChannelRecord, list[Cursor]] | None:
+        found = self.channels.pop(channel_id, _MISSING)
+        if found is not _MISSING:
+            return found
+        return self._sync(self.store.load_channel, channel_id)
+
+    def list_channels(self, after: str, limit: int, member: str | None) -> list[ChannelRecord]:
+        return self._sync(self.store.list_channels, after, limit, member)
+
+    def _sync(self, fn: Any, *args: Any) -> Any:
+        self.sync_reads += 1
+        with self.lock:
+            return fn(*args)
+
+    # ------------------------------------------------------------------ fetching ahead (the shell)
+
+    async def _read(self, fn: Any, *args: Any) -> Any:
+        def locked() -> Any:
+            with self.lock:
+                return fn(*args)
+
+        self.async_reads += 1
+        return await asyncio.to_thread(locked)
+
+    async def fetch_envelopes(self, channel_id: str, after_seq: int, limit: int) -> None:
+        records = await self._read(self.store.load_envelopes, channel_id, after_seq, limit)
+        if self.held + len(records) > MAX_AHEAD:
+            self.envelopes.clear()  # unused fetches: drop them rather than grow
+            self.held = 0
+        got = self.envelopes.setdefault(channel_id, {})
+        for rec in records:
+            if rec.seq not in got:
+                got[rec.seq] = rec
+                self.held += 1
+
+    async def fetch_idempotent(self, sender: str, key: str) -> None:
+        self.idempotent[(sender, key)] = await self._read(self.store.find_idempotent, sender, key)
+        if len(self.idempotent) > MAX_AHEAD:
+            self.idempotent.clear()
+
+    async def fetch_causation(self, channel_id: str, causation_id: str, sender: str | None) -> None:
+        key = (channel_id, causation_id, sender)
+        self.causation[key] = await self._read(self.store.find_by_causation, channel_id, causation_id, sender)
+        if len(self.causation) > MAX_AHEAD:
+            self.causation.clear()
+
+    async def fetch_channel(self, channel_id: str) -> None:
+        self.channels[channel_id] = await self._read(self.store.load_channel, channel_id)
+        if len(self.channels) > 1024:
+            self.channels.clear()
