@@ -500,7 +500,7 @@ class Arrow:
 
     __slots__ = ("at", "attempt", "channel_id", "detail", "dst", "envelope_id", "kind", "seq", "serial", "src")
 
-    KINDS = ("post", "deliver", "redeliver", "ack", "nack", "dead")
+    KINDS = ("post", "deliver", "redeliver", "ack", "nack", "dead", "takeover")
 
     def __init__(
         self,
@@ -697,6 +697,8 @@ class DashboardModel:
         self.lanes: list[str] = ["hub"]
         self._lane_names: set[str] = {"hub"}  # the same names: a membership test per event stays O(1)
         self.captions: list[tuple[float | None, str]] = []
+        self.t0: float | None = None  # the scenario's t = 0 (event time), when the launcher says so
+        self.schedule: list[tuple[float, str]] = []  # the scenario's faults: (t, "kill bob")
         self._by_key: dict[tuple[str, int], EnvelopeRow] = {}
         self._by_id: dict[str, EnvelopeRow] = {}
         self._serial = 0
@@ -906,7 +908,7 @@ class DashboardModel:
         agent = self._agent(event.name)
         agent.agent_id = event.agent_id or agent.agent_id
         agent.passport = event.passport if event.passport is not None else agent.passport
-        self._log(at, "info", f"{agent.name} registered")
+        self._log(at, "info", f"{agent.name} registered" + (f" (via {agent.via})" if agent.via else ""))
 
     def _on_agent_latency(self, event: AgentLatency, at: float | None) -> None:
         """The hub's keepalive round trips, every 2 s: ``latency_ms: {name: ms}``."""
@@ -1104,12 +1106,22 @@ class DashboardModel:
         match item:
             case ProcessItem():
                 self._on_process(item)
-            case Caption(text=text, at=at):
+            case Caption(text=text, at=at, t0=t0, faults=faults):
                 when = self._tick(parse_time(at))
+                if t0 and when is not None:  # the launcher's t = 0, with the scenario's fault timeline
+                    self.t0 = when
+                    self.schedule = [
+                        (float(f.get("at", 0)), " ".join(str(p) for p in (f.get("action"), f.get("target")) if p))
+                        for f in faults
+                        if isinstance(f, dict)
+                    ]
                 self.captions.append((when, text))
                 if len(self.captions) > 200:
                     del self.captions[0]
                 self._log(when, "caption", text)
+                if text.startswith("failover:"):  # a standby hub took over (the launcher says so): a diagram row
+                    detail = text.removeprefix("failover:").strip()
+                    self._arrow(when, "takeover", "hub", "hub", "", 0, None, detail=detail)
             case FaultItem(action=action, target=target, caption=caption, at=at):
                 target_text = f" {target}" if target else ""
                 caption_text = f" — {caption}" if caption else ""
@@ -1166,6 +1178,17 @@ class DashboardModel:
 
     # ------------------------------------------------------------------ queries
 
+    def scenario_t(self, now: float) -> float | None:
+        """Seconds since the scenario's t = 0 (None before it, or when not under a launcher)."""
+        return None if self.t0 is None else now - self.t0
+
+    def next_fault(self, now: float) -> tuple[float, str] | None:
+        """The scenario's next fault after `now`: (t, what)."""
+        t = self.scenario_t(now)
+        if t is None:
+            return None
+        return next(((at, what) for at, what in self.schedule if at > t), None)
+
     def envelope(self, envelope_id: str | None = None, *, channel_id: str | None = None, seq: int | None = None):
         """The row of an envelope still in the ring, by id or by (channel, seq)."""
         if envelope_id:
@@ -1197,7 +1220,9 @@ class DashboardModel:
         return selection
 
     def select_arrows(self, channel_id: str | None = None) -> Selection:
-        predicate = None if channel_id is None else (lambda arrow: arrow.channel_id == channel_id)
+        predicate = (
+            None if channel_id is None else (lambda arrow: arrow.channel_id == channel_id or arrow.kind == "takeover")
+        )
         selection = Selection(self.arrows, predicate)
         selection.sync()
         return selection
