@@ -40,7 +40,14 @@ from agentnet.tui.diagram import to_mermaid
 from agentnet.tui.model import DashboardModel, EnvelopeRow, WalFilter, format_clock, sparkline_text
 from agentnet.tui.playback import PlaybackController
 from agentnet.tui.procstats import ProcessSampler
-from agentnet.tui.screens import ConfirmScreen, HelpScreen, InspectorScreen, PostScreen, PromptScreen
+from agentnet.tui.screens import (
+    ConfirmScreen,
+    HelpScreen,
+    InspectorScreen,
+    PostScreen,
+    ProcessLogScreen,
+    PromptScreen,
+)
 from agentnet.tui.widgets.lines import TextLine
 from agentnet.tui.widgets.streams import LadderView, LogView, StreamView, WalView
 from agentnet.tui.widgets.tables import ChannelTable, CursorTable, ProcessTable
@@ -85,6 +92,7 @@ def _control_bindings() -> list[BindingType]:
 
 
 POST_KEY = ("w", "post", "Post a message as an agent: it opens a consulting channel and asks (work to watch)")
+LOG_KEY = ("l", "process log", "The control target's log file (stdout and stderr), followed while open")
 OTHER_KEYS: tuple[tuple[str, str, str], ...] = (
     ("enter", "inspect", "Open the selected envelope (WAL row, diagram arrow, log line)"),
     ("f", "follow", "Follow the newest rows of the focused stream (or pause)"),
@@ -133,6 +141,7 @@ class DashboardApp(App[str | None]):
         Binding("t", "target(1)", "target", id="process.target.next"),
         *_control_bindings(),
         Binding("w", "post", "post", id="control.post", tooltip="Post a message as an agent (creates work)"),
+        Binding("l", "process_log", "log", id="process.log", tooltip="The selected process's log (stdout/stderr)"),
         Binding("f", "follow", "follow", id="stream.follow", tooltip="Follow the newest rows (or pause)"),
         Binding("slash", "filter", "filter", id="wal.filter", tooltip="Filter the WAL stream"),
         Binding("m", "export_mermaid", "Mermaid", id="sequence.export", show=False),
@@ -503,6 +512,8 @@ class DashboardApp(App[str | None]):
         if action == "control":
             # playback: hidden (the footer shows playback keys); read-only: shown disabled
             return None if self.mode == "read-only" else self.mode == "live"
+        if action == "process_log":
+            return self.mode != "playback"
         if action == "post":
             return None if self.mode == "read-only" else self.mode == "live"
         if action in ("play_pause", "step", "speed", "jump"):
@@ -544,6 +555,18 @@ class DashboardApp(App[str | None]):
             self.push_screen(ConfirmScreen(confirm_text(verb, target)), confirmed)
         else:
             self.run_control(verb, target)
+
+    def action_process_log(self) -> None:
+        """l: the selected process's log, from the run directory (logs/NAME.log)."""
+        run_dir = _run_dir_of(self.controls)
+        name = self.selected_process
+        if run_dir is None:
+            self.notify("No run directory: process logs are kept by `agentnet up` (attach with --run DIR).", timeout=4)
+            return
+        if not name:
+            self.notify("Pick a process first (t).", severity="warning")
+            return
+        self.push_screen(ProcessLogScreen(name, run_dir / "logs" / f"{name}.log"))
 
     def action_post(self) -> None:
         """Post a message as an agent through the launcher (a new consulting channel)."""
@@ -734,7 +757,7 @@ class DashboardApp(App[str | None]):
                 (spec.key, spec.label, spec.help + (" — asks first" if spec.irreversible else ""))
                 for spec in CONTROL_SPECS
             ]
-            keys.append(POST_KEY)
+            keys += [POST_KEY, LOG_KEY]
         else:
             keys += list(PLAYBACK_KEYS)
         return keys + list(OTHER_KEYS)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from pathlib import Path
 
 from rich.console import Group
 from rich.syntax import Syntax
@@ -140,6 +141,54 @@ class PromptScreen(ModalScreen[str | None]):
 
     def action_cancel(self) -> None:
         self.dismiss(None)
+
+
+class ProcessLogScreen(ModalScreen[None]):
+    """The tail of one process's log file (stdout and stderr), followed while it is open."""
+
+    BINDINGS = [Binding("escape,q,l", "dismiss", "close", id="process-log.close")]
+    TAIL = 200  # lines
+
+    def __init__(self, name: str, path: Path) -> None:
+        super().__init__()
+        self.process_name = name
+        self.path = path
+        self._seen: tuple[int, float] | None = None
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="process-log"):
+            yield Label(f"log of {self.process_name} · {self.path}", id="process-log-title")
+            with VerticalScroll(id="process-log-body"):
+                yield Static(id="process-log-text")
+            yield Label("follows the file · esc close", id="process-log-hint")
+
+    def on_mount(self) -> None:
+        self.refresh_log()
+        self.set_interval(1.0, self.refresh_log)
+
+    def tail(self) -> str:
+        try:
+            with self.path.open("rb") as f:
+                f.seek(0, 2)
+                size = f.tell()
+                f.seek(max(0, size - 64 * 1024))
+                data = f.read().decode(errors="replace")
+        except OSError as exc:
+            return f"(cannot read {self.path}: {exc.strerror or exc})"
+        lines = data.splitlines()[-self.TAIL :]
+        return "\n".join(lines) if lines else "(empty so far: the process has not written anything)"
+
+    def refresh_log(self) -> None:
+        try:
+            stat = self.path.stat()
+            seen: tuple[int, float] | None = (stat.st_size, stat.st_mtime)
+        except OSError:
+            seen = None
+        if seen is not None and seen == self._seen:
+            return
+        self._seen = seen
+        self.query_one("#process-log-text", Static).update(Text(self.tail()))
+        self.query_one("#process-log-body", VerticalScroll).scroll_end(animate=False)
 
 
 class PostScreen(ModalScreen[tuple[str, list[str], str] | None]):

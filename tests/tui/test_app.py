@@ -11,7 +11,14 @@ from textual.widgets import Input
 from agentnet.run.feed import QueueFeed
 from agentnet.tui.app import DashboardApp, playback_app
 from agentnet.tui.controls import CONTROL_SPECS
-from agentnet.tui.screens import ConfirmScreen, HelpScreen, InspectorScreen, PostScreen, PromptScreen
+from agentnet.tui.screens import (
+    ConfirmScreen,
+    HelpScreen,
+    InspectorScreen,
+    PostScreen,
+    ProcessLogScreen,
+    PromptScreen,
+)
 from agentnet.tui.widgets.streams import LadderView, WalView
 from tests.tui.conftest import SIZE, cell, live_app, select_row, settle, wait_for
 from tests.tui.sample import iso, sample_feed_items
@@ -465,3 +472,31 @@ async def test_status_line_leads_with_the_target_and_the_scenario_clock() -> Non
         status = screen_text(app).splitlines()[0]
         assert status.startswith(" LIVE  target:")
         assert " t " in status and "next: restart-hub at 900 s" in status
+
+
+async def test_the_sequence_tab_follows_in_live_mode() -> None:
+    app, feed, _ = live_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot, feed)
+        await pilot.press("2")
+        await pilot.pause()
+        ladder = app.query_one("#ladder", LadderView)
+        await wait_for(lambda: ladder.follow and ladder.scroll_y == ladder.max_scroll_y, pilot)
+
+
+async def test_l_shows_the_selected_process_log(tmp_path: Path) -> None:
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "bob.log").write_text("bob: connected to ws://127.0.0.1:1/v1\n")
+    app, feed, launcher = live_app()
+    launcher.run_dir = tmp_path  # type: ignore[attr-defined]  # as RemoteControls (agentnet tui --run DIR)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot, feed)
+        await select_row(app, pilot, "#processes", "bob")
+        await pilot.press("l")
+        assert isinstance(app.screen, ProcessLogScreen)
+        await wait_for(lambda: "bob: connected to" in screen_text(app), pilot)
+        with (tmp_path / "logs" / "bob.log").open("a") as f:
+            f.write("bob: reconnected after 0.4 s\n")
+        await wait_for(lambda: "reconnected after 0.4 s" in screen_text(app), pilot)  # followed
+        await pilot.press("escape")
+        assert not isinstance(app.screen, ProcessLogScreen)

@@ -209,7 +209,9 @@ class StreamView(ScrollView, can_focus=True):
 
     def watch_scroll_y(self, old_value: float, new_value: float) -> None:
         super().watch_scroll_y(old_value, new_value)
-        if not self._auto_scroll and self.follow and new_value < old_value:
+        # a user scrolling up pauses follow; a pane that was hidden (another tab) and gets its size
+        # back has its scroll clamped to the new end, which is no reason to stop following
+        if not self._auto_scroll and self.follow and new_value < old_value and new_value < self.max_scroll_y:
             self.set_follow(False)
 
     def set_follow(self, follow: bool) -> None:
