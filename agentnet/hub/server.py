@@ -40,7 +40,8 @@ from agentnet.wsfast import BatchedSends, DirectReceives
 from .ag2 import PATHS as AG2_PATHS
 from .ag2 import Ag2Endpoint
 from .auth import Authenticator, bearer_token, load_auth_file
-from .core import PEER_MAX_SIZE, Close, CoreConfig, Emit, HubCore, Send, Subscribe, _error_response, error_frame
+from .core import CoreConfig, HubCore
+from .effects import PEER_MAX_SIZE, Close, Emit, Send, Subscribe, _error_response, error_frame
 from .readahead import ReadAhead
 from .settings import DELIVERY, KEEPALIVE, DeliverySettings, KeepaliveSettings
 from .store import Store, StoreError, open_store
