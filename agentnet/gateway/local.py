@@ -21,9 +21,12 @@ import orjson
 from agentnet.client.connection import ConnectionLost, HubError, HubUnavailable
 from agentnet.hub.server import Hub
 from agentnet.protocol.codec import FrameError, decode_client_frame
-from agentnet.protocol.frames import CLIENT_FRAME
+from agentnet.protocol.frames import CLIENT_FRAME, PostParams, PostRequest, Receipt
 
 log = logging.getLogger("agentnet.gateway.local")
+
+
+_TRUSTED_POST = frozenset({"channel_id", "type", "data", "audience", "causation_id"})
 
 
 def _frame(raw: dict[str, Any]) -> Any:
@@ -167,7 +170,14 @@ class LocalHubClient:
         self._next_id += 1
         request_id = f"r{self._next_id}"
         try:
-            frame = _frame({"kind": "request", "request_id": request_id, "op": op, "params": params})
+            if op == "post" and params.keys() <= _TRUSTED_POST:
+                # The gateway's own posts (its hot path): built, not validated; the core still checks
+                # the channel, the audience, the rules and the size of `data`.
+                frame = PostRequest.model_construct(
+                    kind="request", request_id=request_id, op="post", params=PostParams.model_construct(**params)
+                )
+            else:
+                frame = _frame({"kind": "request", "request_id": request_id, "op": op, "params": params})
         except FrameError as exc:
             fut.set_result({"ok": False, "error_code": str(exc.code), "error_message": exc.message})
             return fut
@@ -191,16 +201,14 @@ class LocalHubClient:
         peer = self._peer
         if peer is None:
             return False
-        frame: dict[str, Any] = {
-            "kind": "receipt",
-            "channel_id": envelope["channel_id"],
-            "seq": envelope["seq"],
-            "envelope_id": envelope["envelope_id"],
-            "status": status,
-        }
-        if reason:
-            frame["reason"] = reason[:1000]
+        receipt = Receipt.model_construct(  # from an envelope the hub sent: nothing to validate
+            kind="receipt",
+            channel_id=envelope["channel_id"],
+            seq=envelope["seq"],
+            envelope_id=envelope["envelope_id"],
+            status=status,
+            reason=reason[:1000] if reason else None,
+        )
         hub = self.hub
-        receipt = _frame(frame)
         hub._dispatch(hub.core.receipt(peer.conn, receipt, time.monotonic()))  # type: ignore[arg-type]
         return True

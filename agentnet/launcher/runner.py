@@ -405,7 +405,19 @@ class Run(Processes, Timeline, Replicas, Expect, Summary, RunFiles):
         self.phase = "running"
         self.t0 = time.monotonic()
         ready = len(self._agent_names())
-        self.caption(f"hub and {ready} agent(s) ready after {self.t0 - self.launched:.1f} s; t = 0")
+        agents = f"{ready} agent{'s' if ready != 1 else ''}"
+        # t0 and the fault timeline ride on this caption: the dashboard shows the scenario clock and the next fault
+        faults = [{"at": f.at, "action": f.action, "target": f.target} for f in s.faults]
+        self.publish(
+            "caption",
+            {
+                "kind": "caption",
+                "at": utc_iso(),
+                "text": f"hub and {agents} ready after {self.t0 - self.launched:.1f} s; t = 0",
+                "t0": True,
+                "faults": faults,
+            },
+        )
         self._schedule()
         if dashboard is not None and s.live is not None:
             self.tasks.append(asyncio.create_task(self._live(s.live), name="live"))

@@ -52,6 +52,8 @@ class Caption:
 
     text: str = ""
     at: str | float | None = None  # an ISO time (the launcher) or epoch seconds (the dashboard)
+    t0: bool = False  # this caption marks the scenario's t = 0 (the launcher's "ready" line) ...
+    faults: list[dict[str, Any]] = field(default_factory=list)  # ... and carries the fault timeline
 
 
 @dataclass(frozen=True, slots=True)

@@ -67,9 +67,19 @@ class FilterInput(Input):
         self.app.call_later(self.app.close_filter)  # type: ignore[attr-defined]
 
 
+FOOTER_CONTROLS = ("kill", "pause", "restart")  # the others are in ? help and the palette (ctrl+p)
+
+
 def _control_bindings() -> list[BindingType]:
     return [
-        Binding(spec.key, f"control('{spec.verb}')", spec.label, id=spec.binding_id, tooltip=spec.help)
+        Binding(
+            spec.key,
+            f"control('{spec.verb}')",
+            spec.label,
+            id=spec.binding_id,
+            tooltip=spec.help,
+            show=spec.verb in FOOTER_CONTROLS,
+        )
         for spec in CONTROL_SPECS
     ]
 
@@ -106,6 +116,10 @@ class DashboardApp(App[str | None]):
     CSS_PATH = "dashboard.tcss"
     TITLE = "agentnet"
     BINDINGS: ClassVar[list[BindingType]] = [
+        # the footer shows these first: help, quit and the control target always fit
+        Binding("question_mark", "help", "help", id="app.help"),
+        Binding("q", "quit", "quit", id="app.quit"),
+        Binding("t", "target(1)", "target", id="process.target.next"),
         *_control_bindings(),
         Binding("w", "post", "post", id="control.post", tooltip="Post a message as an agent (creates work)"),
         Binding("f", "follow", "follow", id="stream.follow", tooltip="Follow the newest rows (or pause)"),
@@ -114,10 +128,7 @@ class DashboardApp(App[str | None]):
         Binding("1", "show_tab('overview')", "overview", id="tab.overview", show=False),
         Binding("2", "show_tab('sequence')", "sequence", id="tab.sequence", show=False),
         Binding("z", "maximize_pane", "maximize", id="pane.maximize", show=False),
-        Binding("t", "target(1)", "next target", id="process.target.next", show=False),
         Binding("T", "target(-1)", "previous target", id="process.target.previous", show=False),
-        Binding("question_mark", "help", "help", id="app.help"),
-        Binding("q", "quit", "quit", id="app.quit"),
         Binding("ctrl+c", "interrupt", "stop", id="app.interrupt", show=False, priority=True),
         Binding("space", "play_pause", "play/pause", id="playback.toggle"),
         Binding("left_square_bracket", "step(-1)", "back", id="playback.back"),
@@ -249,6 +260,14 @@ class DashboardApp(App[str | None]):
         self.main.query_one("#wal", WalView).focus()
         self.sync_views()
 
+    COMPACT_BELOW = (100, 30)  # columns, rows
+
+    def on_resize(self) -> None:
+        """Below about 100x30 the panes shrink so the WAL stream and the event log stay visible."""
+        width, height = self.size
+        compact = width < self.COMPACT_BELOW[0] or height < self.COMPACT_BELOW[1]
+        self.main.set_class(compact, "-compact")
+
     def on_unmount(self) -> None:
         if self._writer is not None:
             self._writer.close()
@@ -364,33 +383,53 @@ class DashboardApp(App[str | None]):
             spark.append(f" now {series[-1]:.0f}, max {max(series):.0f}", style="dim")
         self.main.query_one("#lag-spark", TextLine).set(spark)
 
+    @property
+    def run_name(self) -> str:
+        """The title without the scenario's description (that goes to the caption line)."""
+        return self.run_title.split(" — ", 1)[0]
+
+    @property
+    def run_description(self) -> str:
+        parts = self.run_title.split(" — ", 1)
+        return parts[1] if len(parts) > 1 else ""
+
     def _status_text(self, now: float) -> Text:
+        """What the keys act on and where the run is, first; the rest as room allows."""
         model = self.model
         text = Text(no_wrap=True, overflow="ellipsis")
-        text.append(" agentnet ", style="bold reverse")
-        text.append(f" {self.run_title} ", style="bold")
         if self.mode == "live":
             text.append(" LIVE ", style="bold black on green")
+            text.append(f" target: {self.selected_process or '—'} ", style="bold reverse")
         elif self.mode == "read-only":
             text.append(" READ-ONLY ", style="bold black on yellow")
-            text.append(" controls off", style="yellow")
         else:
             text.append(" PLAYBACK ", style="bold white on magenta")
-            text.append(" no side effects", style="magenta")
+        t = model.scenario_t(now)
+        if t is not None:
+            text.append(f"  t {t:.1f} s", style="bold")
+            upcoming = model.next_fault(now)
+            if upcoming is not None:
+                text.append(f"  next: {upcoming[1]} at {upcoming[0]:g} s", style="bold yellow")
+            elif model.schedule:
+                text.append("  faults done", style="dim")
+        else:
+            text.append(f"  {format_clock(now)} UTC")
+        if model.dropped_total or model.missed_total:
+            text.append(f"  lost {model.dropped_total + model.missed_total}", style="bold red")
+        text.append(f"  {model.event_rate.rate(now):.0f} ev/s", style="green")
+        if self._writer is not None:
+            text.append("  ● REC", style="bold red")
+        text.append(f"  {self.run_name}", style="bold")
+        if self.mode == "read-only":
+            text.append("  controls off", style="yellow")
+        elif self.mode == "playback":
+            text.append("  no side effects", style="magenta")
+        text.append(f"  {model.events_total} events", style="dim")
         hub = model.hub
         if hub.hub_id:
             text.append(f"  hub {hub.hub_id}", style="cyan")
             if hub.store:
                 text.append(f" ({hub.store})", style="dim")
-        text.append(f"  {format_clock(now)} UTC", style="")
-        text.append(f"  {model.event_rate.rate(now):.0f} ev/s", style="green")
-        text.append(f"  {model.events_total} events", style="dim")
-        if model.dropped_total or model.missed_total:
-            text.append(f"  lost {model.dropped_total + model.missed_total}", style="bold red")
-        if self.mode == "live":
-            text.append(f"  target: {self.selected_process or '—'}", style="bold")
-        if self._writer is not None:
-            text.append("  ● REC", style="bold red")
         return text
 
     def _caption_text(self) -> Text:
@@ -402,6 +441,8 @@ class DashboardApp(App[str | None]):
             text.append(caption, style="bold")
             text.append(f"   {format_clock(at)}", style="dim")
             return text
+        if self.run_description:
+            return Text(f" {self.run_description}", style="dim", no_wrap=True, overflow="ellipsis")
         return Text(" ? help · tab next pane · 1/2 overview/sequence · enter inspect · ctrl+p commands", style="dim")
 
     def _playback_text(self) -> Text:
@@ -640,7 +681,8 @@ class DashboardApp(App[str | None]):
         if self.screen.maximized is not None:
             self.screen.minimize()
         elif self.focused is not None:
-            self.screen.maximize(self.focused)
+            # the pane itself: with container=True Textual would maximize the whole tabbed area
+            self.screen.maximize(self.focused, container=False)
 
     def action_export_mermaid(self) -> Path | None:
         channel = self.selected_channel

@@ -137,6 +137,8 @@ class DashboardModel:
         self.lanes: list[str] = ["hub"]
         self._lane_names: set[str] = {"hub"}  # the same names: a membership test per event stays O(1)
         self.captions: list[tuple[float | None, str]] = []
+        self.t0: float | None = None  # the scenario's t = 0 (event time), when the launcher says so
+        self.schedule: list[tuple[float, str]] = []  # the scenario's faults: (t, "kill bob")
         self._by_key: dict[tuple[str, int], EnvelopeRow] = {}
         self._by_id: dict[str, EnvelopeRow] = {}
         self._serial = 0
@@ -544,8 +546,15 @@ class DashboardModel:
         match item:
             case ProcessItem():
                 self._on_process(item)
-            case Caption(text=text, at=at):
+            case Caption(text=text, at=at, t0=t0, faults=faults):
                 when = self._tick(parse_time(at))
+                if t0 and when is not None:  # the launcher's t = 0, with the scenario's fault timeline
+                    self.t0 = when
+                    self.schedule = [
+                        (float(f.get("at", 0)), " ".join(str(p) for p in (f.get("action"), f.get("target")) if p))
+                        for f in faults
+                        if isinstance(f, dict)
+                    ]
                 self.captions.append((when, text))
                 if len(self.captions) > 200:
                     del self.captions[0]
@@ -605,6 +614,17 @@ class DashboardModel:
             proc.rss = None
 
     # ------------------------------------------------------------------ queries
+
+    def scenario_t(self, now: float) -> float | None:
+        """Seconds since the scenario's t = 0 (None before it, or when not under a launcher)."""
+        return None if self.t0 is None else now - self.t0
+
+    def next_fault(self, now: float) -> tuple[float, str] | None:
+        """The scenario's next fault after `now`: (t, what)."""
+        t = self.scenario_t(now)
+        if t is None:
+            return None
+        return next(((at, what) for at, what in self.schedule if at > t), None)
 
     def envelope(self, envelope_id: str | None = None, *, channel_id: str | None = None, seq: int | None = None):
         """The row of an envelope still in the ring, by id or by (channel, seq)."""

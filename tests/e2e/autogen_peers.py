@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .procs import REPO, Proc, Procs, read_jsonl, wait_until
+from .procs import REPO, HubProc, Proc, Procs, read_jsonl, wait_until
 
 AUTOGEN_PYTHON = REPO / ".venv-autogen" / "bin" / "python"
 DEMO_WORKER = REPO / "agentnet" / "gateway" / "autogen" / "demo_worker.py"
@@ -56,6 +56,36 @@ class GatewayProc:
                 return None
 
         self.port = wait_until("the gateway's port file", bound, timeout)
+        return self
+
+
+@dataclass(eq=False)
+class InHubGateway:
+    """`agentnet hub --autogen 127.0.0.1:0`: the gateway inside the hub process (restarting it restarts the hub)."""
+
+    hub: HubProc
+    port: int | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def proc(self) -> Proc | None:
+        return self.hub.proc
+
+    def start(self, timeout: float = 30.0) -> InHubGateway:
+        port_file = self.hub.procs.workdir / f"autogen-port.{self.hub.generation + 1}"
+        self.hub.extra = ["--autogen", f"127.0.0.1:{self.port or 0}", "--autogen-port-file", str(port_file)]
+        self.hub.start()
+
+        def bound() -> int | None:
+            try:
+                return int(port_file.read_text())
+            except (FileNotFoundError, ValueError):
+                return None
+
+        self.port = wait_until("the in-hub gateway's port file", bound, timeout)
         return self
 
 

@@ -511,6 +511,21 @@ async def test_golden_key_sets_per_op(net: tuple[HubProc, Procs], ag2_fields: di
     for turn in turns:
         keys(turn, "PendingTurn")
     channel_keys((await _ask(a, "16", "close_channel", channel_id=cid, reason="done"))["result"])
+    # the ops whose result is None, and what they changed
+    resume = {"claimed_capabilities": ["math"], "summary": "adds"}
+    assert (await _ask(b, "17", "set_resume", agent_id=gid_b, resume=resume))["result"] is None
+    got_resume = (await _ask(a, "18", "get_resume", agent_id=gid_b))["result"]
+    keys(got_resume, "Resume")
+    assert got_resume["claimed_capabilities"] == ["math"] and got_resume["last_updated"]
+    assert (await _ask(b, "19", "set_skill", agent_id=gid_b, skill_md="# adds"))["result"] is None
+    assert (await _ask(a, "20", "get_skill", agent_id=gid_b))["result"] == "# adds"
+    listed = (await _ask(a, "21", "list_agents", capability="math"))["result"]
+    assert [pp["name"] for pp in listed] == ["gold-b"]
+    failure = {"channel_id": cid, "agent_id": gid_b, "envelope_id": eid, "error": "model down"}
+    assert (await _ask(b, "22", "report_turn_failure", **failure))["result"] is None
+    assert (await _ask(b, "23", "unregister", agent_id=gid_b))["result"] is None
+    gone = await _ask(b, "24", "can_send", channel_id=cid, sender_id=gid_b, event_type=None)
+    assert gone["error_code"] == "access_denied"  # b no longer holds gold-b on this connection
     # hello/welcome on a third socket, and a refused hello's error frame
     c = await Peer.open(ag2_url(hub))
     await c.ws.send(frame("hello", name="gold-a", auth_scheme="none", auth_claim={}, since_envelope_id=""))

@@ -11,13 +11,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import grpc
 import psutil
+import pytest
 from google.protobuf import descriptor_pb2
 
-from agentnet.gateway.autogen.protos import agent_worker_pb2, cloudevent_pb2
+from agentnet.gateway.autogen.protos import agent_worker_pb2, agent_worker_pb2_grpc, cloudevent_pb2
 from agentnet.launcher.checker import check_run
 
-from .autogen_peers import AUTOGEN_PYTHON, GatewayProc, require_autogen, start_worker
+from .autogen_peers import AUTOGEN_PYTHON, GatewayProc, InHubGateway, require_autogen, start_worker
 from .procs import REPO, HubProc, Procs, read_jsonl, wait_until
 from .test_up_scenarios import assert_all_gone, run_pids, the_run_dir
 
@@ -55,17 +57,26 @@ def _appends(path: Path, env_type: str) -> list[dict]:
     ]
 
 
-def test_workers_through_the_gateway(procs: Procs, tmp_path: Path) -> None:
+@pytest.mark.parametrize("shape", ["sidecar", "in-hub"])
+def test_workers_through_the_gateway(procs: Procs, tmp_path: Path, shape: str) -> None:
+    """The same story through `agentnet gateway autogen` (a process of its own, restarted alone) and
+    through `agentnet hub --autogen` (inside the hub: restarting the gateway restarts the hub)."""
     require_autogen()
-    hub = HubProc(procs, tmp_path / "hub.db").start()
+    hub = HubProc(procs, tmp_path / "hub.db")
+    gw: GatewayProc | InHubGateway
+    if shape == "in-hub":
+        gw = InHubGateway(hub).start()
+    else:
+        hub.start()
     observed = tmp_path / "observer.jsonl"
     ready = tmp_path / "observer.ready"
     procs.peer(
         "observer", "observe", "--url", hub.url, "--name", "watcher", "--log", str(observed), "--ready", str(ready)
     )
     wait_until("the observer", ready.exists)
-    gw = GatewayProc(procs, hub.url).start()
-    assert "listening on" in gw.proc.log()
+    if shape == "sidecar":
+        gw = GatewayProc(procs, hub.url).start()
+    assert gw.proc is not None and "autogen gateway listening on" in gw.proc.log()
 
     # Worker A serves alpha; worker B serves beta and gamma; all three subscribe to topic "news".
     a = start_worker(procs, "worker-a", gw.address, ["alpha"], ["news"], "--deadline", "1.5")
@@ -112,6 +123,23 @@ def test_workers_through_the_gateway(procs: Procs, tmp_path: Path) -> None:
     gw.proc.kill()
     a.kill()
     gw.start()
+    if shape == "in-hub":  # the observer reconnects to the restarted hub (a fresh snapshot) before we go on
+        wait_until("the observer back", lambda: sum(e.get("kind") == "snapshot" for e in read_jsonl(observed)) >= 2)
+    # What the restarted gateway serves, asked with our own generated stub: the stored subscriptions
+    # (before any worker re-added one), and AutoGen's error codes.
+    with grpc.insecure_channel(gw.address) as channel:
+        stub = agent_worker_pb2_grpc.AgentRpcStub(channel)
+        subs = stub.GetSubscriptions(agent_worker_pb2.GetSubscriptionsRequest(), metadata=[("client-id", "probe")])
+        kinds = {(s.WhichOneof("subscription"), s.typeSubscription.agent_type or s.typePrefixSubscription.agent_type)
+                 for s in subs.subscriptions}  # fmt: skip
+        assert {("typeSubscription", t) for t in ("alpha", "beta", "gamma")} <= kinds, kinds
+        assert {("typePrefixSubscription", t) for t in ("alpha", "beta", "gamma")} <= kinds, kinds
+        with pytest.raises(grpc.RpcError) as missing:
+            stub.GetSubscriptions(agent_worker_pb2.GetSubscriptionsRequest())
+        assert missing.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        with pytest.raises(grpc.RpcError) as control:
+            next(iter(stub.OpenControlChannel(iter([]), metadata=[("client-id", "probe")])))
+        assert control.value.code() == grpc.StatusCode.UNIMPLEMENTED
     a2 = start_worker(procs, "worker-a2", gw.address, [], [])
     assert a2.cmd(cmd="publish", topic="news", text="after restart", n=7)["ok"]
     b3 = start_worker(procs, "worker-b3", gw.address, ["beta", "gamma"], ["news"])

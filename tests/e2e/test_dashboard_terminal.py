@@ -39,7 +39,7 @@ def test_tui_url_attaches_to_a_hand_started_hub_and_shows_what_happens(
     bob = procs.spawn(
         "bob", [*AGENTNET, "agent", "--name", "bob", "--brain", "calc", "--hub", hub.url, "--state-dir", str(tmp_path)]
     )
-    term = Term([*AGENTNET, "tui", hub.url], width=160, height=45)
+    term = Term([*AGENTNET, "tui", hub.url], width=80, height=24)  # the smallest usual terminal
     terms.append(term.start())
     term.wait_for("READ-ONLY")
     term.wait_for(lambda s: "bob" in s and "connected" in s)
@@ -51,8 +51,11 @@ def test_tui_url_attaches_to_a_hand_started_hub_and_shows_what_happens(
         cwd=REPO,
     )
     assert ask.returncode == 0 and ask.stdout.strip() == "132", ask
-    screen = term.wait_for(lambda s: "What is 12 times 11?" in s and "132" in s)
-    assert "Traceback" not in screen
+    # the WAL stream shows the question and the answer, and the event log is there too, at 80x24
+    screen = term.wait_for(lambda s: "alice→ bob✓ What is 12 times 11?" in s and "bob→ alice✓ 132" in s)
+    assert "event log" in screen and "Traceback" not in screen
+    footer = screen.rstrip("\n").splitlines()[-1]
+    assert "? help" in footer and "q quit" in footer and "t target" in footer
     term.press("q")
     assert term.wait_exit() == 0
     bob.terminate()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -135,7 +136,8 @@ async def test_read_only_dashboard_disables_controls_and_says_why() -> None:
         await pilot.press("k")
         assert not isinstance(app.screen, ConfirmScreen)
         assert cell(app, "#processes", "bob", "state") == "ready"
-        assert "READ-ONLY  controls off" in screen_text(app)
+        status = screen_text(app).splitlines()[0]
+        assert status.startswith(" READ-ONLY ") and "controls off" in status
         await pilot.press("question_mark")
         assert isinstance(app.screen, HelpScreen)
         assert "no launcher reachable: controls are disabled" in app.screen.mode_note
@@ -306,7 +308,7 @@ async def test_playback_is_labelled_has_no_controls_and_steps_plays_and_jumps(sa
         controller = app.playback
         assert controller is not None and controller.position == 0
         text = screen_text(app)
-        assert "PLAYBACK  no side effects" in text
+        assert text.startswith(" PLAYBACK ") and "no side effects" in text.splitlines()[0]
         footer = text.splitlines()[-1]
         assert "space play/pause" in footer and " kill " not in footer
         await pilot.press("k")  # nothing to kill in a recording
@@ -411,3 +413,54 @@ async def test_q_quits_at_once_when_attached() -> None:
         await settle(app, pilot, feed)
         await pilot.press("q")
         await wait_for(lambda: not app.is_running, pilot)
+
+
+# ------------------------------------------------------------------------------------------- layout
+
+
+async def test_compact_layout_keeps_the_wal_stream_and_the_event_log_on_screen() -> None:
+    app, feed, _ = live_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot, feed)
+        assert app.main.has_class("-compact")
+        wal, log = app.query_one("#wal"), app.query_one("#log")
+        assert wal.region.height >= 5 and log.region.height >= 5  # rows to read, inside the screen
+        assert wal.region.bottom <= 23 and log.region.bottom <= 23
+        text = screen_text(app)
+        assert "WAL stream" in text and "event log" in text
+        footer = text.splitlines()[-1]
+        assert "? help" in footer and "q quit" in footer and "t target" in footer
+    app, feed, _ = live_app()
+    async with app.run_test(size=(160, 45)) as pilot:
+        await settle(app, pilot, feed)
+        assert not app.main.has_class("-compact")
+
+
+async def test_z_maximizes_the_focused_pane_itself() -> None:
+    app, feed, _ = live_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot, feed)
+        wal = app.query_one("#wal")
+        before = wal.region.height
+        await pilot.press("z")
+        await pilot.pause()
+        assert app.screen.maximized is wal and wal.region.height > before
+        await pilot.press("z")
+        assert app.screen.maximized is None
+
+
+async def test_status_line_leads_with_the_target_and_the_scenario_clock() -> None:
+    app, feed, _ = live_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot, feed)
+        t0 = app.model.clock - 5.0
+        at = datetime.fromtimestamp(t0, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        feed.put_nowait(
+            "caption",
+            {"kind": "caption", "at": at, "text": "t = 0", "t0": True,
+             "faults": [{"at": 1.0, "action": "kill", "target": "bob"}, {"at": 900.0, "action": "restart-hub"}]},
+        )  # fmt: skip
+        await settle(app, pilot, feed)
+        status = screen_text(app).splitlines()[0]
+        assert status.startswith(" LIVE  target:")
+        assert " t " in status and "next: restart-hub at 900 s" in status

@@ -421,6 +421,8 @@ class AutogenGateway(pb_grpc.AgentRpcServicer):
         return pb.RemoveSubscriptionResponse()
 
     async def GetSubscriptions(self, request: pb.GetSubscriptionsRequest, context: Any) -> pb.GetSubscriptionsResponse:
+        if not any(key == "client-id" for key, _ in context.invocation_metadata() or ()):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "client-id metadata not found.")
         return pb.GetSubscriptionsResponse(subscriptions=[_sub_proto(i, k) for k, i in self.subs.items()])
 
     async def OpenControlChannel(self, request_iterator: Any, context: Any) -> Any:

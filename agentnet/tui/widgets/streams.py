@@ -361,19 +361,25 @@ class WalView(StreamView):
 
     MARKS_WIDTH = 16
 
+    NARROW = 72  # below this many columns a row drops its clock and pads less: the text stays visible
+
     def render_item(self, row: EnvelopeRow, width: int) -> Text:
         text = Text(no_wrap=True)
+        narrow = 0 < width < self.NARROW
         if self.channel_id is None:
             text.append(f"{row.channel_id[:7]:<7}", style="dim cyan")
         text.append(f"{row.seq:>5} ", style="bold")
-        text.append(f"{format_clock(row.at)[3:]} ", style="dim")
-        text.append(f"{row.sender[:8]:>8}→ ", style="cyan")
+        if narrow:
+            text.append(f"{row.sender[:8]}→ ", style="cyan")
+        else:
+            text.append(f"{format_clock(row.at)[3:]} ", style="dim")
+            text.append(f"{row.sender[:8]:>8}→ ", style="cyan")
         marks = Text(no_wrap=True)
         for mark in row.marks.values():
             marks.append(mark.recipient)
             marks.append(mark.glyph, style=MARK_STYLES.get(mark.state, ""))
             marks.append(" ")
-        if marks.cell_len < self.MARKS_WIDTH:
+        if marks.cell_len < self.MARKS_WIDTH and not narrow:
             marks.append(" " * (self.MARKS_WIDTH - marks.cell_len))
         text.append_text(marks)
         if row.type != "text":

@@ -59,7 +59,7 @@ def styled(value: str, style: str | None = None) -> Text:
 class KeyedTable(DataTable[Cell]):
     """A DataTable whose rows are replaced by ``sync_rows`` with a keyed, cell-level diff."""
 
-    COLUMNS: tuple[tuple[str, str, int], ...] = ()
+    COLUMNS: tuple[tuple[str, str, int], ...] = ()  # (key, label, width); width 0: sized to content
     # A hub with tens of thousands of channels: only this many rows are built and kept (the most
     # relevant, see `pick`), so a refresh costs about the same at 50k channels as at 500.
     MAX_ROWS = 100
@@ -93,7 +93,7 @@ class KeyedTable(DataTable[Cell]):
 
     def on_mount(self) -> None:
         for key, label, width in self.COLUMNS:
-            self.add_column(label, width=width, key=key)
+            self.add_column(label, width=width or None, key=key)
 
     @property
     def selected_key(self) -> str | None:
@@ -114,6 +114,7 @@ class KeyedTable(DataTable[Cell]):
             del self._rows[key]
             changed = True
         columns = [key for key, _, _ in self.COLUMNS]
+        auto = {key for key, _, width in self.COLUMNS if not width}
         for key, cells in rows:
             old = self._rows.get(key)
             if old is None:
@@ -122,7 +123,7 @@ class KeyedTable(DataTable[Cell]):
             elif old != cells:
                 for column, before, after in zip(columns, old, cells, strict=True):
                     if before != after:
-                        self.update_cell(key, column, after)
+                        self.update_cell(key, column, after, update_width=column in auto)
                 changed = True
             self._rows[key] = cells
         return changed
@@ -130,7 +131,7 @@ class KeyedTable(DataTable[Cell]):
 
 class ProcessTable(KeyedTable):
     COLUMNS = (
-        ("name", "name", 10),
+        ("name", "name", 0),
         ("role", "role", 5),
         ("pid", "pid", 6),
         ("state", "state", 8),
@@ -204,7 +205,7 @@ class ProcessTable(KeyedTable):
 class ChannelTable(KeyedTable):
     ALL = "*"
     COLUMNS = (
-        ("id", "channel", 8),
+        ("id", "channel", 0),
         ("head", "head", 4),
         ("rate", "rate/s 30s", 10),
         ("state", "state", 6),
@@ -260,8 +261,8 @@ class ChannelTable(KeyedTable):
 
 class CursorTable(KeyedTable):
     COLUMNS = (
-        ("who", "recipient", 9),
-        ("channel", "channel", 7),
+        ("who", "recipient", 0),
+        ("channel", "channel", 0),
         ("lag", "lag", 4),
         ("inflight", "in flight", 9),
         ("floor", "floor", 5),
