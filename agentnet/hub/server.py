@@ -131,6 +131,7 @@ class Peer:
     max_size: int = PEER_MAX_SIZE  # the largest frame the peer accepts (hello.max_size): never send more
     observer: bool = False
     greeted: bool = False  # its hello was accepted: frames from now on are requests and receipts
+    label: str = ""  # "agent bob" once greeted (for the info log)
     held: deque | None = None  # frames that wait, in order, while a store read is fetched ahead for this peer
     closing: bool = False
     task: asyncio.Task | None = None
@@ -546,6 +547,10 @@ class Hub:
             await ws.wait_closed()
         finally:
             overdue.cancel()
+            if peer.greeted or peer.label:
+                log.info(
+                    "conn %d: %s disconnected (%s %s)", conn, peer.label or "peer", ws.close_code, ws.close_reason or ""
+                )
             if peer.greeted:
                 rcvd = ws.close_code if ws.close_code is not None else 1006
                 self._dispatch(self.core.connection_closed(conn, rcvd, ws.close_reason or "", time.monotonic()))
@@ -737,6 +742,9 @@ class Hub:
         peer.max_size = frame.max_size or PEER_MAX_SIZE
         self._dispatch(self.core.hello(conn, frame, time.monotonic()))
         peer.greeted = not peer.closing  # the core may refuse it too (a reserved name, a client ahead)
+        if peer.greeted:
+            peer.label = f"{frame.role} {frame.name}"
+            log.info("conn %d: %s connected", conn, peer.label)
 
     # ------------------------------------------------------------------ background tasks
 

@@ -161,7 +161,25 @@ class StoreCounts:
         self._participants: dict[str, tuple[str, ...]] = {}
         self.expected = 0
 
+    url: str | None = None  # a PostgreSQL store instead of the sqlite file (read with `_read_pg`)
+
+    def _read_pg(self) -> dict[str, int] | None:
+        import psycopg
+
+        assert self.url is not None
+        try:
+            with psycopg.connect(self.url, connect_timeout=1, autocommit=True) as db:
+                view = StoreView(db)
+                posted, acked, dead, redelivered = view.totals()
+                expected = view.expected_pg()
+        except psycopg.Error:
+            return None
+        counts = {"posted": posted, "acked": acked, "dead_lettered": dead, "redelivered": int(redelivered)}
+        return {**counts, "expected": int(expected)}
+
     def read(self) -> dict[str, int] | None:
+        if self.url is not None:
+            return self._read_pg()
         if self.path is None or not self.path.exists():
             return None
         try:

@@ -24,16 +24,17 @@ class Replicas:
         except PgLocalError as exc:
             raise SupervisorError(f"cannot start the local PostgreSQL: {exc}") from None
         self.store_url = self.pg.url
+        self.store_counts.url = self.store_url
         self._write_run_file()
         self.caption(f"PostgreSQL started for the hubs' store (pid {self.pg.pid}, {self.pg.url})")
 
-    async def _find_active(self) -> str | None:
+    async def _find_active(self, timeout: float = 0.5) -> str | None:
         for name in self.hub_names:
             port = self.hub_port if name == "hub" else self.hub_ports.get(name)
             proc = self.supervisor.processes.get(name)
             if port is None or proc is None or not proc.alive:
                 continue
-            info = await healthz("127.0.0.1", port, timeout=0.5)
+            info = await healthz("127.0.0.1", port, timeout=timeout)
             if info is not None and info.get("role", "active") == "active":
                 return name
         return None
@@ -66,7 +67,8 @@ class Replicas:
 
     async def _hub_fault(self, action: str, duration: float | None) -> str:
         sup = self.supervisor
-        active = await self._find_active()
+        # /healthz first; on a loaded machine it may not answer in time: then the last one seen active
+        active = await self._find_active(timeout=2.0) or self.active_hub
         if active is None:
             raise ControlError("no hub is active right now")
         p = sup.get(active)

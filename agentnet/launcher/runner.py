@@ -131,6 +131,7 @@ class Run(Processes, Timeline, Replicas, Expect, Summary, RunFiles):
         self.store_url: str | None = (
             s.hub.store if s.hub.store.startswith("postgres") and "://" in s.hub.store else None
         )
+        self.store_counts.url = self.store_url  # exact counts from PostgreSQL too (set again if started here)
         self.autogen_port: int | None = None  # with gateways: [autogen], kept across hub restarts
         self.tokens: dict[str, str] = {}
         self.aliases: dict[str, str] = {}  # alias -> channel_id

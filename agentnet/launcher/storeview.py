@@ -92,6 +92,15 @@ class StoreView:
         redelivered = self.db.execute("SELECT COALESCE(SUM(redelivered), 0) FROM cursors").fetchone()[0]
         return posted, receipts.get("acked", 0), receipts.get("dead", 0), redelivered
 
+    def expected_pg(self) -> int:
+        """Envelope x recipient pairs, counted by PostgreSQL itself (its JSON functions)."""
+        return self.db.execute(
+            "SELECT COALESCE(SUM(CASE WHEN e.audience IS NOT NULL THEN json_array_length(e.audience::json)"
+            " ELSE json_array_length(c.participants::json)"
+            " - CASE WHEN c.participants::jsonb ? e.sender THEN 1 ELSE 0 END END), 0)"
+            " FROM envelopes e JOIN channels c ON c.channel_id = e.channel_id"
+        ).fetchone()[0]
+
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self.db.close()

@@ -240,7 +240,7 @@ class LogLine:
 class Arrow:
     """One arrow of the sequence diagram."""
 
-    KINDS: ClassVar[tuple[str, ...]] = ("post", "deliver", "redeliver", "ack", "nack", "dead")
+    KINDS: ClassVar[tuple[str, ...]] = ("post", "deliver", "redeliver", "ack", "nack", "dead", "takeover")
 
     serial: int
     at: float | None

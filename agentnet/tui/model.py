@@ -348,7 +348,7 @@ class DashboardModel:
         agent = self._agent(event.name)
         agent.agent_id = event.agent_id or agent.agent_id
         agent.passport = event.passport if event.passport is not None else agent.passport
-        self._log(at, "info", f"{agent.name} registered")
+        self._log(at, "info", f"{agent.name} registered" + (f" (via {agent.via})" if agent.via else ""))
 
     def _on_agent_latency(self, event: AgentLatency, at: float | None) -> None:
         """The hub's keepalive round trips, every 2 s: ``latency_ms: {name: ms}``."""
@@ -559,6 +559,9 @@ class DashboardModel:
                 if len(self.captions) > 200:
                     del self.captions[0]
                 self._log(when, "caption", text)
+                if text.startswith("failover:"):  # a standby hub took over (the launcher says so): a diagram row
+                    detail = text.removeprefix("failover:").strip()
+                    self._arrow(when, "takeover", "hub", "hub", "", 0, None, detail=detail)
             case FaultItem(action=action, target=target, caption=caption, at=at):
                 target_text = f" {target}" if target else ""
                 caption_text = f" — {caption}" if caption else ""
@@ -657,7 +660,9 @@ class DashboardModel:
         return selection
 
     def select_arrows(self, channel_id: str | None = None) -> Selection:
-        predicate = None if channel_id is None else (lambda arrow: arrow.channel_id == channel_id)
+        predicate = (
+            None if channel_id is None else (lambda arrow: arrow.channel_id == channel_id or arrow.kind == "takeover")
+        )
         selection = Selection(self.arrows, predicate)
         selection.sync()
         return selection

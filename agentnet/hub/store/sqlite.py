@@ -93,8 +93,11 @@ class SqliteStore:
             raise StoreError(f"synchronous must be FULL, NORMAL or EXTRA, not {synchronous!r}")
         self.path = Path(path)
         self.description = f"sqlite:{self.path} (synchronous={synchronous})"
+        if not self.path.parent.is_dir():  # a typo in the path must not quietly create directories
+            raise StoreError(
+                f"sqlite:{self.path}: the directory {self.path.parent} does not exist (create it, or pick another path)"
+            )
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={synchronous}")
