@@ -137,6 +137,9 @@ class HubCore(Ops):
         self.channel_total = len(self.channels)  # resident or not
         self._cache_total = 0  # bytes cached over all resident channels
         self._cache_lru: OrderedDict[str, None] = OrderedDict()  # resident channels with a cache, least recent first
+        self._lru_last: str | None = None  # the channel last moved to the LRU's end
+        self._cache_count_over = self.config.cache_per_channel * 5 // 4  # trimmed once a quarter over a limit
+        self._cache_bytes_over = self.config.cache_channel_bytes * 5 // 4
         self.cursors: dict[str, dict[str, Cursor]] = {}  # recipient -> channel_id -> cursor
         for cur in state.cursors:
             self.cursors.setdefault(cur.recipient, {})[cur.channel_id] = cur
@@ -225,17 +228,21 @@ class HubCore(Ops):
         ch = self._channel(channel_id)
         return self._envelope(ch, seq) if ch is not None else None
 
-    def _cached(self, ch: ChannelRecord, added: int) -> None:
-        """Account for `added` bytes put in a channel's cache; trim it, and the hub's, when over."""
+    def _cached(self, ch: ChannelRecord, added: int, resident: bool = False) -> None:
+        """Account for `added` bytes put in a channel's cache; trim it, and the hub's, when over.
+        (`resident`: the caller knows the channel is resident; on the append path, once per envelope.)"""
         ch.cache_bytes += added
-        if self.channels.get(ch.channel_id) is not ch:
+        if not resident and self.channels.get(ch.channel_id) is not ch:
             return  # a forgotten channel paged in for one request: its cache goes with it
         self._cache_total += added
         lru = self._cache_lru
-        lru[ch.channel_id] = None
-        lru.move_to_end(ch.channel_id)
+        channel_id = ch.channel_id
+        if self._lru_last != channel_id:  # a burst into one channel moves it once
+            lru[channel_id] = None
+            lru.move_to_end(channel_id)
+            self._lru_last = channel_id
         config = self.config
-        if len(ch.cache) > config.cache_per_channel * 5 // 4 or ch.cache_bytes > config.cache_channel_bytes * 5 // 4:
+        if len(ch.cache) > self._cache_count_over or ch.cache_bytes > self._cache_bytes_over:
             self._trim_cache(ch, config.cache_per_channel, config.cache_channel_bytes)
         if self._cache_total > config.cache_bytes:
             for channel_id in list(lru):  # least recently used first
@@ -244,6 +251,7 @@ class HubCore(Ops):
                 victim = self.channels.get(channel_id)
                 if victim is None:
                     del lru[channel_id]
+                    self._lru_last = None
                 elif victim is not ch:
                     self._trim_cache(victim, 0, 0)
             if self._cache_total > config.cache_bytes:
@@ -274,6 +282,7 @@ class HubCore(Ops):
             self._cache_total -= freed
             if not kept:
                 self._cache_lru.pop(ch.channel_id, None)
+                self._lru_last = None
 
     def _channel(self, channel_id: str) -> ChannelRecord | None:
         """A resident channel, or a forgotten one paged in from the store for this request only."""
@@ -328,6 +337,7 @@ class HubCore(Ops):
         del self.channels[channel_id]
         self._cache_total -= ch.cache_bytes
         self._cache_lru.pop(channel_id, None)
+        self._lru_last = None
         for name in ch.participants:
             per = self.cursors.get(name)
             if per is not None:

@@ -52,7 +52,9 @@ class Ops:
         return acting_as
 
     def _channel_for(self, session: Session, channel_id: str, *, actor: str | None = None) -> ChannelRecord:
-        ch = self._channel(channel_id)
+        ch = self.channels.get(channel_id)
+        if ch is None:
+            ch = self._channel(channel_id)  # forgotten: paged in from the store
         if ch is None:
             raise ProtocolError(ErrorCode.NOT_FOUND, f"no channel {channel_id!r}")
         who = actor or session.name
@@ -298,7 +300,7 @@ class Ops:
         )
         ch.head_seq = seq
         ch.cache[seq] = rec
-        self._cached(ch, len(encoded))
+        self._cached(ch, len(encoded), resident=True)
         self.batch.envelopes.append(rec)
         if close_reason:
             self._close_channel(ch, close_reason)

@@ -17,6 +17,7 @@ import os
 import ssl
 import time
 from collections import deque
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -863,8 +864,17 @@ class Hub:
         return out
 
 
-async def run_hub(settings: HubSettings, *, announce: bool = True) -> None:
-    """Run until SIGTERM/SIGINT; shut down gracefully (a second signal is not needed)."""
+async def run_hub(
+    settings: HubSettings,
+    *,
+    announce: bool = True,
+    alongside: Callable[[Hub], contextlib.AbstractAsyncContextManager[Any]] | None = None,
+) -> None:
+    """Run until SIGTERM/SIGINT; shut down gracefully (a second signal is not needed).
+
+    `alongside(hub)`: what also runs in this process on the hub's core (the in-hub AutoGen gateway).
+    It is entered once the hub is active (a standby has no core until it takes the lead) and left
+    before the hub stops, also when the hub steps down."""
     import signal
 
     hub = Hub(settings)
@@ -876,22 +886,32 @@ async def run_hub(settings: HubSettings, *, announce: bool = True) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     if hub.shared and not hub.active.is_set():
-        waits = [asyncio.create_task(stop.wait()), asyncio.create_task(hub.active.wait())]
-        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-        for task in waits:
-            task.cancel()
+        await _first(stop.wait(), hub.active.wait())
         if hub.active.is_set() and announce:
             print(f"agentnet hub: took over as the active hub on {hub.advertised_url}", flush=True)
-    waits = [asyncio.create_task(stop.wait()), asyncio.create_task(hub.lost_lead.wait())]
-    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-    for task in waits:
-        task.cancel()
+    async with contextlib.AsyncExitStack() as beside:
+        if alongside is not None and hub.active.is_set() and not stop.is_set():
+            try:
+                await beside.enter_async_context(alongside(hub))
+            except BaseException:
+                await hub.stop()
+                raise
+        await _first(stop.wait(), hub.lost_lead.wait())
+        if hub.stepped_down is None and announce:
+            what = "what runs beside it first, then " if alongside is not None else ""
+            print(f"agentnet hub: shutting down ({what}finishing the commit in progress)", flush=True)
     if hub.stepped_down is not None:
         await hub.stop(CloseCode.TRY_AGAIN_LATER)
         raise HubSteppedDown(hub.stepped_down)
-    if announce:
-        print("agentnet hub: shutting down (finishing the commit in progress)", flush=True)
     await hub.stop()
+
+
+async def _first(*waits: Coroutine[Any, Any, Any]) -> None:
+    """Wait until the first of these is done; cancel the others."""
+    tasks = [asyncio.create_task(w) for w in waits]
+    await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    for task in tasks:
+        task.cancel()
 
 
 class HubSteppedDown(Exception):

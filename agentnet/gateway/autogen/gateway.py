@@ -795,30 +795,32 @@ async def run_hub_with_gateway(
     hub_settings: Any, settings: GatewaySettings, *, port_file: Any = None, announce: bool = True
 ) -> None:
     """`agentnet hub --autogen HOST:PORT`: the hub and the gateway in one process. The gateway's
-    identities attach to the hub's core directly (no WebSocket hop, no second process)."""
-    from agentnet.gateway.local import LocalHubClient
-    from agentnet.hub.server import Hub
+    identities attach to the hub's core directly (no WebSocket hop, no second process). On a shared
+    store the gateway serves only while this hub is the active one: it starts once the hub has
+    taken the lead, and stops with it."""
+    from agentnet.hub.server import run_hub
 
-    hub = Hub(hub_settings)
-    await hub.start()
-    settings.hub = hub.url
-    gw = AutogenGateway(settings, connect=lambda name: LocalHubClient(hub, name=name))
-    try:
-        await gw.start()
-    except BaseException:
-        await gw.stop(0)
-        await hub.stop()
-        raise
-    if port_file is not None:
-        _write_port(port_file, gw.port)
-    if announce:
-        print(hub.summary(), flush=True)
-        print(gw.summary().replace(f" as {GATEWAY_NAME}", f" (in this process) as {GATEWAY_NAME}"), flush=True)
-    await _until_signalled()
-    if announce:
-        print("agentnet hub: shutting down (the AutoGen gateway first, then the commit in progress)", flush=True)
-    await gw.stop()
-    await hub.stop()
+    @contextlib.asynccontextmanager
+    async def gateway(hub: Any) -> AsyncIterator[AutogenGateway]:
+        from agentnet.gateway.local import LocalHubClient
+
+        settings.hub = hub.url
+        gw = AutogenGateway(settings, connect=lambda name: LocalHubClient(hub, name=name))
+        try:
+            await gw.start()
+        except BaseException:
+            await gw.stop(0)
+            raise
+        if port_file is not None:
+            _write_port(port_file, gw.port)
+        if announce:
+            print(gw.summary().replace(f" as {GATEWAY_NAME}", f" (in this process) as {GATEWAY_NAME}"), flush=True)
+        try:
+            yield gw
+        finally:
+            await gw.stop()
+
+    await run_hub(hub_settings, announce=announce, alongside=gateway)
 
 
 async def run_gateway(settings: GatewaySettings, *, port_file: Any = None, announce: bool = True) -> None:
