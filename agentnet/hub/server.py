@@ -274,7 +274,14 @@ class Hub:
         for task in others:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        self.store.close()
+        if self.reads is not None:
+            # A read-ahead may still be running in a worker thread (its awaiting task is gone, the
+            # thread is not): closing a SQLite connection under it is undefined behaviour (a
+            # segfault at SIGTERM). Take the lock the reads hold; a later one finds the store closed.
+            with self.reads.lock:
+                self.store.close()
+        else:
+            self.store.close()
 
     async def __aenter__(self) -> Hub:
         await self.start()

@@ -453,7 +453,8 @@ class Report:
         dup = s["duplicates"]
         if dup:
             why = ", ".join(f"{n} by {what}" for what, n in self.explanations.most_common(4))
-            out.append(f"  duplicates  {dup} processed again, all dedup_skipped; explained {why or '-'}")
+            verb = "was" if dup == 1 else "were"
+            out.append(f"  duplicates  {dup} {verb} processed again, all dedup_skipped; explained {why or '-'}")
         else:
             out.append("  duplicates  none")
         out.append(f"  order       first deliveries checked for {s['pairs']} (recipient, channel) pairs")

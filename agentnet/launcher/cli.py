@@ -170,6 +170,10 @@ def _run_check(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def _n(count: int, one: str, many: str | None = None) -> str:
+    return f"{count} {one if count == 1 else (many or one + 's')}"
+
+
 def _run_validate(args: argparse.Namespace) -> int:
     from .scenario import ScenarioError
     from .scenario_load import load_scenario
@@ -185,8 +189,8 @@ def _run_validate(args: argparse.Namespace) -> int:
             continue
         processes = len(s.agent_names())
         print(
-            f"{path}: ok (scenario {s.name}: {processes} agent process(es), {len(s.script)} script step(s), "
-            f"{len(s.faults)} fault(s){', expect' if s.expect else ''})"
+            f"{path}: ok (scenario {s.name}: {_n(processes, 'agent process', 'agent processes')}, "
+            f"{_n(len(s.script), 'script step')}, {_n(len(s.faults), 'fault')}{', expect' if s.expect else ''})"
         )
     return code
 

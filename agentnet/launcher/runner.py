@@ -430,7 +430,9 @@ class Run(Processes, Timeline, Replicas, Expect, Summary, RunFiles):
             if met and verdict is None:
                 verdict = Outcome.PASSED
                 self.expect_met_at = time.monotonic()
-                self.caption(f"expect: all {len(self.checks)} checks hold at t = {self.expect_met_at - self.t0:.1f} s")
+                n = len(self.checks)
+                held = "the 1 check holds" if n == 1 else f"all {n} checks hold"
+                self.caption(f"expect: {held} at t = {self.expect_met_at - self.t0:.1f} s")
                 if dashboard is None:
                     return verdict
             if self.should_exit.is_set():

@@ -48,6 +48,11 @@ def plural(count: int, word: str) -> str:
     return f"{count} {word}" if count == 1 else f"{count} {word}s"
 
 
+def waits(count: int) -> str:
+    """'1 envelope waits for it' / '3 envelopes wait for it'."""
+    return f"{plural(count, 'envelope')} {'waits' if count == 1 else 'wait'} for it"
+
+
 SPARK_CHARS = "▁▂▃▄▅▆▇█"
 
 

@@ -76,7 +76,7 @@ from .entities import (
     Mark,
     ProcessInfo,
 )
-from .format import format_age, format_bytes, format_clock, format_duration, plural, sparkline_text
+from .format import format_age, format_bytes, format_clock, format_duration, plural, sparkline_text, waits
 from .selection import Selection, WalFilter
 from .series import RateCounter, SeriesSampler
 
@@ -105,6 +105,7 @@ __all__ = [  # the model's parts, importable from here as before the split
     "parse_time",
     "plural",
     "sparkline_text",
+    "waits",
 ]
 
 DEFAULT_WINDOW = 256
@@ -699,7 +700,7 @@ class DashboardModel:
         agent = self.agents.get(name)
         proc = self.processes.get(name)
         will_redeliver = f"{plural(pending, 'envelope')} will be redelivered when it reconnects"
-        also_waiting = f"; {waiting} more wait for it" if waiting else ""
+        also_waiting = f"; {waiting} more {'waits' if waiting == 1 else 'wait'} for it" if waiting else ""
         if proc is not None and proc.state in DOWN_STATES and proc.role != "hub":
             since = proc.down_since if proc.down_since is not None else proc.state_since
             ago = format_age(now - since) if since is not None else "a while"
@@ -711,13 +712,13 @@ class DashboardModel:
             }[proc.state]
             if pending:
                 return f"{head}; {will_redeliver}{also_waiting}"
-            return f"{head}; {plural(cursor.lag, 'envelope')} wait for it"
+            return f"{head}; {waits(cursor.lag)}"
         if agent is not None and not agent.connected:
             ago = format_age(now - agent.disconnected_at) if agent.disconnected_at is not None else "some time"
             how = "was superseded" if agent.close_code == CloseCode.SUPERSEDED else "disconnected"
             if pending:
                 return f"{name} {how} {ago} ago; {will_redeliver}{also_waiting}"
-            return f"{name} {how} {ago} ago; {plural(cursor.lag, 'envelope')} wait for it"
+            return f"{name} {how} {ago} ago; {waits(cursor.lag)}"
         oldest_seq, oldest_at = cursor.oldest_inflight()
         age = None if oldest_at is None else max(0.0, now - oldest_at)
         which = f"#{oldest_seq}" if oldest_seq is not None else "its oldest delivery"

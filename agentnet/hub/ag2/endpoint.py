@@ -812,7 +812,7 @@ class Ag2Endpoint:
             seq=seq,
             envelope_id=rec.envelope_id,
             status=rec.status,
-            reason=rec.reason[:1000] or None,
+            reason=rec.reason[:1000].replace("\x00", "\ufffd") or None,  # stored as text: no NUL
         )
         self.hub._dispatch(self.core.receipt(ident.conn, native, time.monotonic()))
 
