@@ -228,6 +228,15 @@ class HubCore(Ops):
         ch = self._channel(channel_id)
         return self._envelope(ch, seq) if ch is not None else None
 
+    def envelopes_between(self, channel_id: str, first: int, last: int) -> list[EnvRecord]:
+        """Committed envelopes first..last of a channel, in seq order, for protocol adapters: from the
+        cache, the rest paged in from the store (one read per 256 missing, the channel read once)."""
+        ch = self._channel(channel_id)
+        if ch is None:
+            return []
+        found = (self._envelope(ch, seq) for seq in range(max(1, first), min(last, ch.committed_seq) + 1))
+        return [rec for rec in found if rec is not None]
+
     def _cached(self, ch: ChannelRecord, added: int, resident: bool = False) -> None:
         """Account for `added` bytes put in a channel's cache; trim it, and the hub's, when over.
         (`resident`: the caller knows the channel is resident; on the append path, once per envelope.)"""
