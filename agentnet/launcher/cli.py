@@ -175,7 +175,8 @@ def _n(count: int, one: str, many: str | None = None) -> str:
 
 
 def _run_validate(args: argparse.Namespace) -> int:
-    from .scenario import ScenarioError, load_scenario
+    from .scenario import ScenarioError
+    from .scenario_load import load_scenario
 
     code = 0
     for path in args.files:
@@ -195,7 +196,7 @@ def _run_validate(args: argparse.Namespace) -> int:
 
 
 def _run_schema(args: argparse.Namespace) -> int:
-    from .scenario import scenario_json_schema
+    from .scenario_load import scenario_json_schema
 
     print(json.dumps(scenario_json_schema(), indent=args.indent or None))
     return 0
