@@ -361,6 +361,8 @@ class HubCore(Ops):
 
     def hello(self, conn: int, hello: Hello, now: float) -> list[Effect]:
         """A connection sent a valid hello (auth already checked by the shell)."""
+        # Forgotten channels its `since` pages in stay only while a courtesy replay needs them.
+        paged_in = [cid for cid in hello.since or () if cid not in self.channels] if hello.role == "agent" else []
         try:
             if hello.role == "agent":
                 self._hello_agent(conn, hello, now)
@@ -374,6 +376,8 @@ class HubCore(Ops):
                 Send(conn, error_frame(exc.code, exc.message)),
                 Close(conn, close, exc.message[:120]),
             ]
+        for channel_id in paged_in:
+            self._forget(channel_id)
         return self._flush(now)
 
     def _welcome(self, conn: int, name: str, agent_id: str, session_id: str) -> None:
