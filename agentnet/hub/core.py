@@ -169,6 +169,9 @@ class HubCore(Ops):
         self._out: list[Effect] = []
         self._dirty: set[str] = set()
         self.stats = {"posted": 0, "delivered": 0, "acked": 0, "redelivered": 0, "dead": 0, "ignored": 0}
+        for cur in state.assumed:  # possibly delivered (after a crash or a failed commit): written down
+            self._touch(cur)
+            self.batch.forget.append(cur.channel_id)
         for channel_id in list(self.channels):  # what a previous run finished stays in the store only
             self._forget(channel_id)
 
