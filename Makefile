@@ -1,10 +1,13 @@
-# Every target creates .venv and installs agentnet (with the test tools) on first use.
+# Every target creates .venv on first use: `make up` installs agentnet alone, `make test` (and the
+# others) add the test tools. `make help` lists the targets.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+RUN_STAMP := $(VENV)/.runtime-stamp
 PG_STAMP := $(VENV)/.postgres-stamp
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# make up SCENARIO=scenarios/chaos.yaml runs another scenario
 SCENARIO ?= scenarios/consult.yaml
 # ag2 1.2.1 (a test-time peer, not an agentnet dependency): its WebSocket client needs websockets<17,
 # agentnet needs 17, so real ag2 agents run from their own environment, made on first use.
@@ -14,7 +17,11 @@ AG2_STAMP := $(AG2_VENV)/.stamp
 AUTOGEN_VENV  := .venv-autogen
 AUTOGEN_STAMP := $(AUTOGEN_VENV)/.stamp
 
-.PHONY: up test bench lint fmt clean protos
+.PHONY: help up test bench lint fmt clean protos
+
+help:                   ## list the targets
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z]+):.*## /  make \1\t/' | expand -t 22
+	@echo "  (make up SCENARIO=scenarios/chaos.yaml runs another scenario)"
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "agentnet needs Python 3.11+, found " + sys.version.split()[0]'
@@ -23,6 +30,16 @@ $(STAMP): pyproject.toml
 	@$(BIN)/python -m pip install -q --upgrade pip
 	@$(BIN)/python -m pip install -q -e '.[dev,autogen]'
 	@touch $(STAMP)
+
+# `make up` needs agentnet alone (no test tools); a full install (make test) counts too.
+$(RUN_STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "agentnet needs Python 3.11+, found " + sys.version.split()[0]'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@if [ ! -f $(STAMP) ] || [ pyproject.toml -nt $(STAMP) ]; then \
+		echo "installing agentnet into $(VENV) ..."; \
+		$(BIN)/python -m pip install -q --upgrade pip; \
+		$(BIN)/python -m pip install -q -e .; fi
+	@touch $(RUN_STAMP)
 
 $(AG2_STAMP):
 	@test -x $(AG2_VENV)/bin/python || $(PYTHON) -m venv $(AG2_VENV)
@@ -38,11 +55,11 @@ $(AUTOGEN_STAMP):
 	@touch $(AUTOGEN_STAMP)
 
 # Regenerate the AutoGen gateway's protobuf code from agentnet/gateway/autogen/protos/*.proto.
-protos: $(STAMP)
+protos: $(STAMP)        ## regenerate the AutoGen gateway's protobuf code
 	@$(BIN)/python -m pip install -q 'grpcio-tools==1.70.0'
 	@sh scripts/gen_autogen_protos.sh $(BIN)/python
 
-up: $(STAMP) $(AUTOGEN_STAMP) $(if $(findstring ag2,$(SCENARIO)),$(AG2_STAMP))  ## set up, then run a scenario with the dashboard
+up: $(RUN_STAMP) $(if $(findstring autogen,$(SCENARIO)),$(STAMP) $(AUTOGEN_STAMP)) $(if $(findstring ag2,$(SCENARIO)),$(AG2_STAMP))  ## set up, then run a scenario (SCENARIO=..., default consult) with the dashboard
 	$(BIN)/agentnet up $(SCENARIO)
 
 # The PostgreSQL store's tests start their own server from Debian's binaries: install them once if missing.
@@ -61,14 +78,14 @@ bench: $(STAMP)         ## throughput and latency benchmarks (memory and sqlite 
 	$(BIN)/agentnet bench throughput --store memory
 	$(BIN)/agentnet bench throughput --store sqlite
 
-lint: $(STAMP)
+lint: $(STAMP)          ## ruff and the import layering contract
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports --no-cache
 
-fmt: $(STAMP)
+fmt: $(STAMP)           ## format and autofix with ruff
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-clean:
+clean:                  ## remove .venv and caches
 	rm -rf $(VENV) .pytest_cache .ruff_cache .agentnet build *.egg-info

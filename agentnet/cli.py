@@ -8,7 +8,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from agentnet import __version__
 from agentnet.child import EXIT_USAGE, exit_with_parent_if_asked, fail
@@ -180,8 +180,89 @@ async def open_dashboard(feed: Any, controls: Any, *, title: str, recording_path
     return await run_dashboard(feed, controls, title=title, recording_path=recording_path, quit_stops_run=True)
 
 
+# One example per command at least, shown at the end of its --help (the parser-tree test checks it).
+EXAMPLES: dict[str, tuple[str, ...]] = {
+    "agentnet": ("agentnet up scenarios/consult.yaml", "agentnet hub --store sqlite:hub.db"),
+    "hub": ("agentnet hub --store sqlite:hub.db --log-level info", "agentnet hub --port 0 --port-file hub.port"),
+    "agent": (
+        "agentnet agent --name bob --brain calc",
+        "agentnet agent --name eve --brain echo --hub ws://127.0.0.1:8765/v1",
+    ),
+    "ask": ('agentnet ask --to bob "What is 12 times 11?"', 'agentnet ask --as carol --to bob,dave "2+2?"'),
+    "up": ("agentnet up scenarios/consult.yaml", "agentnet up scenarios/chaos.yaml --headless"),
+    "ctl": ("agentnet ctl kill bob", "agentnet ctl restart-hub --run .agentnet/runs/consult-20261207-101500"),
+    "status": ("agentnet status", "agentnet status --json"),
+    "check": ("agentnet check .agentnet/runs/chaos-20261207-101500",),
+    "validate": ("agentnet validate scenarios/*.yaml",),
+    "schema": ("agentnet schema > scenario.schema.json",),
+    "tui": ("agentnet tui", "agentnet tui ws://127.0.0.1:8765/v1 --run .agentnet/runs/consult-20261207-101500"),
+    "replay": ("agentnet replay .agentnet/runs/consult-20261207-101500",),
+    "bench": ("agentnet bench throughput --store memory",),
+    "gateway": ("agentnet gateway autogen --help",),
+    "bench throughput": ("agentnet bench throughput --store memory", "agentnet bench throughput --store sqlite"),
+    "bench failover": ("agentnet bench failover",),
+    "bench autogen": ("agentnet bench autogen",),
+    "bench scale": ("agentnet bench scale",),
+    "bench tui": ("agentnet bench tui",),
+    "gateway autogen": ("agentnet gateway autogen --hub ws://127.0.0.1:8765/v1",),
+}
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Every option's default in its help, unless the help already names it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        if (
+            "default" in text
+            or "%(default)" in text
+            or default in (None, False, argparse.SUPPRESS)
+            or not action.option_strings
+            or isinstance(action, argparse._HelpAction | argparse._VersionAction)
+        ):
+            return action.help
+        return f"{text} (default: %(default)s)"
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with usage errors that help: the subcommand's own usage and a did-you-mean."""
+
+    def error(self, message: str) -> NoReturn:
+        import difflib
+        import re
+
+        choice = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+        if choice:
+            options = re.findall(r"'?([\w.-]+)'?", choice.group(2))
+            close = difflib.get_close_matches(choice.group(1), options, n=1)
+            if close:
+                message += f"; did you mean '{close[0]}'?"
+        unknown = re.match(r"unrecognized arguments: (\S+)", message)
+        if unknown:
+            flags = [o for a in self._actions for o in a.option_strings]
+            close = difflib.get_close_matches(unknown.group(1).split("=")[0], flags, n=1)
+            if close:
+                message += f"; did you mean {close[0]}?"
+        super().error(message)
+
+
+def _polish(parser: argparse.ArgumentParser, name: str) -> None:
+    """Give every parser of the tree the help formatter, examples and our usage errors."""
+    parser.formatter_class = HelpFormatter
+    examples = EXAMPLES.get(name)
+    if examples and "Example" not in (parser.epilog or ""):
+        block = "\n".join(f"  {line}" for line in examples)
+        parser.epilog = ((parser.epilog + "\n\n") if parser.epilog else "") + f"Examples:\n{block}"
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child_name, child in action.choices.items():
+                child.__class__ = Parser
+                _polish(child, child_name if name == "agentnet" else f"{name} {child_name}")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="agentnet",
         description="A local, inspectable agent network: hub, agents, launcher and dashboard.",
         epilog="Start with: agentnet up scenarios/consult.yaml",
@@ -192,6 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_hub(sub)
     for register in _EXTRA_COMMANDS:
         register(sub)
+    _polish(parser, "agentnet")
     return parser
 
 
@@ -220,10 +302,23 @@ def _load_extra_commands() -> None:
         _EXTRA_COMMANDS.append(mod.register)
 
 
+def _subparser(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The deepest parser the command line chose (e.g. `bench throughput`)."""
+    current = parser
+    while True:
+        sub = next((a for a in current._actions if isinstance(a, argparse._SubParsersAction)), None)
+        chosen = getattr(args, sub.dest, None) if sub is not None and sub.dest != argparse.SUPPRESS else None
+        if sub is None or chosen is None or chosen not in sub.choices:
+            return current
+        current = sub.choices[chosen]
+
+
 def main(argv: list[str] | None = None) -> int:
     _load_extra_commands()
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # say so with the subcommand's usage, not the top level's
+        _subparser(parser, args).error(f"unrecognized arguments: {' '.join(extra)}")
     if not getattr(args, "run", None):
         parser.print_help()
         return EXIT_USAGE

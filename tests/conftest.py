@@ -10,6 +10,7 @@ import itertools
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
 from agentnet.pglocal import LocalPostgres
@@ -23,11 +24,14 @@ def pg_server() -> Iterator[LocalPostgres]:
     shm = Path("/dev/shm")
     base = shm if shm.is_dir() and shm.stat().st_mode & 0o002 else None
     pg = LocalPostgres(base=base).start()
+    pid = pg.pid
     try:
         yield pg
     finally:
         pg.stop()
-        assert pg.proc is None
+        # the postmaster and every backend (its process group) are gone, and so is its directory
+        assert pid is not None and not psutil.pid_exists(pid), f"postgres (pid {pid}) survived the session"
+        assert not pg.root.exists()
 
 
 @pytest.fixture

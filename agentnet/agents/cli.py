@@ -90,9 +90,13 @@ def _run_agent(args: argparse.Namespace) -> int:
 
     from agentnet.agents.brains import BrainConfigError, make_brain
     from agentnet.child import exit_with_parent_if_asked, fail
-    from agentnet.client import HubError
+    from agentnet.client import HubError, HubURLError, hub_urls
     from agentnet.protocol.models import NAME_PATTERN
 
+    try:
+        hub_urls(args.hub)
+    except HubURLError as exc:
+        return fail(f"--hub {exc}")
     if not re.match(NAME_PATTERN, args.name):
         return fail(f"--name {args.name!r}: use 1-64 of a-z 0-9 _ . - starting with a letter or digit")
     try:
@@ -128,7 +132,7 @@ def _run_agent(args: argparse.Namespace) -> int:
             ca_file=args.ca_file,
         )
         try:
-            await runtime.run(stop)
+            await runtime.run(stop, wait_for_hub=True)
         finally:
             superseded.append(runtime.client.hub.close_code == CloseCode.SUPERSEDED)
 
@@ -149,7 +153,13 @@ def _run_agent(args: argparse.Namespace) -> int:
 
 
 def _run_ask(args: argparse.Namespace) -> int:
-    from agentnet.client import AgentClient, HubError
+    from agentnet.client import AgentClient, HubError, HubURLError, hub_urls
+
+    try:
+        hub_urls(args.hub)
+    except HubURLError as exc:
+        print(f"agentnet ask: --hub {exc}", file=sys.stderr)
+        return 2
 
     async def main() -> int:
         targets = [t for item in args.to for t in item.split(",") if t]

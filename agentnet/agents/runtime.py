@@ -11,6 +11,7 @@ second one. On start and on every reconnect the agent asks `pending_turns` and r
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
@@ -20,7 +21,7 @@ from typing import Any
 import orjson
 
 from agentnet.child import crashpoint
-from agentnet.client import AgentClient, Channel, Delivery, HubError
+from agentnet.client import AgentClient, Channel, Delivery, HubError, HubUnavailable
 from agentnet.protocol.models import Envelope
 
 from .brains import Brain, BrainReply, BrainRequest
@@ -93,10 +94,33 @@ class AgentRuntime:
         self._lock = asyncio.Lock()  # one turn at a time: deliveries and resumed turns alike
         self.replies = 0
 
-    async def run(self, stop: asyncio.Event) -> None:
-        await self.client.start()
+    async def run(self, stop: asyncio.Event, *, wait_for_hub: bool = False) -> None:
+        """Serve until `stop`. With `wait_for_hub`, a hub that is not up yet is waited for (retried
+        with a growing delay, each attempt logged) instead of failing at once."""
+        delay = 0.5
+        while True:
+            try:
+                await self.client.start()
+                break
+            except HubUnavailable as exc:
+                if not wait_for_hub or stop.is_set():
+                    raise
+                log.warning("%s: waiting for the hub: %s; retrying in %.1f s", self.name, exc.message, delay)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(delay):
+                        await stop.wait()
+                if stop.is_set():
+                    await self.brain.aclose()
+                    self.log.close()
+                    return
+                delay = min(5.0, delay * 2)
         try:
-            await self.resume_pending()
+            try:
+                await self.resume_pending()
+            except HubError as exc:
+                # A connection lost mid-resume is no reason to exit: the reconnect resumes again
+                # (on_reconnect), exactly as after any later drop. A fatal close is raised below.
+                log.info("%s: resuming pending turns: %s; again after the reconnect", self.name, exc.message)
             stopping = asyncio.ensure_future(stop.wait())
             ended = asyncio.ensure_future(self.client.hub.ended.wait())
             try:

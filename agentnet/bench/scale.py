@@ -192,6 +192,8 @@ async def run_consults(cfg: ScaleConfig, workdir: Path, quiet: bool) -> dict[str
             cpu_ms_per_consult_first_1k=_cpu_ms_per(first, block),
             cpu_ms_per_consult_last_1k=_cpu_ms_per(last, block),
             cpu_ratio_last_first=round(last / first, 2) if first else None,
+            # CPU per consult of the 1k block ending at each 10k (the trend between first and last)
+            cpu_ms_per_consult_by_10k={str(n): _cpu_ms_per(c, block) for n, c in blocks if n % 10_000 == 0},
             rss_mb_at_1k=rss_1k,
             rss_mb_after_all_closed=hub.rss_mb(),
             rss_mb_peak=hub.peak_rss_mb(),
@@ -348,9 +350,11 @@ def run_scale(cfg: ScaleConfig, *, as_json: bool = False, quiet: bool = False) -
         if "consults" in cfg.parts:
             _say(f"consults: {cfg.channels:,} channels, {cfg.agents} agents (sqlite in {workdir})", quiet)
             result["consults"] = await run_consults(cfg, workdir, quiet)
+            _say(orjson.dumps(result["consults"]).decode(), quiet)
         if "depth" in cfg.parts:
             _say(f"depth: one channel of {cfg.depth:,} envelopes", quiet)
             result["depth"] = await run_depth(cfg, workdir, quiet)
+            _say(orjson.dumps(result["depth"]).decode(), quiet)
         return result
 
     try:

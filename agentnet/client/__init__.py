@@ -1,7 +1,7 @@
 """The SDK agents and observers use to talk to a hub."""
 
 from .agent import AgentClient, Channel, Delivery, PostResult, WalPage
-from .connection import ConnectionLost, HubClient, HubError, HubStandby, HubUnavailable, hub_urls
+from .connection import ConnectionLost, HubClient, HubError, HubStandby, HubUnavailable, HubURLError, hub_urls
 from .observer import ObserverClient
 
 __all__ = [
@@ -12,6 +12,7 @@ __all__ = [
     "HubClient",
     "HubError",
     "HubStandby",
+    "HubURLError",
     "HubUnavailable",
     "ObserverClient",
     "PostResult",

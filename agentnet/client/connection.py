@@ -74,6 +74,34 @@ class HubStandby(HubUnavailable):
         self.active = reason.split(marker, 1)[1].strip() if marker in reason else None
 
 
+class HubURLError(ValueError):
+    """A hub URL that cannot work: `str()` says what to type instead (one line)."""
+
+    code = "invalid"
+
+    @property
+    def message(self) -> str:
+        return str(self)
+
+
+def check_hub_url(url: str) -> str:
+    """`url` if it can name a hub, else HubURLError with the URL to use instead."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        raise HubURLError(f"{url!r} is not a hub URL: write ws://{url.rstrip('/')}{'' if '/' in url else '/v1'}")
+    if scheme in ("http", "https"):
+        fixed = f"{'wss' if scheme == 'https' else 'ws'}://{rest}"
+        raise HubURLError(f"{url}: hubs speak WebSocket: use {fixed} (http:// is only for GET /healthz)")
+    if scheme not in ("ws", "wss"):
+        raise HubURLError(f"{url}: the scheme must be ws:// or wss:// (e.g. ws://127.0.0.1:8765/v1)")
+    host, _, path = rest.partition("/")
+    if not host:
+        raise HubURLError(f"{url}: no host (e.g. ws://127.0.0.1:8765/v1)")
+    if not path.strip("/"):  # "/" is the ag2 adapter's endpoint; agentnet's protocol is on /v1
+        raise HubURLError(f"{url}: the hub's path is /v1: use {scheme}://{host}/v1")
+    return url
+
+
 def hub_urls(url: str | list[str] | tuple[str, ...]) -> list[str]:
     """`ws://a/v1,ws://b/v1` or a list -> the URLs, in order, without blanks or repeats."""
     items = url.split(",") if isinstance(url, str) else [u for part in url for u in part.split(",")]
@@ -81,9 +109,9 @@ def hub_urls(url: str | list[str] | tuple[str, ...]) -> list[str]:
     for item in items:
         item = item.strip()
         if item and item not in out:
-            out.append(item)
+            out.append(check_hub_url(item))
     if not out:
-        raise ValueError("no hub URL given")
+        raise HubURLError("no hub URL given")
     return out
 
 
@@ -288,7 +316,10 @@ class HubClient:
             status = exc.response.status_code
             if status in (401, 403):
                 raise HubError("auth_failed", f"{url} refused the API key (HTTP {status})") from None
-            raise HubUnavailable(f"{url} answered HTTP {status}") from None
+            hint = ""
+            if status == 404 and not url.rstrip("/").endswith("/v1"):
+                hint = f"; the hub's path is /v1: {url.rstrip('/')}/v1" if url.count("/") <= 2 else "; the path is /v1"
+            raise HubUnavailable(f"{url} answered HTTP {status}{hint}") from None
         except ssl.SSLCertVerificationError as exc:
             raise HubError(
                 "tls",
@@ -309,6 +340,10 @@ class HubClient:
                     f"{url}: TLS handshake failed (the connection was reset); if the hub serves plain ws://, use ws://"
                 ) from None
             raise HubUnavailable(f"cannot reach {url}: the connection was reset") from None
+        except ConnectionRefusedError:
+            raise HubUnavailable(
+                f"cannot reach {url}: connection refused (is a hub running there? start one: agentnet hub)"
+            ) from None
         except (OSError, TimeoutError) as exc:
             raise HubUnavailable(f"cannot reach {url}: {exc}") from None
         hello: dict[str, Any] = {
@@ -341,6 +376,14 @@ class HubClient:
             raise HubError(reply.get("code", "invalid"), reply.get("message", f"unexpected {reply.get('kind')}"))
         self.welcome = reply
         self._ws = ws
+        log.info(
+            "%s: %s %s as %s (session %s)",
+            self.name,
+            "reconnected to" if self.connections else "connected to",
+            url,
+            self.role,
+            reply.get("session_id"),
+        )
         self.connections += 1
         self._connected.set()
         ws.attach(self._on_message)  # after the count: replayed notifies belong to this connection
@@ -365,12 +408,14 @@ class HubClient:
             self._fail_pending(ConnectionLost(reason))
             if self._closing or not self.reconnect or self._fatal:
                 return
+            log.info("%s: disconnected from %s: %s; reconnecting", self.name, self.url, reason)
             moving = len(self.urls) > 1
             if moving:  # the hub it was on died or stepped down: try the others first, at once
                 self.url = self.urls[(self.urls.index(self.url) + 1) % len(self.urls)]
             while True:  # reconnect with jittered exponential backoff
                 if attempt or not moving:
                     delay = min(self.backoff_max, self.backoff_initial * 1.6**attempt) * random.uniform(0.5, 1.0)
+                    log.debug("%s: next attempt in %.2f s", self.name, delay)
                     await asyncio.sleep(delay)
                 attempt += 1
                 try:
@@ -380,7 +425,7 @@ class HubClient:
                         self._fatal = exc
                         self._connected.set()  # wake waiters so they see the error
                         return
-                    log.debug("%s: reconnect failed: %s", self.name, exc)
+                    log.info("%s: reconnect failed: %s (attempt %d)", self.name, exc.message, attempt)
                     continue
                 attempt = 0
                 if self.on_connect is not None:

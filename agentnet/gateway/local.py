@@ -11,6 +11,7 @@ Used by `agentnet hub --autogen HOST:PORT`: one process, no WebSocket hop per me
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -18,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from agentnet.client.connection import ConnectionLost, HubError, HubUnavailable
+from agentnet.client.connection import FATAL_CLOSE_CODES, ConnectionLost, HubError, HubUnavailable
 from agentnet.hub.server import Hub
 from agentnet.protocol.codec import FrameError, decode_client_frame
 from agentnet.protocol.frames import CLIENT_FRAME, PostParams, PostRequest, Receipt
@@ -111,9 +112,11 @@ class LocalPeer:
             self.client._on_message(data)
 
     def close(self, code: int, reason: str) -> None:
+        """The hub ends this session: what it queued before goes out first (as on a socket, where
+        the close frame follows them), then the client learns it was closed."""
         if not self.closing:
             self.closing = True
-            self.client._closed_by_hub(code, reason)
+            asyncio.get_running_loop().call_soon(self.client._closed_by_hub, self, code, reason)
 
 
 class LocalHubClient:
@@ -129,6 +132,8 @@ class LocalHubClient:
         self._pending: dict[str, asyncio.Future | Callable[[Outcome], None]] = {}
         self._next_id = 0
         self._welcomed: asyncio.Future | None = None
+        self._closing = False
+        self._reattach: asyncio.Task | None = None
         self.connected = False
 
     async def __aenter__(self) -> LocalHubClient:
@@ -139,6 +144,11 @@ class LocalHubClient:
         await self.close()
 
     async def start(self) -> None:
+        self._closing = False
+        await self._attach()
+
+    async def _attach(self) -> None:
+        """Say hello on a new in-process connection and wait for the welcome."""
         hub = self.hub
         hub._next_conn += 1
         conn = hub._next_conn
@@ -155,6 +165,9 @@ class LocalHubClient:
         self.connected = True
 
     async def close(self) -> None:
+        self._closing = True
+        if self._reattach is not None:
+            self._reattach.cancel()
         peer = self._peer
         if peer is None:
             return
@@ -165,15 +178,32 @@ class LocalHubClient:
         self.hub._dispatch(self.hub.core.connection_closed(peer.conn, 1000, "bye", time.monotonic()))
         self._fail_pending(ConnectionLost("client closed"))
 
-    def _closed_by_hub(self, code: int, reason: str) -> None:
-        peer = self._peer
-        if peer is None:
+    def _closed_by_hub(self, peer: LocalPeer, code: int, reason: str) -> None:
+        if self._peer is not peer:
             return
         self._peer = None
         self.connected = False
-        self.hub.peers.pop(peer.conn, None)
-        self.hub._dispatch(self.hub.core.connection_closed(peer.conn, code, reason, time.monotonic()))
+        hub = self.hub
+        hub.peers.pop(peer.conn, None)
+        hub._dispatch(hub.core.connection_closed(peer.conn, code, reason, time.monotonic()))
         self._fail_pending(ConnectionLost(f"the hub closed the session ({code} {reason})"))
+        # As HubClient reconnects: a close that is not final (a store failure rebuilt the hub's core,
+        # an observer's disconnect) is followed by a new hello, which replays what was not acked.
+        if code in FATAL_CLOSE_CODES or self._closing or hub.stopping or hub.stepped_down is not None:
+            return
+        log.info("%s: the hub closed the session (%d %s); attaching again", self.name, code, reason)
+        self._reattach = asyncio.get_running_loop().create_task(self._attach_again())
+
+    async def _attach_again(self) -> None:
+        delay = 0.05
+        while not self._closing and not self.hub.stopping and self.hub.stepped_down is None:
+            try:
+                await self._attach()
+                return
+            except HubError as exc:
+                log.info("%s: attaching again failed: %s", self.name, exc.message)
+            await asyncio.sleep(delay)
+            delay = min(2.0, delay * 2)
 
     def _fail_pending(self, exc: HubError) -> None:
         pending, self._pending = self._pending, {}
@@ -254,6 +284,11 @@ class LocalHubClient:
         hub._dispatch(hub.core.request(peer.conn, frame, time.monotonic()))  # type: ignore[arg-type]
 
     async def request(self, op: str, timeout: float | None = None, **params: Any) -> dict[str, Any]:
+        attaching = self._reattach
+        if self._peer is None and attaching is not None and not attaching.done():  # as HubClient waits
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                async with asyncio.timeout(timeout or 15.0):
+                    await asyncio.shield(attaching)
         fut = self.request_nowait(op, **params)
         try:
             async with asyncio.timeout(timeout or 15.0):

@@ -17,7 +17,7 @@ import os
 import ssl
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -25,22 +25,22 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
-from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request as HttpRequest
 from websockets.http11 import Response as HttpResponse
 
 from agentnet import __version__
-from agentnet.child import crashpoint, crashpoint_armed
+from agentnet.child import crashpoint
 from agentnet.protocol import events, ids
 from agentnet.protocol.codec import FrameError, decode_client_frame
 from agentnet.protocol.errors import CloseCode, ErrorCode
 from agentnet.protocol.frames import ClientFrame, Hello
-from agentnet.wsfast import BatchedSends, DirectReceives
 
 from .ag2 import PATHS as AG2_PATHS
 from .ag2 import Ag2Endpoint
 from .auth import Authenticator, bearer_token, load_auth_file
-from .core import PEER_MAX_SIZE, Close, CoreConfig, Emit, HubCore, Send, Subscribe, _error_response, error_frame
+from .core import CoreConfig, HubCore
+from .effects import PEER_MAX_SIZE, Close, Emit, Send, Subscribe, _error_response, error_frame
+from .peers import HubConnection, ObserverFeed, Peer
 from .readahead import ReadAhead
 from .settings import DELIVERY, KEEPALIVE, DeliverySettings, KeepaliveSettings
 from .store import Store, StoreError, open_store
@@ -100,158 +100,7 @@ class HubSettings(BaseModel):
 
 
 MAX_HELD_FRAMES = 10_000  # frames of one connection waiting behind a store read fetched ahead
-_NOTIFY_POINT = "hub.after_notify_before_cursor_write"
-NOTIFY_CRASH = _NOTIFY_POINT if crashpoint_armed(_NOTIFY_POINT) else ""  # only then are batches looked at
-_CLOSE = object()  # marker in a peer's outbox: close after what is queued before it
 RETENTION_INTERVAL = 60.0  # seconds between retention passes (sooner while there is more to drop)
-SEND_BATCH_BYTES = 256 * 1024  # a peer's queued frames are written together, up to this much per write
-
-
-class HubConnection(BatchedSends, DirectReceives, ServerConnection):
-    """A websockets server connection whose bursts go out in one socket write and whose incoming
-    messages reach the hub straight from `data_received` (see `agentnet.wsfast`)."""
-
-
-@dataclass(eq=False)
-class Peer:
-    """One connection's outbound side: a queue drained by its own sender task."""
-
-    conn: int
-    ws: HubConnection
-    send_timeout: float
-    frames: deque = field(default_factory=deque)
-    events: deque = field(default_factory=deque)  # observer feed, bounded by the feed
-    wake: asyncio.Event = field(default_factory=asyncio.Event)
-    dropped: int = 0
-    frame_bytes: int = 0  # bytes of `frames` (responses, notifies) not yet written
-    event_bytes: int = 0  # bytes of `events` not yet written
-    refused: int = 0  # requests answered `overloaded` in a row (the peer does not read its answers)
-    event_timeout: float | None = None  # observers: how long an event write may stall (events are lossy)
-    max_size: int = PEER_MAX_SIZE  # the largest frame the peer accepts (hello.max_size): never send more
-    observer: bool = False
-    greeted: bool = False  # its hello was accepted: frames from now on are requests and receipts
-    held: deque | None = None  # frames that wait, in order, while a store read is fetched ahead for this peer
-    closing: bool = False
-    task: asyncio.Task | None = None
-
-    def push(self, data: Any) -> None:
-        if self.closing:
-            return
-        if len(data) > self.max_size:
-            data = self._too_large(data)
-            if data is None:
-                return
-        self.frames.append(data)
-        self.frame_bytes += len(data)
-        self.wake.set()
-
-    def _too_large(self, data: bytes) -> bytes | None:
-        """A frame over the peer's limit is never sent: a response becomes `too_large` with a hint;
-        anything else is dropped (a notify is then redelivered until dead-lettered, as the contract
-        wants for a poison envelope)."""
-        limit = self.max_size
-        if data.startswith(b'{"kind":"response"'):
-            request_id = orjson.loads(data).get("request_id", "")
-            hint = (
-                f"the response is {len(data)} bytes, over this connection's limit of {limit} (hello.max_size); "
-                "ask for less: a smaller `limit` (read_wal, list_channels, list_agents, observe) or a narrower query"
-            )
-            return _error_response(request_id, ErrorCode.TOO_LARGE, hint)
-        log.warning("conn %d: a %d-byte frame is over the peer's limit of %d; not sent", self.conn, len(data), limit)
-        return None
-
-    def drop_queued(self) -> None:
-        """Forget every frame not yet written (the peer is being closed for not reading them)."""
-        self.frames.clear()
-        self.frame_bytes = 0
-
-    async def run(self, feed: ObserverFeed) -> None:
-        ws = self.ws
-        frames, events = self.frames, self.events
-        try:
-            while True:
-                await self.wake.wait()
-                self.wake.clear()
-                while frames or events:
-                    # Everything queued goes out in one write (one syscall), frames before events,
-                    # in the order they were queued; at most SEND_BATCH_BYTES per write.
-                    batch: list[bytes] = []
-                    size = 0
-                    if frames:
-                        while frames and size < SEND_BATCH_BYTES:
-                            item = frames.popleft()
-                            if item is _CLOSE:
-                                if batch:
-                                    self.frame_bytes -= size
-                                    await self._send_batch(batch, self.send_timeout)
-                                code, reason = self.close_args
-                                async with asyncio.timeout(self.send_timeout):
-                                    await ws.close(code, reason)
-                                return
-                            batch.append(item)
-                            size += len(item)
-                        self.frame_bytes -= size
-                        await self._send_batch(batch, self.send_timeout)
-                        if NOTIFY_CRASH and any(item.startswith(b'{"kind":"notify"') for item in batch):
-                            crashpoint(NOTIFY_CRASH)  # notifies written; their cursor rows not committed yet
-                    else:
-                        while events and size < SEND_BATCH_BYTES:
-                            item = events.popleft()
-                            batch.append(item)
-                            size += len(item)
-                            if not events and self.dropped:  # after the last queued event: keeps event_seq order
-                                batch.append(feed.lagged_frame(self.dropped))
-                                self.dropped = 0
-                        self.event_bytes -= size
-                        # A stalled observer only stalls its own lossy feed (bounded in bytes, it drops
-                        # events and is told how many once it reads again): a longer deadline than a
-                        # response's, so a pause past send_timeout ends with observer.lagged, not a drop.
-                        await self._send_batch(batch, self.event_timeout or self.send_timeout)
-        except TimeoutError:
-            log.warning("conn %d: a send missed its deadline; dropping the connection", self.conn)
-            ws.transport.abort()
-        except ConnectionClosed:
-            pass
-
-    async def _send_batch(self, batch: list[bytes], timeout: float) -> None:
-        async with asyncio.timeout(timeout):
-            await self.ws.send_texts(batch)
-
-    def close(self, code: int, reason: str) -> None:
-        if self.closing:
-            return
-        self.close_args = (int(code), reason[:120])
-        self.frames.append(_CLOSE)
-        self.closing = True
-        self.wake.set()
-
-
-class ObserverFeed:
-    """Stamps events with event_seq and fans them out to each observer's bounded queue."""
-
-    def __init__(self, limit: int, limit_bytes: int = 8 * 1024 * 1024) -> None:
-        self.event_seq = 0
-        self.limit = limit
-        self.limit_bytes = limit_bytes
-        self.observers: dict[int, Peer] = {}
-
-    def publish(self, event: events.Event) -> None:
-        self.event_seq += 1
-        if not self.observers:
-            return
-        data = events.encode(event, self.event_seq, ids.utc_iso())
-        size = len(data)
-        for peer in self.observers.values():
-            over = len(peer.events) >= self.limit or peer.event_bytes + size > self.limit_bytes
-            if over or size > peer.max_size:
-                peer.dropped += 1  # the observer is slow: lose events, never slow the agents
-                continue
-            peer.events.append(data)
-            peer.event_bytes += size
-            peer.wake.set()
-
-    def lagged_frame(self, dropped: int) -> bytes:
-        return events.encode(events.ObserverLagged(dropped), self.event_seq, ids.utc_iso())
 
 
 class Hub:
@@ -425,7 +274,14 @@ class Hub:
         for task in others:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        self.store.close()
+        if self.reads is not None:
+            # A read-ahead may still be running in a worker thread (its awaiting task is gone, the
+            # thread is not): closing a SQLite connection under it is undefined behaviour (a
+            # segfault at SIGTERM). Take the lock the reads hold; a later one finds the store closed.
+            with self.reads.lock:
+                self.store.close()
+        else:
+            self.store.close()
 
     async def __aenter__(self) -> Hub:
         await self.start()
@@ -545,6 +401,10 @@ class Hub:
             await ws.wait_closed()
         finally:
             overdue.cancel()
+            if peer.greeted or peer.label:
+                log.info(
+                    "conn %d: %s disconnected (%s %s)", conn, peer.label or "peer", ws.close_code, ws.close_reason or ""
+                )
             if peer.greeted:
                 rcvd = ws.close_code if ws.close_code is not None else 1006
                 self._dispatch(self.core.connection_closed(conn, rcvd, ws.close_reason or "", time.monotonic()))
@@ -736,6 +596,9 @@ class Hub:
         peer.max_size = frame.max_size or PEER_MAX_SIZE
         self._dispatch(self.core.hello(conn, frame, time.monotonic()))
         peer.greeted = not peer.closing  # the core may refuse it too (a reserved name, a client ahead)
+        if peer.greeted:
+            peer.label = f"{frame.role} {frame.name}"
+            log.info("conn %d: %s connected", conn, peer.label)
 
     # ------------------------------------------------------------------ background tasks
 
@@ -854,8 +717,17 @@ class Hub:
         return out
 
 
-async def run_hub(settings: HubSettings, *, announce: bool = True) -> None:
-    """Run until SIGTERM/SIGINT; shut down gracefully (a second signal is not needed)."""
+async def run_hub(
+    settings: HubSettings,
+    *,
+    announce: bool = True,
+    alongside: Callable[[Hub], contextlib.AbstractAsyncContextManager[Any]] | None = None,
+) -> None:
+    """Run until SIGTERM/SIGINT; shut down gracefully (a second signal is not needed).
+
+    `alongside(hub)`: what also runs in this process on the hub's core (the in-hub AutoGen gateway).
+    It is entered once the hub is active (a standby has no core until it takes the lead) and left
+    before the hub stops, also when the hub steps down."""
     import signal
 
     hub = Hub(settings)
@@ -867,22 +739,32 @@ async def run_hub(settings: HubSettings, *, announce: bool = True) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     if hub.shared and not hub.active.is_set():
-        waits = [asyncio.create_task(stop.wait()), asyncio.create_task(hub.active.wait())]
-        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-        for task in waits:
-            task.cancel()
+        await _first(stop.wait(), hub.active.wait())
         if hub.active.is_set() and announce:
             print(f"agentnet hub: took over as the active hub on {hub.advertised_url}", flush=True)
-    waits = [asyncio.create_task(stop.wait()), asyncio.create_task(hub.lost_lead.wait())]
-    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-    for task in waits:
-        task.cancel()
+    async with contextlib.AsyncExitStack() as beside:
+        if alongside is not None and hub.active.is_set() and not stop.is_set():
+            try:
+                await beside.enter_async_context(alongside(hub))
+            except BaseException:
+                await hub.stop()
+                raise
+        await _first(stop.wait(), hub.lost_lead.wait())
+        if hub.stepped_down is None and announce:
+            what = "what runs beside it first, then " if alongside is not None else ""
+            print(f"agentnet hub: shutting down ({what}finishing the commit in progress)", flush=True)
     if hub.stepped_down is not None:
         await hub.stop(CloseCode.TRY_AGAIN_LATER)
         raise HubSteppedDown(hub.stepped_down)
-    if announce:
-        print("agentnet hub: shutting down (finishing the commit in progress)", flush=True)
     await hub.stop()
+
+
+async def _first(*waits: Coroutine[Any, Any, Any]) -> None:
+    """Wait until the first of these is done; cancel the others."""
+    tasks = [asyncio.create_task(w) for w in waits]
+    await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    for task in tasks:
+        task.cancel()
 
 
 class HubSteppedDown(Exception):

@@ -170,8 +170,13 @@ def _run_check(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def _n(count: int, one: str, many: str | None = None) -> str:
+    return f"{count} {one if count == 1 else (many or one + 's')}"
+
+
 def _run_validate(args: argparse.Namespace) -> int:
-    from .scenario import ScenarioError, load_scenario
+    from .scenario import ScenarioError
+    from .scenario_load import load_scenario
 
     code = 0
     for path in args.files:
@@ -184,14 +189,14 @@ def _run_validate(args: argparse.Namespace) -> int:
             continue
         processes = len(s.agent_names())
         print(
-            f"{path}: ok (scenario {s.name}: {processes} agent process(es), {len(s.script)} script step(s), "
-            f"{len(s.faults)} fault(s){', expect' if s.expect else ''})"
+            f"{path}: ok (scenario {s.name}: {_n(processes, 'agent process', 'agent processes')}, "
+            f"{_n(len(s.script), 'script step')}, {_n(len(s.faults), 'fault')}{', expect' if s.expect else ''})"
         )
     return code
 
 
 def _run_schema(args: argparse.Namespace) -> int:
-    from .scenario import scenario_json_schema
+    from .scenario_load import scenario_json_schema
 
     print(json.dumps(scenario_json_schema(), indent=args.indent or None))
     return 0

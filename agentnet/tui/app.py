@@ -110,6 +110,17 @@ PLAYBACK_KEYS: tuple[tuple[str, str, str], ...] = (
 )
 
 
+def _run_dir_of(controls: object) -> Path | None:
+    """The run directory of the launcher behind `controls` (exports go there, not to the cwd)."""
+    run_dir = getattr(controls, "run_dir", None)
+    if run_dir is None and callable(getattr(controls, "status", None)):
+        try:
+            run_dir = controls.status().get("run_dir")  # type: ignore[attr-defined]
+        except Exception:
+            run_dir = None
+    return Path(run_dir) if run_dir else None
+
+
 class DashboardApp(App[str | None]):
     """The agentnet dashboard."""
 
@@ -169,7 +180,9 @@ class DashboardApp(App[str | None]):
         self.sample_processes = sample_processes and playback is None
         self.keymap_overrides = keymap or {}
         self.export_dir = (
-            Path(export_dir) if export_dir else (self.recording_path.parent if self.recording_path else Path.cwd())
+            Path(export_dir)
+            if export_dir
+            else (self.recording_path.parent if self.recording_path else _run_dir_of(controls) or Path.cwd())
         )
         self._model = model or DashboardModel()
         if playback is not None:

@@ -54,9 +54,14 @@ def _find_controls(run: Path | None) -> tuple[RemoteControls | None, str | None]
 
 
 def _run_tui(args: argparse.Namespace) -> int:
-    from agentnet.client import HubError, ObserverClient
+    from agentnet.client import HubError, HubURLError, ObserverClient, hub_urls
     from agentnet.tui.app import run_dashboard
 
+    try:
+        hub_urls(args.url)
+    except HubURLError as exc:
+        print(f"agentnet tui: {exc}", file=sys.stderr)
+        return 2
     controls, why = _find_controls(args.run_dir)
 
     async def main() -> None:

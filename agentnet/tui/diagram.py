@@ -14,6 +14,7 @@ ARROW_LABELS = {
     "ack": "ack",
     "nack": "nack",
     "dead": "dead",
+    "takeover": "takeover",
 }
 
 # (line char, head towards the right, head towards the left)
@@ -24,6 +25,7 @@ ARROW_STYLES = {
     "ack": ("┈", "▷", "◁"),
     "nack": ("─", "✗", "✗"),
     "dead": ("━", "†", "†"),
+    "takeover": ("═", "═", "═"),
 }
 
 
@@ -45,6 +47,8 @@ def lane_centres(lanes: list[str], left: int, width: int) -> dict[str, int]:
 
 
 def arrow_label(arrow: Arrow, text: str | None = None) -> str:
+    if arrow.kind == "takeover":
+        return f" hub takeover: {arrow.detail} "
     label = f"#{arrow.seq} {ARROW_LABELS[arrow.kind]}"
     if arrow.kind == "redeliver":
         label += f" try {arrow.attempt}"
@@ -59,6 +63,11 @@ def draw_arrow(arrow: Arrow, centres: dict[str, int], width: int, label: str) ->
     """One diagram row as plain text: lane lines plus this arrow. Returns (text, (start, end) span of
     the arrow) so a renderer can colour it."""
     cells = [" "] * width
+    if arrow.kind == "takeover":  # across every lane: from here on the other hub serves
+        text = label[: max(0, width - 4)]
+        start = max(0, (width - len(text)) // 2)
+        row = "═" * start + text + "═" * max(0, width - start - len(text))
+        return row[:width], (0, width)
     for x in centres.values():
         if 0 <= x < width:
             cells[x] = "│"
@@ -117,6 +126,9 @@ def to_mermaid(model: DashboardModel, channel_id: str | None) -> str:
         lines.append(f"    participant {_mermaid_id(lane)} as {lane}")
     mermaid_arrow = {"post": "->>", "deliver": "->>", "redeliver": "--)", "ack": "-->>", "nack": "-x", "dead": "--x"}
     for arrow in arrows:
+        if arrow.kind == "takeover":
+            lines.append(f"    Note over {_mermaid_id(lanes[0])}: {_mermaid_text('hub takeover: ' + arrow.detail)}")
+            continue
         text = None
         if arrow.kind == "post":
             row = model.envelope(arrow.envelope_id, channel_id=arrow.channel_id, seq=arrow.seq)

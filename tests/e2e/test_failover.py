@@ -140,3 +140,47 @@ def test_active_hub_losing_its_database_session_steps_down(procs: Procs, pg_url:
     took = takeover(b, cut_at)
     assert health(b.port)["term"] == 2
     print(f"takeover {took * 1000:.0f} ms after the active hub's session was ended")
+
+
+def test_in_hub_autogen_gateway_follows_the_leadership(procs: Procs, pg_url: str, tmp_path: Path) -> None:
+    """`agentnet hub --autogen` on a shared store: the gateway serves on the active hub only. The
+    standby starts it when it takes the lead; the active hub that loses its database session stops
+    its gateway and steps down (exit 3) like a hub without one."""
+    import grpc
+
+    from agentnet.gateway.autogen.protos import agent_worker_pb2, agent_worker_pb2_grpc
+
+    def with_gateway(label: str) -> HubProc:
+        port_file = tmp_path / f"{label}-autogen.port"
+        extra = ["--lease", str(LEASE), "--autogen", "127.0.0.1:0", "--autogen-port-file", str(port_file)]
+        return HubProc(procs, pg_url, extra=extra, label=label)
+
+    def serving(hub: HubProc) -> int:
+        port = int(wait_until(f"{hub.label}'s gateway port", lambda: _read(tmp_path / f"{hub.label}-autogen.port"), 30))
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = agent_worker_pb2_grpc.AgentRpcStub(channel)
+            request = agent_worker_pb2.GetSubscriptionsRequest()
+            stub.GetSubscriptions(request, metadata=[("client-id", "probe")], timeout=10)
+        return port
+
+    a = with_gateway("hub-a").start()
+    serving(a)
+    b = with_gateway("hub-b").start(standby=True)
+    assert not (tmp_path / "hub-b-autogen.port").exists()  # a standby has no core to serve a gateway from
+    holder = db_rows(
+        pg_url,
+        "SELECT a.pid FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+        " WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2",
+    )
+    db_rows(pg_url, "SELECT pg_terminate_backend(?)", (holder[0][0],))
+    assert a.proc.popen.wait(timeout=30) == 3, a.proc.log()
+    takeover(b, time.monotonic())
+    serving(b)
+    assert b.terminate() == 0, b.proc.log()
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text() or None
+    except FileNotFoundError:
+        return None

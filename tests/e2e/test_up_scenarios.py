@@ -280,9 +280,7 @@ def test_validate_and_schema(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     bad.write_text("name: x\nagents:\n  - {name: bob, brian: echo}\n")
     assert main(["validate", str(SCENARIOS / "consult.yaml"), str(bad)]) == 2
     captured = capsys.readouterr()
-    assert (
-        "consult.yaml: ok (scenario consult: 2 agent process(es), 1 script step(s), 0 fault(s), expect)" in captured.out
-    )
+    assert "consult.yaml: ok (scenario consult: 2 agent processes, 1 script step, 0 faults, expect)" in captured.out
     assert "bad.yaml:3: agents[0].brian: unknown key (did you mean 'brain'?)" in captured.err
     assert main(["schema"]) == 0
     schema = json.loads(capsys.readouterr().out)

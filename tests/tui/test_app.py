@@ -304,7 +304,8 @@ async def test_sequence_tab_selecting_an_arrow_opens_its_envelope_and_exports_me
 async def test_playback_is_labelled_has_no_controls_and_steps_plays_and_jumps(sample_recording: Path) -> None:
     app = playback_app(sample_recording)
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause()
+        # painted (status line and footer), also under load
+        await wait_for(lambda: screen_text(app).startswith(" PLAYBACK ") and "space" in screen_text(app), pilot)
         controller = app.playback
         assert controller is not None and controller.position == 0
         text = screen_text(app)

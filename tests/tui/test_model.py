@@ -376,3 +376,20 @@ def test_an_agent_that_came_through_an_adapter_has_a_protocol_badge() -> None:
     assert model.agents["bob"].via == "ag2" and model.agents["calc"].via is None
     assert with_badge("bob", model.agents["bob"].via).plain == "bob ag2"
     assert with_badge("calc", None).plain == "calc"
+    logged = [line.text for line in model.log]
+    assert "bob registered (via ag2)" in logged and "calc registered" in logged
+
+
+def test_a_hub_takeover_is_a_row_across_the_sequence_diagram() -> None:
+    from agentnet.tui.diagram import arrow_label, draw_arrow, lane_centres, lanes_for, to_mermaid
+    from agentnet.tui.model import DashboardModel
+
+    model = DashboardModel()
+    text = "failover: hub-2 is now the active hub (took over from hub; term 2)"
+    model.apply(("caption", {"kind": "caption", "at": "2026-12-07T13:40:15.568Z", "text": text}))
+    (arrow,) = [a for a in model.arrows if a.kind == "takeover"]
+    row, span = draw_arrow(arrow, lane_centres(lanes_for(model, [arrow]), 0, 120), 120, arrow_label(arrow))
+    assert "hub takeover: hub-2 is now the active hub" in row and row.startswith("═") and span == (0, 120)
+    selection = model.select_arrows("ch-any")
+    assert [selection[i] for i in range(len(selection))] == [arrow]  # shown whichever channel is selected
+    assert "Note over hub: hub takeover: hub-2 is now the active hub" in to_mermaid(model, None)

@@ -96,6 +96,33 @@ def assume_delivered(state: LoadedState) -> LoadedState:
     return state
 
 
+ENVELOPE_COLUMNS = (
+    "channel_id, seq, envelope_id, sender, audience, type, causation_id, idempotency_key, created_at, body"
+)
+
+
+def envelope_record(row: tuple) -> EnvRecord:
+    """A stored envelope row (ENVELOPE_COLUMNS, in that order) -> a record."""
+    import orjson
+
+    channel_id, seq, envelope_id, sender, audience, typ, causation_id, key, created_at, body = row
+    body = bytes(body)
+    text = orjson.loads(body).get("data", {}).get("text") if typ in ("text", "revise") else None
+    return EnvRecord(
+        channel_id,
+        seq,
+        envelope_id,
+        sender,
+        tuple(orjson.loads(audience)) if audience is not None else None,
+        typ,
+        causation_id,
+        key,
+        created_at,
+        body,
+        text if isinstance(text, str) else None,
+    )
+
+
 def channel_record(row: tuple, head: int) -> ChannelRecord:
     """A stored channel row (see the sqlite schema's column order) and its head seq -> a record."""
     import orjson

@@ -36,6 +36,7 @@ MARK_STYLES = {
     "acked": "green",
     "nacked": "bold red",
     "dead": "bold magenta",
+    "takeover": "bold white on dark_red",
 }
 LOG_STYLES = {
     "info": ("·", ""),
