@@ -169,6 +169,9 @@ class HubCore(Ops):
         self._out: list[Effect] = []
         self._dirty: set[str] = set()
         self.stats = {"posted": 0, "delivered": 0, "acked": 0, "redelivered": 0, "dead": 0, "ignored": 0}
+        for cur in state.assumed:  # possibly delivered (after a crash or a failed commit): written down
+            self._touch(cur)
+            self.batch.forget.append(cur.channel_id)
         for channel_id in list(self.channels):  # what a previous run finished stays in the store only
             self._forget(channel_id)
 
@@ -361,6 +364,8 @@ class HubCore(Ops):
 
     def hello(self, conn: int, hello: Hello, now: float) -> list[Effect]:
         """A connection sent a valid hello (auth already checked by the shell)."""
+        # Forgotten channels its `since` pages in stay only while a courtesy replay needs them.
+        paged_in = [cid for cid in hello.since or () if cid not in self.channels] if hello.role == "agent" else []
         try:
             if hello.role == "agent":
                 self._hello_agent(conn, hello, now)
@@ -374,6 +379,8 @@ class HubCore(Ops):
                 Send(conn, error_frame(exc.code, exc.message)),
                 Close(conn, close, exc.message[:120]),
             ]
+        for channel_id in paged_in:
+            self._forget(channel_id)
         return self._flush(now)
 
     def _welcome(self, conn: int, name: str, agent_id: str, session_id: str) -> None:

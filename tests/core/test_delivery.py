@@ -322,6 +322,34 @@ def test_after_a_crash_what_the_dead_hub_committed_goes_out_again_as_a_redeliver
     assert [(n["envelope"]["seq"], n["attempt"]) for n in h2.notifies(b2)] == [(2, 2), (3, 2), (4, 2)]
 
 
+def test_deliveries_assumed_after_a_crash_stay_assumed_through_a_clean_restart(tmp_path):
+    """The delivered_seq a core assumes after a crash (or a failed commit) is an upper bound it must
+    write down: else a clean stop before the recipient comes back, and a start after it, would send
+    those envelopes with attempt 1 a second time."""
+    from agentnet.hub.store.sqlite import SqliteStore
+
+    path = tmp_path / "hub.db"
+    h = CoreHarness(store=SqliteStore(path))  # type: ignore[arg-type]
+    a, b, ch = h.pair()
+    h.auto_commit = False  # the hub dies after the envelopes' commit, before the cursor row's
+    h.send(a, {"kind": "request", "request_id": "p", "op": "post", "params": {"channel_id": ch, "data": {}}})
+    batch = h.core.take_batch()
+    assert batch is not None
+    h.store.commit(batch)
+    h._apply(h.core.batch_committed(batch.batch_id, h.now))
+    assert [(n["envelope"]["seq"], n["attempt"]) for n in h.notifies(b)] == [(2, 1)]
+
+    store = SqliteStore(path)  # after the crash: bob does not come back before a clean stop
+    h2 = CoreHarness(store=store)  # type: ignore[arg-type]
+    h2.commit()
+    store.close()
+
+    h3 = CoreHarness(store=SqliteStore(path))  # type: ignore[arg-type]
+    h3.connect("alice")
+    b3 = h3.connect("bob")
+    assert [(n["envelope"]["seq"], n["attempt"]) for n in h3.notifies(b3)] == [(2, 2)]
+
+
 def test_a_dead_letter_during_a_replay_frees_its_slot_for_the_replay():
     """A resend that dead-letters in one channel frees a window slot that another channel's
     `since` replay must still get, though later acks come in below a full window."""

@@ -791,41 +791,10 @@ async def _until_signalled() -> None:
     await stop.wait()
 
 
-async def run_hub_with_gateway(
-    hub_settings: Any, settings: GatewaySettings, *, port_file: Any = None, announce: bool = True
-) -> None:
-    """`agentnet hub --autogen HOST:PORT`: the hub and the gateway in one process. The gateway's
-    identities attach to the hub's core directly (no WebSocket hop, no second process). On a shared
-    store the gateway serves only while this hub is the active one: it starts once the hub has
-    taken the lead, and stops with it."""
-    from agentnet.hub.server import run_hub
-
-    @contextlib.asynccontextmanager
-    async def gateway(hub: Any) -> AsyncIterator[AutogenGateway]:
-        from agentnet.gateway.local import LocalHubClient
-
-        settings.hub = hub.url
-        gw = AutogenGateway(settings, connect=lambda name: LocalHubClient(hub, name=name))
-        try:
-            await gw.start()
-        except BaseException:
-            await gw.stop(0)
-            raise
-        if port_file is not None:
-            _write_port(port_file, gw.port)
-        if announce:
-            print(gw.summary().replace(f" as {GATEWAY_NAME}", f" (in this process) as {GATEWAY_NAME}"), flush=True)
-        try:
-            yield gw
-        finally:
-            await gw.stop()
-
-    await run_hub(hub_settings, announce=announce, alongside=gateway)
-
-
-async def run_gateway(settings: GatewaySettings, *, port_file: Any = None, announce: bool = True) -> None:
-    """Run until SIGTERM/SIGINT, then stop serving and close the hub connections."""
-    gw = AutogenGateway(settings)
+@contextlib.asynccontextmanager
+async def _serving(gw: AutogenGateway, port_file: Any, announce: bool, *, in_hub: bool = False) -> AsyncIterator[None]:
+    """Start the gateway (stopped again if that fails), write its port file, say where it listens;
+    stop it when the block ends."""
     try:
         await gw.start()
     except BaseException:
@@ -834,8 +803,37 @@ async def run_gateway(settings: GatewaySettings, *, port_file: Any = None, annou
     if port_file is not None:
         _write_port(port_file, gw.port)
     if announce:
-        print(gw.summary(), flush=True)
-    await _until_signalled()
-    if announce:
-        print("agentnet autogen gateway: shutting down (workers are disconnected; their backlog stays in the hub)")
-    await gw.stop()
+        summary = gw.summary()
+        if in_hub:
+            summary = summary.replace(f" as {GATEWAY_NAME}", f" (in this process) as {GATEWAY_NAME}")
+        print(summary, flush=True)
+    try:
+        yield
+    finally:
+        await gw.stop()
+
+
+async def run_hub_with_gateway(
+    hub_settings: Any, settings: GatewaySettings, *, port_file: Any = None, announce: bool = True
+) -> None:
+    """`agentnet hub --autogen HOST:PORT`: the hub and the gateway in one process. The gateway's
+    identities attach to the hub's core directly (no WebSocket hop, no second process). On a shared
+    store the gateway serves only while this hub is the active one: it starts once the hub has
+    taken the lead, and stops with it."""
+    from agentnet.gateway.local import LocalHubClient
+    from agentnet.hub.server import run_hub
+
+    def gateway(hub: Any) -> contextlib.AbstractAsyncContextManager[None]:
+        settings.hub = hub.url
+        gw = AutogenGateway(settings, connect=lambda name: LocalHubClient(hub, name=name))
+        return _serving(gw, port_file, announce, in_hub=True)
+
+    await run_hub(hub_settings, announce=announce, alongside=gateway)
+
+
+async def run_gateway(settings: GatewaySettings, *, port_file: Any = None, announce: bool = True) -> None:
+    """Run until SIGTERM/SIGINT, then stop serving and close the hub connections."""
+    async with _serving(AutogenGateway(settings), port_file, announce):
+        await _until_signalled()
+        if announce:
+            print("agentnet autogen gateway: shutting down (workers are disconnected; their backlog stays in the hub)")
