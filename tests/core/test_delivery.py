@@ -87,6 +87,23 @@ def test_ack_wait_expiry_redelivers():
     assert deliver[0]["reason"] == "ack_wait"
 
 
+def test_settled_ack_deadlines_are_dropped_and_open_ones_still_expire():
+    h = CoreHarness(ack_wait=5.0)
+    h.core._fifo_compact_at = 4  # compact early (the hub's threshold is in the thousands)
+    a, b, ch = h.pair()
+    for i in range(12):
+        post(h, a, ch, i)
+    got = h.notifies(b)
+    for n in got[1:]:  # all but the first are acked: their deadlines are settled
+        h.receipt(b, n)
+    h.ack_all(a)
+    h.tick(1.0)
+    assert len(h.core._ack_deadlines) <= 2  # the open delivery (and nothing settled)
+    h.tick(4.1)
+    (again,) = h.notifies(b)
+    assert (again["envelope"]["seq"], again["attempt"]) == (got[0]["envelope"]["seq"], 2)
+
+
 def test_max_deliver_dead_letters_and_the_floor_moves_past():
     h = CoreHarness(max_deliver=3, nack_backoff=0.1)
     a, b, ch = h.pair()
