@@ -1,11 +1,16 @@
-"""What the delivery core asks its shell to do (effects), and what a commit releases (after-commit
-actions). Plain frozen values: the core returns them, the shell (`server.py`) carries them out."""
+"""What the delivery core asks its shell to do (effects), what a commit releases (after-commit
+actions), a connection's session, and the frames the core sends (responses, errors). Plain values:
+the core returns them, the shell (`server.py`) carries them out."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
+
+import orjson
 
 from agentnet.protocol import events
+from agentnet.protocol.errors import ErrorCode
 
 # ----------------------------------------------------------------------------- effects
 
@@ -64,3 +69,37 @@ class AnnounceChannel:
 
 
 AfterCommit = Send | RespondChannel | AnnounceChannel
+
+# ----------------------------------------------------------------------------- sessions and frames
+
+
+PEER_MAX_SIZE = 1024 * 1024  # the contract's default frame limit of a peer that declares none
+
+
+@dataclass(slots=True)
+class Session:
+    conn: int
+    name: str
+    role: str
+    session_id: str
+    max_size: int = PEER_MAX_SIZE  # the largest frame this peer accepts (hello.max_size)
+
+
+def _response(request_id: str, result: Any) -> bytes:
+    return orjson.dumps({"kind": "response", "request_id": request_id, "ok": True, "result": result})
+
+
+def _error_response(request_id: str, code: ErrorCode | str, message: str) -> bytes:
+    return orjson.dumps(
+        {
+            "kind": "response",
+            "request_id": request_id,
+            "ok": False,
+            "error_code": str(code),
+            "error_message": message,
+        }
+    )
+
+
+def error_frame(code: ErrorCode | str, message: str) -> bytes:
+    return orjson.dumps({"kind": "error", "code": str(code), "message": message})

@@ -277,3 +277,6 @@ class LoadedState:
     channels: list[ChannelRecord]  # head_seq = committed_seq = max seq in the store
     cursors: list[Cursor]  # floors, delivered_seq, counters and `done` from acks above the floor
     idempotency: dict[tuple[str, str], tuple[str, str, int]] = field(default_factory=dict)
+    # Cursors whose delivered_seq was raised to the head (`store.base.assume_delivered`): the core
+    # writes them in its first commit, so the assumption outlives a clean stop that comes next.
+    assumed: list[Cursor] = field(default_factory=list)

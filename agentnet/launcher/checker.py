@@ -33,7 +33,7 @@ import sqlite3
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import yaml
 
@@ -50,6 +50,7 @@ from agentnet.protocol.events import (
     EventError,
     ObserverLagged,
     WalAppend,
+    decode_envelope,
     decode_event,
     decode_snapshot,
     recipients_of,
@@ -57,6 +58,8 @@ from agentnet.protocol.events import (
 from agentnet.protocol.ids import parse_time
 from agentnet.protocol.vocab import DISRUPTIVE_STATES, TURN_TYPES, DeliverReason, ReceiptStatus
 from agentnet.run.items import FaultItem, LauncherItem, ProcessItem, decode_item
+
+from .storeview import StoreView
 
 RUN_FILE = "run.json"
 RECORDING_FILE = "recording.jsonl"
@@ -72,11 +75,6 @@ class CheckError(Exception):
 
 
 # --------------------------------------------------------------------------- facts
-
-
-class _Addressed(NamedTuple):
-    sender: str
-    audience: list[str] | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,7 +262,7 @@ def _facts_from_postgres(spec: str, url: str | None) -> Facts:
         except psycopg.Error as exc:
             raise CheckError(f"cannot open the store {spec}: {' '.join(str(exc).split())}") from None
         try:
-            return _facts_from_db(db, spec, psycopg.Error)
+            return _facts_from_db(StoreView(db), spec, psycopg.Error)
         finally:
             db.close()
     finally:
@@ -274,45 +272,34 @@ def _facts_from_postgres(spec: str, url: str | None) -> Facts:
 
 def _facts_from_store(path: Path) -> Facts:
     try:
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+        view = StoreView.sqlite(path)
     except sqlite3.Error as exc:
         raise CheckError(f"cannot open the store {path}: {exc}") from None
     try:
-        return _facts_from_db(db, str(path), sqlite3.Error)
+        return _facts_from_db(view, str(path), sqlite3.Error)
     finally:
-        db.close()
+        view.close()
 
 
-def _facts_from_db(db: Any, where: str, errors: type[Exception] | tuple[type[Exception], ...]) -> Facts:
+def _facts_from_db(view: StoreView, where: str, errors: type[Exception] | tuple[type[Exception], ...]) -> Facts:
     """Every channel, envelope, receipt and cursor of a store (the same tables in sqlite and PostgreSQL)."""
     facts = Facts(source=f"store {where}")
     try:
-        for channel_id, participants in db.execute("SELECT channel_id, participants FROM channels"):
-            facts.channels[channel_id] = tuple(json.loads(participants))
-        for channel_id, seq, envelope_id, sender, audience, typ, body in db.execute(
-            "SELECT channel_id, seq, envelope_id, sender, audience, type, body FROM envelopes"
-        ):
-            participants = facts.channels.get(channel_id, ())
-            addressed = _Addressed(sender, json.loads(audience) if audience is not None else None)
-            recipients = recipients_of(addressed, participants)
+        facts.channels.update(view.channels())
+        for env in view.envelopes():
+            recipients = recipients_of(env, facts.channels.get(env.channel_id, ()))
             text = None
-            if typ in TURN_TYPES:
-                try:
-                    text = json.loads(bytes(body)).get("data", {}).get("text")
-                except ValueError:
-                    text = None
-            facts.envelopes[(channel_id, seq)] = Env(channel_id, seq, envelope_id, sender, recipients, typ, text)
-        for recipient, channel_id, seq, envelope_id, status, attempts, reason in db.execute(
-            "SELECT recipient, channel_id, seq, envelope_id, status, attempts, reason FROM receipts"
-        ):
-            facts.receipts[(recipient, channel_id, seq)] = Receipt(
-                recipient, channel_id, seq, envelope_id, status, attempts, reason
+            if env.type in TURN_TYPES and env.body is not None:
+                with contextlib.suppress(ValueError, AttributeError):
+                    text = decode_envelope(json.loads(bytes(env.body))).text
+            facts.envelopes[(env.channel_id, env.seq)] = Env(
+                env.channel_id, env.seq, env.envelope_id, env.sender, recipients, env.type, text
             )
-        for recipient, channel_id, floor, redelivered in db.execute(
-            "SELECT recipient, channel_id, ack_floor, redelivered FROM cursors"
-        ):
-            facts.floors[(recipient, channel_id)] = floor
-            facts.redelivered += redelivered
+        for r in view.receipts():
+            facts.receipts[(r.recipient, r.channel_id, r.seq)] = Receipt(*r)
+        for cur in view.cursors():
+            facts.floors[(cur.recipient, cur.channel_id)] = cur.ack_floor
+            facts.redelivered += cur.redelivered
     except errors as exc:
         raise CheckError(f"cannot read the store {where}: {exc}") from None
     return facts

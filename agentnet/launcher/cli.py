@@ -148,10 +148,12 @@ def _run_status(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from .headless import status_block
+    from .report import status_from_json
 
+    typed = status_from_json(status)
     console = Console(highlight=False)
-    console.print(f"{status['scenario']}  {status['run_dir']}  hub {status.get('hub_url') or '-'}")
-    console.print(status_block(status))
+    console.print(f"{typed.scenario}  {typed.run_dir}  hub {typed.hub_url or '-'}")
+    console.print(status_block(typed))
     return 0
 
 
@@ -175,7 +177,8 @@ def _n(count: int, one: str, many: str | None = None) -> str:
 
 
 def _run_validate(args: argparse.Namespace) -> int:
-    from .scenario import ScenarioError, load_scenario
+    from .scenario import ScenarioError
+    from .scenario_load import load_scenario
 
     code = 0
     for path in args.files:
@@ -195,7 +198,7 @@ def _run_validate(args: argparse.Namespace) -> int:
 
 
 def _run_schema(args: argparse.Namespace) -> int:
-    from .scenario import scenario_json_schema
+    from .scenario_load import scenario_json_schema
 
     print(json.dumps(scenario_json_schema(), indent=args.indent or None))
     return 0

@@ -83,7 +83,7 @@ class PageParams(WireModel):
 class OpenChannelParams(WireModel):
     type: ChannelType
     participants: Annotated[list[Name], Field(min_length=1, max_length=64)]
-    topic: Annotated[str, StringConstraints(max_length=1000)] | None = None
+    topic: ShortText | None = None
     knobs: dict[str, Any] = {}
     as_agent: Name | None = None  # extension: the supervisor (launcher) acts for a scenario agent
 

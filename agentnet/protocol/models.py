@@ -4,12 +4,21 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
 Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
 Id = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")]
-ShortText = Annotated[str, StringConstraints(max_length=1000)]
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain the NUL character (U+0000): the hub stores this as text")
+    return value
+
+
+# Text the hub keeps in a text column (a topic, a close or nack reason): PostgreSQL's refuse NUL.
+ShortText = Annotated[str, StringConstraints(max_length=1000), AfterValidator(_no_nul)]
 EnvelopeType = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
 
 ChannelType = Literal["consulting", "conversation", "discussion", "workflow"]

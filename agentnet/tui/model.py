@@ -1,4 +1,8 @@
-"""The dashboard's state, free of Textual: feed items in, plain Python objects out.
+"""The dashboard's state, free of Textual: feed items in, plain Python objects out (the projection).
+
+The parts it projects into live beside it: `entities.py` (what is known about each process, agent,
+channel, cursor and envelope), `series.py` (rates and sampled values per second), `selection.py`
+(filtered views the panes index into) and `format.py` (how times and sizes are written).
 
 Everything the panes show is computed here from the observer feed (hub snapshot + events) and the
 launcher's process events, so it can be tested without a terminal and replayed deterministically:
@@ -12,10 +16,8 @@ delivery histories and per-cursor series are capped.
 
 from __future__ import annotations
 
-import json
 from collections import deque
-from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from collections.abc import Callable
 from typing import Any
 
 from agentnet.protocol.events import (
@@ -61,618 +63,52 @@ from agentnet.run.items import (
     decode_item,
 )
 
-CONNECTED = "connected"
-DISCONNECTED = "disconnected"
-SUPERSEDED = "superseded"
+from .entities import (
+    CONNECTED,
+    DISCONNECTED,
+    SUPERSEDED,
+    AgentInfo,
+    Arrow,
+    ChannelInfo,
+    CursorInfo,
+    EnvelopeRow,
+    LogLine,
+    Mark,
+    ProcessInfo,
+)
+from .format import format_age, format_bytes, format_clock, format_duration, plural, sparkline_text, waits
+from .selection import Selection, WalFilter
+from .series import RateCounter, SeriesSampler
+
+__all__ = [  # the model's parts, importable from here as before the split
+    "CONNECTED",
+    "DISCONNECTED",
+    "SUPERSEDED",
+    "AgentInfo",
+    "Arrow",
+    "ChannelInfo",
+    "CursorInfo",
+    "DashboardModel",
+    "EnvelopeRow",
+    "FeedItem",
+    "LogLine",
+    "Mark",
+    "ProcessInfo",
+    "RateCounter",
+    "Selection",
+    "SeriesSampler",
+    "WalFilter",
+    "format_age",
+    "format_bytes",
+    "format_clock",
+    "format_duration",
+    "parse_time",
+    "plural",
+    "sparkline_text",
+    "waits",
+]
+
 DEFAULT_WINDOW = 256
-HISTORY_CAP = 24
-SERIES_SECONDS = 600
-
-# --------------------------------------------------------------------------------------------- helpers
-
-
-def format_clock(at: float | None) -> str:
-    """``HH:MM:SS.mmm`` in UTC (the protocol's time zone)."""
-    if at is None:
-        return "--:--:--.---"
-    return datetime.fromtimestamp(at, UTC).strftime("%H:%M:%S.%f")[:-3]
-
-
-def format_age(seconds: float | None) -> str:
-    """A short human duration: ``4.1 s``, ``3 min 12 s``, ``2 h 05 min``."""
-    if seconds is None:
-        return "—"
-    seconds = max(0.0, seconds)
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    if seconds < 3600:
-        return f"{int(seconds // 60)} min {int(seconds % 60):02d} s"
-    return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60):02d} min"
-
-
-def format_duration(seconds: float | None) -> str:
-    """Like :func:`format_age` in whole seconds (for table cells that should not flicker)."""
-    if seconds is None:
-        return "—"
-    seconds = max(0.0, seconds)
-    if seconds < 60:
-        return f"{int(seconds)} s"
-    return format_age(seconds)
-
-
-def format_bytes(value: float | None) -> str:
-    if value is None:
-        return "—"
-    for unit in ("B", "KB", "MB", "GB"):
-        if value < 1024 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} GB"  # pragma: no cover
-
-
-def plural(count: int, word: str) -> str:
-    return f"{count} {word}" if count == 1 else f"{count} {word}s"
-
-
-def waits(count: int) -> str:
-    """'1 envelope waits for it' / '3 envelopes wait for it'."""
-    return f"{plural(count, 'envelope')} {'waits' if count == 1 else 'wait'} for it"
-
-
-SPARK_CHARS = "▁▂▃▄▅▆▇█"
-
-
-def sparkline_text(values: list[float] | list[int]) -> str:
-    """A one-line text sparkline (for table cells), scaled to the largest value."""
-    if not values:
-        return ""
-    top = max(values)
-    if top <= 0:
-        return SPARK_CHARS[0] * len(values)
-    last = len(SPARK_CHARS) - 1
-    return "".join(SPARK_CHARS[min(last, round(v / top * last))] for v in values)
-
-
-class RateCounter:
-    """Counts per whole second of event time; bounded to the last ``seconds`` seconds."""
-
-    __slots__ = ("_buckets", "total")
-
-    def __init__(self, seconds: int = SERIES_SECONDS) -> None:
-        self._buckets: deque[list[int]] = deque(maxlen=seconds)
-        self.total = 0
-
-    def add(self, at: float, count: int = 1) -> None:
-        self.total += count
-        second = int(at)
-        if self._buckets and self._buckets[-1][0] == second:
-            self._buckets[-1][1] += count
-        elif not self._buckets or second > self._buckets[-1][0]:
-            self._buckets.append([second, count])
-        else:  # an out-of-order time: add it to its bucket if we still have it
-            for bucket in reversed(self._buckets):
-                if bucket[0] == second:
-                    bucket[1] += count
-                    return
-                if bucket[0] < second:
-                    return
-
-    @property
-    def last_second(self) -> int:
-        """The latest whole second anything was counted in (0: never)."""
-        return self._buckets[-1][0] if self._buckets else 0
-
-    def series(self, now: float, n: int = 30) -> list[int]:
-        """Counts for the ``n`` whole seconds ending with ``now``'s second (oldest first)."""
-        end = int(now)
-        start = end - n + 1
-        out = [0] * n
-        for second, count in reversed(self._buckets):
-            if second < start:
-                break
-            if second <= end:
-                out[second - start] = count
-        return out
-
-    def rate(self, now: float, window: int = 5) -> float:
-        """Mean events per second over the last ``window`` complete seconds before ``now``."""
-        values = self.series(now - 1, window)
-        return sum(values) / window
-
-
-class SeriesSampler:
-    """The last value per whole second (e.g. a cursor's lag); forward-filled when queried."""
-
-    __slots__ = ("_points",)
-
-    def __init__(self, seconds: int = SERIES_SECONDS) -> None:
-        self._points: deque[list[float]] = deque(maxlen=seconds)
-
-    def add(self, at: float, value: float) -> None:
-        second = int(at)
-        if self._points and self._points[-1][0] == second:
-            self._points[-1][1] = value
-        elif not self._points or second > self._points[-1][0]:
-            self._points.append([second, value])
-
-    def series(self, now: float, n: int = 30) -> list[float]:
-        end = int(now)
-        start = end - n + 1
-        window: list[list[float]] = []  # newest first: the points in the window and the one before it
-        for point in reversed(self._points):
-            if point[0] > end:
-                continue
-            window.append(point)
-            if point[0] < start:
-                break
-        window.reverse()
-        out: list[float] = [0.0] * n
-        value = 0.0
-        index = 0
-        for second in range(start, end + 1):
-            while index < len(window) and window[index][0] <= second:
-                value = window[index][1]
-                index += 1
-            out[second - start] = value
-        return out
-
-
-# --------------------------------------------------------------------------------------------- entities
-
-
-class ProcessInfo:
-    """One supervised process (hub or agent), as the launcher reports it."""
-
-    __slots__ = (
-        "cpu",
-        "down_since",
-        "exit_code",
-        "last_restart_at",
-        "name",
-        "pid",
-        "reason",
-        "restarts",
-        "role",
-        "rss",
-        "started_at",
-        "state",
-        "state_since",
-    )
-
-    def __init__(self, name: str, role: str = "agent") -> None:
-        self.name = name
-        self.role = role
-        self.pid: int | None = None
-        self.state = "pending"
-        self.reason = ""
-        self.restarts = 0
-        self.started_at: float | None = None
-        self.last_restart_at: float | None = None
-        self.exit_code: int | None = None
-        self.state_since: float | None = None
-        self.down_since: float | None = None  # when it last went from running to down
-        self.cpu: float | None = None
-        self.rss: float | None = None
-
-    def uptime(self, now: float) -> float | None:
-        if self.state not in RUNNING_STATES or self.started_at is None:
-            return None
-        return max(0.0, now - self.started_at)
-
-
-class AgentInfo:
-    """One agent identity on the hub and its current connection."""
-
-    __slots__ = (
-        "agent_id",
-        "close_code",
-        "close_reason",
-        "connected",
-        "connected_at",
-        "disconnected_at",
-        "latency_ms",
-        "name",
-        "passport",
-        "replaying",
-        "role",
-        "session_id",
-    )
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.agent_id: str | None = None
-        self.role = "agent"
-        self.connected = False
-        self.session_id: str | None = None
-        self.passport: dict[str, Any] | None = None
-        self.latency_ms: float | None = None
-        self.connected_at: float | None = None
-        self.disconnected_at: float | None = None
-        self.close_code: int | None = None
-        self.close_reason: str | None = None
-        self.replaying: int | None = None
-
-    @property
-    def via(self) -> str | None:
-        """The protocol adapter it came through (`passport.meta["via"]`: "ag2", "autogen"), None if native."""
-        meta = self.passport.get("meta") if isinstance(self.passport, dict) else None
-        via = meta.get("via") if isinstance(meta, dict) else None
-        return via if isinstance(via, str) and via else None
-
-    @property
-    def connection(self) -> str:
-        if self.connected:
-            return CONNECTED
-        if self.close_code == CloseCode.SUPERSEDED:
-            return SUPERSEDED
-        return DISCONNECTED
-
-
-class ChannelInfo:
-    __slots__ = (
-        "channel_id",
-        "close_reason",
-        "closed_at",
-        "created_at",
-        "creator",
-        "head_seq",
-        "knobs",
-        "participants",
-        "rate",
-        "state",
-        "topic",
-        "type",
-    )
-
-    def __init__(self, channel_id: str) -> None:
-        self.channel_id = channel_id
-        self.type = "?"
-        self.topic: str | None = None
-        self.creator: str | None = None
-        self.participants: list[str] = []
-        self.state = "open"
-        self.head_seq = 0
-        self.created_at: float | None = None
-        self.closed_at: float | None = None
-        self.close_reason: str | None = None
-        self.knobs: dict[str, Any] = {}
-        self.rate = RateCounter()
-
-    def update(self, channel: ChannelView) -> None:
-        self.type = channel.type
-        self.topic = channel.topic
-        self.creator = channel.creator
-        self.participants = list(channel.participants or self.participants)
-        self.state = channel.state
-        self.head_seq = max(self.head_seq, channel.head_seq)
-        self.created_at = parse_time(channel.created_at) or self.created_at
-        self.closed_at = parse_time(channel.closed_at) or self.closed_at
-        self.close_reason = channel.close_reason
-        self.knobs = dict(channel.knobs or self.knobs)
-
-
-class CursorInfo:
-    """Per (recipient, channel): the hub's numbers plus what the feed lets us derive."""
-
-    __slots__ = (
-        "ack_floor",
-        "channel_id",
-        "dead",
-        "delivered_seq",
-        "inflight",
-        "lag",
-        "lag_series",
-        "last_ack_at",
-        "last_nack",
-        "recipient",
-        "redelivered",
-        "since",
-        "snapshot_oldest_at",
-        "updated_at",
-    )
-
-    def __init__(self, recipient: str, channel_id: str) -> None:
-        self.recipient = recipient
-        self.channel_id = channel_id
-        self.ack_floor = 0
-        self.delivered_seq = 0
-        self.inflight = 0
-        self.lag = 0
-        self.redelivered = 0
-        self.dead = 0
-        self.since: dict[int, float] = {}  # seq -> first delivery time, for unacked deliveries
-        self.snapshot_oldest_at: float | None = None
-        self.last_ack_at: float | None = None
-        self.last_nack: tuple[float, int, str] | None = None  # (at, seq, reason)
-        self.updated_at: float | None = None
-        self.lag_series = SeriesSampler()
-
-    @property
-    def key(self) -> tuple[str, str]:
-        return (self.recipient, self.channel_id)
-
-    def oldest_inflight(self) -> tuple[int | None, float | None]:
-        """(seq, first-delivery time) of the oldest unacked delivery we know of."""
-        if self.since:
-            seq = min(self.since)
-            return seq, self.since[seq]
-        if self.inflight and self.snapshot_oldest_at is not None:
-            return None, self.snapshot_oldest_at
-        return None, None
-
-    def oldest_age(self, now: float) -> float | None:
-        _, at = self.oldest_inflight()
-        return None if at is None else max(0.0, now - at)
-
-
-class Mark:
-    """The delivery state of one envelope for one recipient, with its history."""
-
-    __slots__ = ("attempts", "history", "recipient", "state")
-
-    GLYPHS = {
-        "pending": "·",
-        "delivered": "→",
-        "acked": "✓",
-        "nacked": "✗",
-        "dead": "†",
-    }
-
-    def __init__(self, recipient: str) -> None:
-        self.recipient = recipient
-        self.state = "pending"
-        self.attempts = 0
-        self.history: list[tuple[float | None, str, str]] = []
-
-    def note(self, at: float | None, what: str, detail: str = "") -> None:
-        if len(self.history) >= HISTORY_CAP:
-            del self.history[1]  # keep the first entry, drop the oldest after it
-        self.history.append((at, what, detail))
-
-    @property
-    def redeliveries(self) -> int:
-        return max(0, self.attempts - 1)
-
-    @property
-    def glyph(self) -> str:
-        extra = f"↻{self.redeliveries}" if self.redeliveries else ""
-        return self.GLYPHS.get(self.state, "?") + extra
-
-
-class EnvelopeRow:
-    """One WAL entry as the dashboard keeps it."""
-
-    __slots__ = (
-        "at",
-        "audience",
-        "channel_id",
-        "envelope",
-        "envelope_id",
-        "marks",
-        "sender",
-        "seq",
-        "serial",
-        "text",
-        "type",
-        "version",
-    )
-
-    def __init__(self, serial: int, envelope: EnvelopeView, at: float | None, recipients: list[str]) -> None:
-        self.serial = serial
-        self.envelope = envelope
-        self.envelope_id: str = envelope.envelope_id
-        self.channel_id: str = envelope.channel_id
-        self.seq: int = envelope.seq
-        self.sender: str = envelope.sender
-        self.audience: list[str] | None = list(envelope.audience) if envelope.audience is not None else None
-        self.type: str = envelope.type
-        text = envelope.text
-        if text is None:
-            data = envelope.data
-            text = json.dumps(data, separators=(",", ":"), ensure_ascii=False) if data else ""
-        self.text: str = text
-        self.at = at
-        self.marks: dict[str, Mark] = {name: Mark(name) for name in recipients}
-        self.version = 0
-
-    def mark(self, recipient: str) -> Mark:
-        mark = self.marks.get(recipient)
-        if mark is None:
-            mark = self.marks[recipient] = Mark(recipient)
-        self.version += 1
-        return mark
-
-    @property
-    def audience_label(self) -> str:
-        if self.audience is None:
-            return "*"
-        return ",".join(self.audience)
-
-
-class LogLine:
-    __slots__ = ("at", "envelope_id", "level", "serial", "text")
-
-    def __init__(self, serial: int, at: float | None, level: str, text: str, envelope_id: str | None) -> None:
-        self.serial = serial
-        self.at = at
-        self.level = level
-        self.text = text
-        self.envelope_id = envelope_id
-
-
-class Arrow:
-    """One arrow of the sequence diagram."""
-
-    __slots__ = ("at", "attempt", "channel_id", "detail", "dst", "envelope_id", "kind", "seq", "serial", "src")
-
-    KINDS = ("post", "deliver", "redeliver", "ack", "nack", "dead", "takeover")
-
-    def __init__(
-        self,
-        serial: int,
-        at: float | None,
-        kind: str,
-        src: str,
-        dst: str,
-        channel_id: str,
-        seq: int,
-        envelope_id: str | None,
-        attempt: int = 1,
-        detail: str = "",
-    ) -> None:
-        self.serial = serial
-        self.at = at
-        self.kind = kind
-        self.src = src
-        self.dst = dst
-        self.channel_id = channel_id
-        self.seq = seq
-        self.envelope_id = envelope_id
-        self.attempt = attempt
-        self.detail = detail
-
-
-# --------------------------------------------------------------------------------------------- filters
-
-
-class WalFilter:
-    """``from:alice type:text to:bob some words`` — every part optional, all must match."""
-
-    __slots__ = ("recipient", "sender", "text", "type")
-
-    PREFIXES = {"from": "sender", "sender": "sender", "type": "type", "to": "recipient"}
-
-    def __init__(
-        self, text: str = "", sender: str | None = None, type: str | None = None, recipient: str | None = None
-    ) -> None:
-        self.text = text.lower()
-        self.sender = sender
-        self.type = type
-        self.recipient = recipient
-
-    @classmethod
-    def parse(cls, query: str) -> WalFilter:
-        words: list[str] = []
-        fields: dict[str, str] = {}
-        for token in query.split():
-            prefix, sep, value = token.partition(":")
-            if sep and value and prefix.lower() in cls.PREFIXES:
-                fields[cls.PREFIXES[prefix.lower()]] = value
-            else:
-                words.append(token)
-        return cls(" ".join(words), **fields)
-
-    @property
-    def empty(self) -> bool:
-        return not (self.text or self.sender or self.type or self.recipient)
-
-    def describe(self) -> str:
-        parts = []
-        if self.sender:
-            parts.append(f"from:{self.sender}")
-        if self.type:
-            parts.append(f"type:{self.type}")
-        if self.recipient:
-            parts.append(f"to:{self.recipient}")
-        if self.text:
-            parts.append(self.text)
-        return " ".join(parts)
-
-    def key(self) -> tuple[str, str | None, str | None, str | None]:
-        return (self.text, self.sender, self.type, self.recipient)
-
-    def __call__(self, row: EnvelopeRow) -> bool:
-        if self.sender and row.sender != self.sender:
-            return False
-        if self.type and row.type != self.type:
-            return False
-        if self.recipient and self.recipient not in row.marks:
-            return False
-        if self.text:
-            haystack = f"{row.text} {row.sender} {row.type} {row.audience_label}".lower()
-            if self.text not in haystack:
-                return False
-        return True
-
-
-class Selection:
-    """An incrementally maintained, filtered, indexable view over one of the model's ring buffers.
-
-    ``sync()`` scans only what was appended since the last call and drops what the ring evicted, so
-    keeping a filtered WAL view current costs O(new items), not O(buffer).
-    """
-
-    def __init__(self, ring: deque[Any], predicate: Callable[[Any], bool] | None) -> None:
-        self._ring = ring
-        self._predicate = predicate
-        self._rows: list[Any] = []
-        self._start = 0
-        self._scanned = 0  # highest serial examined
-        self.dropped = 0  # rows evicted from the front by the last sync
-
-    def sync(self) -> int:
-        """Bring the view up to date; returns how many rows were added."""
-        ring = self._ring
-        self.dropped = 0
-        if ring:
-            oldest = ring[0].serial
-            rows = self._rows
-            start = self._start
-            while start < len(rows) and rows[start].serial < oldest:
-                start += 1
-            self.dropped = start - self._start
-            if start > 1024 and start * 2 > len(rows):
-                del rows[:start]
-                start = 0
-            self._start = start
-        else:
-            self.dropped = len(self)
-            self._rows.clear()
-            self._start = 0
-            return 0
-        newest = ring[-1].serial
-        if newest <= self._scanned:
-            return 0
-        fresh: list[Any] = []
-        for item in reversed(ring):
-            if item.serial <= self._scanned:
-                break
-            fresh.append(item)
-        fresh.reverse()
-        self._scanned = newest
-        if self._predicate is not None:
-            fresh = [item for item in fresh if self._predicate(item)]
-        self._rows.extend(fresh)
-        return len(fresh)
-
-    def __len__(self) -> int:
-        return len(self._rows) - self._start
-
-    def __getitem__(self, index: int) -> Any:
-        if index < 0:
-            index += len(self)
-        if not 0 <= index < len(self):
-            raise IndexError(index)
-        return self._rows[self._start + index]
-
-    def __iter__(self) -> Iterator[Any]:
-        for index in range(self._start, len(self._rows)):
-            yield self._rows[index]
-
-    def index_of_serial(self, serial: int) -> int | None:
-        """Position of the row with this serial (binary search: serials increase)."""
-        lo, hi = self._start, len(self._rows)
-        while lo < hi:
-            mid = (lo + hi) // 2
-            value = self._rows[mid].serial
-            if value < serial:
-                lo = mid + 1
-            elif value > serial:
-                hi = mid
-            else:
-                return mid - self._start
-        return None
-
 
 # --------------------------------------------------------------------------------------------- the model
 
@@ -954,7 +390,7 @@ class DashboardModel:
             old = self.envelopes[0]
             self._by_key.pop((old.channel_id, old.seq), None)
             self._by_id.pop(old.envelope_id, None)
-        row = EnvelopeRow(self._next_serial(), envelope, at, recipients)
+        row = EnvelopeRow.of(self._next_serial(), envelope, at, recipients)
         self.envelopes.append(row)
         self._by_key[(channel_id, seq)] = row
         if row.envelope_id:

@@ -6,7 +6,8 @@ from typing import Any
 
 import orjson
 
-from agentnet.hub.core import Close, CoreConfig, Emit, HubCore, Send, Subscribe
+from agentnet.hub.core import CoreConfig, HubCore
+from agentnet.hub.effects import Close, Emit, Send, Subscribe
 from agentnet.hub.store.memory import MemoryStore
 from agentnet.protocol import decode_client_frame
 from agentnet.protocol.events import encode

@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 import pytest
 
-from agentnet.hub.core import Emit
+from agentnet.hub.effects import Emit
 from agentnet.protocol import events, frames
 from agentnet.protocol.events import (
     EVENT_CLASSES,

@@ -59,3 +59,15 @@ def strongly_connected(graph: Any) -> list[list[str]]:
         if module not in index:
             visit(module)
     return circles
+
+
+def test_no_module_over_900_lines() -> None:
+    """One job per module: a module that grows past this is doing two (split it by job)."""
+    long = {}
+    for path in sorted((ROOT / "agentnet").rglob("*.py")):
+        if "protos" in path.parts:  # generated protobuf code
+            continue
+        lines = path.read_text().count("\n")
+        if lines > 900:
+            long[str(path.relative_to(ROOT))] = lines
+    assert long == {}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from agentnet.hub.core import OPS
+from agentnet.hub.ops import OPS
 from agentnet.protocol.frames import OP_PARAMS
 from tests.core.harness import CoreHarness
 

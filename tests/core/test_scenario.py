@@ -9,15 +9,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from agentnet.launcher.scenario import (
-    OpenStep,
-    Scenario,
-    ScenarioError,
-    StreamStep,
-    load_scenario,
-    parse_scenario,
-    scenario_json_schema,
-)
+from agentnet.launcher.scenario import OpenStep, Scenario, ScenarioError, StreamStep
+from agentnet.launcher.scenario_load import load_scenario, parse_scenario, scenario_json_schema
 from agentnet.launcher.yamlsource import parse_yaml
 
 SCENARIOS = sorted((Path(__file__).parents[2] / "scenarios").glob("*.yaml"))

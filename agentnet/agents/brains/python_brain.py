@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import importlib
 import inspect
+import os
 import re
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -34,6 +36,9 @@ class PythonOptions(BrainOptions):
 def load_callable(spec: str) -> Callable[..., Any]:
     """Import "module:attr.path"; BrainConfigError (one line) if that fails or is not callable."""
     module_name, _, attr_path = spec.partition(":")
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:  # the `agentnet` script does not put the cwd there
+        sys.path.append(cwd)
     try:
         obj: Any = importlib.import_module(module_name)
     except Exception as exc:  # a user module may fail with anything while importing

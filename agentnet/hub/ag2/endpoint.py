@@ -708,16 +708,18 @@ class Ag2Endpoint:
         self._participant(session, ch)
         seqs = range(1, ch.committed_seq + 1)[p.since : p.until]
         out: list[bytes] = []
-        size = 2
-        for seq in reversed(seqs):
-            rec = self.core.envelope_at(ch.channel_id, seq)
-            if rec is None:
-                continue
-            encoded = orjson.dumps(self.envelope_out(orjson.loads(rec.json)))
-            if out and size + len(encoded) + 1 > READ_WAL_BUDGET:
-                break
-            out.append(encoded)
-            size += len(encoded) + 1
+        size, end, full = 2, len(seqs), False
+        while end > 0 and not full:  # newest first, a page of the store at a time
+            start = max(0, end - 256)
+            page = seqs[start:end]
+            for rec in reversed(self.core.envelopes_between(ch.channel_id, page[0], page[-1])):
+                encoded = orjson.dumps(self.envelope_out(orjson.loads(rec.json), ch))
+                if out and size + len(encoded) + 1 > READ_WAL_BUDGET:
+                    full = True
+                    break
+                out.append(encoded)
+                size += len(encoded) + 1
+            end = start
         out.reverse()
         self._answer(session, request_id, [orjson.Fragment(e) for e in out])
 
@@ -812,14 +814,14 @@ class Ag2Endpoint:
             seq=seq,
             envelope_id=rec.envelope_id,
             status=rec.status,
-            reason=rec.reason[:1000] or None,
+            reason=rec.reason[:1000].replace("\x00", "\ufffd") or None,  # stored as text: no NUL
         )
         self.hub._dispatch(self.core.receipt(ident.conn, native, time.monotonic()))
 
     # ------------------------------------------------------------------ envelopes
 
-    def envelope_out(self, env: dict[str, Any]) -> dict[str, Any]:
-        """A native envelope (dict) as ag2's Envelope record."""
+    def envelope_out(self, env: dict[str, Any], ch: ChannelRecord | None = None) -> dict[str, Any]:
+        """A native envelope (dict) as ag2's Envelope record (`ch`: its channel, if the caller has it)."""
         data = env.get("data")
         data = dict(data) if isinstance(data, dict) else {}
         extras = data.pop(r.EXTRA_KEY, None)
@@ -827,7 +829,7 @@ class Ag2Endpoint:
         etype = env["type"]
         sender = env["sender"]
         if sender == HUB_SENDER:
-            ch = self.core.channel(channel_id)
+            ch = ch if ch is not None and ch.channel_id == channel_id else self.core.channel(channel_id)
             sender = ch.creator if ch is not None else sender
         if etype == "text":
             etype = r.EV_TEXT

@@ -91,9 +91,38 @@ def assume_delivered(state: LoadedState) -> LoadedState:
             cur = cursors.get((participant, ch.channel_id))
             if cur is None:
                 cur = cursors[(participant, ch.channel_id)] = Cursor(participant, ch.channel_id)
-            cur.delivered_seq = max(cur.delivered_seq, ch.committed_seq)
+            if cur.delivered_seq < ch.committed_seq:
+                cur.delivered_seq = ch.committed_seq
+                state.assumed.append(cur)
     state.cursors = list(cursors.values())
     return state
+
+
+ENVELOPE_COLUMNS = (
+    "channel_id, seq, envelope_id, sender, audience, type, causation_id, idempotency_key, created_at, body"
+)
+
+
+def envelope_record(row: tuple) -> EnvRecord:
+    """A stored envelope row (ENVELOPE_COLUMNS, in that order) -> a record."""
+    import orjson
+
+    channel_id, seq, envelope_id, sender, audience, typ, causation_id, key, created_at, body = row
+    body = bytes(body)
+    text = orjson.loads(body).get("data", {}).get("text") if typ in ("text", "revise") else None
+    return EnvRecord(
+        channel_id,
+        seq,
+        envelope_id,
+        sender,
+        tuple(orjson.loads(audience)) if audience is not None else None,
+        typ,
+        causation_id,
+        key,
+        created_at,
+        body,
+        text if isinstance(text, str) else None,
+    )
 
 
 def channel_record(row: tuple, head: int) -> ChannelRecord:

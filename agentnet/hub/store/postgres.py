@@ -34,7 +34,7 @@ import orjson
 from agentnet.protocol import ids
 
 from ..records import ChannelRecord, CommitBatch, Cursor, EnvRecord, LoadedState
-from .base import StoreError, build_state, channel_record, cursor_record
+from .base import ENVELOPE_COLUMNS, StoreError, build_state, channel_record, cursor_record, envelope_record
 
 SCHEMA_VERSION = 1
 LOCK_CLASS = 0x616E  # "an": the advisory lock's first key; the second is derived from the schema
@@ -72,9 +72,6 @@ CREATE TABLE IF NOT EXISTS receipts(
 # Migrations: MIGRATIONS[v] takes a database from schema v to v + 1 (run under the schema lock).
 MIGRATIONS: dict[int, list[str]] = {}
 
-ENVELOPE_COLUMNS = (
-    "channel_id, seq, envelope_id, sender, audience, type, causation_id, idempotency_key, created_at, body"
-)
 INSERT_ENVELOPES = (
     f"INSERT INTO envelopes({ENVELOPE_COLUMNS}, term) SELECT u.*, %s::bigint FROM unnest("
     "%s::text[], %s::bigint[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[],"
@@ -109,25 +106,6 @@ UPSERT_RECEIPTS = (
     " ON CONFLICT (recipient, channel_id, seq) DO UPDATE SET envelope_id=EXCLUDED.envelope_id,"
     " status=EXCLUDED.status, attempts=EXCLUDED.attempts, at=EXCLUDED.at, reason=EXCLUDED.reason"
 )
-
-
-def _record(row: tuple) -> EnvRecord:
-    channel_id, seq, envelope_id, sender, audience, typ, causation_id, key, created_at, body = row
-    body = bytes(body)
-    text = orjson.loads(body).get("data", {}).get("text") if typ in ("text", "revise") else None
-    return EnvRecord(
-        channel_id,
-        seq,
-        envelope_id,
-        sender,
-        tuple(orjson.loads(audience)) if audience is not None else None,
-        typ,
-        causation_id,
-        key,
-        created_at,
-        body,
-        text if isinstance(text, str) else None,
-    )
 
 
 def _columns(rows: list[tuple] | Any, width: int) -> list[list]:
@@ -413,7 +391,7 @@ class PgStore:
             f"SELECT {ENVELOPE_COLUMNS} FROM envelopes WHERE channel_id=%s AND seq>%s ORDER BY seq LIMIT %s",
             (channel_id, after_seq, limit),
         )
-        return [_record(r) for r in rows]
+        return [envelope_record(r) for r in rows]
 
     def find_by_causation(self, channel_id: str, causation_id: str, sender: str | None) -> EnvRecord | None:
         sql = f"SELECT {ENVELOPE_COLUMNS} FROM envelopes WHERE channel_id=%s AND causation_id=%s"
@@ -421,7 +399,7 @@ class PgStore:
         if sender is not None:
             sql, args = sql + " AND sender=%s", (*args, sender)
         rows = self._read(sql + " ORDER BY seq LIMIT 1", args)
-        return _record(rows[0]) if rows else None
+        return envelope_record(rows[0]) if rows else None
 
     def find_idempotent(self, sender: str, key: str) -> tuple[str, str, int] | None:
         rows = self._read(

@@ -20,7 +20,7 @@ from agentnet.child import crashpoint
 from agentnet.protocol import ids
 
 from ..records import ChannelRecord, CommitBatch, Cursor, EnvRecord, LoadedState
-from .base import StoreError, build_state, channel_record, cursor_record
+from .base import ENVELOPE_COLUMNS, StoreError, build_state, channel_record, cursor_record, envelope_record
 
 SCHEMA_VERSION = 1
 
@@ -58,31 +58,6 @@ CHANNEL_COLUMNS = (
     "channel_id, type, topic, creator, participants, created_at, knobs, state, closed_at, close_reason, rule_state"
 )
 HEAD = "(SELECT MAX(seq) FROM envelopes e WHERE e.channel_id = channels.channel_id)"
-
-ENVELOPE_COLUMNS = (
-    "channel_id, seq, envelope_id, sender, audience, type, causation_id, idempotency_key, created_at, body"
-)
-
-
-def _record(row: tuple) -> EnvRecord:
-    import orjson
-
-    channel_id, seq, envelope_id, sender, audience, typ, causation_id, key, created_at, body = row
-    body = bytes(body)
-    text = orjson.loads(body).get("data", {}).get("text") if typ in ("text", "revise") else None
-    return EnvRecord(
-        channel_id,
-        seq,
-        envelope_id,
-        sender,
-        tuple(orjson.loads(audience)) if audience is not None else None,
-        typ,
-        causation_id,
-        key,
-        created_at,
-        body,
-        text if isinstance(text, str) else None,
-    )
 
 
 class SqliteStore:
@@ -239,7 +214,7 @@ class SqliteStore:
             f"SELECT {ENVELOPE_COLUMNS} FROM envelopes WHERE channel_id=? AND seq>? ORDER BY seq LIMIT ?",
             (channel_id, after_seq, limit),
         ).fetchall()
-        return [_record(r) for r in rows]
+        return [envelope_record(r) for r in rows]
 
     def find_by_causation(self, channel_id: str, causation_id: str, sender: str | None) -> EnvRecord | None:
         sql = f"SELECT {ENVELOPE_COLUMNS} FROM envelopes WHERE channel_id=? AND causation_id=?"
@@ -249,7 +224,7 @@ class SqliteStore:
         # `+seq`: ordering by the bare column makes SQLite walk the primary key (channel_id, seq) and
         # test every row of the channel; the causation index finds the few candidates directly.
         row = self._reader.execute(sql + " ORDER BY +seq LIMIT 1", args).fetchone()
-        return _record(row) if row else None
+        return envelope_record(row) if row else None
 
     def find_idempotent(self, sender: str, key: str) -> tuple[str, str, int] | None:
         row = self._reader.execute(

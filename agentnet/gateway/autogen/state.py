@@ -1,0 +1,121 @@
+"""The gateway's state and its pure helpers: workers, agent types, pending calls, subscription keys,
+and how AutoGen names and messages map to agentnet's."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import logging
+import re
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from agentnet.client.connection import HubClient
+
+from .protos import agent_worker_pb2 as pb
+
+log = logging.getLogger("agentnet.gateway.autogen")
+
+
+READABLE_LIMIT = 2000  # characters of a JSON payload copied into the envelope's readable `text`
+
+
+_NAME_OK = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+
+
+def identity_for(agent_type: str) -> str:
+    """The agentnet name of an AutoGen agent type: `ag-<type>` when that is a valid name, else a
+    slug plus a hash of the exact type (so two types never share an identity)."""
+    plain = "ag-" + agent_type
+    if _NAME_OK.match(plain):
+        return plain
+    slug = re.sub(r"[^a-z0-9_.-]+", "-", agent_type.lower()).strip("-._")[:48]
+    digest = hashlib.sha1(agent_type.encode()).hexdigest()[:8]
+    return f"ag-{slug}-{digest}" if slug else f"ag-{digest}"
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _readable(data_type: str, content_type: str, data: bytes) -> str:
+    if content_type.endswith("json"):
+        try:
+            text = data[: READABLE_LIMIT + 1].decode()
+        except UnicodeDecodeError:
+            text = f"<{len(data)} bytes>"
+        if len(data) > READABLE_LIMIT:
+            text = text[:READABLE_LIMIT] + f"... ({len(data)} bytes)"
+        return f"{data_type} {text}"
+    return f"{data_type} <{len(data)} bytes of {content_type or 'data'}>"
+
+
+def message_from(data: dict[str, Any]) -> pb.Message:
+    """The protobuf message an `ag.*` envelope carries (stored losslessly as base64)."""
+    return pb.Message.FromString(base64.b64decode(data["pb"]))
+
+
+@dataclass(eq=False)
+class Worker:
+    """One `GrpcWorkerAgentRuntime` connection (its `client-id`), with its stream's writer."""
+
+    client_id: str
+    context: Any
+    deadline: float
+    identity: str = ""
+    client: Any = None  # the worker's own hub identity (shown in the dashboard while it is connected)
+    types: set[str] = field(default_factory=set)
+    out: deque = field(default_factory=deque)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    alive: bool = True
+
+    def send(self, msg: pb.Message, written: Callable[[], None] | None = None) -> None:
+        if self.alive:
+            self.out.append((msg, written))
+            self.wake.set()
+
+
+@dataclass(eq=False)
+class TypeState:
+    """An AutoGen agent type: its identity, inbox, owner (a live worker or None) and hub connection."""
+
+    name: str
+    identity: str
+    channel_id: str
+    owner: Worker | None = None
+    client: HubClient | None = None
+    held: list[dict] | None = None  # events held until the owner's subscriptions are in place
+    release: asyncio.TimerHandle | None = None
+    forwarded: dict[str, dict] = field(default_factory=dict)  # gateway request id -> request envelope
+
+
+@dataclass(eq=False, slots=True)
+class Call:
+    caller: Worker
+    caller_request_id: str
+    target: str
+    expires: float
+
+
+SubKey = tuple[str, str, str]  # ("type" | "prefix", topic type or prefix, agent type)
+
+
+def _sub_key(sub: pb.Subscription) -> SubKey:
+    kind = sub.WhichOneof("subscription")
+    if kind == "typeSubscription":
+        return ("type", sub.typeSubscription.topic_type, sub.typeSubscription.agent_type)
+    if kind == "typePrefixSubscription":
+        return ("prefix", sub.typePrefixSubscription.topic_type_prefix, sub.typePrefixSubscription.agent_type)
+    raise ValueError("the subscription has neither typeSubscription nor typePrefixSubscription")
+
+
+def _sub_proto(sub_id: str, key: SubKey) -> pb.Subscription:
+    kind, topic, agent_type = key
+    if kind == "type":
+        return pb.Subscription(id=sub_id, typeSubscription=pb.TypeSubscription(topic_type=topic, agent_type=agent_type))
+    return pb.Subscription(
+        id=sub_id, typePrefixSubscription=pb.TypePrefixSubscription(topic_type_prefix=topic, agent_type=agent_type)
+    )
