@@ -191,6 +191,8 @@ class LocalHubClient:
         # an observer's disconnect) is followed by a new hello, which replays what was not acked.
         if code in FATAL_CLOSE_CODES or self._closing or hub.stopping or hub.stepped_down is not None:
             return
+        if self._reattach is not None and not self._reattach.done():
+            return  # a hello of the running attempt was refused: that attempt tries again
         log.info("%s: the hub closed the session (%d %s); attaching again", self.name, code, reason)
         self._reattach = asyncio.get_running_loop().create_task(self._attach_again())
 

@@ -246,11 +246,16 @@ class AutogenGateway(pb_grpc.AgentRpcServicer):
     # ------------------------------------------------------------------ the registry (types, subscriptions)
 
     async def _load_registry(self) -> None:
-        assert self.gw is not None
-        result = await self.gw.request("list_channels")
-        for ch in result["channels"]:
-            if ch.get("topic") == REGISTRY_TOPIC and REGISTRY_NAME in ch["participants"]:
-                self.registry_channel = ch["channel_id"]
+        assert self.gw is not None and self.registry is not None
+        after: str | None = None  # the registry identity's channels, page by page (the gateway has many more)
+        while self.registry_channel is None:
+            page = await self.registry.request("list_channels", **({"after": after} if after else {}))
+            for ch in page["channels"]:
+                if ch.get("topic") == REGISTRY_TOPIC and GATEWAY_NAME in ch["participants"]:
+                    self.registry_channel = ch["channel_id"]
+                    break
+            after = page.get("next")
+            if after is None:
                 break
         if self.registry_channel is None:
             ch = await self.gw.request(
