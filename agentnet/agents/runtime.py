@@ -115,7 +115,12 @@ class AgentRuntime:
                     return
                 delay = min(5.0, delay * 2)
         try:
-            await self.resume_pending()
+            try:
+                await self.resume_pending()
+            except HubError as exc:
+                # A connection lost mid-resume is no reason to exit: the reconnect resumes again
+                # (on_reconnect), exactly as after any later drop. A fatal close is raised below.
+                log.info("%s: resuming pending turns: %s; again after the reconnect", self.name, exc.message)
             stopping = asyncio.ensure_future(stop.wait())
             ended = asyncio.ensure_future(self.client.hub.ended.wait())
             try:

@@ -156,6 +156,7 @@ class HubCore(Ops):
         # `now + ack_wait` and arrive in order (a FIFO); nack backoffs vary (a heap). Entries are checked
         # when popped: one whose delivery was acked, resent or replayed since is skipped.
         self._ack_deadlines: deque[tuple[float, Cursor, Inflight]] = deque()
+        self._fifo_compact_at = 4096  # tick drops settled entries once the FIFO is longer
         self._backoffs: list[tuple[float, int, Cursor, Inflight]] = []
         self._backoff_count = 0
         self.idempotency: OrderedDict[tuple[str, str], tuple[str, str, int]] = OrderedDict(state.idempotency)
@@ -169,6 +170,9 @@ class HubCore(Ops):
         self._out: list[Effect] = []
         self._dirty: set[str] = set()
         self.stats = {"posted": 0, "delivered": 0, "acked": 0, "redelivered": 0, "dead": 0, "ignored": 0}
+        for cur in state.assumed:  # possibly delivered (after a crash or a failed commit): written down
+            self._touch(cur)
+            self.batch.forget.append(cur.channel_id)
         for channel_id in list(self.channels):  # what a previous run finished stays in the store only
             self._forget(channel_id)
 
@@ -361,6 +365,8 @@ class HubCore(Ops):
 
     def hello(self, conn: int, hello: Hello, now: float) -> list[Effect]:
         """A connection sent a valid hello (auth already checked by the shell)."""
+        # Forgotten channels its `since` pages in stay only while a courtesy replay needs them.
+        paged_in = [cid for cid in hello.since or () if cid not in self.channels] if hello.role == "agent" else []
         try:
             if hello.role == "agent":
                 self._hello_agent(conn, hello, now)
@@ -374,6 +380,8 @@ class HubCore(Ops):
                 Send(conn, error_frame(exc.code, exc.message)),
                 Close(conn, close, exc.message[:120]),
             ]
+        for channel_id in paged_in:
+            self._forget(channel_id)
         return self._flush(now)
 
     def _welcome(self, conn: int, name: str, agent_id: str, session_id: str) -> None:
@@ -729,6 +737,13 @@ class HubCore(Ops):
         while fifo and fifo[0][0] <= now:
             _, cur, inf = fifo.popleft()
             self._due(cur, inf, now)
+        if len(fifo) > self._fifo_compact_at:
+            # Settled entries (acked, or resent with a later deadline) go, so the FIFO does not keep
+            # every delivery of the last ack_wait seconds alive (memory, and GC passes). Amortized O(1).
+            fifo = self._ack_deadlines = deque(
+                e for e in fifo if e[2].deadline == e[0] and e[1].inflight.get(e[2].seq) is e[2]
+            )
+            self._fifo_compact_at = max(4096, 2 * len(fifo))
         while heap and heap[0][0] <= now:
             _, _, cur, inf = heapq.heappop(heap)
             self._due(cur, inf, now)

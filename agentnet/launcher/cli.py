@@ -148,10 +148,12 @@ def _run_status(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from .headless import status_block
+    from .report import status_from_json
 
+    typed = status_from_json(status)
     console = Console(highlight=False)
-    console.print(f"{status['scenario']}  {status['run_dir']}  hub {status.get('hub_url') or '-'}")
-    console.print(status_block(status))
+    console.print(f"{typed.scenario}  {typed.run_dir}  hub {typed.hub_url or '-'}")
+    console.print(status_block(typed))
     return 0
 
 

@@ -148,7 +148,7 @@ class LauncherControls:
             return "; ".join(done)
         assert name is not None
         if verb == "kill":
-            p = sup.get(name)
+            p = sup.process(name)
             pid = p.pid
             await sup.kill(name, fault=source == "fault", reason=f"killed by {by} (SIGKILL)")
             then = ""
@@ -156,7 +156,7 @@ class LauncherControls:
                 then = f"; {p.reason.split('; ', 1)[-1]}"
             return f"killed {name} (pid {pid}){then}"
         if verb == "stop":
-            p = sup.get(name)
+            p = sup.process(name)
             pid = p.pid
             await sup.stop(name, reason=f"stopped by {by} (SIGTERM)")
             return f"stopped {name} (pid {pid}): {p.reason}"
@@ -175,7 +175,7 @@ class LauncherControls:
         if verb == "restart":
             if name == "hub":
                 return await self._restart_hub(f"restarted by {by}")
-            old = sup.get(name).pid
+            old = sup.process(name).pid
             p = await sup.restart(name, reason=f"restarted by {by}")
             try:
                 await sup.wait_ready(name, READY_WAIT)

@@ -3,18 +3,10 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
-from agentnet.protocol.events import (
-    ChannelView,
-)
+from agentnet.protocol.events import ChannelView
 
-
-@dataclass
-class Check:
-    check: str
-    ok: bool
-    detail: str = ""
+from .report import Check
 
 
 class Expect:

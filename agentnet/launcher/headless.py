@@ -36,9 +36,12 @@ from agentnet.protocol.events import (
     decode_event,
     decode_snapshot,
 )
-from agentnet.protocol.vocab import HUB_SENDER, TURN_TYPES
+from agentnet.protocol.vocab import HUB_SENDER, TURN_TYPES, Outcome
 from agentnet.run.items import ITEM_CLASSES, Caption, ControlItem, FaultItem, ProcessItem, decode_item
 
+from .report import RunStatus, RunSummary
+
+OUTCOME_STYLES = {Outcome.PASSED: "bold green", Outcome.FINISHED: "bold green", Outcome.STOPPED: "bold"}
 STATE_STYLES = {
     "pending": "dim",
     "starting": "yellow",
@@ -188,34 +191,31 @@ class HeadlessView:
 # --------------------------------------------------------------------------- status block
 
 
-def status_block(status: dict[str, Any]) -> RenderableType:
+def status_block(status: RunStatus) -> RenderableType:
     """The live status: a process table, counters and expectations (from `Run.status()`)."""
     table = Table(box=None, pad_edge=False, show_edge=False, header_style="bold")
     for column in ("process", "state", "pid", "restarts", "reason"):
         table.add_column(column, no_wrap=column != "reason", overflow="ellipsis")
-    for proc in status.get("processes", []):
-        state = proc.get("state", "?")
+    for proc in status.processes:
         table.add_row(
-            proc.get("name", "?"),
-            Text(state, style=STATE_STYLES.get(state, "")),
-            str(proc.get("pid") or "-"),
-            str(proc.get("restarts") or 0),
-            _clip(proc.get("reason") or "", 70),
+            proc.name,
+            Text(proc.state, style=STATE_STYLES.get(proc.state, "")),
+            str(proc.pid or "-"),
+            str(proc.restarts),
+            _clip(proc.reason, 70),
         )
-    c = status.get("counts", {})
+    c = status.counts
     counters = Text(
-        f"{status.get('phase', '?')} {status.get('clock', '')}  posted {c.get('posted', 0)}  delivered "
-        f"{c.get('delivered', 0)}  acked {c.get('acked', 0)}  redelivered {c.get('redelivered', 0)}  "
-        f"dead {c.get('dead_lettered', 0)}",
+        f"{status.phase} {status.clock}  posted {c.posted}  delivered {c.delivered}  acked {c.acked}  "
+        f"redelivered {c.redelivered}  dead {c.dead_lettered}",
         style="bold",
     )
     parts: list[RenderableType] = [Text("─" * 60, style="dim"), counters, table]
-    checks = status.get("expect") or []
-    if checks:
+    if status.expect:
         line = Text("expect ")
-        for check in checks:
-            line.append("✓ " if check["ok"] else "· ", style="green" if check["ok"] else "yellow")
-            line.append(check["check"] + "  ")
+        for check in status.expect:
+            line.append("✓ " if check.ok else "· ", style="green" if check.ok else "yellow")
+            line.append(check.check + "  ")
         parts.append(line)
     return Group(*parts)
 
@@ -223,59 +223,55 @@ def status_block(status: dict[str, Any]) -> RenderableType:
 # --------------------------------------------------------------------------- summary
 
 
-def print_summary(console: Console, summary: dict[str, Any]) -> None:
+def print_summary(console: Console, summary: RunSummary) -> None:
     """The end-of-run summary: outcome, counters, channels, expectations, faults, the check."""
-    outcome = summary.get("outcome", "?")
-    style = {"passed": "bold green", "finished": "bold green", "stopped": "bold"}.get(outcome, "bold red")
-    head = Text(f"agentnet up {summary.get('scenario')}: ", style="bold")
-    head.append(outcome.upper(), style=style)
-    head.append(f" in {summary.get('elapsed', 0):.1f} s (exit code {summary.get('exit_code')})")
-    console.print(head, highlight=False, markup=False)
-    console.print(f"  run dir     {summary.get('run_dir')}", highlight=False, markup=False)
-    c = summary.get("counts", {})
-    console.print(
-        f"  envelopes   posted {c.get('posted', 0)} · delivered {c.get('delivered', 0)} · acked {c.get('acked', 0)}"
-        f" · redelivered {c.get('redelivered', 0)} · dead-lettered {c.get('dead_lettered', 0)}"
-        f" · duplicates suppressed {c.get('duplicates_suppressed', 0)}",
-        highlight=False,
-        markup=False,
+
+    def say(text: str | Text) -> None:
+        console.print(text, highlight=False, markup=False)
+
+    outcome = summary.outcome
+    head = Text(f"agentnet up {summary.scenario}: ", style="bold")
+    head.append(outcome.upper(), style=OUTCOME_STYLES.get(outcome, "bold red"))
+    head.append(f" in {summary.elapsed:.1f} s (exit code {summary.exit_code})")
+    say(head)
+    say(f"  run dir     {summary.run_dir}")
+    c = summary.counts
+    say(
+        f"  envelopes   posted {c.posted} · delivered {c.delivered} · acked {c.acked}"
+        f" · redelivered {c.redelivered} · dead-lettered {c.dead_lettered}"
+        f" · duplicates suppressed {c.duplicates_suppressed}"
     )
-    for ch in summary.get("channels", []):
-        state = ch.get("state", "?")
-        why = f" ({ch['close_reason']})" if ch.get("close_reason") else ""
-        others = [p for p in ch.get("participants", []) if p != ch.get("creator")]
+    for ch in summary.channels:
+        why = f" ({ch.close_reason})" if ch.close_reason else ""
+        others = [p for p in ch.participants if p != ch.creator]
         line = (
-            f"  channel     {ch.get('alias')} [{ch.get('type')}: {ch.get('creator')} → {', '.join(others)}]: "
-            f"{state}{why}, {ch.get('envelopes', 0)} envelopes"
+            f"  channel     {ch.alias} [{ch.type}: {ch.creator} → {', '.join(others)}]: "
+            f"{ch.state}{why}, {ch.envelopes} envelopes"
         )
-        last = ch.get("last_text")
-        if last:
-            line += f"; last turn {last['sender']}: {_clip(last['text'], 100)!r}"
-        console.print(line, highlight=False, markup=False)
-    for check in summary.get("expect", []):
-        mark = Text("  ✓ " if check["ok"] else "  ✗ ", style="green" if check["ok"] else "bold red")
-        detail = f" — {check['detail']}" if check.get("detail") else ""
-        console.print(mark + Text(f"expect {check['check']}{detail}"), highlight=False, markup=False)
-    for fault in summary.get("faults", []):
-        mark = Text("  ✓ " if fault["ok"] else "  ! ", style="green" if fault["ok"] else "yellow")
-        target = f" {fault['target']}" if fault.get("target") else ""
-        late = f" (+{fault['late']:.2f} s late)" if fault.get("late", 0) >= 0.05 else ""
-        console.print(
-            mark + Text(f"fault {fault['action']}{target} at {fault['at']:g} s{late}: {fault['result']}"),
-            highlight=False,
-            markup=False,
+        if ch.last_text is not None:
+            line += f"; last turn {ch.last_text.sender}: {_clip(ch.last_text.text, 100)!r}"
+        say(line)
+    for check in summary.expect:
+        mark = Text("  ✓ " if check.ok else "  ✗ ", style="green" if check.ok else "bold red")
+        detail = f" — {check.detail}" if check.detail else ""
+        say(mark + Text(f"expect {check.check}{detail}"))
+    for fault in summary.faults:
+        mark = Text("  ✓ " if fault.ok else "  ! ", style="green" if fault.ok else "yellow")
+        target = f" {fault.target}" if fault.target else ""
+        late = f" (+{fault.late:.2f} s late)" if fault.late >= 0.05 else ""
+        say(mark + Text(f"fault {fault.action}{target} at {fault.at:g} s{late}: {fault.result}"))
+    if summary.check is not None:
+        ok = summary.check.ok
+        say(
+            Text("  ✓ " if ok else "  ✗ ", style="green" if ok else "bold red")
+            + Text(f"check: {summary.check.headline}")
         )
-    check = summary.get("check")
-    if check:
-        mark = Text("  ✓ " if check["ok"] else "  ✗ ", style="green" if check["ok"] else "bold red")
-        console.print(mark + Text(f"check: {check['headline']}"), highlight=False, markup=False)
-        if not check["ok"]:
-            for line in check.get("lines", [])[1:]:
+        if not ok:
+            for line in summary.check.lines[1:]:
                 if "VIOLATION" in line:
-                    console.print(Text(line, style="red"), highlight=False, markup=False)
-    for problem in summary.get("problems", []):
-        console.print(Text(f"  ✗ {problem}", style="bold red"), highlight=False, markup=False)
-    leftover = summary.get("leftover") or []
-    if leftover:
-        text = f"  ! the final sweep had to kill {len(leftover)} leftover process(es): {leftover}"
+                    say(Text(line, style="red"))
+    for problem in summary.problems:
+        say(Text(f"  ✗ {problem}", style="bold red"))
+    if summary.leftover:
+        text = f"  ! the final sweep had to kill {len(summary.leftover)} leftover process(es): {summary.leftover}"
         console.print(Text(text, style="yellow"))

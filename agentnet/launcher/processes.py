@@ -243,8 +243,8 @@ class Processes:
         sup = self.supervisor
 
         async def bring_up(name: str) -> None:
-            p = sup.get(name)
-            waiting = [d for d in p.spec.depends_on if not sup.get(d).ready.is_set()]
+            p = sup.process(name)
+            waiting = [d for d in p.spec.depends_on if not sup.process(d).ready.is_set()]
             if waiting:
                 sup.note(name, f"waiting for {', '.join(waiting)} (depends_on)")
                 for dep in p.spec.depends_on:
@@ -265,7 +265,7 @@ class Processes:
         await self.observer.request("disconnect", name=name)
 
     async def _restart_hub(self, reason: str) -> str:
-        old = self.supervisor.get("hub").pid
+        old = self.supervisor.process("hub").pid
         p = await self.supervisor.restart("hub", reason=reason)
         await self.supervisor.wait_ready("hub", HUB_READY_TIMEOUT)
         return f"restarted the hub (pid {old} -> {p.pid}) on port {self.hub_port}, same store"

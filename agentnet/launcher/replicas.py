@@ -71,7 +71,7 @@ class Replicas:
         active = await self._find_active(timeout=2.0) or self.active_hub
         if active is None:
             raise ControlError("no hub is active right now")
-        p = sup.get(active)
+        p = sup.process(active)
         pid = p.pid
         if action == "kill-hub":
             await sup.kill(active, fault=True, reason="killed by a fault (SIGKILL, active hub)")

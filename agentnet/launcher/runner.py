@@ -42,20 +42,21 @@ from agentnet.protocol.ids import utc_iso
 from agentnet.protocol.vocab import Outcome
 from agentnet.run.control import RUNS_DIR, Controls
 from agentnet.run.feed import QueueFeed
-from agentnet.run.items import ControlItem, decode_item
+from agentnet.run.items import ControlItem, ProcessItem, decode_item
 from agentnet.run.recording import RecordingWriter
 
 from . import checker
 from .control import ControlServer, LauncherControls
-from .expect import Check, Expect
+from .expect import Expect
 from .headless import HeadlessView, status_block
 from .live import HubItem, RunModel, StoreCounts
 from .preflight import ConfigError, load_and_check, new_run_dir
 from .processes import HUB_READY_TIMEOUT, LAUNCHER_NAME, Processes
 from .replicas import Replicas
+from .report import Check, Counts, FaultResult, RunStatus, to_json
 from .rundir import RunFiles
 from .scenario import Scenario
-from .summary import EXIT_CONFIG, FaultResult, Summary
+from .summary import EXIT_CONFIG, Summary
 from .supervisor import Supervisor
 from .timeline import Timeline
 
@@ -111,7 +112,7 @@ class Run(Processes, Timeline, Replicas, Expect, Summary, RunFiles):
             disconnect=self._disconnect,
             restart_hub=self._restart_hub,
             resolve=self._resolve,
-            status=self.status,
+            status=lambda: to_json(self.status()),
             on_action=self._on_control,
             post=self._post_question,
         )
@@ -214,23 +215,29 @@ class Run(Processes, Timeline, Replicas, Expect, Summary, RunFiles):
             out.update(exact)
         return out
 
-    def status(self) -> dict[str, Any]:
+    @staticmethod
+    def _process_item(info: dict[str, Any]) -> ProcessItem | None:
+        item = decode_item("process", info)
+        return item if isinstance(item, ProcessItem) else None
+
+    def status(self) -> RunStatus:
         now = time.monotonic()
-        return {
-            "scenario": self.scenario.name,
-            "run_dir": str(self.run_dir),
-            "hub_url": self.hub_url if self.hub_port else None,
-            "phase": self.phase,
-            "clock": self.clock(),
-            "elapsed": round(now - self.launched, 3),
-            "t": round(now - self.t0, 3) if self.t0 is not None else None,
-            "processes": self.supervisor.status(),
-            "connected": dict(self.model.connected),
-            "counts": self.counts(),
-            "expect": [check.__dict__ for check in self.checks],
-            "channels": {alias: self.model.channel_state(cid) for alias, cid in self.aliases.items()},
-            "launcher_pid": os.getpid(),
-        }
+        counts = self.counts()
+        return RunStatus(
+            scenario=self.scenario.name,
+            run_dir=str(self.run_dir),
+            hub_url=self.hub_url if self.hub_port else None,
+            phase=self.phase,
+            clock=self.clock(),
+            elapsed=round(now - self.launched, 3),
+            t=round(now - self.t0, 3) if self.t0 is not None else None,
+            processes=[p for p in map(self._process_item, self.supervisor.status()) if p is not None],
+            connected=dict(self.model.connected),
+            counts=Counts(**{k: v for k, v in counts.items() if k in Counts.__dataclass_fields__}),
+            expect=list(self.checks),
+            channels={alias: self.model.channel_state(cid) for alias, cid in self.aliases.items()},
+            launcher_pid=os.getpid(),
+        )
 
     # ------------------------------------------------------------------ processes
 

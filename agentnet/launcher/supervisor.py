@@ -202,7 +202,8 @@ class Supervisor:
         self._emit(p)
         return p
 
-    def get(self, name: str) -> Process:
+    def process(self, name: str) -> Process:
+        """The process called `name`; SupervisorError naming the known ones if there is none."""
         p = self.processes.get(name)
         if p is None:
             known = ", ".join(self.processes) or "none"
@@ -214,7 +215,7 @@ class Supervisor:
 
     def note(self, name: str, reason: str) -> None:
         """Change the reason shown for a process without changing its state (e.g. what it waits for)."""
-        p = self.get(name)
+        p = self.process(name)
         if p.reason != reason:
             self._set(p, p.state, reason)
 
@@ -233,7 +234,7 @@ class Supervisor:
 
     async def start(self, name: str, reason: str = "started") -> Process:
         """Spawn the process (it must not be running). Returns once it is spawned, not ready."""
-        p = self.get(name)
+        p = self.process(name)
         if p.alive:
             raise SupervisorError(f"{name} is already running (pid {p.pid})")
         if self.closing:
@@ -305,7 +306,7 @@ class Supervisor:
 
     async def wait_ready(self, name: str, timeout: float) -> None:
         """Wait until `name` is ready; SupervisorError if it ends for good or the time runs out."""
-        p = self.get(name)
+        p = self.process(name)
         deadline = time.monotonic() + timeout
         while not (p.ready.is_set() and p.alive):
             if p.state in (ProcState.EXITED, ProcState.KILLED) or (
@@ -413,7 +414,7 @@ class Supervisor:
 
     async def kill(self, name: str, *, fault: bool = False, reason: str | None = None) -> Process:
         """SIGKILL the group. By the operator: never restarted. As a fault: a crash (policy applies)."""
-        p = self.get(name)
+        p = self.process(name)
         if not p.alive:
             if not fault and self._cancel_backoff(p):
                 self._set(p, ProcState.KILLED, reason or "killed by the operator while waiting to restart")
@@ -427,7 +428,7 @@ class Supervisor:
 
     async def stop(self, name: str, *, reason: str = "stopped by the operator (SIGTERM)") -> Process:
         """SIGTERM, then SIGKILL after `stop_timeout`. Never restarted by the policy."""
-        p = self.get(name)
+        p = self.process(name)
         if not p.alive:
             if self._cancel_backoff(p) or p.state is ProcState.PENDING:
                 self._set(p, ProcState.EXITED, reason.replace(" (SIGTERM)", "") + " (was not running)")
@@ -437,7 +438,7 @@ class Supervisor:
         return p
 
     async def pause(self, name: str, reason: str = "paused (SIGSTOP)") -> Process:
-        p = self.get(name)
+        p = self.process(name)
         if p.state is ProcState.PAUSED:
             raise SupervisorError(f"{name} is already paused")
         self._signal_running(p, signal.SIGSTOP)
@@ -446,7 +447,7 @@ class Supervisor:
         return p
 
     async def resume(self, name: str, reason: str = "resumed (SIGCONT)") -> Process:
-        p = self.get(name)
+        p = self.process(name)
         if p.state is not ProcState.PAUSED:
             raise SupervisorError(f"{name} is not paused ({p.state})")
         self._signal_running(p, signal.SIGCONT)
@@ -458,7 +459,7 @@ class Supervisor:
     async def restart(self, name: str, *, reason: str = "restarted by the operator") -> Process:
         """Stop it if it runs (SIGTERM, then SIGKILL), then start it again. Not counted as a restart
         by the policy; also starts a process that is not running."""
-        p = self.get(name)
+        p = self.process(name)
         self._cancel_backoff(p)
         if p.alive:
             await self._terminate(p, "restart", "restarting")

@@ -14,6 +14,7 @@ Format, version 1::
 from __future__ import annotations
 
 import bisect
+import contextlib
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from typing import IO, Any
 
 import orjson
 
+from agentnet.protocol.events import EnvelopeView, EventError, WalAppend, decode_event
 from agentnet.run.items import FeedItem
 
 RECORDING_VERSION = 1
@@ -154,9 +156,11 @@ class RecordingReader:
     def seek_seq(self, seq: int, channel_id: str | None = None) -> int | None:
         """The position just after the ``wal.append`` of ``seq`` (in ``channel_id`` if given)."""
         for item in self.items:
-            if item.kind != "event" or item.data.get("type") != "wal.append":
+            if item.kind != "event":
                 continue
-            envelope = item.data.get("envelope") or {}
-            if envelope.get("seq") == seq and (channel_id is None or envelope.get("channel_id") == channel_id):
-                return item.index + 1
+            with contextlib.suppress(EventError):
+                match decode_event(item.data):
+                    case WalAppend(envelope=EnvelopeView(seq=found, channel_id=channel)) if found == seq:
+                        if channel_id is None or channel == channel_id:
+                            return item.index + 1
         return None

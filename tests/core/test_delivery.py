@@ -87,6 +87,23 @@ def test_ack_wait_expiry_redelivers():
     assert deliver[0]["reason"] == "ack_wait"
 
 
+def test_settled_ack_deadlines_are_dropped_and_open_ones_still_expire():
+    h = CoreHarness(ack_wait=5.0)
+    h.core._fifo_compact_at = 4  # compact early (the hub's threshold is in the thousands)
+    a, b, ch = h.pair()
+    for i in range(12):
+        post(h, a, ch, i)
+    got = h.notifies(b)
+    for n in got[1:]:  # all but the first are acked: their deadlines are settled
+        h.receipt(b, n)
+    h.ack_all(a)
+    h.tick(1.0)
+    assert len(h.core._ack_deadlines) <= 2  # the open delivery (and nothing settled)
+    h.tick(4.1)
+    (again,) = h.notifies(b)
+    assert (again["envelope"]["seq"], again["attempt"]) == (got[0]["envelope"]["seq"], 2)
+
+
 def test_max_deliver_dead_letters_and_the_floor_moves_past():
     h = CoreHarness(max_deliver=3, nack_backoff=0.1)
     a, b, ch = h.pair()
@@ -320,6 +337,34 @@ def test_after_a_crash_what_the_dead_hub_committed_goes_out_again_as_a_redeliver
     h2.connect("alice")
     b2 = h2.connect("bob")
     assert [(n["envelope"]["seq"], n["attempt"]) for n in h2.notifies(b2)] == [(2, 2), (3, 2), (4, 2)]
+
+
+def test_deliveries_assumed_after_a_crash_stay_assumed_through_a_clean_restart(tmp_path):
+    """The delivered_seq a core assumes after a crash (or a failed commit) is an upper bound it must
+    write down: else a clean stop before the recipient comes back, and a start after it, would send
+    those envelopes with attempt 1 a second time."""
+    from agentnet.hub.store.sqlite import SqliteStore
+
+    path = tmp_path / "hub.db"
+    h = CoreHarness(store=SqliteStore(path))  # type: ignore[arg-type]
+    a, b, ch = h.pair()
+    h.auto_commit = False  # the hub dies after the envelopes' commit, before the cursor row's
+    h.send(a, {"kind": "request", "request_id": "p", "op": "post", "params": {"channel_id": ch, "data": {}}})
+    batch = h.core.take_batch()
+    assert batch is not None
+    h.store.commit(batch)
+    h._apply(h.core.batch_committed(batch.batch_id, h.now))
+    assert [(n["envelope"]["seq"], n["attempt"]) for n in h.notifies(b)] == [(2, 1)]
+
+    store = SqliteStore(path)  # after the crash: bob does not come back before a clean stop
+    h2 = CoreHarness(store=store)  # type: ignore[arg-type]
+    h2.commit()
+    store.close()
+
+    h3 = CoreHarness(store=SqliteStore(path))  # type: ignore[arg-type]
+    h3.connect("alice")
+    b3 = h3.connect("bob")
+    assert [(n["envelope"]["seq"], n["attempt"]) for n in h3.notifies(b3)] == [(2, 2)]
 
 
 def test_a_dead_letter_during_a_replay_frees_its_slot_for_the_replay():

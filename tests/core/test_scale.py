@@ -90,6 +90,25 @@ def test_forgotten_channels_survive_a_restart_and_a_since_replays_them(tmp_path:
     store.close()
 
 
+def test_a_since_with_nothing_to_replay_or_a_refused_hello_leaves_forgotten_channels_forgotten(store) -> None:
+    """A hello's `since` pages a forgotten channel in to check it and to replay it; when there is
+    nothing to replay (or the hello is refused) it must leave again, or any client could make every
+    closed channel it took part in resident for good by naming them in hellos."""
+    h = CoreHarness(store)
+    a, b = h.connect("alice"), h.connect("bob")
+    done = [consult(h, a, b, i) for i in range(3)]
+    assert not set(done) & set(h.core.channels)
+    h.drop(b)
+    b = h.connect("bob", since={done[0]: 3, done[1]: 3})  # already has everything
+    assert h.notifies(b) == []
+    assert not set(done) & set(h.core.channels)
+    h.connect("bob", since={done[2]: 3}, takeover=False)  # refused: bob is connected (4002)
+    assert not set(done) & set(h.core.channels)
+    h.connect("bob", since={done[2]: 3, "ch-none": 1})  # refused: names a channel bob is not in
+    assert not set(done) & set(h.core.channels)
+    assert all(ch not in h.core.cursors.get(name, {}) for name in ("alice", "bob") for ch in done)
+
+
 def test_listings_page_in_id_order_within_the_byte_budget(store) -> None:
     h = CoreHarness(store, page_bytes=4096)
     a, b = h.connect("alice"), h.connect("bob")

@@ -133,7 +133,7 @@ async def test_start_ready_stop(h: Harness) -> None:
     h.add("a", SLEEPER, policy=RestartPolicy("always", initial=0.05))
     pid = await h.start("a")
     await h.sup.wait_ready("a", 10)
-    p = h.sup.get("a")
+    p = h.sup.process("a")
     assert p.state is ProcState.READY and p.reason == "healthy"
     assert os.getpgid(pid) == pid  # its own process group
     assert psutil.Process(pid).environ()[RUN_ID_ENV] == h.sup.run_id
@@ -151,7 +151,7 @@ async def test_start_ready_stop(h: Harness) -> None:
 async def test_a_crash_is_restarted_with_backoff_until_max_restarts(h: Harness) -> None:
     h.add("c", "import sys; sys.exit(3)", probe=False, policy=FAST)
     await h.start("c")
-    p = h.sup.get("c")
+    p = h.sup.process("c")
     await await_until("giving up", lambda: p.state is ProcState.CRASHED and "gave up" in p.reason, 10.0)
     assert p.restarts == 3
     assert p.exit_code == 3
@@ -172,7 +172,7 @@ async def test_restart_policy_no_and_clean_exits(h: Harness) -> None:
     h.add("loop", "import sys; sys.exit(0)", probe=False, policy=RestartPolicy("always", initial=0.05, max_restarts=1))
     for name in ("once", "never", "loop"):
         await h.start(name)
-    once, never, loop = (h.sup.get(n) for n in ("once", "never", "loop"))
+    once, never, loop = (h.sup.process(n) for n in ("once", "never", "loop"))
     await await_until(
         "once exited, never crashed", lambda: once.state is ProcState.EXITED and never.state is ProcState.CRASHED, 10.0
     )
@@ -189,7 +189,7 @@ async def test_operator_kill_is_final_a_fault_kill_is_a_crash(h: Harness) -> Non
     h.add("a", SLEEPER)
     first = await h.start("a")
     await h.sup.wait_ready("a", 10)
-    p = h.sup.get("a")
+    p = h.sup.process("a")
     await h.sup.kill("a", fault=True)
     assert p.reason.startswith("killed by a fault (SIGKILL); restarting in")
     assert p.state is ProcState.BACKOFF
@@ -209,7 +209,7 @@ async def test_operator_kill_is_final_a_fault_kill_is_a_crash(h: Harness) -> Non
 async def test_an_operator_kill_cancels_a_pending_restart(h: Harness) -> None:
     h.add("c", "import sys; sys.exit(2)", probe=False, policy=RestartPolicy("on-failure", initial=30))
     await h.start("c")
-    p = h.sup.get("c")
+    p = h.sup.process("c")
     await await_until("a backoff", lambda: p.state is ProcState.BACKOFF, 10.0)
     await h.sup.kill("c")
     assert p.state is ProcState.KILLED and "while waiting to restart" in p.reason
@@ -224,7 +224,7 @@ async def test_stop_escalates_to_sigkill(h: Harness) -> None:
     t = time.monotonic()
     await h.sup.stop("s")
     assert 0.4 < time.monotonic() - t < 5
-    p = h.sup.get("s")
+    p = h.sup.process("s")
     assert p.state is ProcState.EXITED
     assert "SIGKILL after 0.5 s" in p.reason and "killed by SIGKILL" in p.reason
     assert not alive(pid)
@@ -235,7 +235,7 @@ async def test_pause_resume_and_stop_while_paused(h: Harness) -> None:
     pid = await h.start("a")
     await h.sup.wait_ready("a", 10)
     await h.sup.pause("a")
-    p = h.sup.get("a")
+    p = h.sup.process("a")
     assert p.state is ProcState.PAUSED
     await await_until("SIGSTOP", lambda: psutil.Process(pid).status() == psutil.STATUS_STOPPED, 10.0)
     with pytest.raises(SupervisorError, match="already paused"):
@@ -270,7 +270,7 @@ async def test_a_kill_reaches_the_whole_process_group(h: Harness) -> None:
     await h.sup.wait_ready("g", 10)
     grandchild = int(marker.read_text())
     h.pids.add(grandchild)
-    assert os.getpgid(grandchild) == h.sup.get("g").pid
+    assert os.getpgid(grandchild) == h.sup.process("g").pid
     await h.sup.kill("g")
     await await_until("the grandchild to die with its group", lambda: not alive(grandchild), 5)
 
@@ -285,7 +285,7 @@ async def test_the_sweep_finds_what_left_the_group(h: Harness) -> None:
     swept = await h.sup.shutdown()
     assert escaped in swept  # found by the run id in its environment
     assert not alive(escaped)
-    assert h.sup.get("e").state is ProcState.EXITED
+    assert h.sup.process("e").state is ProcState.EXITED
 
 
 async def test_wait_ready_times_out_with_the_reason(h: Harness) -> None:
@@ -294,7 +294,7 @@ async def test_wait_ready_times_out_with_the_reason(h: Harness) -> None:
     with pytest.raises(SupervisorError, match=r"slow not ready within 0.2 s \(started\)"):
         await h.sup.wait_ready("slow", 0.2)
     assert not h.sup.mark_ready("slow", pid=1)  # a stale pid is not this process
-    assert h.sup.mark_ready("slow", pid=h.sup.get("slow").pid, reason="registered with the hub")
+    assert h.sup.mark_ready("slow", pid=h.sup.process("slow").pid, reason="registered with the hub")
     await h.sup.wait_ready("slow", 1)
 
 
@@ -347,7 +347,7 @@ async def test_controls_act_on_processes(h: Harness) -> None:
     actions: list[dict[str, Any]] = []
     c = controls_for(h, hub, actions)
     assert (await c.act("pause", "worker")).startswith("paused worker-1 (pid")  # a replicated name: both
-    assert h.sup.get("worker-2").state is ProcState.PAUSED
+    assert h.sup.process("worker-2").state is ProcState.PAUSED
     assert "resumed worker-2" in await c.act("resume", "worker")
     assert await c.act("disconnect", "worker-1") == "the hub dropped worker-1's connection; it will reconnect"
     assert hub.disconnected == ["worker-1"]
@@ -359,7 +359,7 @@ async def test_controls_act_on_processes(h: Harness) -> None:
     h.track()
     assert (await c.act("stop", "worker-2")).startswith("stopped worker-2")
     assert (await c.act("kill", "ghost")).startswith("killed ghost (pid")
-    assert h.sup.get("ghost").backoff_task is None
+    assert h.sup.process("ghost").backoff_task is None
     assert "restarting in" in await c.act("kill", "worker-1", source="fault")  # a fault kill is a crash
     with pytest.raises(ControlError, match="no process named 'nobody'"):
         await c.act("kill", "nobody")
@@ -395,7 +395,7 @@ async def test_control_socket_round_trip(h: Harness, tmp_path: Path, monkeypatch
         assert answer["ok"] is False and "no process named 'bobby'" in answer["error"]
         assert (await control.arequest(run_dir, {"op": "dance"}))["error"].startswith("unknown op")
         killed = await control.arequest(run_dir, {"op": "act", "verb": "kill", "target": "bob"})
-        assert killed["ok"] and h.sup.get("bob").state is ProcState.KILLED
+        assert killed["ok"] and h.sup.process("bob").state is ProcState.KILLED
         # many lines on one connection
         reader, writer = await asyncio.open_unix_connection(str(server.path))
         writer.write(b'{"op": "ping"}\nnot json\n')

@@ -66,6 +66,16 @@ RELEASE_AFTER_SUBSCRIPTIONS = 0.05  # s after the `T:` subscription returns: the
 RELEASE_FALLBACK = 1.0  # s after RegisterAgent when no `T:` subscription comes (register_agent_instance)
 
 
+def _post(client: Any, callback: Callable[[Any], None], **params: Any) -> None:
+    """Post; `callback` gets the answer as a done Future (or, in the hub's process, an `Outcome`
+    that reads the same, without a Future or an extra loop turn)."""
+    then = getattr(client, "request_then", None)
+    if then is not None:
+        then("post", callback, **params)
+    else:
+        client.request_nowait("post", **params).add_done_callback(callback)
+
+
 # --------------------------------------------------------------------------- state
 
 
@@ -236,11 +246,16 @@ class AutogenGateway(pb_grpc.AgentRpcServicer):
     # ------------------------------------------------------------------ the registry (types, subscriptions)
 
     async def _load_registry(self) -> None:
-        assert self.gw is not None
-        result = await self.gw.request("list_channels")
-        for ch in result["channels"]:
-            if ch.get("topic") == REGISTRY_TOPIC and REGISTRY_NAME in ch["participants"]:
-                self.registry_channel = ch["channel_id"]
+        assert self.gw is not None and self.registry is not None
+        after: str | None = None  # the registry identity's channels, page by page (the gateway has many more)
+        while self.registry_channel is None:
+            page = await self.registry.request("list_channels", **({"after": after} if after else {}))
+            for ch in page["channels"]:
+                if ch.get("topic") == REGISTRY_TOPIC and GATEWAY_NAME in ch["participants"]:
+                    self.registry_channel = ch["channel_id"]
+                    break
+            after = page.get("next")
+            if after is None:
                 break
         if self.registry_channel is None:
             ch = await self.gw.request(
@@ -558,10 +573,15 @@ class AutogenGateway(pb_grpc.AgentRpcServicer):
         if req.HasField("source"):
             data["source"] = {"type": req.source.type, "key": req.source.key}
         assert self.gw is not None
-        fut = self.gw.request_nowait("post", channel_id=ts.channel_id, type="ag.rpc.request", data=data)
-        fut.add_done_callback(lambda f: self._request_posted(f, gw_id))
+        _post(
+            self.gw,
+            lambda f: self._request_posted(f, gw_id),
+            channel_id=ts.channel_id,
+            type="ag.rpc.request",
+            data=data,
+        )
 
-    def _request_posted(self, fut: asyncio.Future, gw_id: str) -> None:
+    def _request_posted(self, fut: Any, gw_id: str) -> None:
         error = None
         exc = fut.exception()
         if exc is not None:
@@ -604,17 +624,17 @@ class AutogenGateway(pb_grpc.AgentRpcServicer):
         if resp.error:
             data["error"] = resp.error[:2000]
         client = ts.client
-        fut = client.request_nowait(
-            "post",
+        _post(
+            client,
+            lambda f: self._response_posted(f, ts, client, env, gw_id),
             channel_id=ts.channel_id,
             type="ag.rpc.response",
             data=data,
             audience=[GATEWAY_NAME],  # the hub needs an audience; the gateway acks it
             causation_id=env["envelope_id"],
         )
-        fut.add_done_callback(lambda f: self._response_posted(f, ts, client, env, gw_id))
 
-    def _response_posted(self, fut: asyncio.Future, ts: TypeState, client: HubClient, env: dict, gw_id: str) -> None:
+    def _response_posted(self, fut: Any, ts: TypeState, client: HubClient, env: dict, gw_id: str) -> None:
         exc = fut.exception()
         if exc is not None:
             return  # not stored: the request stays unacked and is redelivered
@@ -662,11 +682,10 @@ class AutogenGateway(pb_grpc.AgentRpcServicer):
         for name in recipients:
             ts = self.types.get(name)
             if ts is not None:
-                fut = self.gw.request_nowait("post", channel_id=ts.channel_id, type="ag.event", data=data)
-                fut.add_done_callback(self._event_posted)
+                _post(self.gw, self._event_posted, channel_id=ts.channel_id, type="ag.event", data=data)
 
     @staticmethod
-    def _event_posted(fut: asyncio.Future) -> None:
+    def _event_posted(fut: Any) -> None:
         exc = fut.exception()
         if exc is not None:
             log.warning("an event was not stored: %s", exc)
@@ -791,41 +810,10 @@ async def _until_signalled() -> None:
     await stop.wait()
 
 
-async def run_hub_with_gateway(
-    hub_settings: Any, settings: GatewaySettings, *, port_file: Any = None, announce: bool = True
-) -> None:
-    """`agentnet hub --autogen HOST:PORT`: the hub and the gateway in one process. The gateway's
-    identities attach to the hub's core directly (no WebSocket hop, no second process). On a shared
-    store the gateway serves only while this hub is the active one: it starts once the hub has
-    taken the lead, and stops with it."""
-    from agentnet.hub.server import run_hub
-
-    @contextlib.asynccontextmanager
-    async def gateway(hub: Any) -> AsyncIterator[AutogenGateway]:
-        from agentnet.gateway.local import LocalHubClient
-
-        settings.hub = hub.url
-        gw = AutogenGateway(settings, connect=lambda name: LocalHubClient(hub, name=name))
-        try:
-            await gw.start()
-        except BaseException:
-            await gw.stop(0)
-            raise
-        if port_file is not None:
-            _write_port(port_file, gw.port)
-        if announce:
-            print(gw.summary().replace(f" as {GATEWAY_NAME}", f" (in this process) as {GATEWAY_NAME}"), flush=True)
-        try:
-            yield gw
-        finally:
-            await gw.stop()
-
-    await run_hub(hub_settings, announce=announce, alongside=gateway)
-
-
-async def run_gateway(settings: GatewaySettings, *, port_file: Any = None, announce: bool = True) -> None:
-    """Run until SIGTERM/SIGINT, then stop serving and close the hub connections."""
-    gw = AutogenGateway(settings)
+@contextlib.asynccontextmanager
+async def _serving(gw: AutogenGateway, port_file: Any, announce: bool, *, in_hub: bool = False) -> AsyncIterator[None]:
+    """Start the gateway (stopped again if that fails), write its port file, say where it listens;
+    stop it when the block ends."""
     try:
         await gw.start()
     except BaseException:
@@ -834,8 +822,37 @@ async def run_gateway(settings: GatewaySettings, *, port_file: Any = None, annou
     if port_file is not None:
         _write_port(port_file, gw.port)
     if announce:
-        print(gw.summary(), flush=True)
-    await _until_signalled()
-    if announce:
-        print("agentnet autogen gateway: shutting down (workers are disconnected; their backlog stays in the hub)")
-    await gw.stop()
+        summary = gw.summary()
+        if in_hub:
+            summary = summary.replace(f" as {GATEWAY_NAME}", f" (in this process) as {GATEWAY_NAME}")
+        print(summary, flush=True)
+    try:
+        yield
+    finally:
+        await gw.stop()
+
+
+async def run_hub_with_gateway(
+    hub_settings: Any, settings: GatewaySettings, *, port_file: Any = None, announce: bool = True
+) -> None:
+    """`agentnet hub --autogen HOST:PORT`: the hub and the gateway in one process. The gateway's
+    identities attach to the hub's core directly (no WebSocket hop, no second process). On a shared
+    store the gateway serves only while this hub is the active one: it starts once the hub has
+    taken the lead, and stops with it."""
+    from agentnet.gateway.local import LocalHubClient
+    from agentnet.hub.server import run_hub
+
+    def gateway(hub: Any) -> contextlib.AbstractAsyncContextManager[None]:
+        settings.hub = hub.url
+        gw = AutogenGateway(settings, connect=lambda name: LocalHubClient(hub, name=name))
+        return _serving(gw, port_file, announce, in_hub=True)
+
+    await run_hub(hub_settings, announce=announce, alongside=gateway)
+
+
+async def run_gateway(settings: GatewaySettings, *, port_file: Any = None, announce: bool = True) -> None:
+    """Run until SIGTERM/SIGINT, then stop serving and close the hub connections."""
+    async with _serving(AutogenGateway(settings), port_file, announce):
+        await _until_signalled()
+        if announce:
+            print("agentnet autogen gateway: shutting down (workers are disconnected; their backlog stays in the hub)")

@@ -91,7 +91,9 @@ def assume_delivered(state: LoadedState) -> LoadedState:
             cur = cursors.get((participant, ch.channel_id))
             if cur is None:
                 cur = cursors[(participant, ch.channel_id)] = Cursor(participant, ch.channel_id)
-            cur.delivered_seq = max(cur.delivered_seq, ch.committed_seq)
+            if cur.delivered_seq < ch.committed_seq:
+                cur.delivered_seq = ch.committed_seq
+                state.assumed.append(cur)
     state.cursors = list(cursors.values())
     return state
 
