@@ -30,12 +30,55 @@ log = logging.getLogger("agentnet.gateway.local")
 _TRUSTED_POST = frozenset({"channel_id", "type", "data", "audience", "causation_id"})
 
 
+def _defaults(cls: type) -> dict[str, Any]:
+    out = {}
+    for name, info in cls.model_fields.items():  # type: ignore[attr-defined]
+        if not info.is_required():
+            assert info.default_factory is None, f"{cls.__name__}.{name}: _built does not call factories"
+            out[name] = info.default
+    return out
+
+
+_DEFAULTS = {cls: _defaults(cls) for cls in (PostParams, PostRequest, Receipt)}
+
+
+def _built(cls: type, values: dict[str, Any]) -> Any:
+    """What `cls.model_construct(**values)` returns, in a tenth of its time (measured: ~35 us for a
+    post's two models against ~3 us): no validation, defaults filled in from the class."""
+    obj = cls.__new__(cls)
+    setattr_ = object.__setattr__
+    setattr_(obj, "__dict__", {**_DEFAULTS[cls], **values})
+    setattr_(obj, "__pydantic_fields_set__", set(values))
+    setattr_(obj, "__pydantic_extra__", None)
+    setattr_(obj, "__pydantic_private__", None)
+    return obj
+
+
 def _frame(raw: dict[str, Any]) -> Any:
     """A frame from a dict the gateway built (no JSON round trip); a bad one gets the shell's exact error."""
     try:
         return CLIENT_FRAME.validate_python(raw)
     except ValueError:
         return decode_client_frame(orjson.dumps(raw))
+
+
+class Outcome:
+    """A hub's answer handed to a `request_then` callback; reads like a done Future."""
+
+    __slots__ = ("_exc", "_frame")
+
+    def __init__(self, frame: dict[str, Any] | None, exc: BaseException | None = None) -> None:
+        self._frame = frame
+        self._exc = exc
+
+    def exception(self) -> BaseException | None:
+        return self._exc
+
+    def result(self) -> dict[str, Any]:
+        if self._exc is not None:
+            raise self._exc
+        assert self._frame is not None
+        return self._frame
 
 
 class _NoSocket:
@@ -86,7 +129,7 @@ class LocalHubClient:
         self.on_frame: Callable[[dict[str, Any]], None] | None = None
         self.welcome: dict[str, Any] | None = None
         self._peer: LocalPeer | None = None
-        self._pending: dict[str, asyncio.Future] = {}
+        self._pending: dict[str, asyncio.Future | Callable[[Outcome], None]] = {}
         self._next_id = 0
         self._welcomed: asyncio.Future | None = None
         self._closing = False
@@ -148,6 +191,8 @@ class LocalHubClient:
         # an observer's disconnect) is followed by a new hello, which replays what was not acked.
         if code in FATAL_CLOSE_CODES or self._closing or hub.stopping or hub.stepped_down is not None:
             return
+        if self._reattach is not None and not self._reattach.done():
+            return  # a hello of the running attempt was refused: that attempt tries again
         log.info("%s: the hub closed the session (%d %s); attaching again", self.name, code, reason)
         self._reattach = asyncio.get_running_loop().create_task(self._attach_again())
 
@@ -164,18 +209,24 @@ class LocalHubClient:
 
     def _fail_pending(self, exc: HubError) -> None:
         pending, self._pending = self._pending, {}
-        for fut in pending.values():
-            if not fut.done():
-                fut.set_exception(exc)
+        for waiter in pending.values():
+            if not isinstance(waiter, asyncio.Future):
+                waiter(Outcome(None, exc))
+            elif not waiter.done():
+                waiter.set_exception(exc)
 
     def _on_message(self, data: bytes) -> None:
         try:
             frame = orjson.loads(data)
             kind = frame.get("kind")
             if kind == "response":
-                fut = self._pending.pop(frame.get("request_id"), None)
-                if fut is not None and not fut.done():
-                    fut.set_result(frame)
+                waiter = self._pending.pop(frame.get("request_id"), None)
+                if waiter is None:
+                    pass
+                elif not isinstance(waiter, asyncio.Future):
+                    waiter(Outcome(frame))
+                elif not waiter.done():
+                    waiter.set_result(frame)
             elif kind in ("notify", "event"):
                 if self.on_frame is not None:
                     self.on_frame(frame)
@@ -193,28 +244,46 @@ class LocalHubClient:
 
     def request_nowait(self, op: str, **params: Any) -> asyncio.Future:
         fut: asyncio.Future = asyncio.get_running_loop().create_future()
+        self._request(op, params, fut)
+        return fut
+
+    def request_then(self, op: str, callback: Callable[[Outcome], None], **params: Any) -> None:
+        """`request_nowait` without a Future: `callback(outcome)` runs as the hub's answer is handled
+        (no Future, no extra loop turn); `outcome` answers exception() and result() like a done Future."""
+        self._request(op, params, callback)
+
+    def _request(self, op: str, params: dict[str, Any], waiter: asyncio.Future | Callable[[Outcome], None]) -> None:
+        def answer(frame: dict[str, Any] | None, exc: BaseException | None = None) -> None:
+            if isinstance(waiter, asyncio.Future):
+                if exc is not None:
+                    waiter.set_exception(exc)
+                else:
+                    waiter.set_result(frame)
+            else:  # never inside the caller's own call
+                asyncio.get_running_loop().call_soon(waiter, Outcome(frame, exc))
+
         peer = self._peer
         if peer is None:
-            fut.set_exception(HubUnavailable(f"{self.name} is not attached to the hub"))
-            return fut
+            answer(None, HubUnavailable(f"{self.name} is not attached to the hub"))
+            return
         self._next_id += 1
         request_id = f"r{self._next_id}"
         try:
             if op == "post" and params.keys() <= _TRUSTED_POST:
                 # The gateway's own posts (its hot path): built, not validated; the core still checks
                 # the channel, the audience, the rules and the size of `data`.
-                frame = PostRequest.model_construct(
-                    kind="request", request_id=request_id, op="post", params=PostParams.model_construct(**params)
+                frame = _built(
+                    PostRequest,
+                    {"kind": "request", "request_id": request_id, "op": "post", "params": _built(PostParams, params)},
                 )
             else:
                 frame = _frame({"kind": "request", "request_id": request_id, "op": op, "params": params})
         except FrameError as exc:
-            fut.set_result({"ok": False, "error_code": str(exc.code), "error_message": exc.message})
-            return fut
-        self._pending[request_id] = fut
+            answer({"ok": False, "error_code": str(exc.code), "error_message": exc.message})
+            return
+        self._pending[request_id] = waiter
         hub = self.hub
         hub._dispatch(hub.core.request(peer.conn, frame, time.monotonic()))  # type: ignore[arg-type]
-        return fut
 
     async def request(self, op: str, timeout: float | None = None, **params: Any) -> dict[str, Any]:
         attaching = self._reattach
@@ -236,13 +305,16 @@ class LocalHubClient:
         peer = self._peer
         if peer is None:
             return False
-        receipt = Receipt.model_construct(  # from an envelope the hub sent: nothing to validate
-            kind="receipt",
-            channel_id=envelope["channel_id"],
-            seq=envelope["seq"],
-            envelope_id=envelope["envelope_id"],
-            status=status,
-            reason=reason[:1000] if reason else None,
+        receipt = _built(  # from an envelope the hub sent: nothing to validate
+            Receipt,
+            {
+                "kind": "receipt",
+                "channel_id": envelope["channel_id"],
+                "seq": envelope["seq"],
+                "envelope_id": envelope["envelope_id"],
+                "status": status,
+                "reason": reason[:1000] if reason else None,
+            },
         )
         hub = self.hub
         hub._dispatch(hub.core.receipt(peer.conn, receipt, time.monotonic()))  # type: ignore[arg-type]

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, NamedTuple
 
-from agentnet.protocol.events import ChannelView, addressed_to
+from agentnet.protocol.events import ChannelView
 from agentnet.protocol.vocab import HUB_SENDER as HUB_SENDER  # defined in vocab; re-exported for old imports
 
 from .effects import AfterCommit
@@ -46,6 +46,9 @@ class CursorRow(NamedTuple):
     dead: int
 
 
+_new_tuple = tuple.__new__
+
+
 class PruneRow(NamedTuple):
     recipient: str
     channel_id: str
@@ -72,8 +75,12 @@ class EnvRecord:
     text: str | None = None  # data["text"], kept for channel rules and the checker
 
     def addressed_to(self, name: str, participants: tuple[str, ...]) -> bool:
-        """Its audience, or else every participant but the sender (`protocol.events.addressed_to`)."""
-        return addressed_to(name, self.sender, self.audience, participants)
+        """Its audience, or else every participant but the sender: `protocol.events.addressed_to`,
+        inlined (called per delivery; tests/core/test_events.py checks they agree)."""
+        audience = self.audience
+        if audience is not None:
+            return name in audience
+        return name != self.sender and name in participants
 
 
 @dataclass(slots=True)
@@ -188,8 +195,10 @@ class Cursor:
         return floor != start
 
     def row(self) -> CursorRow:
-        return CursorRow(
-            self.recipient, self.channel_id, self.ack_floor, self.delivered_seq, self.redelivered, self.dead
+        # tuple.__new__ directly: a NamedTuple's own __new__ is a Python function (twice per envelope)
+        return _new_tuple(
+            CursorRow,
+            (self.recipient, self.channel_id, self.ack_floor, self.delivered_seq, self.redelivered, self.dead),
         )
 
 

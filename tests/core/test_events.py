@@ -155,3 +155,13 @@ def test_recipients_of_is_the_audience_or_everyone_but_the_sender() -> None:
     assert events.recipients_of(env, ("alice", "bob", "carol")) == ("carol",)
     assert events.addressed_to("carol", "alice", ("carol",), ("alice", "bob", "carol"))
     assert not events.addressed_to("alice", "alice", None, ("alice", "bob"))
+
+
+def test_the_hub_records_inlined_addressing_rule_agrees_with_the_protocols() -> None:
+    from agentnet.hub.records import EnvRecord
+
+    participants = ("alice", "bob", "carol")
+    for audience in (None, ("carol",), (), ("alice", "bob")):
+        rec = EnvRecord("c", 1, "e", "alice", audience, "note", None, None, "t", b"{}")
+        for name in (*participants, "dave"):
+            assert rec.addressed_to(name, participants) == events.addressed_to(name, "alice", audience, participants)

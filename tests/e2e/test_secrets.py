@@ -139,7 +139,7 @@ def test_no_token_in_a_launcher_run_with_auth_at_debug(tmp_path: Path) -> None:
     scenario.write_text(text)
     env = {**os.environ, "PYTHONPATH": str(REPO), "AGENTNET_LOG_LEVEL": "debug"}
     done = subprocess.run(
-        [*AGENTNET, "up", "--headless", str(scenario)],
+        [*AGENTNET, "up", "--headless", "--timeout", "90", str(scenario)],
         cwd=tmp_path,
         capture_output=True,
         text=True,

@@ -158,6 +158,10 @@ class Ag2Endpoint:
         session.closed = True
         for ident in list(session.identities.values()):
             self._drop(ident, code, reason)
+        # Its requests still waiting for a commit: their answers (if they come) have nowhere to go,
+        # and after a failed commit they never come.
+        for native_id in [k for k, (to, _, _) in self.pending.items() if to is session]:
+            del self.pending[native_id]
 
     def _drop(self, ident: Identity, code: int, reason: str) -> None:
         session = ident.session
