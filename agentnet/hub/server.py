@@ -412,13 +412,7 @@ class Hub:
             if peer.observer:
                 self.feed.observers.pop(conn, None)
                 self.core.observed = bool(self.feed.observers)
-            if peer.closing and peer.task is not None:
-                with contextlib.suppress(TimeoutError, asyncio.CancelledError):
-                    async with asyncio.timeout(self.settings.close_timeout):
-                        await asyncio.shield(peer.task)
-            self.peers.pop(conn, None)
-            if peer.task is not None:
-                peer.task.cancel()
+            await self._retire(conn, peer)
 
     async def _handle_ag2(self, conn: int, peer: Peer, ws: HubConnection) -> None:
         """An ag2 client's connection: its frames go to the ag2 endpoint, which holds its identities."""
@@ -429,13 +423,17 @@ class Hub:
         finally:
             rcvd = ws.close_code if ws.close_code is not None else 1006
             self.ag2.closed(session, rcvd, ws.close_reason or "")
-            if peer.closing and peer.task is not None:
-                with contextlib.suppress(TimeoutError, asyncio.CancelledError):
-                    async with asyncio.timeout(self.settings.close_timeout):
-                        await asyncio.shield(peer.task)
-            self.peers.pop(conn, None)
-            if peer.task is not None:
-                peer.task.cancel()
+            await self._retire(conn, peer)
+
+    async def _retire(self, conn: int, peer: Peer) -> None:
+        """The connection is over: let a close the hub started finish its queued frames, then forget it."""
+        if peer.closing and peer.task is not None:
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                async with asyncio.timeout(self.settings.close_timeout):
+                    await asyncio.shield(peer.task)
+        self.peers.pop(conn, None)
+        if peer.task is not None:
+            peer.task.cancel()
 
     def _refuse(self, peer: Peer, code: ErrorCode, message: str, close: int) -> None:
         peer.push(error_frame(code, message))
