@@ -7,7 +7,6 @@ from enum import Enum
 from typing import Any, NamedTuple
 
 from agentnet.protocol.events import ChannelView
-from agentnet.protocol.vocab import HUB_SENDER as HUB_SENDER  # defined in vocab; re-exported for old imports
 
 from .effects import AfterCommit
 
