@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from agentnet.protocol.events import (
     Ack,
@@ -128,7 +129,9 @@ class Facts:
     channels: dict[str, tuple[str, ...]] = field(default_factory=dict)  # channel_id -> participants
     receipts: dict[tuple[str, str, int], Receipt] = field(default_factory=dict)  # (recipient, ch, seq)
     redelivered: int = 0
-    floors: dict[tuple[str, str], int] = field(default_factory=dict)  # (recipient, ch) -> ack floor
+    floors: defaultdict[tuple[str, str], int] = field(
+        default_factory=lambda: defaultdict(int)
+    )  # (recipient, ch) -> ack floor
     processed: dict[str, list[Entry]] = field(default_factory=dict)
     logs_found: set[str] = field(default_factory=set)
     unlogged: set[str] = field(default_factory=set)  # `command:` agents: no processed-log by design
@@ -143,16 +146,18 @@ def load_facts(run_dir: Path) -> Facts:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise CheckError(f"{run_dir}: no such directory")
-    meta: dict[str, Any] = {}
+    meta = _RunMeta()
     if (run_dir / RUN_FILE).exists():
         try:
-            meta = json.loads((run_dir / RUN_FILE).read_text())
+            meta = _RunMeta.model_validate(json.loads((run_dir / RUN_FILE).read_text()))
+        except ValidationError as exc:
+            raise CheckError(f"{run_dir / RUN_FILE}: not a run description ({exc.errors()[0]['msg']})") from None
         except ValueError as exc:
             raise CheckError(f"{run_dir / RUN_FILE}: not JSON ({exc})") from None
     store = _store_path(run_dir, meta)
     recording = run_dir / RECORDING_FILE
     if isinstance(store, str):
-        facts = _facts_from_postgres(store, meta.get("store_url"))
+        facts = _facts_from_postgres(store, meta.store_url)
     elif store is not None:
         facts = _facts_from_store(store)
     elif recording.exists():
@@ -177,41 +182,65 @@ def load_facts(run_dir: Path) -> Facts:
     return facts
 
 
-def _scenario_agents(path: Path) -> set[str]:
-    """Every process name the scenario declares (replicas expanded); empty if it cannot be read."""
+class _RunMeta(BaseModel):
+    """The part of the run directory's `run.json` the checker reads."""
+
+    model_config = ConfigDict(extra="ignore")
+    store: Any = None
+    store_url: Any = None
+
+
+class _AgentEntry(BaseModel):
+    """One `agents:` entry of the run's scenario copy, as far as the checker needs it (read leniently:
+    the scenario was validated when the run started)."""
+
+    model_config = ConfigDict(extra="ignore")
+    name: str = Field(strict=True)
+    replicas: Any = 1
+    command: Any = None
+
+    def process_names(self) -> list[str]:
+        n = self.replicas if isinstance(self.replicas, int) else 1
+        return [self.name] if n <= 1 else [f"{self.name}-{i}" for i in range(1, n + 1)]
+
+
+class _ScenarioAgents(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    agents: list[_AgentEntry] = []
+
+    @field_validator("agents", mode="before")
+    @classmethod
+    def _readable_entries(cls, value: Any) -> list[_AgentEntry]:
+        entries: list[_AgentEntry] = []
+        for spec in value if isinstance(value, list) else []:
+            with contextlib.suppress(ValidationError):
+                entries.append(_AgentEntry.model_validate(spec))
+        return entries
+
+
+def _scenario_entries(path: Path) -> list[_AgentEntry]:
     try:
         data = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError):
-        return set()
-    names: set[str] = set()
-    agents = data.get("agents") if isinstance(data, dict) else None
-    for spec in agents if isinstance(agents, list) else []:
-        if isinstance(spec, dict) and isinstance(spec.get("name"), str):
-            replicas = spec.get("replicas", 1)
-            n = replicas if isinstance(replicas, int) else 1
-            names.update([spec["name"]] if n <= 1 else [f"{spec['name']}-{i}" for i in range(1, n + 1)])
-    return names
+        return []
+    if not isinstance(data, dict):
+        return []
+    return _ScenarioAgents.model_validate(data).agents
+
+
+def _scenario_agents(path: Path) -> set[str]:
+    """Every process name the scenario declares (replicas expanded); empty if it cannot be read."""
+    return {name for spec in _scenario_entries(path) for name in spec.process_names()}
 
 
 def _command_agents(path: Path) -> set[str]:
     """The process names of the scenario's `command:` agents (replicas expanded)."""
-    try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError):
-        return set()
-    names: set[str] = set()
-    agents = data.get("agents") if isinstance(data, dict) else None
-    for spec in agents if isinstance(agents, list) else []:
-        if isinstance(spec, dict) and spec.get("command") and isinstance(spec.get("name"), str):
-            replicas = spec.get("replicas", 1)
-            n = replicas if isinstance(replicas, int) else 1
-            names.update([spec["name"]] if n <= 1 else [f"{spec['name']}-{i}" for i in range(1, n + 1)])
-    return names
+    return {name for spec in _scenario_entries(path) if spec.command for name in spec.process_names()}
 
 
-def _store_path(run_dir: Path, meta: dict[str, Any]) -> Path | str | None:
+def _store_path(run_dir: Path, meta: _RunMeta) -> Path | str | None:
     """The sqlite file, or for PostgreSQL a `postgresql...` spec (read by `_facts_from_postgres`)."""
-    spec = meta.get("store")
+    spec = meta.store
     if isinstance(spec, str) and spec.startswith("postgres"):
         return spec
     if isinstance(spec, str) and spec.startswith("sqlite:"):
@@ -355,7 +384,7 @@ def _read_event(ev: AnyEvent, at: float, facts: Facts, envelopes_too: bool) -> N
                 facts.redelivered += 1
         case CursorMoved(recipient=recipient, channel_id=channel_id, ack_floor=floor) if envelopes_too:
             key = (recipient, channel_id)
-            facts.floors[key] = max(facts.floors.get(key, 0), floor)
+            facts.floors[key] = max(facts.floors[key], floor)
         case ObserverLagged(dropped=dropped):
             facts.disruptions.append(Disruption(at, None, "events lost (the recorder lagged)"))
             facts.notes.append(f"the recording lost {dropped} events (observer lagged)")
@@ -375,6 +404,19 @@ def _read_event(ev: AnyEvent, at: float, facts: Facts, envelopes_too: bool) -> N
             facts.receipts[key] = Receipt(*key, ev.envelope_id or "", ReceiptStatus.DEAD, ev.attempts, ev.reason)
 
 
+class _ProcessedLine(BaseModel):
+    """One line of an agent's `processed.jsonl` (written by agentnet.agents.runtime)."""
+
+    model_config = ConfigDict(extra="ignore")
+    ts: Any = None
+    agent: Any = None
+    channel_id: Any
+    seq: Any
+    envelope_id: Any = ""
+    attempt: Any = None
+    effect: Any = "?"
+
+
 def _read_processed(path: Path, agent: str, facts: Facts) -> list[Entry]:
     out: list[Entry] = []
     with path.open("rb") as handle:
@@ -382,20 +424,20 @@ def _read_processed(path: Path, agent: str, facts: Facts) -> list[Entry]:
             if not raw.strip():
                 continue
             try:
-                rec = json.loads(raw)
+                rec = _ProcessedLine.model_validate_json(raw)
                 out.append(
                     Entry(
                         n,
-                        parse_time(rec.get("ts")),
-                        rec.get("agent") or agent,
-                        rec["channel_id"],
-                        int(rec["seq"]),
-                        rec.get("envelope_id", ""),
-                        int(rec.get("attempt") or 0),
-                        rec.get("effect", "?"),
+                        parse_time(rec.ts),
+                        rec.agent or agent,
+                        rec.channel_id,
+                        int(rec.seq),
+                        rec.envelope_id,
+                        int(rec.attempt or 0),
+                        rec.effect,
                     )
                 )
-            except (ValueError, KeyError, TypeError):
+            except (ValueError, KeyError, TypeError):  # ValidationError is a ValueError
                 facts.notes.append(f"{path}:{n}: unreadable line skipped (a torn write is never acked)")
     return out
 
@@ -523,7 +565,7 @@ def _check(report: Report) -> None:
                 reached += 1
             elif receipt is not None and receipt.status == "dead":
                 pass
-            elif facts.floors.get((recipient, ch), 0) >= seq:
+            elif facts.floors[(recipient, ch)] >= seq:
                 v["undelivered"].append(
                     f"{ch} #{seq} ({env.type} from {env.sender}) never reached {recipient}, yet the hub moved "
                     f"{recipient}'s ack floor past it ({facts.floors[(recipient, ch)]}): lost"
@@ -613,7 +655,7 @@ def _check(report: Report) -> None:
         "effects": dict(effects),
         "logs": len(facts.logs_found),
         "duplicates": duplicates,
-        "duplicates_suppressed": effects.get("dedup_skipped", 0),
+        "duplicates_suppressed": effects["dedup_skipped"],
         "pairs": pairs,
         "pending": len(report.pending),
     }

@@ -109,7 +109,7 @@ def _run_up(args: argparse.Namespace) -> int:
 
 
 def _run_ctl(args: argparse.Namespace) -> int:
-    from agentnet.run.control import ControlClientError, request, resolve_run_dir
+    from agentnet.run.control import ControlClientError, reply_of, request, resolve_run_dir
 
     if args.verb not in ("restart-hub", "restart-all") and not args.target:
         print(f"agentnet ctl: {args.verb} needs a target (a process name)", file=sys.stderr)
@@ -117,31 +117,32 @@ def _run_ctl(args: argparse.Namespace) -> int:
     try:
         run_dir = resolve_run_dir(args.run_dir)
         answer = request(run_dir, {"op": "act", "verb": args.verb, "target": args.target})
+        reply = reply_of(answer)
     except ControlClientError as exc:
         print(f"agentnet ctl: {exc}", file=sys.stderr)
         return 1
     if args.json:
         print(json.dumps(answer))
-    elif answer.get("ok"):
-        print(answer.get("message", "ok"))
+    elif reply.ok:
+        print(reply.message if reply.message is not None else "ok")
     else:
-        print(f"agentnet ctl: {answer.get('error')}", file=sys.stderr)
-    return 0 if answer.get("ok") else 1
+        print(f"agentnet ctl: {reply.error}", file=sys.stderr)
+    return 0 if reply.ok else 1
 
 
 def _run_status(args: argparse.Namespace) -> int:
-    from agentnet.run.control import ControlClientError, request, resolve_run_dir
+    from agentnet.run.control import ControlClientError, reply_of, request, resolve_run_dir
 
     try:
         run_dir = resolve_run_dir(args.run_dir)
-        answer = request(run_dir, {"op": "status"}, timeout=10)
+        reply = reply_of(request(run_dir, {"op": "status"}, timeout=10))
     except ControlClientError as exc:
         print(f"agentnet status: {exc}", file=sys.stderr)
         return 1
-    if not answer.get("ok"):
-        print(f"agentnet status: {answer.get('error')}", file=sys.stderr)
+    if not reply.ok or reply.status is None:
+        print(f"agentnet status: {reply.error}", file=sys.stderr)
         return 1
-    status = answer["status"]
+    status = reply.status
     if args.json:
         print(json.dumps(status, indent=2))
         return 0

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from agentnet.protocol.ids import utc_iso
-from agentnet.run.control import CONTROL_FILE, SOCKET_NAME, VERBS, ControlError
+from agentnet.run.control import CONTROL_FILE, SOCKET_NAME, VERBS, ControlError, ControlRequest
 
 from .supervisor import ProcState, Supervisor, SupervisorError
 
@@ -255,28 +255,29 @@ class ControlServer:
 
     async def handle(self, line: bytes) -> dict[str, Any]:
         try:
-            request = json.loads(line)
-            if not isinstance(request, dict):
+            raw = json.loads(line)
+            if not isinstance(raw, dict):
                 raise ValueError("expected a JSON object")
         except ValueError as exc:
             return {"ok": False, "error": f"bad request: {exc}"}
-        op = request.get("op")
+        request = ControlRequest.model_validate(raw)
+        op = request.op
         try:
             if op == "status":
                 return {"ok": True, "status": self.controls.status()}
             if op == "act":
-                message = await self.controls.act(str(request.get("verb")), request.get("target"), origin="ctl")
+                message = await self.controls.act(str(request.verb), request.target, origin="ctl")
                 return {"ok": True, "message": message}
             if op == "post":
-                recipients = request.get("to")
+                recipients = request.to
                 if isinstance(recipients, str):
                     recipients = [recipients]
                 if not isinstance(recipients, list):
                     raise ControlError("post: 'to' must be a name or a list of names")
                 message = await self.controls.post(
-                    str(request.get("from") or ""),
+                    str(request.sender or ""),
                     [str(r) for r in recipients],
-                    str(request.get("text") or ""),
+                    str(request.text or ""),
                     origin="ctl",
                 )
                 return {"ok": True, "message": message}

@@ -4,6 +4,7 @@ and exact counts read from the hub's store beside it (StoreCounts)."""
 from __future__ import annotations
 
 import sqlite3
+from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -40,12 +41,14 @@ class RunModel:
 
     def __init__(self) -> None:
         self.channels: dict[str, ChannelView] = {}
-        self.heads: dict[str, int] = {}
+        self.heads: defaultdict[str, int] = defaultdict(int)  # channel_id -> highest seq seen
         self.cursors: dict[tuple[str, str], CursorView | CursorMoved] = {}
         self.texts: dict[str, list[tuple[int, str, str]]] = {}  # channel_id -> [(seq, sender, text)]
         self.counts = {"posted": 0, "delivered": 0, "acked": 0, "redelivered": 0, "dead_lettered": 0}
         self.acked: set[tuple[str, str, int]] = set()
-        self.addressed: dict[tuple[str, str], int] = {}  # (recipient, channel_id) -> highest seq addressed
+        self.addressed: defaultdict[tuple[str, str], int] = defaultdict(
+            int
+        )  # (recipient, channel_id) -> highest seq addressed
         self.connected: dict[str, bool] = {}
         self.snapshots = 0
         self.lost_events = 0
@@ -93,10 +96,10 @@ class RunModel:
             case WalAppend(envelope=EnvelopeView() as env):
                 ch = env.channel_id
                 c["posted"] += 1
-                self.heads[ch] = max(self.heads.get(ch, 0), env.seq)
+                self.heads[ch] = max(self.heads[ch], env.seq)
                 known = self.channels.get(ch)
                 for recipient in recipients_of(env, known.participants if known else ()):
-                    self.addressed[(recipient, ch)] = max(self.addressed.get((recipient, ch), 0), env.seq)
+                    self.addressed[(recipient, ch)] = max(self.addressed[(recipient, ch)], env.seq)
                 text = env.text
                 if env.type in TURN_TYPES and text is not None:
                     self.texts.setdefault(ch, []).append((env.seq, env.sender, text))
@@ -123,7 +126,7 @@ class RunModel:
     def channel(self, info: ChannelView) -> None:
         if info.channel_id:
             self.channels[info.channel_id] = info
-            self.heads[info.channel_id] = max(self.heads.get(info.channel_id, 0), info.head_seq)
+            self.heads[info.channel_id] = max(self.heads[info.channel_id], info.head_seq)
 
     def channel_state(self, channel_id: str | None) -> str | None:
         info = self.channels.get(channel_id or "")

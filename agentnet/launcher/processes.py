@@ -14,6 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict
+
 from agentnet.agents.brains.templating import render
 from agentnet.protocol.events import (
     AgentRegistered,
@@ -46,8 +48,16 @@ def _last_line(path: Path) -> str | None:
     return found[:300] if found else None
 
 
-async def healthz(host: str, port: int, timeout: float = 1.0, *, standby_too: bool = False) -> dict[str, Any] | None:
-    """GET /healthz; its JSON body if it answered 200 (or 503 with `standby_too`: a standby hub), else None."""
+class HubHealth(BaseModel):
+    """The body of a hub's /healthz, as far as the launcher reads it."""
+
+    model_config = ConfigDict(extra="allow")
+    role: str = "active"  # a hub without failover is always the active one
+    term: int | None = None
+
+
+async def healthz(host: str, port: int, timeout: float = 1.0, *, standby_too: bool = False) -> HubHealth | None:
+    """GET /healthz; its body if it answered 200 (or 503 with `standby_too`: a standby hub), else None."""
     writer = None
     try:
         async with asyncio.timeout(timeout):
@@ -60,7 +70,7 @@ async def healthz(host: str, port: int, timeout: float = 1.0, *, standby_too: bo
             length = re.search(rb"(?i)content-length:\s*(\d+)", head)
             body = await reader.readexactly(int(length.group(1))) if length else await reader.read()
             parsed = json.loads(body or b"{}")
-            return parsed if isinstance(parsed, dict) else {}
+            return HubHealth.model_validate(parsed) if isinstance(parsed, dict) else HubHealth()
     except (OSError, TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
         return None
     finally:
@@ -78,8 +88,12 @@ class Processes:
         """The hub's URL; with replicas, every replica's, comma-separated (clients find the active one)."""
         if len(self.hub_names) == 1:
             return f"ws://127.0.0.1:{self.hub_port}/v1"
-        ports = [self.hub_port if n == "hub" else self.hub_ports.get(n) for n in self.hub_names]
+        ports = [self.hub_port_of(n) for n in self.hub_names]
         return ",".join(f"ws://127.0.0.1:{port}/v1" for port in ports if port)
+
+    def hub_port_of(self, name: str) -> int | None:
+        """The port of hub replica `name` (`hub` is the first), None until it has one."""
+        return self.hub_port if name == "hub" else self.hub_ports.get(name)
 
     def _store_arg(self) -> str:
         if self.scenario.hub.store_kind == "postgresql":
@@ -92,7 +106,7 @@ class Processes:
         port_file = run / ("hub.port" if name == "hub" else f"{name}.port")
 
         def hub_command() -> list[str]:
-            port = self.hub_port if name == "hub" else self.hub_ports.get(name)
+            port = self.hub_port_of(name)
             argv = [
                 sys.executable, "-m", "agentnet.cli", "hub",
                 "--host", "127.0.0.1", "--port", str(port or 0), "--port-file", str(port_file),

@@ -9,7 +9,7 @@ import contextlib
 from agentnet.protocol.ids import utc_iso
 from agentnet.run.control import ControlError
 
-from .processes import HUB_READY_TIMEOUT, healthz
+from .processes import HUB_READY_TIMEOUT, HubHealth, healthz
 from .supervisor import SupervisorError
 
 
@@ -30,12 +30,12 @@ class Replicas:
 
     async def _find_active(self, timeout: float = 0.5) -> str | None:
         for name in self.hub_names:
-            port = self.hub_port if name == "hub" else self.hub_ports.get(name)
+            port = self.hub_port_of(name)
             proc = self.supervisor.processes.get(name)
             if port is None or proc is None or not proc.alive:
                 continue
             info = await healthz("127.0.0.1", port, timeout=timeout)
-            if info is not None and info.get("role", "active") == "active":
+            if info is not None and info.role == "active":
                 return name
         return None
 
@@ -60,10 +60,10 @@ class Replicas:
                 self._annotate_hubs(None)  # a restarted replica comes back labelled standby
                 continue
             before, self.active_hub = self.active_hub, name
-            port = self.hub_port if name == "hub" else self.hub_ports.get(name)
-            info = await healthz("127.0.0.1", port or 0, timeout=0.5) or {}
-            self._annotate_hubs(info.get("term"))
-            self.caption(f"failover: {name} is now the active hub (took over from {before}; term {info.get('term')})")
+            port = self.hub_port_of(name)
+            info = await healthz("127.0.0.1", port or 0, timeout=0.5) or HubHealth()
+            self._annotate_hubs(info.term)
+            self.caption(f"failover: {name} is now the active hub (took over from {before}; term {info.term})")
 
     async def _hub_fault(self, action: str, duration: float | None) -> str:
         sup = self.supervisor

@@ -256,7 +256,7 @@ class Run(Processes, Timeline, Replicas, Expect, Summary, RunFiles):
     def _loop_exception(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         """Stray errors of background tasks go to launcher.log, not over the live view."""
         exc = context.get("exception")
-        log.warning("%s: %r", context.get("message"), exc, exc_info=exc if log.isEnabledFor(logging.DEBUG) else None)
+        log.warning("%s: %r", context["message"], exc, exc_info=exc if log.isEnabledFor(logging.DEBUG) else None)
 
     @contextlib.contextmanager
     def _captured(self) -> Iterator[None]:

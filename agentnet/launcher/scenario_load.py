@@ -13,6 +13,7 @@ from pydantic import (
     BaseModel,
     ValidationError,
 )
+from pydantic_core import ErrorDetails
 
 from agentnet.agents.brains import BRAIN_NAMES, brain_options_schema
 
@@ -87,7 +88,8 @@ def _from_yaml_error(exc: YamlSourceError) -> ScenarioError:
 def _from_validation_error(exc: ValidationError, source: YamlSource) -> ScenarioError:
     found: list[tuple[KeyPath, str]] = []
     for error in exc.errors(include_url=False):
-        cause = error.get("ctx", {}).get("error")
+        # a validator's ValueError rides in ctx["error"] (pydantic sets ctx for value_error)
+        cause = error["ctx"]["error"] if error["type"] == "value_error" else None
         if isinstance(cause, _Issues):
             found.extend((issue.loc, _render(issue, source)) for issue in cause.issues)
         else:
@@ -98,30 +100,30 @@ def _from_validation_error(exc: ValidationError, source: YamlSource) -> Scenario
     return ScenarioError(first.path, first.line, first.key, first.message, more=tuple(rest))
 
 
-def _describe(error: Any, data: Any) -> tuple[KeyPath, str]:
+def _describe(error: ErrorDetails, data: Any) -> tuple[KeyPath, str]:
     """A pydantic error as (key path in the YAML data, one-line message)."""
     loc = _data_path(data, error["loc"])
     kind: str = error["type"]
-    ctx: dict[str, Any] = error.get("ctx", {})
-    value = error.get("input")
+    value = error["input"]
     if kind == "missing":
         return loc, "missing required key"
     if kind == "extra_forbidden":
         return loc, _unknown_key(str(loc[-1]), _allowed_keys(error["loc"][:-1]))
     if kind == "union_tag_invalid":
-        return (*loc, "action"), f"unknown action {ctx.get('tag')!r} (expected {ctx.get('expected_tags')})"
+        return (*loc, "action"), f"unknown action {error['ctx']['tag']!r} (expected {error['ctx']['expected_tags']})"
     if kind == "union_tag_not_found":
         return (*loc, "action"), "missing required key"
     if kind == "string_pattern_mismatch":
-        hint = _PATTERN_HINTS.get(ctx.get("pattern", ""), f"expected text matching {ctx.get('pattern')}")
+        pattern = error["ctx"]["pattern"]
+        hint = _PATTERN_HINTS.get(pattern, f"expected text matching {pattern}")
         return loc, f"{hint}, got {_got(value)}"
     if kind in ("model_type", "model_attributes_type", "dict_type"):
         return loc, f"expected a mapping, got {_got(value)}"
     if kind == "too_short":
-        return loc, f"expected at least {ctx.get('min_length')} item(s)"
+        return loc, f"expected at least {error['ctx']['min_length']} item(s)"
     bounds = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}
     if kind in bounds:
-        limit = next(iter(ctx.values()), "?")
+        limit = next(iter(error["ctx"].values()), "?")
         limit = f"{limit:g}" if isinstance(limit, float) else limit
         return loc, f"must be {bounds[kind]} {limit}, got {_got(value)}"
     message = str(error["msg"]).removeprefix("Value error, ").removeprefix("Assertion failed, ")

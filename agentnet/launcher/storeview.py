@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -87,10 +88,10 @@ class StoreView:
 
     def totals(self) -> tuple[int, int, int, int]:
         """(envelopes, acked receipts, dead-letter receipts, redeliveries)."""
-        receipts = dict(self.db.execute("SELECT status, COUNT(*) FROM receipts GROUP BY status").fetchall())
+        receipts = Counter(dict(self.db.execute("SELECT status, COUNT(*) FROM receipts GROUP BY status").fetchall()))
         posted = self.db.execute("SELECT COUNT(*) FROM envelopes").fetchone()[0]
         redelivered = self.db.execute("SELECT COALESCE(SUM(redelivered), 0) FROM cursors").fetchone()[0]
-        return posted, receipts.get("acked", 0), receipts.get("dead", 0), redelivered
+        return posted, receipts["acked"], receipts["dead"], redelivered
 
     def expected_pg(self) -> int:
         """Envelope x recipient pairs, counted by PostgreSQL itself (its JSON functions)."""

@@ -204,11 +204,11 @@ class Supervisor:
 
     def process(self, name: str) -> Process:
         """The process called `name`; SupervisorError naming the known ones if there is none."""
-        p = self.processes.get(name)
-        if p is None:
+        try:
+            return self.processes[name]
+        except KeyError:
             known = ", ".join(self.processes) or "none"
-            raise SupervisorError(f"no process named {name!r} (processes: {known})")
-        return p
+            raise SupervisorError(f"no process named {name!r} (processes: {known})") from None
 
     def status(self) -> list[dict[str, Any]]:
         return [p.info() for p in self.processes.values()]

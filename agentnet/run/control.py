@@ -37,6 +37,8 @@ import socket
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
 VERBS = ("kill", "stop", "pause", "resume", "disconnect", "restart", "restart-hub", "restart-all")
 CONTROL_FILE = "control.json"  # in the run directory: the socket's path and the launcher's pid
 SOCKET_NAME = "control.sock"
@@ -71,10 +73,39 @@ class ControlClientError(Exception):
     """No running launcher to talk to, or it refused the request. `str()` is one line."""
 
 
-def _launcher_alive(info: dict[str, Any]) -> bool:
-    pid = info.get("pid")
-    if not isinstance(pid, int):
-        return False
+class ControlInfo(BaseModel):
+    """`control.json` in a run directory: where the launcher's socket is, and who serves it."""
+
+    model_config = ConfigDict(extra="ignore")
+    socket: str
+    pid: int
+    started: float = 0.0
+
+
+class ControlReply(BaseModel):
+    """One response line of the control socket."""
+
+    model_config = ConfigDict(extra="allow")
+    ok: bool = False
+    message: str | None = None
+    error: str | None = None
+    status: dict[str, Any] | None = None
+
+
+class ControlRequest(BaseModel):
+    """One request line of the control socket (ops: act, post, status, ping)."""
+
+    model_config = ConfigDict(extra="ignore")
+    op: Any = None
+    verb: Any = None
+    target: Any = None
+    sender: Any = Field(default=None, alias="from")
+    to: Any = None
+    text: Any = None
+
+
+def _launcher_alive(info: ControlInfo) -> bool:
+    pid = info.pid
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -84,12 +115,12 @@ def _launcher_alive(info: dict[str, Any]) -> bool:
     return True
 
 
-def read_control_file(run_dir: Path) -> dict[str, Any] | None:
+def read_control_file(run_dir: Path) -> ControlInfo | None:
     try:
-        info = json.loads((run_dir / CONTROL_FILE).read_text())
-    except (OSError, ValueError):
+        info = ControlInfo.model_validate_json((run_dir / CONTROL_FILE).read_text())
+    except (OSError, ValueError, ValidationError):
         return None
-    return info if isinstance(info, dict) and _launcher_alive(info) else None
+    return info if _launcher_alive(info) else None
 
 
 def find_running(root: Path = RUNS_DIR) -> Path | None:
@@ -100,7 +131,7 @@ def find_running(root: Path = RUNS_DIR) -> Path | None:
     for run_dir in root.iterdir():
         info = read_control_file(run_dir)
         if info is not None:
-            started = float(info.get("started") or 0)
+            started = info.started
             if best is None or started > best[0]:
                 best = (started, run_dir)
     return best[1] if best else None
@@ -128,7 +159,7 @@ def request(run_dir: Path, payload: dict[str, Any], timeout: float = 60.0) -> di
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(timeout)
     try:
-        sock.connect(info["socket"])
+        sock.connect(info.socket)
         sock.sendall(json.dumps(payload).encode() + b"\n")
         data = b""
         while not data.endswith(b"\n"):
@@ -153,6 +184,14 @@ async def arequest(run_dir: Path, payload: dict[str, Any], timeout: float = 60.0
     return await asyncio.to_thread(request, run_dir, payload, timeout)
 
 
+def reply_of(answer: dict[str, Any]) -> ControlReply:
+    """The typed form of a raw control response (`request` keeps the raw one for `--json`)."""
+    try:
+        return ControlReply.model_validate(answer)
+    except ValidationError:
+        raise ControlClientError(f"the launcher answered something unexpected: {answer!r:.200}") from None
+
+
 class RemoteControls:
     """Controls carried to a running `agentnet up` over its control socket (`agentnet tui --run`)."""
 
@@ -161,18 +200,20 @@ class RemoteControls:
 
     async def act(self, verb: str, target: str | None) -> str:
         try:
-            reply = await arequest(self.run_dir, {"op": "act", "verb": verb, "target": target})
+            reply = reply_of(await arequest(self.run_dir, {"op": "act", "verb": verb, "target": target}))
         except Exception as exc:
             raise ControlError(f"the launcher is not reachable: {exc}") from None
-        if not reply.get("ok"):
-            raise ControlError(reply.get("error", "refused"))
-        return reply.get("message", "done")
+        if not reply.ok:
+            raise ControlError(reply.error if reply.error is not None else "refused")
+        return reply.message if reply.message is not None else "done"
 
     async def post(self, sender: str, recipients: list[str], text: str) -> str:
         try:
-            reply = await arequest(self.run_dir, {"op": "post", "from": sender, "to": recipients, "text": text})
+            reply = reply_of(
+                await arequest(self.run_dir, {"op": "post", "from": sender, "to": recipients, "text": text})
+            )
         except Exception as exc:
             raise ControlError(f"the launcher is not reachable: {exc}") from None
-        if not reply.get("ok"):
-            raise ControlError(reply.get("error", "refused"))
-        return reply.get("message", "posted")
+        if not reply.ok:
+            raise ControlError(reply.error if reply.error is not None else "refused")
+        return reply.message if reply.message is not None else "posted"

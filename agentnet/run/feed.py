@@ -28,8 +28,6 @@ def classify(frame: dict[str, Any]) -> FeedItem:
         return (kind, frame)
     if kind is None and "hub" in frame and "agents" in frame:
         return ("snapshot", frame)
-    if kind == "snapshot":
-        return ("snapshot", frame.get("snapshot", frame))
     raise ValueError(f"unknown feed frame kind {kind!r}")
 
 

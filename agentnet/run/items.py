@@ -45,6 +45,17 @@ class ProcessItem:
 
 
 @dataclass(frozen=True, slots=True)
+class ScheduledFault:
+    """One entry of the scenario's fault timeline, as the t = 0 caption carries it."""
+
+    __pydantic_config__ = _CONFIG
+
+    at: float = 0.0
+    action: str | None = None
+    target: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Caption:
     """A line of narration for the people watching (`kind: caption`)."""
 
@@ -53,7 +64,7 @@ class Caption:
     text: str = ""
     at: str | float | None = None  # an ISO time (the launcher) or epoch seconds (the dashboard)
     t0: bool = False  # this caption marks the scenario's t = 0 (the launcher's "ready" line) ...
-    faults: list[dict[str, Any]] = field(default_factory=list)  # ... and carries the fault timeline
+    faults: list[ScheduledFault] = field(default_factory=list)  # ... and carries the fault timeline
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,9 +139,10 @@ _ADAPTERS = {kind: TypeAdapter(cls) for kind, cls in ITEM_CLASSES.items()}
 def decode_item(kind: str, data: dict[str, Any]) -> LauncherItem:
     """A launcher item's payload as its dataclass. Raises EventError (a ValueError) if malformed or
     of a kind that is not a launcher item."""
-    adapter = _ADAPTERS.get(kind)
-    if adapter is None:
-        raise EventError(f"not a launcher item kind: {kind!r}")
+    try:
+        adapter = _ADAPTERS[kind]
+    except KeyError:
+        raise EventError(f"not a launcher item kind: {kind!r}") from None
     try:
         return adapter.validate_python(data)
     except ValidationError as exc:

@@ -20,9 +20,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Literal
 
 import orjson
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from agentnet.protocol.events import EnvelopeView, EventError, WalAppend, decode_event
 from agentnet.run.items import FeedItem
@@ -102,6 +103,19 @@ class RecordingWriter:
         self.close()
 
 
+class _Header(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    kind: Literal["recording"]
+    version: Any = None
+
+
+class _Line(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    t: float = 0.0
+    kind: str
+    data: Any
+
+
 class RecordingReader:
     """A recording loaded in memory, with seeks by index, time and channel seq."""
 
@@ -116,20 +130,26 @@ class RecordingReader:
                 header = orjson.loads(first)
             except orjson.JSONDecodeError as exc:
                 raise RecordingError(f"{self.path}: not a recording (bad header)") from exc
-            if not isinstance(header, dict) or header.get("kind") != "recording":
-                raise RecordingError(f"{self.path}: not a recording (no header line)")
-            if header.get("version") != RECORDING_VERSION:
-                raise RecordingError(f"{self.path}: unsupported recording version {header.get('version')}")
+            try:
+                head = _Header.model_validate(header)
+            except ValidationError:
+                raise RecordingError(f"{self.path}: not a recording (no header line)") from None
+            if head.version != RECORDING_VERSION:
+                raise RecordingError(f"{self.path}: unsupported recording version {head.version}")
             self.header = header
             for raw in handle:
                 if not raw.strip():
                     continue
                 try:
-                    line = orjson.loads(raw)
-                except orjson.JSONDecodeError:
+                    line = _Line.model_validate_json(raw)
+                except ValidationError as exc:
+                    if exc.errors()[0]["type"] != "json_invalid":
+                        raise RecordingError(
+                            f"{self.path}: line {len(self.items) + 2} is not a recorded item"
+                        ) from None
                     self.truncated = True  # only the last line can be cut short; stop there
                     break
-                self.items.append(RecordedItem(len(self.items), float(line.get("t", 0.0)), line["kind"], line["data"]))
+                self.items.append(RecordedItem(len(self.items), line.t, line.kind, line.data))
         self._times = [item.t for item in self.items]
 
     def __len__(self) -> int:

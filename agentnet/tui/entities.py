@@ -8,6 +8,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from pydantic import BaseModel, ConfigDict, StrictStr, ValidationError
+
 from agentnet.protocol.events import ChannelView, EnvelopeView
 from agentnet.protocol.ids import parse_time
 from agentnet.protocol.vocab import RUNNING_STATES, CloseCode
@@ -44,6 +46,18 @@ class ProcessInfo:
         return max(0.0, now - self.started_at)
 
 
+class _PassportMeta(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    via: StrictStr | None = None
+
+
+class _PassportVia(BaseModel):
+    """The part of a passport the dashboard reads: `meta.via`, the adapter an agent came through."""
+
+    model_config = ConfigDict(extra="ignore")
+    meta: _PassportMeta = _PassportMeta()
+
+
 @dataclass(slots=True, eq=False)
 class AgentInfo:
     """One agent identity on the hub and its current connection."""
@@ -64,9 +78,11 @@ class AgentInfo:
     @property
     def via(self) -> str | None:
         """The protocol adapter it came through (`passport.meta["via"]`: "ag2", "autogen"), None if native."""
-        meta = self.passport.get("meta") if isinstance(self.passport, dict) else None
-        via = meta.get("via") if isinstance(meta, dict) else None
-        return via if isinstance(via, str) and via else None
+        try:
+            via = _PassportVia.model_validate(self.passport).meta.via
+        except ValidationError:  # no passport, or one whose meta is not a mapping
+            return None
+        return via or None
 
     @property
     def connection(self) -> str:

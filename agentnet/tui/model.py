@@ -358,9 +358,7 @@ class DashboardModel:
                 self.agents[name].latency_ms = ms
 
     def _on_channel(self, data: ChannelView, closed: bool, at: float | None) -> None:
-        channel = self.channels.get(data.channel_id)
-        if channel is None:
-            channel = self.channels[data.channel_id] = ChannelInfo(data.channel_id)
+        channel = self._channel(data.channel_id)
         channel.update(data)
         for name in channel.participants:
             self._lane(name)
@@ -375,9 +373,7 @@ class DashboardModel:
 
     def _on_wal_append(self, envelope: EnvelopeView, at: float | None) -> None:
         channel_id = envelope.channel_id
-        channel = self.channels.get(channel_id)
-        if channel is None:
-            channel = self.channels[channel_id] = ChannelInfo(channel_id)
+        channel = self._channel(channel_id)
         seq = envelope.seq
         if seq > channel.head_seq:
             channel.head_seq = seq
@@ -415,12 +411,23 @@ class DashboardModel:
             Arrow(self._next_serial(), at, kind, src, dst, channel_id, seq, envelope_id, attempt, detail)
         )
 
+    def _channel(self, channel_id: str) -> ChannelInfo:
+        channel = self.channels.get(channel_id)
+        if channel is None:
+            channel = self.channels[channel_id] = ChannelInfo(channel_id)
+        return channel
+
     def _cursor(self, recipient: str, channel_id: str) -> CursorInfo:
         key = (recipient, channel_id)
         cursor = self.cursors.get(key)
         if cursor is None:
             cursor = self.cursors[key] = CursorInfo(recipient, channel_id)
         return cursor
+
+    def _mark(self, channel_id: str, seq: int, recipient: str) -> Mark | None:
+        """`recipient`'s delivery mark on the envelope at (channel, seq), if the dashboard holds that row."""
+        row = self._by_key.get((channel_id, seq))
+        return row.mark(recipient) if row is not None else None
 
     def _on_deliver(self, event: Deliver, at: float | None) -> None:
         recipient, channel_id, seq, attempt = event.recipient, event.channel_id, event.seq, event.attempt
@@ -446,9 +453,8 @@ class DashboardModel:
 
     def _on_ack(self, event: Ack, at: float | None) -> None:
         recipient, channel_id, seq = event.recipient, event.channel_id, event.seq
-        row = self._by_key.get((channel_id, seq))
-        if row is not None:
-            mark = row.mark(recipient)
+        mark = self._mark(channel_id, seq, recipient)
+        if mark is not None:
             mark.state = "acked"
             mark.note(at, "acked")
         cursor = self._cursor(recipient, channel_id)
@@ -458,9 +464,8 @@ class DashboardModel:
 
     def _on_nack(self, event: Nack, at: float | None) -> None:
         recipient, channel_id, seq, reason = event.recipient, event.channel_id, event.seq, event.reason
-        row = self._by_key.get((channel_id, seq))
-        if row is not None:
-            mark = row.mark(recipient)
+        mark = self._mark(channel_id, seq, recipient)
+        if mark is not None:
             if mark.state != "acked":
                 mark.state = "nacked"
             mark.note(at, "nacked", reason)
@@ -506,9 +511,8 @@ class DashboardModel:
     def _on_dead_letter(self, event: DeadLetter, at: float | None) -> None:
         recipient, channel_id, seq, reason = event.recipient, event.channel_id, event.seq, event.reason
         attempts = event.attempts
-        row = self._by_key.get((channel_id, seq))
-        if row is not None:
-            mark = row.mark(recipient)
+        mark = self._mark(channel_id, seq, recipient)
+        if mark is not None:
             mark.state = "dead"
             mark.note(at, "dead-lettered", f"after {attempts} attempts: {reason}")
         cursor = self._cursor(recipient, channel_id)
@@ -551,11 +555,7 @@ class DashboardModel:
                 when = self._tick(parse_time(at))
                 if t0 and when is not None:  # the launcher's t = 0, with the scenario's fault timeline
                     self.t0 = when
-                    self.schedule = [
-                        (float(f.get("at", 0)), " ".join(str(p) for p in (f.get("action"), f.get("target")) if p))
-                        for f in faults
-                        if isinstance(f, dict)
-                    ]
+                    self.schedule = [(f.at, " ".join(p for p in (f.action, f.target) if p)) for f in faults]
                 self.captions.append((when, text))
                 if len(self.captions) > 200:
                     del self.captions[0]
