@@ -239,7 +239,9 @@ def test_pg_leadership_is_a_fence(pg_url: str) -> None:
         a, _, ch = h.pair()
         # the first hub's session is ended from outside (what a lease expiry or a lost network does)
         with psycopg.connect(pg_url, autocommit=True) as admin:
-            admin.execute("SELECT pg_terminate_backend(%s)", (first._db.pgconn.backend_pid,))
+            # with a timeout it returns once the backend has exited (and so released its lock), not
+            # when the signal is sent: without it the next line raced the backend's exit
+            admin.execute("SELECT pg_terminate_backend(%s, 10000)", (first._db.pgconn.backend_pid,))
         assert second.try_lead("ws://b/v1")
         assert second.after_crash
         assert (first.term, second.term) == (1, 2)  # each leadership is a new term
