@@ -16,7 +16,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import ClassVar
 
-from rich.text import Text
 from textual import on, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
@@ -38,7 +37,7 @@ from agentnet.tui.controls import (
 )
 from agentnet.tui.diagram import to_mermaid
 from agentnet.tui.hints import LOG_KEY, OTHER_KEYS, PLAYBACK_KEYS, POST_KEY, after_control
-from agentnet.tui.model import DashboardModel, EnvelopeRow, WalFilter, format_clock, sparkline_text
+from agentnet.tui.model import DashboardModel, EnvelopeRow, WalFilter
 from agentnet.tui.playback import PlaybackController
 from agentnet.tui.procstats import ProcessSampler
 from agentnet.tui.screens import (
@@ -49,7 +48,7 @@ from agentnet.tui.screens import (
     ProcessLogScreen,
     PromptScreen,
 )
-from agentnet.tui.widgets.lines import TextLine
+from agentnet.tui.widgets.bars import CaptionBar, CursorDetail, PlaybackBar, StatusBar
 from agentnet.tui.widgets.streams import LadderView, LogView, StreamView, WalView
 from agentnet.tui.widgets.tables import ChannelTable, CursorTable, ProcessTable
 
@@ -204,8 +203,8 @@ class DashboardApp(App[str | None]):
     # ------------------------------------------------------------------ layout
 
     def compose(self) -> ComposeResult:
-        yield TextLine(id="status")
-        yield TextLine(id="caption")
+        yield StatusBar(mode=self.mode, run_name=self.run_name, recording=self.recording_path is not None, id="status")
+        yield CaptionBar(description=self.run_description, id="caption")
         with TabbedContent(id="tabs", initial="overview"):
             with TabPane("Overview", id="overview"):
                 yield ProcessTable(id="processes")
@@ -213,8 +212,7 @@ class DashboardApp(App[str | None]):
                     yield ChannelTable(id="channels")
                     with Vertical(id="cursor-pane"):
                         yield CursorTable(id="cursors")
-                        yield TextLine(id="cursor-detail")
-                        yield TextLine(id="lag-spark")
+                        yield CursorDetail(id="cursor-explain")
                 with Horizontal(id="row-c"):
                     with Vertical(id="wal-pane"):
                         yield FilterInput(
@@ -226,7 +224,7 @@ class DashboardApp(App[str | None]):
             with TabPane("Sequence", id="sequence"):
                 yield LadderView(id="ladder")
         if self.playback is not None:
-            yield TextLine(id="playback-bar")
+            yield PlaybackBar(self.playback, id="playback-bar")
         yield Footer(compact=True)
 
     @property
@@ -326,10 +324,12 @@ class DashboardApp(App[str | None]):
         now = self.now()
         self._synced_version = model.version
         with self.batch_update():
-            self.main.query_one("#status", TextLine).set(self._status_text(now))
-            self.main.query_one("#caption", TextLine).set(self._caption_text())
+            status = self.main.query_one("#status", StatusBar)
+            status.target = self.selected_process
+            status.sync(model, now)
+            self.main.query_one("#caption", CaptionBar).sync(model)
             if self.playback is not None:
-                self.main.query_one("#playback-bar", TextLine).set(self._playback_text())
+                self.main.query_one("#playback-bar", PlaybackBar).sync()
             if self.main.query_one("#tabs", TabbedContent).active == "sequence":
                 ladder = self.main.query_one("#ladder", LadderView)
                 ladder.channel_id = self.selected_channel
@@ -350,34 +350,9 @@ class DashboardApp(App[str | None]):
                 self.screen.refresh_content()
 
     def _sync_cursor_detail(self, model: DashboardModel, now: float) -> None:
-        """Under the cursors table: the selected cursor (when that table has focus) or the first
-        stuck one, explained in words, and its lag sparkline."""
-        selected = self.selected_cursor if self.selected_cursor in model.cursors else None
-        stuck = model.stuck_cursors(now)
-        if selected is not None and (self.main.query_one("#cursors").has_focus or not stuck):
-            key: tuple[str, str] | None = selected
-        else:
-            key = stuck[0][0] if stuck else None
-        lines = Text()
-        if key is None:
-            lines.append("every cursor is moving", style="green")
-        elif why := model.explain_cursor(key, now):
-            lines.append("⚠ ", style="bold red")
-            lines.append(f"[{key[1]}] {why}")
-            if len(stuck) > 1:
-                lines.append(f"  (+{len(stuck) - 1} more stuck)", style="dim")
-        else:
-            cursor = model.cursors[key]
-            lines.append(f"{key[0]} in {key[1]}: ", style="bold")
-            lines.append(f"floor {cursor.ack_floor}, {cursor.inflight} in flight, lag {cursor.lag}", style="green")
-        self.main.query_one("#cursor-detail", TextLine).set(lines)
-        spark = Text(no_wrap=True, overflow="ellipsis")
-        if key is not None:
-            series = model.lag_series(key, now, 30)
-            spark.append(f"lag of {key[0]} in {key[1]}, 30 s ", style="dim")
-            spark.append(sparkline_text(series), style="yellow")
-            spark.append(f" now {series[-1]:.0f}, max {max(series):.0f}", style="dim")
-        self.main.query_one("#lag-spark", TextLine).set(spark)
+        self.main.query_one("#cursor-explain", CursorDetail).sync(
+            model, now, self.selected_cursor, table_focused=self.main.query_one("#cursors").has_focus
+        )
 
     @property
     def run_name(self) -> str:
@@ -388,74 +363,6 @@ class DashboardApp(App[str | None]):
     def run_description(self) -> str:
         parts = self.run_title.split(" — ", 1)
         return parts[1] if len(parts) > 1 else ""
-
-    def _status_text(self, now: float) -> Text:
-        """What the keys act on and where the run is, first; the rest as room allows."""
-        model = self.model
-        text = Text(no_wrap=True, overflow="ellipsis")
-        if self.mode == "live":
-            text.append(" LIVE ", style="bold black on green")
-            text.append(f" target: {self.selected_process or '—'} ", style="bold reverse")
-        elif self.mode == "read-only":
-            text.append(" READ-ONLY ", style="bold black on yellow")
-        else:
-            text.append(" PLAYBACK ", style="bold white on magenta")
-        t = model.scenario_t(now)
-        if t is not None:
-            text.append(f"  t {t:.1f} s", style="bold")
-            upcoming = model.next_fault(now)
-            if upcoming is not None:
-                text.append(f"  next: {upcoming[1]} at {upcoming[0]:g} s", style="bold yellow")
-            elif model.schedule:
-                text.append("  faults done", style="dim")
-        else:
-            text.append(f"  {format_clock(now)} UTC")
-        if model.dropped_total or model.missed_total:
-            text.append(f"  lost {model.dropped_total + model.missed_total}", style="bold red")
-        text.append(f"  {model.event_rate.rate(now):.0f} ev/s", style="green")
-        if self._writer is not None:
-            text.append("  ● REC", style="bold red")
-        text.append(f"  {self.run_name}", style="bold")
-        if self.mode == "read-only":
-            text.append("  controls off", style="yellow")
-        elif self.mode == "playback":
-            text.append("  no side effects", style="magenta")
-        text.append(f"  {model.events_total} events", style="dim")
-        hub = model.hub
-        if hub.hub_id:
-            text.append(f"  hub {hub.hub_id}", style="cyan")
-            if hub.store:
-                text.append(f" ({hub.store})", style="dim")
-        return text
-
-    def _caption_text(self) -> Text:
-        model = self.model
-        if model.captions:
-            at, caption = model.captions[-1]
-            text = Text(no_wrap=True, overflow="ellipsis")
-            text.append(" ▌ ", style="bold cyan")
-            text.append(caption, style="bold")
-            text.append(f"   {format_clock(at)}", style="dim")
-            return text
-        if self.run_description:
-            return Text(f" {self.run_description}", style="dim", no_wrap=True, overflow="ellipsis")
-        return Text(" ? help · tab next pane · 1/2 overview/sequence · enter inspect · ctrl+p commands", style="dim")
-
-    def _playback_text(self) -> Text:
-        controller = self.playback
-        assert controller is not None
-        total = len(controller)
-        position = controller.position
-        duration = controller.reader.duration
-        width = 24
-        filled = int(width * position / total) if total else 0
-        text = Text(no_wrap=True, overflow="ellipsis")
-        state = "▶ playing" if controller.playing else "⏸ paused"
-        text.append(f" {state} {controller.speed:g}x ", style="bold white on magenta")
-        text.append(f"  item {position}/{total}  t {controller.current_t:.3f} / {duration:.3f} s  ")
-        text.append("━" * filled, style="magenta")
-        text.append("─" * (width - filled), style="dim")
-        return text
 
     # ------------------------------------------------------------------ selection
 

@@ -438,10 +438,13 @@ async def test_compact_layout_keeps_the_wal_stream_and_the_event_log_on_screen()
         assert "WAL stream" in text and "event log" in text
         footer = text.splitlines()[-1]
         assert "? help" in footer and "q quit" in footer and "t target" in footer
+        assert not app.query_one("#cursor-explain").display  # the cursor explanation gives way
     app, feed, _ = live_app()
     async with app.run_test(size=(160, 45)) as pilot:
         await settle(app, pilot, feed)
         assert not app.main.has_class("-compact")
+        explain = app.query_one("#cursor-explain")
+        assert explain.display and explain.region.height == 4  # three lines of explanation, one sparkline
 
 
 async def test_z_maximizes_the_focused_pane_itself() -> None:
