@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 from ..records import ChannelRecord, CommitBatch, Cursor, EnvRecord, LoadedState
 
@@ -41,6 +41,28 @@ class Store(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+def load_sql_state(db: Any, hub_id: str, head_seqs: dict[str, int], *, after_crash: bool) -> LoadedState:
+    """`load()` for the SQL stores: one schema, so one set of queries. `db` is a DB-API connection
+    whose `execute()` returns a cursor (sqlite3's and psycopg's both do); the heads are the store's own
+    query (each engine plans that one best its own way)."""
+    finished = db.execute(
+        "SELECT r.recipient, r.channel_id, r.seq FROM receipts r JOIN cursors c"
+        " ON c.recipient = r.recipient AND c.channel_id = r.channel_id WHERE r.seq > c.ack_floor"
+    ).fetchall()
+    return build_state(
+        hub_id,
+        db.execute("SELECT name, agent_id, role, passport, registered_at FROM agents").fetchall(),
+        db.execute(
+            "SELECT channel_id, type, topic, creator, participants, created_at, knobs, state,"
+            " closed_at, close_reason, rule_state FROM channels ORDER BY created_at"
+        ).fetchall(),
+        head_seqs,
+        db.execute("SELECT recipient, channel_id, ack_floor, delivered_seq, redelivered, dead FROM cursors").fetchall(),
+        finished,
+        after_crash=after_crash,
+    )
 
 
 def build_state(

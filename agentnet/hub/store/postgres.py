@@ -34,7 +34,7 @@ import orjson
 from agentnet.protocol import ids
 
 from ..records import ChannelRecord, CommitBatch, Cursor, EnvRecord, LoadedState
-from .base import ENVELOPE_COLUMNS, StoreError, build_state, channel_record, cursor_record, envelope_record
+from .base import ENVELOPE_COLUMNS, StoreError, channel_record, cursor_record, envelope_record, load_sql_state
 
 SCHEMA_VERSION = 1
 LOCK_CLASS = 0x616E  # "an": the advisory lock's first key; the second is derived from the schema
@@ -299,24 +299,7 @@ class PgStore:
                 )
                 if head is not None
             }
-            finished = db.execute(
-                "SELECT r.recipient, r.channel_id, r.seq FROM receipts r JOIN cursors c"
-                " ON c.recipient = r.recipient AND c.channel_id = r.channel_id WHERE r.seq > c.ack_floor"
-            ).fetchall()
-            return build_state(
-                self.hub_id,
-                db.execute("SELECT name, agent_id, role, passport, registered_at FROM agents").fetchall(),
-                db.execute(
-                    "SELECT channel_id, type, topic, creator, participants, created_at, knobs, state,"
-                    " closed_at, close_reason, rule_state FROM channels ORDER BY created_at"
-                ).fetchall(),
-                heads,
-                db.execute(
-                    "SELECT recipient, channel_id, ack_floor, delivered_seq, redelivered, dead FROM cursors"
-                ).fetchall(),
-                finished,
-                after_crash=self.after_crash,
-            )
+            return load_sql_state(db, self.hub_id, heads, after_crash=self.after_crash)
         except self._psycopg.Error as exc:
             raise StoreError(f"load failed: {_one_line(exc)}") from None
 

@@ -20,7 +20,7 @@ from agentnet.child import crashpoint
 from agentnet.protocol import ids
 
 from ..records import ChannelRecord, CommitBatch, Cursor, EnvRecord, LoadedState
-from .base import ENVELOPE_COLUMNS, StoreError, build_state, channel_record, cursor_record, envelope_record
+from .base import ENVELOPE_COLUMNS, StoreError, channel_record, cursor_record, envelope_record, load_sql_state
 
 SCHEMA_VERSION = 1
 
@@ -115,24 +115,7 @@ class SqliteStore:
     def load(self) -> LoadedState:
         db = self._db
         heads = dict(db.execute("SELECT channel_id, MAX(seq) FROM envelopes GROUP BY channel_id"))
-        finished = db.execute(
-            "SELECT r.recipient, r.channel_id, r.seq FROM receipts r JOIN cursors c"
-            " ON c.recipient = r.recipient AND c.channel_id = r.channel_id WHERE r.seq > c.ack_floor"
-        ).fetchall()
-        return build_state(
-            self.hub_id,
-            db.execute("SELECT name, agent_id, role, passport, registered_at FROM agents").fetchall(),
-            db.execute(
-                "SELECT channel_id, type, topic, creator, participants, created_at, knobs, state,"
-                " closed_at, close_reason, rule_state FROM channels ORDER BY created_at"
-            ).fetchall(),
-            heads,
-            db.execute(
-                "SELECT recipient, channel_id, ack_floor, delivered_seq, redelivered, dead FROM cursors"
-            ).fetchall(),
-            finished,
-            after_crash=self.after_crash,
-        )
+        return load_sql_state(db, self.hub_id, heads, after_crash=self.after_crash)
 
     def commit(self, batch: CommitBatch) -> None:
         import orjson
