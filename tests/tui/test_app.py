@@ -438,11 +438,13 @@ async def test_compact_layout_keeps_the_wal_stream_and_the_event_log_on_screen()
         assert "WAL stream" in text and "event log" in text
         footer = text.splitlines()[-1]
         assert "? help" in footer and "q quit" in footer and "t target" in footer
+        assert "w post l log" in footer and "…" not in footer  # the labels fit whole at 80 columns
         assert not app.query_one("#cursor-explain").display  # the cursor explanation gives way
     app, feed, _ = live_app()
     async with app.run_test(size=(160, 45)) as pilot:
         await settle(app, pilot, feed)
         assert not app.main.has_class("-compact")
+        assert "f follow / filter" in screen_text(app).splitlines()[-1]  # wide: every footer key
         explain = app.query_one("#cursor-explain")
         assert explain.display and explain.region.height == 4  # three lines of explanation, one sparkline
 
