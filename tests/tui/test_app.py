@@ -59,10 +59,10 @@ async def test_every_control_key_reaches_the_launcher_and_the_pane_shows_the_new
             ("p", "bob", False, ("pause", "bob"), ("bob", "state", "paused")),
             ("p", "bob", False, ("resume", "bob"), ("bob", "state", "ready")),
             ("s", "alice", False, ("stop", "alice"), ("alice", "state", "stopped")),
-            ("r", "alice", False, ("restart", "alice"), ("alice", "restarts", "1")),
+            ("r", "alice", False, ("restart", "alice"), ("alice", "restarts", "0+1 you")),
             ("k", "carol", True, ("kill", "carol"), ("carol", "state", "killed")),
-            ("H", None, True, ("restart-hub", None), ("hub", "restarts", "1")),
-            ("R", None, True, ("restart-all", None), ("carol", "restarts", "1")),
+            ("H", None, True, ("restart-hub", None), ("hub", "restarts", "0+1 you")),
+            ("R", None, True, ("restart-all", None), ("carol", "restarts", "0+1 you")),
         ]
         for key, target, confirm, call, (row, column, shown) in steps:
             if target is not None:
