@@ -241,6 +241,13 @@ def print_summary(console: Console, summary: RunSummary) -> None:
         f" · redelivered {c.redelivered} · dead-lettered {c.dead_lettered}"
         f" · duplicates suppressed {c.duplicates_suppressed}"
     )
+    if c.duplicates_suppressed:
+        # not a subset of `redelivered`: a turn resumed after a reconnect, or a repeated post the hub
+        # answered with the earlier envelope, is suppressed without any redelivery
+        say(
+            "              (suppressed: work an agent had already done and did not repeat — after a"
+            " redelivery, a resumed turn or a repeated post)"
+        )
     for ch in summary.channels:
         why = f" ({ch.close_reason})" if ch.close_reason else ""
         others = [p for p in ch.participants if p != ch.creator]

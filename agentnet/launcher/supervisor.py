@@ -118,6 +118,7 @@ class Process:
     reason: str = "not started"
     pid: int | None = None
     restarts: int = 0  # automatic restarts (the policy's count)
+    operator_restarts: int = 0  # restarts the operator asked for (not counted by the policy)
     started_at: float | None = None
     last_restart_at: float | None = None
     exit_code: int | None = None
@@ -155,6 +156,7 @@ class Process:
             "state": str(self.state),
             "reason": self.reason,
             "restarts": self.restarts,
+            "operator_restarts": self.operator_restarts,
             "started_at": utc_iso(self.started_at) if self.started_at else None,
             "last_restart_at": utc_iso(self.last_restart_at) if self.last_restart_at else None,
             "exit_code": self.exit_code,
@@ -464,6 +466,7 @@ class Supervisor:
         if p.alive:
             await self._terminate(p, "restart", "restarting")
         p.last_restart_at = time.time()
+        p.operator_restarts += 1
         return await self.start(name, reason=reason)
 
     async def _terminate(self, p: Process, intent: str, reason: str, timeout: float | None = None) -> None:

@@ -37,7 +37,8 @@ class ProcessItem:
     pid: int | None = None
     state: str = ProcState.PENDING
     reason: str = ""
-    restarts: int = 0
+    restarts: int = 0  # automatic restarts (the policy's count)
+    operator_restarts: int = 0  # restarts the operator asked for
     started_at: str | None = None
     last_restart_at: str | None = None
     exit_code: int | None = None

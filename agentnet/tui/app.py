@@ -22,7 +22,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Input, TabbedContent, TabPane
+from textual.widgets import DataTable, Input, TabbedContent, TabPane
 
 from agentnet.run.items import FeedItem
 from agentnet.run.recording import RecordingReader, RecordingWriter
@@ -48,7 +48,7 @@ from agentnet.tui.screens import (
     ProcessLogScreen,
     PromptScreen,
 )
-from agentnet.tui.widgets.bars import CaptionBar, CursorDetail, PlaybackBar, StatusBar
+from agentnet.tui.widgets.bars import CaptionBar, CursorDetail, KeysFooter, PlaybackBar, StatusBar
 from agentnet.tui.widgets.streams import LadderView, LogView, StreamView, WalView
 from agentnet.tui.widgets.tables import ChannelTable, CursorTable, ProcessTable
 
@@ -225,7 +225,7 @@ class DashboardApp(App[str | None]):
                 yield LadderView(id="ladder")
         if self.playback is not None:
             yield PlaybackBar(self.playback, id="playback-bar")
-        yield Footer(compact=True)
+        yield KeysFooter()
 
     @property
     def main(self) -> Screen:
@@ -261,6 +261,7 @@ class DashboardApp(App[str | None]):
         width, height = self.size
         compact = width < self.COMPACT_BELOW[0] or height < self.COMPACT_BELOW[1]
         self.main.set_class(compact, "-compact")
+        self.query_one(KeysFooter).set_width(width)
 
     def on_unmount(self) -> None:
         if self._writer is not None:

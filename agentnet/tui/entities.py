@@ -31,7 +31,8 @@ class ProcessInfo:
     pid: int | None = None
     state: str = "pending"
     reason: str = ""
-    restarts: int = 0
+    restarts: int = 0  # automatic (the policy's count)
+    operator_restarts: int = 0  # asked for by the operator
     started_at: float | None = None
     last_restart_at: float | None = None
     exit_code: int | None = None

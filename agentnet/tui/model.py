@@ -612,6 +612,7 @@ class DashboardModel:
         proc.state = item.state
         proc.reason = item.reason
         proc.restarts = item.restarts
+        proc.operator_restarts = item.operator_restarts
         proc.started_at = parse_time(item.started_at)
         proc.last_restart_at = parse_time(item.last_restart_at)
         proc.exit_code = item.exit_code

@@ -234,14 +234,17 @@ CONCEPTS = """
 ## Reading the panes
 
 * **Processes** — what the launcher runs (state, pid, CPU, RSS, uptime, restarts and how long ago the
-  last one was) and each agent's connection to the hub (connected, disconnected, superseded; ping).
+  last one was; `1+2 you` is 1 automatic restart by the restart policy and 2 you asked for) and each
+  agent's connection to the hub (connected, disconnected, superseded; ping).
 * **Channels** — head seq is the last sequence number appended to the channel's WAL; the sparkline is
   envelopes per second over the last 30 s of event time. Select a row to focus the WAL stream and the
   sequence diagram on that channel; `(all)` shows every channel.
 * **Cursors** — per recipient and channel: *deliv* is the highest seq delivered, *floor* the ack floor
-  (everything up to it is acked), *in flight* the delivered-but-unacked count (and the oldest one's
-  age), *lag* how far the floor is behind the head, *redeliv* redeliveries, *dead* dead letters. A
-  cursor that is not moving is marked ⚠ and explained in words under the table.
+  (everything up to it is acked, or skipped: a sender's own envelopes are never delivered to it, so
+  a sender's deliv shows `—` or `≤floor` rather than a number below its floor), *in flight* the
+  delivered-but-unacked count (and the oldest one's age), *lag* how far the floor is behind the head,
+  *redeliv* redeliveries, *dead* dead letters. A cursor that is not moving is marked ⚠ and explained
+  in words under the table.
 * **WAL stream** — every envelope, with a delivery mark per recipient:
   `·` not delivered yet, `→` delivered, `✓` acked, `✗` nacked, `†` dead-lettered, `↻N` redelivered N
   times. Follow mode keeps the newest in view; scrolling up pauses it and counts what is new.

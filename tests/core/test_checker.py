@@ -373,3 +373,19 @@ def test_a_missing_store_is_an_error(run: RunDir) -> None:
     (root / "hub.sqlite3").unlink()
     with pytest.raises(CheckError, match=r"store .* is missing"):
         check_run(root)
+
+
+def test_the_summary_says_what_duplicates_suppressed_means() -> None:
+    import io
+
+    from rich.console import Console
+
+    from agentnet.launcher.headless import print_summary
+    from agentnet.launcher.report import Counts, RunSummary
+
+    out = io.StringIO()
+    counts = Counts(posted=3, delivered=3, acked=3, duplicates_suppressed=1)
+    print_summary(Console(file=out, width=200), RunSummary("s", "/tmp/run", "passed", 1.0, counts=counts))
+    text = out.getvalue()
+    assert "redelivered 0 · dead-lettered 0 · duplicates suppressed 1" in text
+    assert "(suppressed: work an agent had already done and did not repeat" in text

@@ -257,6 +257,7 @@ async def test_restart_is_not_counted_and_starts_a_stopped_process(h: Harness) -
     await h.sup.wait_ready("a", 10)
     assert p.pid != first and not alive(first)
     assert p.restarts == 0 and p.last_restart_at is not None
+    assert p.operator_restarts == 1 and p.info()["operator_restarts"] == 1  # the dashboard shows `0+1 you`
     assert p.reason == "healthy"
     await h.sup.stop("a")
     p = await h.sup.restart("a")  # restart also starts what is not running

@@ -51,6 +51,7 @@ class FakeLauncher:
                 "state": state,
                 "reason": reason,
                 "restarts": proc["restarts"],
+                "operator_restarts": proc.get("operator_restarts", 0),
                 "started_at": iso(proc["started_at"]) if running else None,
                 "last_restart_at": iso(proc["last_restart_at"]) if proc.get("last_restart_at") else None,
                 "exit_code": exit_code,
@@ -62,10 +63,10 @@ class FakeLauncher:
 
     def _restart(self, name: str) -> None:
         proc = self.processes[name]
-        proc["restarts"] += 1
+        proc["operator_restarts"] = proc.get("operator_restarts", 0) + 1  # the policy's count stays
         proc["pid"] += 100
         proc["started_at"] = proc["last_restart_at"] = self.t
-        self._report(name, "starting", f"restart {proc['restarts']}")
+        self._report(name, "starting", "restarted by the operator")
         self._report(name, "ready")
 
     async def act(self, verb: str, target: str | None) -> str:

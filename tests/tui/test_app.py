@@ -59,10 +59,10 @@ async def test_every_control_key_reaches_the_launcher_and_the_pane_shows_the_new
             ("p", "bob", False, ("pause", "bob"), ("bob", "state", "paused")),
             ("p", "bob", False, ("resume", "bob"), ("bob", "state", "ready")),
             ("s", "alice", False, ("stop", "alice"), ("alice", "state", "stopped")),
-            ("r", "alice", False, ("restart", "alice"), ("alice", "restarts", "1")),
+            ("r", "alice", False, ("restart", "alice"), ("alice", "restarts", "0+1 you")),
             ("k", "carol", True, ("kill", "carol"), ("carol", "state", "killed")),
-            ("H", None, True, ("restart-hub", None), ("hub", "restarts", "1")),
-            ("R", None, True, ("restart-all", None), ("carol", "restarts", "1")),
+            ("H", None, True, ("restart-hub", None), ("hub", "restarts", "0+1 you")),
+            ("R", None, True, ("restart-all", None), ("carol", "restarts", "0+1 you")),
         ]
         for key, target, confirm, call, (row, column, shown) in steps:
             if target is not None:
@@ -438,11 +438,13 @@ async def test_compact_layout_keeps_the_wal_stream_and_the_event_log_on_screen()
         assert "WAL stream" in text and "event log" in text
         footer = text.splitlines()[-1]
         assert "? help" in footer and "q quit" in footer and "t target" in footer
+        assert "w post l log" in footer and "…" not in footer  # the labels fit whole at 80 columns
         assert not app.query_one("#cursor-explain").display  # the cursor explanation gives way
     app, feed, _ = live_app()
     async with app.run_test(size=(160, 45)) as pilot:
         await settle(app, pilot, feed)
         assert not app.main.has_class("-compact")
+        assert "f follow / filter" in screen_text(app).splitlines()[-1]  # wide: every footer key
         explain = app.query_one("#cursor-explain")
         assert explain.display and explain.region.height == 4  # three lines of explanation, one sparkline
 

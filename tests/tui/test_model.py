@@ -393,3 +393,13 @@ def test_a_hub_takeover_is_a_row_across_the_sequence_diagram() -> None:
     selection = model.select_arrows("ch-any")
     assert [selection[i] for i in range(len(selection))] == [arrow]  # shown whichever channel is selected
     assert "Note over hub: hub takeover: hub-2 is now the active hub" in to_mermaid(model, None)
+
+
+def test_restarts_and_delivered_cells_read_sensibly() -> None:
+    from agentnet.tui.widgets.tables import delivered_text, restarts_text
+
+    assert restarts_text(0, 0) == "0" and restarts_text(2, 0) == "2"
+    assert restarts_text(0, 1) == "0+1 you"  # an operator restart beside `last restart 6 s ago`
+    assert delivered_text(3, 5).plain == "5"
+    assert delivered_text(1202, 1).plain == "≤1202"  # a sender: its own envelopes are skipped
+    assert delivered_text(4, 0).plain == "—"

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.widget import Widget
+from textual.widgets import Footer
 
 from agentnet.tui.format import format_clock, sparkline_text
 from agentnet.tui.widgets.lines import TextLine
@@ -209,3 +210,32 @@ class CursorDetail(Widget):
             spark.append(sparkline_text(series), style="yellow")
             spark.append(f" now {series[-1]:.0f}, max {max(series):.0f}", style="dim")
         self.query_one("#lag-spark", TextLine).set(spark)
+
+
+class KeysFooter(Footer):
+    """The footer, narrowed below ``NARROW_BELOW`` columns so the most useful keys stay whole.
+
+    At 80 columns the full footer cut off mid-label (``l l…``). When narrow, the keys in
+    ``NARROW_HIDDEN`` (still listed in ``?`` help) and the ``^p palette`` key give way, so
+    ``? help q quit t target k kill p pause r restart w post l log`` reads whole.
+    """
+
+    NARROW_BELOW = 100  # columns
+    NARROW_HIDDEN = frozenset({"follow", "filter"})  # actions
+
+    def __init__(self) -> None:
+        super().__init__(compact=True)
+        self.narrow = False
+
+    def set_width(self, width: int) -> None:
+        narrow = width < self.NARROW_BELOW
+        if narrow != self.narrow:
+            self.narrow = narrow
+            self.show_command_palette = not narrow
+            self.refresh(recompose=True)
+
+    def compose(self) -> ComposeResult:
+        for widget in super().compose():
+            if self.narrow and getattr(widget, "action", None) in self.NARROW_HIDDEN:  # a FooterKey
+                continue
+            yield widget

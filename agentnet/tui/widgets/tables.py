@@ -195,11 +195,26 @@ class ProcessTable(KeyedTable):
                     f"{proc.cpu:.0f}%" if proc.cpu is not None else "—",
                     format_bytes(proc.rss),
                     format_duration(uptime),
-                    str(proc.restarts),
+                    restarts_text(proc.restarts, proc.operator_restarts),
                     f"{format_duration(now - since)} ago" if since is not None else "—",
                 )
             rows.append((name, cells))
         self.sync_rows(rows)
+
+
+def restarts_text(automatic: int, by_operator: int) -> str:
+    """The restarts cell: the policy's count, plus the operator's restarts when there were any
+    (so `last restart 6 s ago` never sits beside a bare `0`)."""
+    return f"{automatic}+{by_operator} you" if by_operator else str(automatic)
+
+
+def delivered_text(floor: int, delivered: int) -> Text:
+    """The deliv cell. A sender's own envelopes are skipped, not delivered to it, so its floor can
+    pass its highest delivered seq (`floor 1202, deliv 1`): shown dim as `—` (nothing delivered) or
+    `≤1202` (everything up to the floor is done) instead of a number that reads as missing work."""
+    if delivered >= floor:
+        return Text(str(delivered))
+    return Text("—" if delivered == 0 else f"≤{floor}", style="dim")
 
 
 class ChannelTable(KeyedTable):
@@ -312,7 +327,7 @@ class CursorTable(KeyedTable):
                         Text(str(cursor.lag), style="bold yellow" if cursor.lag else ""),
                         Text(inflight, style="yellow" if stuck else ""),
                         str(cursor.ack_floor),
-                        str(cursor.delivered_seq),
+                        delivered_text(cursor.ack_floor, cursor.delivered_seq),
                         Text(str(cursor.redelivered), style="yellow" if cursor.redelivered else ""),
                         Text(str(cursor.dead), style="bold magenta" if cursor.dead else ""),
                         Text(sparkline_text(series), style="red" if stuck else "yellow"),
