@@ -159,7 +159,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     sc.add_argument("--dashboard-rate", type=_positive, default=1000, help="dashboard part: events/s (default: 1000)")
     sc.add_argument(
-        "--only", choices=["consults", "depth", "dashboard"], help="run one part only (default: all)", default=None
+        "--only",
+        choices=["consults", "depth", "dashboard", "attached"],
+        help="run one part only (default: all; 'attached': the real dashboard on a real hub of --channels closed "
+        "consults and --dashboard-agents agents, --dashboard-events at --dashboard-rate/s)",
+        default=None,
     )
     sc.add_argument("--dir", type=Path, help="directory for the SQLite files (default: a fresh temp dir, removed)")
     sc.add_argument("--json", action="store_true", help="print the results as JSON (progress goes to stderr)")
@@ -252,7 +256,7 @@ def _run_scale(args: argparse.Namespace) -> int:
         dashboard_events=args.dashboard_events,
         dashboard_rate=args.dashboard_rate,
         dir=args.dir,
-        parts=(args.only,) if args.only else ("consults", "depth", "dashboard"),
+        parts=(args.only,) if args.only else ("consults", "depth", "dashboard", "attached"),
     )
     return run_scale(cfg, as_json=args.json, quiet=args.quiet)
 

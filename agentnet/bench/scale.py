@@ -10,6 +10,10 @@ Two parts, each against a real hub process (SQLite store in a temp dir, never in
   it: find_by_causation misses and hits, and a full read_wal pass with the hub's RSS before/after.
 * dashboard: the dashboard (headless) attached to a synthetic hub of --channels channels and
   --dashboard-agents agents while events stream at --dashboard-rate/s: attach time, key latency.
+* attached: the real dashboard (headless, Textual's run_test) attached as an observer to a real hub
+  whose store holds --channels closed consults (written before it starts), with --dashboard-agents
+  agents connected from a separate process, two of which post so that about --dashboard-rate hub
+  events/s stream: attach time (paged snapshot in), the totals shown, key latency.
 """
 
 from __future__ import annotations
@@ -339,6 +343,120 @@ async def run_depth(cfg: ScaleConfig, workdir: Path, quiet: bool) -> dict[str, A
     return out
 
 
+def _build_consult_store(path: Path, channels: int) -> None:
+    """`channels` closed consults (a question and an answer, both cursors at the head) between
+    pairs of agents, written straight into a fresh store file before a hub opens it."""
+    import sqlite3
+
+    from agentnet.hub.store.sqlite import SqliteStore
+
+    SqliteStore(path).close()
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA synchronous=OFF")
+    now = "2026-01-01T00:00:00.000Z"
+
+    def pair(i: int) -> tuple[str, str]:
+        return f"agent{i % 100:03d}", f"agent{(i + 1) % 100:03d}"
+
+    db.execute("BEGIN")
+    db.executemany(
+        "INSERT INTO channels VALUES(?,?,?,?,?,?,?,?,?,?,?)",
+        (
+            (
+                f"ch-c{i:06d}",
+                "conversation",
+                f"c{i}",
+                a,
+                orjson.dumps([a, b]).decode(),
+                now,
+                "{}",
+                "closed",
+                now,
+                "answered",
+                "{}",
+            )
+            for i in range(channels)
+            for a, b in [pair(i)]
+        ),
+    )
+
+    def envelopes():
+        for i in range(channels):
+            a, b = pair(i)
+            cid = f"ch-c{i:06d}"
+            for seq, sender, data in ((1, a, {"text": "6 x 7?", "q": 1}), (2, b, {"text": "42", "a": 1})):
+                env = {
+                    "envelope_id": f"e-{cid}-{seq}",
+                    "channel_id": cid,
+                    "seq": seq,
+                    "sender": sender,
+                    "audience": None,
+                    "type": "text",
+                    "data": data,
+                    "causation_id": None,
+                    "idempotency_key": None,
+                    "created_at": now,
+                }
+                yield (cid, seq, env["envelope_id"], sender, None, "text", None, None, now, orjson.dumps(env))
+
+    db.executemany("INSERT INTO envelopes VALUES(?,?,?,?,?,?,?,?,?,?)", envelopes())
+    db.executemany(
+        "INSERT INTO cursors VALUES(?,?,?,?,?,?)",
+        ((who, f"ch-c{i:06d}", 2, 2, 0, 0) for i in range(channels) for who in pair(i)),
+    )
+    db.execute("COMMIT")
+    db.close()
+
+
+async def _streamer_main(url: str, agents: int, rate: float) -> None:
+    """In its own process: `agents` connections that ack everything; agent000 posts to agent001
+    `rate` times a second (each post is 5-7 hub events: append, deliver, ack, cursors)."""
+    crowd = [Agent(url, f"agent{i:03d}") for i in range(agents)]
+    for start in range(0, agents, 50):
+        await asyncio.gather(*(a.hub.start() for a in crowd[start : start + 50]))
+    talker = crowd[0]
+    ch = (await talker.hub.request("open_channel", type="conversation", participants=["agent001"], topic="stream"))[
+        "channel_id"
+    ]
+    print("ready", flush=True)
+    started, sent = time.perf_counter(), 0
+    while True:
+        ahead = started + sent / rate - time.perf_counter()
+        if ahead > 0:
+            await asyncio.sleep(ahead)
+        await talker.hub.request("post", channel_id=ch, type="text", data={"text": f"tick {sent}"})
+        sent += 1
+
+
+async def run_attached(cfg: ScaleConfig, workdir: Path, quiet: bool) -> dict[str, Any]:
+    path = workdir / "attached.db"
+    started = time.perf_counter()
+    _build_consult_store(path, cfg.channels)
+    out: dict[str, Any] = {"store_channels": cfg.channels, "store_seconds": round(time.perf_counter() - started, 1)}
+    hub, url = await _start_hub(workdir, f"sqlite:{path}")
+    posts = max(1.0, cfg.dashboard_rate / 5)  # a post makes 5-7 hub events
+    run = f"_streamer_main({url!r}, {cfg.dashboard_agents}, {posts})"
+    code = f"import asyncio; from agentnet.bench.scale import _streamer_main; asyncio.run({run})"
+    streamer = await _spawn("streamer", [sys.executable, "-c", code], workdir / "streamer.log", pipes=True)
+    try:
+        line = await asyncio.wait_for(streamer.proc.stdout.readline(), 300)
+        if b"ready" not in line:
+            raise RuntimeError(f"the streamer did not start:\n{streamer.tail()}")
+        _say(f"  attached: store written in {out['store_seconds']} s; {cfg.dashboard_agents} agents connected", quiet)
+        from agentnet.tui.app import relaxed_gc
+        from agentnet.tui.bench import _attached
+
+        with relaxed_gc():
+            out |= await _attached(url, cfg.dashboard_events / cfg.dashboard_rate, (120, 36), 0.1)
+        out["hub_rss_mb"] = hub.rss_mb()
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            streamer.proc.kill()
+        await streamer.proc.wait()
+        await _stop_hub(hub)
+    return out
+
+
 def run_scale(cfg: ScaleConfig, *, as_json: bool = False, quiet: bool = False) -> int:
     own = cfg.dir is None
     workdir = Path(tempfile.mkdtemp(prefix="agentnet-bench-scale-")) if own else cfg.dir
@@ -355,6 +473,11 @@ def run_scale(cfg: ScaleConfig, *, as_json: bool = False, quiet: bool = False) -
             _say(f"depth: one channel of {cfg.depth:,} envelopes", quiet)
             result["depth"] = await run_depth(cfg, workdir, quiet)
             _say(orjson.dumps(result["depth"]).decode(), quiet)
+        if "attached" in cfg.parts:
+            _say(
+                f"attached: dashboard on a real hub, {cfg.channels:,} channels, {cfg.dashboard_agents:,} agents", quiet
+            )
+            result["attached"] = await run_attached(cfg, workdir, quiet)
         return result
 
     try:
@@ -384,7 +507,7 @@ def run_scale(cfg: ScaleConfig, *, as_json: bool = False, quiet: bool = False) -
     if as_json:
         sys.stdout.write(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode() + "\n")
     else:
-        for part in ("consults", "depth", "dashboard"):
+        for part in ("consults", "depth", "dashboard", "attached"):
             for key, value in (result.get(part) or {}).items():
                 print(f"{part}.{key}: {value}")
     return 0

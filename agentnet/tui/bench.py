@@ -252,6 +252,71 @@ async def _run(
     return result
 
 
+async def _attached(url: str, seconds: float, size: tuple[int, int], key_interval: float) -> dict[str, Any]:
+    """The real dashboard attached to the hub at `url` as an observer (its paged snapshot, then the
+    live event stream) for `seconds` after it attached, a key pressed every `key_interval`."""
+    from textual import events as textual_events
+
+    from agentnet.client import ObserverClient
+    from agentnet.tui.app import DashboardApp
+
+    async with ObserverClient(url, "bench-dashboard", max_size=2**20) as observer:
+        app = DashboardApp(observer.__aiter__(), None, title="bench scale")
+        sent: list[float] = []
+        latencies: list[float] = []
+        original_follow = app.action_follow
+
+        def timed_follow() -> None:
+            if sent:
+                latencies.append(time.perf_counter() - sent.pop(0))
+            original_follow()
+
+        app.action_follow = timed_follow  # type: ignore[method-assign]
+        started = time.perf_counter()
+        async with app.run_test(size=size) as pilot:
+            while not app.model.snapshots:
+                await asyncio.sleep(0.01)
+            app.sync_views()
+            await pilot.pause()
+            attach_s = time.perf_counter() - started
+            events_before = app.model.events_total
+            start = time.perf_counter()
+            while time.perf_counter() - start < seconds:
+                sent.append(time.perf_counter())
+                app.post_message(textual_events.Key("f", "f"))
+                await asyncio.sleep(key_interval)
+            elapsed = time.perf_counter() - start
+            await pilot.pause()
+            model = app.model
+            title = str(app.query_one("#channels").border_title)
+            result = {
+                "attach_seconds": round(attach_s, 3),
+                "channels_title": title,
+                "total_channels": model.total_channels,
+                "total_agents": model.total_agents,
+                "channels_in_model": len(model.channels),
+                "events_per_s": round((model.events_total - events_before) / elapsed),
+                "key_presses": len(latencies),
+                "key_latency_ms": {
+                    "p50": round(statistics.median(latencies) * 1000, 1) if latencies else None,
+                    "p95": round(sorted(latencies)[int(len(latencies) * 0.95)] * 1000, 1) if latencies else None,
+                    "max": round(max(latencies) * 1000, 1) if latencies else None,
+                },
+                "rss_mb": round(_rss_mb(), 1),
+            }
+    return result
+
+
+def run_attached_bench(
+    url: str, seconds: float = 30.0, *, size: tuple[int, int] = (120, 36), key_interval: float = 0.1
+) -> dict[str, Any]:
+    """Attach the dashboard to a running hub and time keys while whatever streams there streams."""
+    from agentnet.tui.app import relaxed_gc  # as run_dashboard does
+
+    with relaxed_gc():
+        return asyncio.run(_attached(url, seconds, size, key_interval))
+
+
 def run_tui_bench(
     events: int = 100_000,
     *,

@@ -533,3 +533,24 @@ async def test_l_shows_the_selected_process_log(tmp_path: Path) -> None:
         await wait_for(lambda: "reconnected after 0.4 s" in screen_text(app), pilot)  # followed
         await pilot.press("escape")
         assert not isinstance(app.screen, ProcessLogScreen)
+
+
+async def test_channels_pane_and_status_line_show_the_hubs_totals_from_the_paged_snapshot() -> None:
+    app, feed, _ = live_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot, feed)
+        # a hub that has paged closed channels out of memory: its snapshot counts them in `total`
+        snapshot = {
+            "hub": {"hub_id": "big", "store": "sqlite", "event_seq": 10_000},
+            "agents": [{"name": "alice", "agent_id": "a1", "role": "agent", "connected": True}],
+            "channels": [],
+            "cursors": [],
+            "total": {"agents": 1_000, "channels": 50_000},
+        }
+        feed.put_nowait("snapshot", snapshot)
+        await settle(app, pilot, feed)
+        assert app.model.total_channels == 50_000 and app.model.total_agents == 1_000
+        assert "50,000 total · 1,000 agents" in str(app.query_one("#channels").border_title)
+        status = screen_text(app)
+        assert "50,000 channels · 1,000 agents" in status
+        assert cell(app, "#channels", "*", "who") == "1,000 agents"

@@ -78,6 +78,8 @@ class StatusBar(TextLine):
         elif self.mode == "playback":
             text.append("  no side effects", style="magenta")
         text.append(f"  {model.events_total} events", style="dim")
+        if model.snapshots:
+            text.append(f"  {model.total_channels:,} channels · {model.total_agents:,} agents", style="dim")
         hub = model.hub
         if hub.hub_id:
             text.append(f"  hub {hub.hub_id}", style="cyan")

@@ -235,7 +235,11 @@ class ChannelTable(KeyedTable):
         channels = model.channels
         heads = sum(channel.head_seq for channel in channels.values()) if len(channels) <= self.MAX_ROWS else None
         picked = self.pick(channels, lambda key: _channel_rank(channels[key]))
-        shown = f"{len(picked)} of {len(model.channels)} shown" if len(picked) < len(model.channels) else ""
+        total_channels, total_agents = model.total_channels, model.total_agents
+        shown = f"{len(picked):,} of {total_channels:,} shown" if len(picked) < total_channels else ""
+        title = f"channels · {total_channels:,} total · {total_agents:,} agents"
+        if self.border_title != title:
+            self.border_title = title
         rows: list[tuple[str, tuple[Cell, ...]]] = [
             (
                 self.ALL,
@@ -246,7 +250,7 @@ class ChannelTable(KeyedTable):
                     "",
                     "",
                     shown,
-                    f"{len(model.agents)} agents",
+                    f"{total_agents:,} agents",
                 ),
             )
         ]
