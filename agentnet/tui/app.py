@@ -36,6 +36,7 @@ from agentnet.tui.controls import (
     confirm_text,
 )
 from agentnet.tui.diagram import to_mermaid
+from agentnet.tui.entities import LogLine
 from agentnet.tui.hints import LOG_KEY, OTHER_KEYS, PLAYBACK_KEYS, POST_KEY, after_control
 from agentnet.tui.model import DashboardModel, EnvelopeRow, WalFilter
 from agentnet.tui.playback import PlaybackController
@@ -44,6 +45,7 @@ from agentnet.tui.screens import (
     ConfirmScreen,
     HelpScreen,
     InspectorScreen,
+    LogLineScreen,
     PostScreen,
     ProcessLogScreen,
     PromptScreen,
@@ -595,6 +597,17 @@ class DashboardApp(App[str | None]):
 
     def on_stream_view_inspect(self, event: StreamView.Inspect) -> None:
         item = event.item
+        if isinstance(item, LogLine):  # the whole line first; enter there opens its envelope
+
+            def then(envelope: bool | None) -> None:
+                if envelope:
+                    self._inspect(item)
+
+            self.push_screen(LogLineScreen(item), then)
+            return
+        self._inspect(item)
+
+    def _inspect(self, item: object) -> None:
         if isinstance(item, EnvelopeRow):
             row: EnvelopeRow | None = item
         else:

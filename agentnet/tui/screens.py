@@ -16,6 +16,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Markdown, Static
 
+from agentnet.tui.entities import LogLine
 from agentnet.tui.model import DashboardModel, EnvelopeRow, format_clock
 from agentnet.tui.widgets.streams import MARK_STYLES
 
@@ -191,6 +192,32 @@ class ProcessLogScreen(ModalScreen[None]):
         self.query_one("#process-log-body", VerticalScroll).scroll_end(animate=False)
 
 
+class LogLineScreen(ModalScreen[bool]):
+    """One event-log line, whole and wrapped (the pane cuts long lines with `…`). Dismissed with
+    True when the user asks for the envelope the line is about."""
+
+    BINDINGS = [
+        Binding("escape,q", "dismiss(False)", "close", id="log-line.close"),
+        Binding("enter,i", "envelope", "inspect envelope", id="log-line.envelope"),
+    ]
+
+    def __init__(self, line: LogLine) -> None:
+        super().__init__()
+        self.line = line
+
+    def compose(self) -> ComposeResult:
+        line = self.line
+        with Vertical(id="log-line"):
+            yield Label(f"event log · {format_clock(line.at)} · {line.level}", id="log-line-title")
+            with VerticalScroll(id="log-line-body"):
+                yield Static(Text(line.text), id="log-line-text")
+            more = " · enter inspect its envelope" if line.envelope_id else ""
+            yield Label(f"esc close{more}", id="log-line-hint")
+
+    def action_envelope(self) -> None:
+        self.dismiss(bool(self.line.envelope_id))
+
+
 class PostScreen(ModalScreen[tuple[str, list[str], str] | None]):
     """Post a message as an agent: a new consulting channel from `from` to `to`, asking `text`."""
 
@@ -250,7 +277,8 @@ CONCEPTS = """
   times. Follow mode keeps the newest in view; scrolling up pauses it and counts what is new.
   Filter with `/`: `from:alice type:text to:bob words`.
 * **Event log** — connections, replays with counts, faults, nacks, dead letters, process changes and
-  the scenario's captions.
+  the scenario's captions. Enter on a line shows it whole (long lines end in `…` in the pane); enter
+  again opens the envelope it is about, if any.
 * **Sequence** tab — one lane per agent and one for the hub; post `─▶`, deliver `─▶`, redelivery `╌▷`,
   ack `┈▷`, nack `✗`, dead letter `†`. Enter on an arrow opens its envelope; `m` exports Mermaid.
 

@@ -15,11 +15,12 @@ from agentnet.tui.screens import (
     ConfirmScreen,
     HelpScreen,
     InspectorScreen,
+    LogLineScreen,
     PostScreen,
     ProcessLogScreen,
     PromptScreen,
 )
-from agentnet.tui.widgets.streams import LadderView, WalView
+from agentnet.tui.widgets.streams import LadderView, LogView, WalView
 from tests.tui.conftest import SIZE, cell, live_app, select_row, settle, wait_for
 from tests.tui.sample import iso, sample_feed_items
 from tests.tui.screen_text import screen_text
@@ -447,6 +448,33 @@ async def test_compact_layout_keeps_the_wal_stream_and_the_event_log_on_screen()
         assert "f follow / filter" in screen_text(app).splitlines()[-1]  # wide: every footer key
         explain = app.query_one("#cursor-explain")
         assert explain.display and explain.region.height == 4  # three lines of explanation, one sparkline
+
+
+async def test_enter_on_an_event_log_line_shows_it_whole_and_then_its_envelope() -> None:
+    app, feed, _ = live_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot, feed)
+        log = app.query_one("#log", LogView)
+        log.focus()
+        lines = list(log.selection)
+        whole = "channel review opened (discussion “review”; alice, carol)"
+        log.select(next(index for index, line in enumerate(lines) if line.text == whole))
+        await pilot.pause()
+        assert whole not in screen_text(app)  # cut with … in the narrow pane
+        await pilot.press("enter")
+        assert isinstance(app.screen, LogLineScreen)
+        await pilot.pause()
+        assert whole in screen_text(app)
+        await pilot.press("enter")  # this line is about no envelope: enter just closes
+        assert not isinstance(app.screen, (LogLineScreen, InspectorScreen))
+        log.select(next(index for index, line in enumerate(lines) if line.envelope_id == "env-arith-5"))
+        await pilot.press("enter")
+        assert isinstance(app.screen, LogLineScreen)
+        await pilot.pause()
+        assert "enter inspect its envelope" in screen_text(app)
+        await pilot.press("enter")
+        await wait_for(lambda: isinstance(app.screen, InspectorScreen), pilot)
+        assert "envelope #5 in arith" in screen_text(app)
 
 
 async def test_z_maximizes_the_focused_pane_itself() -> None:
