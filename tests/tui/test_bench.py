@@ -43,6 +43,7 @@ def test_bench_scale_attached_shows_a_real_hubs_totals_and_times_keys(
     cfg = ScaleConfig(
         channels=300, dashboard_agents=5, dashboard_events=600, dashboard_rate=300, dir=tmp_path, parts=("attached",)
     )
+    before = {p.pid for p in psutil.Process().children(recursive=True)}  # e.g. a session's PostgreSQL
     assert run_scale(cfg, as_json=True, quiet=True) == 0
     out = orjson.loads(capsys.readouterr().out)["attached"]
     assert out["total_channels"] == 301  # 300 closed consults in the store + the streamer's channel
@@ -50,4 +51,5 @@ def test_bench_scale_attached_shows_a_real_hubs_totals_and_times_keys(
     assert out["channels_title"] == "channels · 301 total · 5 agents"
     assert out["key_presses"] > 0 and out["key_latency_ms"]["p95"] is not None
     assert out["events_per_s"] > 0
-    assert not psutil.Process().children(recursive=True)  # the hub and the streamer are gone
+    left = {p.pid for p in psutil.Process().children(recursive=True)} - before
+    assert not left, f"the hub or the streamer is still running: {left}"
