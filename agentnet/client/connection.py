@@ -181,6 +181,7 @@ class HubClient:
         self.ca_file = ca_file or os.environ.get("AGENTNET_CA_FILE") or None
         self._ssl: ssl.SSLContext | None = None
         self.welcome: dict[str, Any] | None = None
+        self.replaying = 0  # notifies of the current connection's replay still to come (the welcome's count)
         self.on_frame: FrameHandler | None = None  # notify and event frames go here
         self.on_connect: Callable[[], Awaitable[None]] | None = None  # after every (re)connect
         self.connections = 0
@@ -385,6 +386,9 @@ class HubClient:
             reply.get("session_id"),
         )
         self.connections += 1
+        self.replaying = replay = int(reply.get("replay") or 0)
+        if replay:
+            log.info("%s: replay start: the hub redelivers %d unacked envelope(s) first", self.name, replay)
         self._connected.set()
         ws.attach(self._on_message)  # after the count: replayed notifies belong to this connection
         return ws
@@ -453,6 +457,14 @@ class HubClient:
                 if fut is not None and not fut.done():
                     fut.set_result(frame)
             elif kind in ("notify", "event"):
+                if kind == "notify" and self.replaying:
+                    self.replaying -= 1
+                    if not self.replaying:
+                        log.info(
+                            "%s: replay end: %d envelope(s) redelivered",
+                            self.name,
+                            int((self.welcome or {}).get("replay") or 0),
+                        )
                 if self.on_frame is not None:
                     self.on_frame(frame)
             elif kind == "error":

@@ -384,8 +384,8 @@ class HubCore(Ops):
             self._forget(channel_id)
         return self._flush(now)
 
-    def _welcome(self, conn: int, name: str, agent_id: str, session_id: str) -> None:
-        frame = {
+    def _welcome(self, conn: int, name: str, agent_id: str, session_id: str, replay: int | None = None) -> None:
+        frame: dict[str, object] = {
             "kind": "welcome",
             "session_id": session_id,
             "name": name,
@@ -394,6 +394,8 @@ class HubCore(Ops):
             "hub_time": self.wall(),
             "protocol": 1,
         }
+        if replay is not None:
+            frame["replay"] = replay  # (ext) how many notifies the hub replays first; the agent logs them
         self._out.append(Send(conn, orjson.dumps(frame)))
 
     def _hello_agent(self, conn: int, hello: Hello, now: float) -> None:
@@ -428,9 +430,6 @@ class HubCore(Ops):
         session_id = self.mint("s")
         agent.conn, agent.session_id, agent.connected_since = conn, session_id, now
         self.sessions[conn] = Session(conn, name, "agent", session_id, hello.max_size or PEER_MAX_SIZE)
-        self._welcome(conn, name, agent.agent_id, session_id)
-        if self.observed:
-            self._emit(events.AgentConnected(name, agent.agent_id, session_id, "agent"))
         # Everything delivered and not acked goes out again, in seq order, before anything new. Only
         # the cursors with pending work are visited (and those `since` names), not every channel.
         count = 0
@@ -447,6 +446,10 @@ class HubCore(Ops):
                 cur.courtesy = [asked + 1, cur.next_seq - 1]
                 count += cur.next_seq - 1 - asked
                 agent.work[channel_id] = cur
+        # the welcome goes out before any notify (those are sent by the pump) and says how many replay
+        self._welcome(conn, name, agent.agent_id, session_id, count)
+        if self.observed:
+            self._emit(events.AgentConnected(name, agent.agent_id, session_id, "agent"))
         if count:
             agent.replay_count = count
             if self.observed:

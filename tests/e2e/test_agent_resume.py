@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 
 import pytest
@@ -52,3 +53,30 @@ async def test_a_drop_during_the_first_resume_does_not_end_the_agent(net: Net, t
         stop.set()
         await asyncio.wait_for(running, 10)  # a clean stop: run() raises nothing
         await supervisor.close()
+
+
+async def test_the_client_logs_when_a_replay_starts_and_ends(net: Net, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="agentnet.client")
+    supervisor = HubClient(net.url, name="tester", role="supervisor")
+    async with HubClient(net.url, name="alice") as alice, HubClient(net.url, name="bob") as bob:
+        await supervisor.start()
+        try:
+            seen: list[dict] = []
+            bob.on_frame = seen.append  # never acks: both stay in flight
+            channel = (await alice.request("open_channel", type="conversation", participants=["bob"]))["channel_id"]
+            for text in ("one", "two"):
+                await alice.request("post", channel_id=channel, data={"text": text})
+            async with asyncio.timeout(20):
+                while [f["envelope"]["data"].get("text") for f in seen][-2:] != ["one", "two"]:
+                    await asyncio.sleep(0.02)
+            unacked = len(seen)  # the channel's opening notice, one, two
+            assert "replay start" not in caplog.text  # a first connection replays nothing
+            await supervisor.request("disconnect", name="bob")  # bob reconnects and gets both again
+            async with asyncio.timeout(20):
+                while "bob: replay end" not in caplog.text:
+                    await asyncio.sleep(0.02)
+            assert f"bob: replay start: the hub redelivers {unacked} unacked envelope(s) first" in caplog.text
+            assert f"bob: replay end: {unacked} envelope(s) redelivered" in caplog.text
+            assert seen[unacked:] == [{**f, "attempt": 2} for f in seen[:unacked]]
+        finally:
+            await supervisor.close()
