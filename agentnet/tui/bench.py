@@ -260,6 +260,7 @@ async def _attached(url: str, seconds: float, size: tuple[int, int], key_interva
     from agentnet.client import ObserverClient
     from agentnet.tui.app import DashboardApp
 
+    started = time.perf_counter()  # attach = connect + every snapshot page + applied + painted
     async with ObserverClient(url, "bench-dashboard", max_size=2**20) as observer:
         app = DashboardApp(observer.__aiter__(), None, title="bench scale")
         sent: list[float] = []
@@ -272,7 +273,6 @@ async def _attached(url: str, seconds: float, size: tuple[int, int], key_interva
             original_follow()
 
         app.action_follow = timed_follow  # type: ignore[method-assign]
-        started = time.perf_counter()
         async with app.run_test(size=size) as pilot:
             while not app.model.snapshots:
                 await asyncio.sleep(0.01)
