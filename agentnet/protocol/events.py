@@ -160,6 +160,16 @@ class CursorView:
 
 
 @dataclass(frozen=True, slots=True)
+class SnapshotTotal:
+    """A snapshot's `total`: how many agents and channels the hub has, in memory or not."""
+
+    __pydantic_config__ = _CONFIG
+
+    agents: int = 0
+    channels: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     """What `observe` answers: the hub's state, after which events follow from `hub.event_seq`."""
 
@@ -170,6 +180,7 @@ class Snapshot:
     channels: tuple[ChannelView, ...] = ()
     cursors: tuple[CursorView, ...] = ()
     at: str | None = None
+    total: SnapshotTotal | None = None  # the hub's counts, paged-out channels included (absent: older hubs)
 
 
 # --------------------------------------------------------------------------- the events

@@ -43,6 +43,7 @@ from agentnet.protocol.events import (
     ReplayEnd,
     ReplayStart,
     Snapshot,
+    SnapshotTotal,
     WalAppend,
     decode_event,
     decode_snapshot,
@@ -153,7 +154,7 @@ class DashboardModel:
         self.missed_total = 0
         self.bad_items = 0
         self.snapshots = 0
-        self.hub_total: dict[str, int] = {}  # the snapshot's `total` (agents, channels), when it says
+        self.hub_total = SnapshotTotal()  # the snapshot's `total` (agents, channels), when it says
         self.feed_state = "waiting"
         self.feed_detail = ""
         self.event_rate = RateCounter()
@@ -208,8 +209,7 @@ class DashboardModel:
         ``observer.lagged`` leaves a gap in them, which the log records.
         """
         snap = snapshot if isinstance(snapshot, Snapshot) else decode_snapshot(snapshot)
-        total = snapshot.get("total") if isinstance(snapshot, dict) else None
-        self.hub_total = {k: v for k, v in total.items() if isinstance(v, int)} if isinstance(total, dict) else {}
+        self.hub_total = snap.total or SnapshotTotal()
         at = self._tick(at if at is not None else parse_time(snap.at))
         when = at if at is not None else (self.clock or None)
         self.snapshots += 1
@@ -265,11 +265,11 @@ class DashboardModel:
     def total_channels(self) -> int:
         """The hub's channel count: its snapshot's `total` (which counts channels paged out of its
         memory) or, if more, the channels known here (opened since)."""
-        return max(self.hub_total.get("channels", 0), len(self.channels))
+        return max(self.hub_total.channels, len(self.channels))
 
     @property
     def total_agents(self) -> int:
-        return max(self.hub_total.get("agents", 0), len(self.agents))
+        return max(self.hub_total.agents, len(self.agents))
 
     # ------------------------------------------------------------------ hub events
 
