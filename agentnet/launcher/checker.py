@@ -60,6 +60,7 @@ from agentnet.protocol.ids import parse_time
 from agentnet.protocol.vocab import DISRUPTIVE_STATES, TURN_TYPES, DeliverReason, ReceiptStatus
 from agentnet.run.items import FaultItem, LauncherItem, ProcessItem, decode_item
 
+from .storeview import StoredReceipt as Receipt
 from .storeview import StoreView
 
 RUN_FILE = "run.json"
@@ -87,17 +88,6 @@ class Env:
     recipients: tuple[str, ...]
     type: str
     text: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Receipt:
-    recipient: str
-    channel_id: str
-    seq: int
-    envelope_id: str
-    status: str  # acked | dead
-    attempts: int
-    reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -325,7 +315,7 @@ def _facts_from_db(view: StoreView, where: str, errors: type[Exception] | tuple[
                 env.channel_id, env.seq, env.envelope_id, env.sender, recipients, env.type, text
             )
         for r in view.receipts():
-            facts.receipts[(r.recipient, r.channel_id, r.seq)] = Receipt(*r)
+            facts.receipts[(r.recipient, r.channel_id, r.seq)] = r
         for cur in view.cursors():
             facts.floors[(cur.recipient, cur.channel_id)] = cur.ack_floor
             facts.redelivered += cur.redelivered

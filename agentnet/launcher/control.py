@@ -21,9 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from agentnet.protocol.ids import utc_iso
+from agentnet.protocol.vocab import ProcState
 from agentnet.run.control import CONTROL_FILE, SOCKET_NAME, VERBS, ControlError, ControlRequest
 
-from .supervisor import ProcState, Supervisor, SupervisorError
+from .supervisor import Supervisor, SupervisorError
 
 MAX_SOCKET_PATH = 100  # sun_path is 108 bytes on Linux, 104 on macOS
 READY_WAIT = 15.0  # a restart waits this long for the process to be ready again

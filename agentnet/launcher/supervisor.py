@@ -39,7 +39,6 @@ import subprocess
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
@@ -47,25 +46,11 @@ import psutil
 
 from agentnet.protocol.errors import EXIT_SUPERSEDED
 from agentnet.protocol.ids import utc_iso
+from agentnet.protocol.vocab import ProcState
 
 log = logging.getLogger("agentnet.launcher")
 
 RUN_ID_ENV = "AGENTNET_RUN_ID"  # every child carries it: the final sweep finds stragglers by it
-
-
-class ProcState(StrEnum):
-    PENDING = "pending"
-    STARTING = "starting"
-    READY = "ready"
-    PAUSED = "paused"
-    EXITED = "exited"
-    CRASHED = "crashed"
-    KILLED = "killed"
-    BACKOFF = "backoff"
-
-
-RUNNING = frozenset({ProcState.STARTING, ProcState.READY, ProcState.PAUSED})
-DOWN = frozenset({ProcState.PENDING, ProcState.EXITED, ProcState.CRASHED, ProcState.KILLED, ProcState.BACKOFF})
 
 
 class SupervisorError(Exception):
