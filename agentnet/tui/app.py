@@ -603,7 +603,7 @@ class DashboardApp(App[str | None]):
                 if envelope:
                     self._inspect(item)
 
-            self.push_screen(LogLineScreen(item), then)
+            self.push_screen(LogLineScreen(item, self.model), then)
             return
         self._inspect(item)
 
@@ -677,7 +677,8 @@ class DashboardApp(App[str | None]):
             self.notify(f"jumped to {done}", timeout=2)
             self.sync_views()
 
-        self.push_screen(PromptScreen("Jump to…", "42 (seq) · #120 (item) · 12.5s · 10:00:03"), jump)
+        hint = "42 (seq) · #120 (item) · t+12.5s (scenario t) · 10:00:03 (UTC)"
+        self.push_screen(PromptScreen("Jump to…", hint), jump)
 
     # ------------------------------------------------------------------ command palette
 
@@ -740,18 +741,25 @@ async def run_dashboard(
     read_only_reason: str | None = None,
     sample_processes: bool = True,
     quit_stops_run: bool = False,
+    scenario_t0: float | None = None,
 ) -> str | None:
     """Run the live dashboard until the user quits. ``controls=None`` makes it read-only.
+
+    ``scenario_t0``: the scenario's t = 0 (wall time) when known before its caption arrives (a
+    dashboard attached to a running `up`), so its clock matches the launcher's.
 
     Returns "interrupt" when the user pressed Ctrl-C (the caller stops the run as after a SIGINT).
 
     ``recording_path``: also record every item the dashboard consumes (and its process samples and
     control results) there, for ``agentnet replay``.
     """
+    model = DashboardModel()
+    model.t0 = scenario_t0
     app = DashboardApp(
         feed,
         controls,
         title=title,
+        model=model,
         recording_path=recording_path,
         clock=time.time,
         sample_processes=sample_processes,

@@ -6,9 +6,10 @@ import argparse
 import asyncio
 import os
 import sys
+import time
 from pathlib import Path
 
-from agentnet.run.control import RemoteControls, find_running, read_control_file
+from agentnet.run.control import RemoteControls, arequest, find_running, read_control_file
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -53,6 +54,19 @@ def _find_controls(run: Path | None) -> tuple[RemoteControls | None, str | None]
     return RemoteControls(run_dir), None
 
 
+async def _scenario_t0(controls: RemoteControls | None) -> float | None:
+    """The running `up`'s t = 0 as wall time (its status says how far t has got), so a dashboard
+    attached with --run shows the same scenario t as the launcher's own; None if it cannot say."""
+    if controls is None:
+        return None
+    try:
+        answer = await arequest(controls.run_dir, {"op": "status"}, timeout=5.0)
+    except Exception:
+        return None
+    t = (answer.get("status") or {}).get("t")
+    return time.time() - float(t) if isinstance(t, int | float) else None
+
+
 def _run_tui(args: argparse.Namespace) -> int:
     from agentnet.client import HubError, HubURLError, ObserverClient, hub_urls
     from agentnet.tui.app import run_dashboard
@@ -65,8 +79,11 @@ def _run_tui(args: argparse.Namespace) -> int:
     controls, why = _find_controls(args.run_dir)
 
     async def main() -> None:
+        t0 = await _scenario_t0(controls)
         async with ObserverClient(args.url, args.name, token=args.token, ca_file=args.ca_file) as feed:
-            await run_dashboard(feed.__aiter__(), controls, title=f"agentnet {args.url}", read_only_reason=why)
+            await run_dashboard(
+                feed.__aiter__(), controls, title=f"agentnet {args.url}", read_only_reason=why, scenario_t0=t0
+            )
 
     try:
         asyncio.run(main())

@@ -12,6 +12,18 @@ def format_clock(at: float | None) -> str:
     return datetime.fromtimestamp(at, UTC).strftime("%H:%M:%S.%f")[:-3]
 
 
+def format_t(t: float | None) -> str:
+    """The dashboard's one clock: seconds of scenario time, ``t+12.34s`` (``t-0.52s`` before t = 0).
+
+    Every pane, the status line and playback write times with this; the wall time (:func:`format_clock`)
+    is shown beside it only where one moment is looked at closely (the inspector, a log line opened).
+    """
+    if t is None:
+        return "t?"
+    t = round(t, 2) + 0.0  # no "t-0.00s"
+    return f"t{t:+.2f}s"
+
+
 def format_age(seconds: float | None) -> str:
     """A short human duration: ``4.1 s``, ``3 min 12 s``, ``2 h 05 min``."""
     if seconds is None:

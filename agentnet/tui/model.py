@@ -77,7 +77,16 @@ from .entities import (
     Mark,
     ProcessInfo,
 )
-from .format import format_age, format_bytes, format_clock, format_duration, plural, sparkline_text, waits
+from .format import (
+    format_age,
+    format_bytes,
+    format_clock,
+    format_duration,
+    format_t,
+    plural,
+    sparkline_text,
+    waits,
+)
 from .selection import Selection, WalFilter
 from .series import RateCounter, SeriesSampler
 
@@ -103,6 +112,7 @@ __all__ = [  # the model's parts, importable from here as before the split
     "format_bytes",
     "format_clock",
     "format_duration",
+    "format_t",
     "parse_time",
     "plural",
     "sparkline_text",
@@ -771,8 +781,19 @@ class DashboardModel:
             return f"replay {agent.replaying}"
         return agent.connection
 
-    def relative(self, at: float | None) -> float | None:
-        """Seconds since the first item (for ``+12.345`` time labels)."""
-        if at is None or self.started_at is None:
+    @property
+    def origin(self) -> float | None:
+        """Event time of the dashboard's t = 0: the scenario's t = 0 when the launcher has said it,
+        else the first item seen (an attached dashboard counts from when it attached)."""
+        return self.t0 if self.t0 is not None else self.started_at
+
+    def t_of(self, at: float | None) -> float | None:
+        """``at`` (event time) on the dashboard's one clock: seconds since :attr:`origin`."""
+        origin = self.origin
+        if at is None or origin is None:
             return None
-        return at - self.started_at
+        return at - origin
+
+    def format_at(self, at: float | None) -> str:
+        """``at`` as every pane writes it: ``t+12.34s`` (see :func:`format_t`)."""
+        return format_t(self.t_of(at))

@@ -21,7 +21,12 @@ from agentnet.tui.model import DashboardModel, EnvelopeRow, format_clock
 from agentnet.tui.widgets.streams import MARK_STYLES
 
 
-def delivery_table(row: EnvelopeRow) -> Table:
+def when_text(model: DashboardModel, at: float | None) -> str:
+    """One moment on the dashboard's clock with its wall time: ``t+4.52s (10:00:04.520 UTC)``."""
+    return f"{model.format_at(at)} ({format_clock(at)} UTC)"
+
+
+def delivery_table(row: EnvelopeRow, model: DashboardModel) -> Table:
     table = Table(box=None, show_header=True, header_style="bold", pad_edge=False, expand=True)
     table.add_column("recipient", no_wrap=True)
     table.add_column("state", no_wrap=True)
@@ -32,7 +37,7 @@ def delivery_table(row: EnvelopeRow) -> Table:
         for index, (at, what, detail) in enumerate(mark.history):
             if index:
                 history.append(" → ", style="dim")
-            history.append(f"{format_clock(at)} ", style="dim")
+            history.append(f"{model.format_at(at)} ", style="dim")
             history.append(what, style=MARK_STYLES.get(what.split(" ")[0], ""))
             if detail:
                 history.append(f" ({detail})", style="dim")
@@ -83,13 +88,24 @@ class InspectorScreen(ModalScreen[None]):
         self._composed = True
         self.refresh_content()
 
+    def _times(self) -> str:
+        """The wall time behind the t of the post (and of t = 0): the panes show only t."""
+        model = self.model
+        zero = "the scenario's t = 0" if model.t0 is not None else "when the dashboard attached"
+        return f"posted at {when_text(model, self.row.at)}; t counts from {zero} ({format_clock(model.origin)} UTC)"
+
     def refresh_content(self) -> None:
         """Re-render if the envelope's delivery marks changed (called on the app's tick)."""
         if self.row.version == self._version or not self._composed:
             return
         self._version = self.row.version
         self.query_one("#inspector-deliveries", Static).update(
-            Group(Text("deliveries", style="bold underline"), delivery_table(self.row), Text(""))
+            Group(
+                Text("deliveries", style="bold underline"),
+                delivery_table(self.row, self.model),
+                Text(self._times(), style="dim"),
+                Text(""),
+            )
         )
         pretty = json.dumps(self.row.envelope.to_dict(), indent=2, ensure_ascii=False, sort_keys=False)
         self.query_one("#inspector-json", Static).update(
@@ -201,14 +217,16 @@ class LogLineScreen(ModalScreen[bool]):
         Binding("enter,i", "envelope", "inspect envelope", id="log-line.envelope"),
     ]
 
-    def __init__(self, line: LogLine) -> None:
+    def __init__(self, line: LogLine, model: DashboardModel | None = None) -> None:
         super().__init__()
         self.line = line
+        self.model = model
 
     def compose(self) -> ComposeResult:
         line = self.line
         with Vertical(id="log-line"):
-            yield Label(f"event log · {format_clock(line.at)} · {line.level}", id="log-line-title")
+            when = when_text(self.model, line.at) if self.model is not None else f"{format_clock(line.at)} UTC"
+            yield Label(f"event log · {when} · {line.level}", id="log-line-title")
             with VerticalScroll(id="log-line-body"):
                 yield Static(Text(line.text), id="log-line-text")
             more = " · enter inspect its envelope" if line.envelope_id else ""

@@ -1,6 +1,7 @@
 """A deterministic sample run for the dashboard tests: a consult, then a kill/replay episode.
 
-Story (times are seconds after 2026-11-20T10:00:00Z):
+Story (times are seconds after 2026-11-20T10:00:00Z; the scenario's t = 0 is at 1.0, so the panes
+show each of these times less 1 s):
 
 * the launcher starts the hub, alice (asker), bob (expert) and carol (reviewer);
 * the dashboard gets a snapshot; the agents connect; alice opens a consulting channel with bob
@@ -217,7 +218,17 @@ def build_sample() -> list[Item]:
         b.process(t, name, "ready")
         b.event(t, "agent.connected", name=name, agent_id=f"ag-{name}", session_id=f"s-{name}-1", role="agent")
         b.event(t + 0.01, "agent.registered", name=name, agent_id=f"ag-{name}", passport={"description": name})
-    b.add(1.0, "caption", {"kind": "caption", "at": iso(1.0), "text": "alice consults bob; carol reviews"})
+    b.add(
+        1.0,
+        "caption",
+        {
+            "kind": "caption",
+            "at": iso(1.0),
+            "text": "alice consults bob; carol reviews; t = 0",
+            "t0": True,  # the scenario's t = 0 (the launcher's ready line), with its fault timeline
+            "faults": [{"at": 4.0, "action": "kill", "target": "bob"}],
+        },
+    )
     b.stats(1.0)
 
     b.open_channel(1.2, "arith", "consulting", "arithmetic", "alice", ["alice", "bob"])

@@ -251,7 +251,8 @@ async def test_enter_opens_the_inspector_which_follows_deliveries_and_never_acks
         text = screen_text(app)
         assert "envelope #4 in arith" in text
         assert "And 7 times 6?" in text and '"envelope_id": "env-arith-4"' in text
-        assert "redelivered" in text and "attempt 2, replay" in text
+        assert "t+6.52s redelivered (attempt 2," in text  # the panes' one clock ...
+        assert "posted at t+3.50s (10:00:04.500 UTC)" in text  # ... and the wall time behind it
         assert "inspecting never acks" in text
         await pilot.press("escape")
         assert not isinstance(app.screen, InspectorScreen)
@@ -504,7 +505,7 @@ async def test_status_line_leads_with_the_target_and_the_scenario_clock() -> Non
         await settle(app, pilot, feed)
         status = screen_text(app).splitlines()[0]
         assert status.startswith(" LIVE  target:")
-        assert " t " in status and "next: restart-hub at 900 s" in status
+        assert " t+5." in status and "next: restart-hub at t+900.00s" in status
 
 
 async def test_the_sequence_tab_follows_in_live_mode() -> None:
@@ -554,3 +555,41 @@ async def test_channels_pane_and_status_line_show_the_hubs_totals_from_the_paged
         status = screen_text(app)
         assert "50,000 channels · 1,000 agents" in status
         assert cell(app, "#channels", "*", "who") == "1,000 agents"
+
+
+async def test_one_clock_the_same_t_for_an_event_live_and_in_playback(sample_recording: Path) -> None:
+    """Every pane writes scenario t (``t+6.50s``); a replay shows the same t for the same event."""
+
+    def times(app: DashboardApp) -> dict[str, str]:
+        wal, log, ladder = app.query_one("#wal", WalView), app.query_one("#log", LogView), app.query_one(LadderView)
+        for view in (wal, log, ladder):
+            view.sync(app.model, force=True)
+        replay = next(line for line in log.selection if line.text.startswith("replaying 2 envelopes to bob"))
+        row = next(row for row in wal.selection if (row.channel_id, row.seq) == ("arith", 4))
+        arrow = next(a for a in ladder.selection if a.kind == "redeliver")
+        return {
+            "log": log.render_item(replay, 100).plain.split()[0],
+            "wal": wal.render_item(row, 100).plain.split()[2],
+            "sequence": ladder.render_item(arrow, 100).plain.split()[0],
+        }
+
+    app, feed, _ = live_app(sample_recording)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot, feed)
+        live = times(app)
+        status = screen_text(app).splitlines()[0]
+    # the sample's t = 0 caption is at 10:00:01: bob's replay (10:00:07.5) is t+6.50s
+    assert live == {"log": "t+6.50s", "wal": "t+3.50s", "sequence": "t+6.52s"}
+    assert "t+" in status and "UTC" not in status
+
+    app = playback_app(sample_recording)
+    async with app.run_test(size=SIZE) as pilot:
+        assert app.playback is not None
+        app.playback.jump("t+7s")
+        app.sync_views()
+        await pilot.pause()
+        assert times(app) == live
+        bar = screen_text(app).splitlines()[-2]
+        assert "t+6.90s / t+19.00s" in bar  # the playback bar: the last event at or before t+7s, of the end
+        app.playback.seek(2)  # before the t = 0 caption: still scenario t (negative), as recorded
+        assert app.model.format_at(app.playback.current_at) == "t-0.70s"

@@ -94,7 +94,14 @@ def test_playback_jumps_and_plays_at_speed(sample_recording: Path) -> None:
     row = controller.model.envelopes[-1]
     assert (row.channel_id, row.seq) == ("arith", 4)
     assert controller.jump("#10") == "item 10" and controller.position == 10
-    assert controller.jump("5s") == "t = 5 s" and controller.current_t <= 5.0
+    assert controller.jump("5s") == "t+5.00s" and controller.current_t <= 6.0  # the sample's t = 0 is at 1.0
+    assert (
+        controller.model.t_of(controller.current_at)
+        <= 5.0
+        < controller.model.t_of(controller.item_ats()[controller.position])
+    )
+    assert controller.jump("t+5.5s") == "t+5.50s"
+    assert controller.model.format_at(controller.end_at) == "t+19.00s"
     assert controller.jump("10:00:07.45") == "time 10:00:07.45"
     assert controller.model.agents["bob"].session_id == "s-bob-2"
     with pytest.raises(ValueError):

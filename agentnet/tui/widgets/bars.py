@@ -14,7 +14,7 @@ from textual.app import ComposeResult
 from textual.widget import Widget
 from textual.widgets import Footer
 
-from agentnet.tui.format import format_clock, sparkline_text
+from agentnet.tui.format import format_t, sparkline_text
 from agentnet.tui.widgets.lines import TextLine
 
 if TYPE_CHECKING:
@@ -57,16 +57,16 @@ class StatusBar(TextLine):
             text.append(" READ-ONLY ", style="bold black on yellow")
         else:
             text.append(" PLAYBACK ", style="bold white on magenta")
-        t = model.scenario_t(now)
+        t = model.t_of(now)
         if t is not None:
-            text.append(f"  t {t:.1f} s", style="bold")
+            text.append(f"  {format_t(t)}", style="bold")
+            if model.t0 is None:  # no scenario clock (attached to a hub, or still booting)
+                text.append(" since attach", style="dim")
             upcoming = model.next_fault(now)
             if upcoming is not None:
-                text.append(f"  next: {upcoming[1]} at {upcoming[0]:g} s", style="bold yellow")
+                text.append(f"  next: {upcoming[1]} at {format_t(upcoming[0])}", style="bold yellow")
             elif model.schedule:
                 text.append("  faults done", style="dim")
-        else:
-            text.append(f"  {format_clock(now)} UTC")
         if model.dropped_total or model.missed_total:
             text.append(f"  lost {model.dropped_total + model.missed_total}", style="bold red")
         text.append(f"  {model.event_rate.rate(now):.0f} ev/s", style="green")
@@ -113,7 +113,7 @@ class CaptionBar(TextLine):
             text = Text(no_wrap=True, overflow="ellipsis")
             text.append(" ▌ ", style="bold cyan")
             text.append(caption, style="bold")
-            text.append(f"   {format_clock(at)}", style="dim")
+            text.append(f"   {model.format_at(at)}", style="dim")
             return text
         if self.description:
             return Text(f" {self.description}", style="dim", no_wrap=True, overflow="ellipsis")
@@ -143,13 +143,14 @@ class PlaybackBar(TextLine):
         controller = self.controller
         total = len(controller)
         position = controller.position
-        duration = controller.reader.duration
         width = self.WIDTH
         filled = int(width * position / total) if total else 0
         text = Text(no_wrap=True, overflow="ellipsis")
         state = "▶ playing" if controller.playing else "⏸ paused"
         text.append(f" {state} {controller.speed:g}x ", style="bold white on magenta")
-        text.append(f"  item {position}/{total}  t {controller.current_t:.3f} / {duration:.3f} s  ")
+        model = controller.model
+        now, end = model.format_at(controller.current_at), model.format_at(controller.end_at)
+        text.append(f"  item {position}/{total}  {now} / {end}  ")
         text.append("━" * filled, style="magenta")
         text.append("─" * (width - filled), style="dim")
         return text

@@ -27,7 +27,6 @@ from agentnet.tui.model import (
     LogLine,
     Selection,
     WalFilter,
-    format_clock,
 )
 
 MARK_STYLES = {
@@ -127,6 +126,17 @@ class StreamView(ScrollView, can_focus=True):
     def title(self) -> str:
         return self.PANE_TITLE
 
+    def format_at(self, at: float | None) -> str:
+        """A row's time on the dashboard's one clock (``t+12.34s``), padded to ``TIME_WIDTH``."""
+        model = self._model
+        return f"{model.format_at(at) if model is not None else '':>{self.TIME_WIDTH}}"
+
+    TIME_WIDTH = 8  # "t+12.34s"; longer runs push the row right
+
+    def _origin(self) -> float | None:
+        """The clock's t = 0: rows are redrawn when it moves (the launcher's t0 arrives after boot)."""
+        return self._model.origin if self._model is not None else None
+
     # ---------------------------------------------------------------- state
 
     @property
@@ -164,7 +174,7 @@ class StreamView(ScrollView, can_focus=True):
         else:
             added = self._selection.sync()
             dropped = self._selection.dropped
-        context = self.render_context()
+        context = (self.render_context(), self._origin())
         if context != self._render_key:
             self._render_key = context
             self._strips.clear()
@@ -375,7 +385,7 @@ class WalView(StreamView):
         if narrow:
             text.append(f"{row.sender[:8]}→ ", style="cyan")
         else:
-            text.append(f"{format_clock(row.at)[3:]} ", style="dim")
+            text.append(f"{self.format_at(row.at)} ", style="dim")
             text.append(f"{row.sender[:8]:>8}→ ", style="cyan")
         marks = Text(no_wrap=True)
         for mark in row.marks.values():
@@ -403,7 +413,7 @@ class LogView(StreamView):
     def render_item(self, line: LogLine, width: int) -> Text:
         icon, style = LOG_STYLES.get(line.level, ("·", ""))
         text = Text(no_wrap=True)
-        text.append(f"{format_clock(line.at)[3:10]} ", style="dim")
+        text.append(f"{self.format_at(line.at)} ", style="dim")
         text.append(f"{icon} ", style=style)
         text.append(line.text, style=style if line.level in ("caption", "fault", "error") else "")
         return text
@@ -470,10 +480,8 @@ class LadderView(StreamView):
             row = model.envelope(arrow.envelope_id, channel_id=arrow.channel_id, seq=arrow.seq)
             label_text = row.text if row is not None else None
         line, (start, end) = draw_arrow(arrow, self._centres(width), area, arrow_label(arrow, label_text))
-        relative = model.relative(arrow.at) if model is not None else None
-        gutter = f"+{relative:8.3f}" if relative is not None else format_clock(arrow.at)[3:]
         text = Text(no_wrap=True)
-        text.append(f"{gutter:<9}", style="dim")
+        text.append(f"{self.format_at(arrow.at):<9}", style="dim")
         text.append(f" {arrow.channel_id[:5]:<5} "[: self.GUTTER - 9], style="dim cyan")
         body = Text(line, style="dim")
         if end > start:
