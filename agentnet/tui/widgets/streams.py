@@ -54,6 +54,10 @@ ARROW_KIND_STYLES = {
     "ack": "dim green",
     "nack": "bold red",
     "dead": "bold magenta",
+    "takeover": "bold white on dark_red",
+    "fault": "bold magenta",
+    "connect": "cyan",
+    "disconnect": "yellow",
 }
 STRIP_CACHE = 2_000
 
