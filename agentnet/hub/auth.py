@@ -1,25 +1,48 @@
-"""API-key auth: tokens bound to one name and one role, compared in constant time."""
+"""API-key auth: tokens bound to one name (or a few, for a gateway) and one role, compared in constant time."""
 
 from __future__ import annotations
 
 import hmac
 import secrets
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
 from agentnet.protocol import redact
 from agentnet.protocol.models import Name
 
+# A name, or a prefix ending in `*` ("ag-*": every name that starts with "ag-").
+NamePattern = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}\*?$")]
+
 
 class TokenEntry(BaseModel):
+    """One key: `name` (one identity), or `names` (a gateway's identities: names and `prefix*`
+    patterns, e.g. the AutoGen sidecar's `[autogen-gw, autogen-registry, "ag-*", "agw-*"]`)."""
+
     model_config = ConfigDict(extra="forbid")
 
-    name: Name
+    name: Name | None = None
+    names: Annotated[list[NamePattern], Field(min_length=1, max_length=64)] | None = None
     role: Literal["agent", "observer", "supervisor"] = "agent"
     token: str = Field(min_length=16, max_length=512)
+
+    @model_validator(mode="after")
+    def _one_of_name_and_names(self) -> TokenEntry:
+        if (self.name is None) == (self.names is None):
+            raise ValueError("give either name or names")
+        return self
+
+    def covers(self, name: str) -> bool:
+        if self.name is not None:
+            return name == self.name
+        assert self.names is not None
+        return any(name.startswith(p[:-1]) if p.endswith("*") else name == p for p in self.names)
+
+    @property
+    def label(self) -> str:
+        return repr(self.name) if self.name is not None else ", ".join(self.names or ())
 
 
 class AuthConfig(BaseModel):
@@ -76,17 +99,17 @@ class Authenticator:
         self.enabled = config is not None
         for entry in config.tokens if config else []:
             redact.add_secret(entry.token)
-        self._entries = [(e.token.encode(), e.name, e.role) for e in (config.tokens if config else [])]
+        self._entries = [(e.token.encode(), e) for e in (config.tokens if config else [])]
 
-    def identify(self, token: str | None) -> tuple[str, str] | None:
-        """(name, role) the token is bound to, or None. Every entry is compared, so timing leaks nothing."""
+    def identify(self, token: str | None) -> TokenEntry | None:
+        """The entry the token is, or None. Every entry is compared, so timing leaks nothing."""
         if token is None:
             return None
         given = token.encode()
         found = None
-        for secret, name, role in self._entries:
+        for secret, entry in self._entries:
             if hmac.compare_digest(secret, given):
-                found = (name, role)
+                found = entry
         return found
 
     def check(self, token: str | None, name: str, role: str) -> str | None:
@@ -98,6 +121,6 @@ class Authenticator:
         who = self.identify(token)
         if who is None:
             return "unknown API key"
-        if who != (name, role):
-            return f"this API key is for {who[1]} {who[0]!r}, not {role} {name!r}"
+        if who.role != role or not who.covers(name):
+            return f"this API key is for {who.role} {who.label}, not {role} {name!r}"
         return None

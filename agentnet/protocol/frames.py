@@ -92,7 +92,8 @@ class PostParams(WireModel):
     channel_id: Id
     type: EnvelopeType = "text"
     data: dict[str, Any] = {}
-    audience: Annotated[list[Name], Field(min_length=1, max_length=64)] | None = None
+    # None: every participant but the sender; [] (ext): a record only, stored and observed, delivered to no one
+    audience: Annotated[list[Name], Field(max_length=64)] | None = None
     causation_id: Id | None = None
     idempotency_key: Id | None = None
     as_agent: Name | None = None

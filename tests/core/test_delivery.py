@@ -290,6 +290,18 @@ def test_audience_limits_who_receives_and_the_floor_skips_the_rest():
     assert h.cursor("carol", ch)["ack_floor"] == 3
 
 
+def test_an_empty_audience_is_a_record_delivered_to_no_one():
+    """(ext) `audience: []`: stored and readable, no recipient gets it, every floor passes it."""
+    h = CoreHarness()
+    a, b, ch = h.pair()
+    post(h, a, ch, 1, audience=[])
+    post(h, a, ch, 2)
+    assert [n["envelope"]["seq"] for n in h.ack_all(b)] == [3]
+    assert h.cursor("bob", ch)["ack_floor"] == 3
+    page = h.ok(a, "read_wal", channel_id=ch, after_seq=1, limit=5)
+    assert [(e["seq"], e["audience"]) for e in page["envelopes"]] == [(2, []), (3, None)]
+
+
 def test_observers_cannot_post_and_agents_cannot_observe():
     h = CoreHarness()
     a, _b, ch = h.pair()

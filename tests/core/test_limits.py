@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import orjson
 import pytest
 
-from agentnet.hub.auth import bearer_token
+from agentnet.hub.auth import Authenticator, AuthError, bearer_token, load_auth_file
 from agentnet.protocol import redact
 from agentnet.protocol.codec import FrameError, decode_client_frame
 
@@ -43,6 +44,28 @@ def test_integers_beyond_64_bits_are_refused(n: int) -> None:
 )
 def test_the_bearer_scheme_is_case_insensitive(header: str | None, token: str | None) -> None:
     assert bearer_token(header) == token
+
+
+def test_a_key_for_several_names_covers_those_and_their_prefixes(tmp_path: Path) -> None:
+    """`names:` (a gateway's key): exact names and `prefix*` patterns, one role; name xor names."""
+    keys = tmp_path / "keys.yaml"
+    keys.write_text(
+        "tokens:\n"
+        '  - {names: [autogen-gw, "ag-*"], role: agent, token: tok-gateway-0123456789}\n'
+        "  - {name: alice, token: tok-alice-0123456789ab}\n"
+    )
+    auth = Authenticator(load_auth_file(keys))
+    assert auth.check("tok-gateway-0123456789", "autogen-gw", "agent") is None
+    assert auth.check("tok-gateway-0123456789", "ag-echo", "agent") is None
+    assert auth.check("tok-gateway-0123456789", "alice", "agent") == (
+        "this API key is for agent autogen-gw, ag-*, not agent 'alice'"
+    )
+    assert auth.check("tok-gateway-0123456789", "ag-echo", "observer") is not None
+    assert auth.check("tok-alice-0123456789ab", "alice", "agent") is None
+    for bad in ("name: alice, names: [bob]", "role: agent", "names: []", "names: ['Ag*']"):
+        keys.write_text(f"tokens:\n  - {{{bad}, token: tok-bad-0123456789abcd}}\n")
+        with pytest.raises(AuthError, match="auth file"):
+            load_auth_file(keys)
 
 
 def test_redaction_masks_known_secrets_and_credential_shapes(caplog: pytest.LogCaptureFixture) -> None:

@@ -168,6 +168,36 @@ def test_workers_through_the_gateway(procs: Procs, tmp_path: Path, shape: str) -
     assert identities["ag-beta"]["passport"]["meta"]["via"] == "autogen"
 
 
+GATEWAY_KEY = "tok-autogen-gateway-0123456789"
+
+
+def test_the_sidecar_on_a_hub_with_keys(procs: Procs, tmp_path: Path) -> None:
+    """`agentnet gateway autogen --token KEY` on a hub with API keys: one key, bound to the gateway's
+    identities (`names:` with `prefix*` patterns), covers them all; a wrong key is one clear line."""
+    require_autogen()
+    keys = tmp_path / "keys.yaml"
+    keys.write_text(
+        "tokens:\n"
+        '  - names: [autogen-gw, autogen-registry, "ag-*", "agw-*"]\n'
+        "    role: agent\n"
+        f"    token: {GATEWAY_KEY}\n"
+    )
+    hub = HubProc(procs, tmp_path / "hub.db", ["--auth-file", str(keys)]).start()
+    for name, token in (("wrong", "tok-not-the-gateway-0123456789"), ("none", None)):
+        args = [sys.executable, "-m", "agentnet.cli", "gateway", "autogen", "--hub", hub.url, "--port", "0"]
+        refused = procs.spawn(f"gateway-{name}", [*args, *(["--token", token] if token else [])])
+        assert refused.popen.wait(timeout=30) == 1
+        lines = refused.log().strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("agentnet gateway autogen: error: hub ws://"), lines
+        assert ("refused the API key" if token else "requires an API key") in lines[0], lines
+        assert token is None or token not in lines[0]
+    gw = GatewayProc(procs, hub.url, ["--token", GATEWAY_KEY]).start()
+    responder = start_worker(procs, "responder", gw.address, ["echo"], [])
+    caller = start_worker(procs, "caller", gw.address, [], [])
+    assert caller.cmd(cmd="rpc", target="echo", text="with a key")["reply"] == "echo: with a key"
+    assert responder.proc.alive() and gw.proc is not None and "Traceback" not in gw.proc.log()
+
+
 def test_the_autogen_rpc_scenario_headless_and_checked(tmp_path: Path) -> None:
     """`agentnet up scenarios/autogen-rpc.yaml --headless`: the gateway inside the hub, worker-b killed
     and started again; what worker-a published while it was down reaches the new worker-b."""

@@ -630,7 +630,7 @@ class AutogenGateway(pb_grpc.AgentRpcServicer):
             channel_id=ts.channel_id,
             type="ag.rpc.response",
             data=data,
-            audience=[GATEWAY_NAME],  # the hub needs an audience; the gateway acks it
+            audience=[],  # a record: stored, observed, delivered to no one
             causation_id=env["envelope_id"],
         )
 
@@ -648,7 +648,7 @@ class AutogenGateway(pb_grpc.AgentRpcServicer):
                 channel_id=ts.channel_id,
                 type="ag.rpc.response",
                 data={**note, "error": note["text"]},
-                audience=[GATEWAY_NAME],  # the hub needs an audience; the gateway acks it
+                audience=[],  # a record: stored, observed, delivered to no one
                 causation_id=env["envelope_id"],
             )
             retry.add_done_callback(lambda f: f.exception() is None and client.receipt_nowait(env))
