@@ -6,6 +6,8 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
+from agentnet.protocol.ids import utc_iso
+
 from .connection import HubClient, HubError
 
 
@@ -61,6 +63,7 @@ class ObserverClient:
             page = await self.hub.request("list_agents", after=after)
             snapshot["agents"] += page["agents"]
             after = page.get("next")
+        snapshot.setdefault("at", utc_iso())  # when it was taken: its log line gets a time, live and replayed
         self._queue.put_nowait(("snapshot", snapshot))
 
     def _on_frame(self, frame: dict[str, Any]) -> None:

@@ -226,6 +226,9 @@ class DashboardModel:
         self.snapshots += 1
         if self.feed_state == "waiting":
             self.feed_state = "connected"
+        elif self.feed_state == "reconnecting":  # the hub is back (said by the observer's new snapshot)
+            self.feed_state, self.feed_detail = "connected", ""
+            self._log(when, "info", "feed connected again")
         resync = self.snapshots > 1  # a re-snapshot: after a reconnect (a hub restart) or lost events
         restarted = resync and bool(snap.hub.started_at) and snap.hub.started_at != self.hub.started_at
         self.hub = snap.hub
