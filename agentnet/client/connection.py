@@ -184,6 +184,7 @@ class HubClient:
         self.replaying = 0  # notifies of the current connection's replay still to come (the welcome's count)
         self.on_frame: FrameHandler | None = None  # notify and event frames go here
         self.on_connect: Callable[[], Awaitable[None]] | None = None  # after every (re)connect
+        self.on_disconnect: Callable[[str], None] | None = None  # a connection dropped; reconnecting (why)
         self.connections = 0
         self.closed_reason: str | None = None
         self.close_code: int | None = None  # the hub's close code when it ended the connection for good
@@ -413,6 +414,8 @@ class HubClient:
             if self._closing or not self.reconnect or self._fatal:
                 return
             log.info("%s: disconnected from %s: %s; reconnecting", self.name, self.url, reason)
+            if self.on_disconnect is not None:
+                self.on_disconnect(reason)
             moving = len(self.urls) > 1
             if moving:  # the hub it was on died or stepped down: try the others first, at once
                 self.url = self.urls[(self.urls.index(self.url) + 1) % len(self.urls)]

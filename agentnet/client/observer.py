@@ -6,6 +6,8 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
+from agentnet.protocol.ids import utc_iso
+
 from .connection import HubClient, HubError
 
 
@@ -43,6 +45,11 @@ class ObserverClient:
 
     async def _observe(self) -> None:
         """Observe, then follow the snapshot's pages (`next`) so the consumer gets it whole."""
+        # Events from now on belong after the snapshot this asks for: hold them until it is queued.
+        # (After a hub restart the new hub counts event_seq from 0, and its first events, such as
+        # the agents' reconnects and replays, can arrive before the snapshot's answer: measured
+        # against the old hub's floor they were dropped.)
+        self._queue.put_nowait(("resync", {}))
         snapshot = await self.hub.request("observe")
         pages = snapshot.get("next") or {}
         after = pages.get("channels")
@@ -56,6 +63,7 @@ class ObserverClient:
             page = await self.hub.request("list_agents", after=after)
             snapshot["agents"] += page["agents"]
             after = page.get("next")
+        snapshot.setdefault("at", utc_iso())  # when it was taken: its log line gets a time, live and replayed
         self._queue.put_nowait(("snapshot", snapshot))
 
     def _on_frame(self, frame: dict[str, Any]) -> None:
@@ -80,6 +88,9 @@ class ObserverClient:
         early: list[dict[str, Any]] = []
         while True:
             kind, item = await self._queue.get()
+            if kind == "resync":
+                floor = None
+                continue
             if kind == "snapshot":
                 floor = item["hub"].get("event_seq", 0)
                 yield kind, item
@@ -88,6 +99,9 @@ class ObserverClient:
                         yield "event", ev
                 early.clear()
             elif floor is None:
-                early.append(item)
+                if item.get("type") == "observer.lagged":  # said at once: the consumer counts the loss
+                    yield kind, item
+                else:
+                    early.append(item)
             elif item["event_seq"] > floor or item.get("type") == "observer.lagged":
                 yield kind, item

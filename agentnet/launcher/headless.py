@@ -83,6 +83,7 @@ class HeadlessView:
         self._live: Live | None = None
         self._states: dict[str, str] = {}
         self._snapshots = 0
+        self._sessions: dict[str, str | None] = {}  # agent -> the session last said connected
 
     def start(self) -> None:
         if self.live_enabled and self.status is not None and self._live is None:
@@ -140,9 +141,15 @@ class HeadlessView:
                 return None
         if isinstance(decoded, Snapshot):
             self._snapshots += 1
+            unseen = [a.name for a in decoded.agents if a.connected and self._sessions.get(a.name, "?") != a.session_id]
+            self._sessions = {a.name: a.session_id for a in decoded.agents if a.connected}
             if self._snapshots > 1:
-                return f"observer re-synced with the hub (snapshot at event {decoded.hub.event_seq})", "dim"
+                # agents that reconnected before the observer did: the hub said nothing while unobserved
+                already = f"; already reconnected (replay not seen): {', '.join(unseen)}" if unseen else ""
+                return f"observer re-synced with the hub (snapshot at event {decoded.hub.event_seq}){already}", "dim"
             return None
+        if isinstance(decoded, AgentConnected):
+            self._sessions[decoded.name] = decoded.session_id
         return self._event(decoded)
 
     def _process(self, item: ProcessItem) -> tuple[str, str] | None:

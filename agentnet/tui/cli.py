@@ -69,6 +69,8 @@ async def _scenario_t0(controls: RemoteControls | None) -> float | None:
 
 def _run_tui(args: argparse.Namespace) -> int:
     from agentnet.client import HubError, HubURLError, ObserverClient, hub_urls
+    from agentnet.protocol.ids import utc_iso
+    from agentnet.run.feed import QueueFeed, merge_feeds
     from agentnet.tui.app import run_dashboard
 
     try:
@@ -81,8 +83,17 @@ def _run_tui(args: argparse.Namespace) -> int:
     async def main() -> None:
         t0 = await _scenario_t0(controls)
         async with ObserverClient(args.url, args.name, token=args.token, ca_file=args.ca_file) as feed:
+            # the hub going away is said in the event log (and the next snapshot says it is back)
+            status = QueueFeed(maxsize=100)
+            feed.hub.on_disconnect = lambda reason: status.put_nowait(
+                "status", {"kind": "status", "state": "reconnecting", "detail": f"hub {reason}", "at": utc_iso()}
+            )
             await run_dashboard(
-                feed.__aiter__(), controls, title=f"agentnet {args.url}", read_only_reason=why, scenario_t0=t0
+                merge_feeds(feed, status),
+                controls,
+                title=f"agentnet {args.url}",
+                read_only_reason=why,
+                scenario_t0=t0,
             )
 
     try:

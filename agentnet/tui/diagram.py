@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from rich.cells import cell_len
+
 from agentnet.tui.model import Arrow, DashboardModel
 
 ARROW_LABELS = {
@@ -15,6 +17,9 @@ ARROW_LABELS = {
     "nack": "nack",
     "dead": "dead",
     "takeover": "takeover",
+    "fault": "fault",
+    "connect": "connected",
+    "disconnect": "disconnected",
 }
 
 # (line char, head towards the right, head towards the left)
@@ -26,6 +31,9 @@ ARROW_STYLES = {
     "nack": ("─", "✗", "✗"),
     "dead": ("━", "†", "†"),
     "takeover": ("═", "═", "═"),
+    "fault": ("┄", "┄", "┄"),
+    "connect": ("┄", "●", "●"),  # agent → hub: its connection (or a reconnection) came up
+    "disconnect": ("┄", "○", "○"),  # agent → hub: its connection went (close code in the label)
 }
 
 
@@ -49,6 +57,12 @@ def lane_centres(lanes: list[str], left: int, width: int) -> dict[str, int]:
 def arrow_label(arrow: Arrow, text: str | None = None) -> str:
     if arrow.kind == "takeover":
         return f" hub takeover: {arrow.detail} "
+    if arrow.kind == "fault":
+        return f" ⚡ {arrow.detail} "
+    if arrow.kind == "connect":
+        return f"{arrow.src} {arrow.detail or 'connected'}"
+    if arrow.kind == "disconnect":
+        return f"{arrow.src} disconnected" + (f" {arrow.detail}" if arrow.detail else "")
     label = f"#{arrow.seq} {ARROW_LABELS[arrow.kind]}"
     if arrow.kind == "redeliver":
         label += f" try {arrow.attempt}"
@@ -63,11 +77,13 @@ def draw_arrow(arrow: Arrow, centres: dict[str, int], width: int, label: str) ->
     """One diagram row as plain text: lane lines plus this arrow. Returns (text, (start, end) span of
     the arrow) so a renderer can colour it."""
     cells = [" "] * width
-    if arrow.kind == "takeover":  # across every lane: from here on the other hub serves
+    if arrow.kind in ("takeover", "fault"):  # across every lane: the other hub serves; a fault struck
+        fill = ARROW_STYLES[arrow.kind][0]
         text = label[: max(0, width - 4)]
-        start = max(0, (width - len(text)) // 2)
-        row = "═" * start + text + "═" * max(0, width - start - len(text))
-        return row[:width], (0, width)
+        cells = cell_len(text)  # "⚡" takes two cells
+        start = max(0, (width - cells) // 2)
+        row = fill * start + text + fill * max(0, width - start - cells)
+        return row[: width - (cells - len(text))], (0, width)
     for x in centres.values():
         if 0 <= x < width:
             cells[x] = "│"
@@ -114,7 +130,8 @@ def to_mermaid(model: DashboardModel, channel_id: str | None) -> str:
     Posts and deliveries are solid arrows, redeliveries dotted open arrows (``--)``), acks dotted,
     nacks and dead letters crosses.
     """
-    arrows = [a for a in model.arrows if channel_id is None or a.channel_id == channel_id]
+    selection = model.select_arrows(channel_id)  # with the markers (faults, connections) that concern it
+    arrows = [selection[index] for index in range(len(selection))]
     lanes = lanes_for(model, arrows)
     lines = ["sequenceDiagram"]
     channel = model.channels.get(channel_id) if channel_id else None
@@ -128,6 +145,10 @@ def to_mermaid(model: DashboardModel, channel_id: str | None) -> str:
     for arrow in arrows:
         if arrow.kind == "takeover":
             lines.append(f"    Note over {_mermaid_id(lanes[0])}: {_mermaid_text('hub takeover: ' + arrow.detail)}")
+            continue
+        if arrow.kind in ("fault", "connect", "disconnect"):
+            over = arrow.src if arrow.src in lanes else lanes[0]
+            lines.append(f"    Note over {_mermaid_id(over)}: {_mermaid_text(arrow_label(arrow).strip())}")
             continue
         text = None
         if arrow.kind == "post":

@@ -75,6 +75,7 @@ class AgentInfo:
     close_code: int | None = None
     close_reason: str | None = None
     replaying: int | None = None
+    seen_connected: bool = False  # this dashboard saw it connect (a later connect is a reconnect)
 
     @property
     def via(self) -> str | None:
@@ -257,7 +258,12 @@ class LogLine:
 class Arrow:
     """One arrow of the sequence diagram."""
 
-    KINDS: ClassVar[tuple[str, ...]] = ("post", "deliver", "redeliver", "ack", "nack", "dead", "takeover")
+    KINDS: ClassVar[tuple[str, ...]] = (
+        *("post", "deliver", "redeliver", "ack", "nack", "dead"),  # an envelope's way
+        *("takeover", "fault"),  # markers across every lane: a standby hub took over; a fault or control
+        *("connect", "disconnect"),  # markers between an agent and the hub: its connection came or went
+    )
+    MARKERS: ClassVar[frozenset[str]] = frozenset({"takeover", "fault", "connect", "disconnect"})
 
     serial: int
     at: float | None

@@ -51,6 +51,7 @@ from agentnet.protocol.events import (
 )
 from agentnet.protocol.ids import parse_time
 from agentnet.protocol.vocab import DOWN_STATES, HUB_SENDER, RUNNING_STATES, CloseCode
+from agentnet.run.control import VERBS as CONTROL_VERBS
 from agentnet.run.items import (
     ITEM_CLASSES,
     Caption,
@@ -225,21 +226,34 @@ class DashboardModel:
         self.snapshots += 1
         if self.feed_state == "waiting":
             self.feed_state = "connected"
+        elif self.feed_state == "reconnecting":  # the hub is back (said by the observer's new snapshot)
+            self.feed_state, self.feed_detail = "connected", ""
+            self._log(when, "info", "feed connected again")
+        resync = self.snapshots > 1  # a re-snapshot: after a reconnect (a hub restart) or lost events
+        restarted = resync and bool(snap.hub.started_at) and snap.hub.started_at != self.hub.started_at
         self.hub = snap.hub
         self.event_seq = snap.hub.event_seq
         agents: dict[str, AgentInfo] = {}
+        came: list[AgentInfo] = []
+        went: list[AgentInfo] = []
         for entry in snap.agents:
             name = entry.name
             agent = self.agents.get(name) or AgentInfo(name)
             agent.agent_id = entry.agent_id or agent.agent_id
             agent.role = entry.role or agent.role
-            was_connected = agent.connected
+            was_connected, old_session = agent.connected, agent.session_id
+            if resync and entry.connected and (not was_connected or entry.session_id != old_session):
+                came.append(agent)
+            elif resync and was_connected and not entry.connected:
+                went.append(agent)
             agent.connected = entry.connected
             agent.session_id = entry.session_id
             agent.passport = entry.passport if entry.passport is not None else agent.passport
             agent.latency_ms = entry.latency_ms
             if agent.connected and not was_connected:
                 agent.connected_at = agent.connected_at or when
+            if agent.connected and not resync:
+                agent.seen_connected = True
             if not agent.connected and agent.disconnected_at is None:
                 agent.disconnected_at = when
             agents[name] = agent
@@ -268,8 +282,29 @@ class DashboardModel:
             when,
             "info",
             f"snapshot: {plural(len(agents), 'agent')}, {plural(len(channels), 'channel')}, "
-            f"{plural(len(cursors), 'cursor')} (event_seq {self.event_seq})",
+            f"{plural(len(cursors), 'cursor')} (event_seq {self.event_seq})"
+            + (" after the hub restarted" if restarted else ""),
         )
+        self._unseen_connections(when, came, went)
+
+    def _unseen_connections(self, at: float | None, came: list[AgentInfo], went: list[AgentInfo]) -> None:
+        """Connections that changed while the dashboard was away (it reconnects after a hub restart
+        too, and the hub emits nothing while nobody observes): said from the snapshot, not skipped."""
+        for agent in came:
+            again = agent.seen_connected
+            agent.seen_connected = True
+            inflight = sum(c.inflight for c in self.cursors.values() if c.recipient == agent.name)
+            self._log(
+                at,
+                "replay",
+                f"{agent.name} {'reconnected' if again else 'connected'} (session {agent.session_id}) before "
+                f"the dashboard re-attached: its replay, if any, came before this snapshot; "
+                f"{plural(inflight, 'envelope')} in flight to it now",
+            )
+            self._arrow(at, "connect", agent.name, "hub", "", 0, None, detail="reconnected" if again else "connected")
+        for agent in went:
+            self._log(at, "warn", f"{agent.name} disconnected while the dashboard was away")
+            self._arrow(at, "disconnect", agent.name, "hub", "", 0, None)
 
     @property
     def total_channels(self) -> int:
@@ -345,10 +380,13 @@ class DashboardModel:
         agent.connected_at = at
         agent.close_code = None
         agent.close_reason = None
+        again = agent.seen_connected
+        agent.seen_connected = True
         if previous and previous != agent.session_id:
             self._log(at, "warn", f"{name} connected again: session {agent.session_id} supersedes {previous}")
         else:
-            self._log(at, "info", f"{name} connected (session {agent.session_id})")
+            self._log(at, "info", f"{name} {'reconnected' if again else 'connected'} (session {agent.session_id})")
+        self._arrow(at, "connect", name, "hub", "", 0, None, detail="reconnected" if again else "connected")
 
     def _on_agent_disconnected(self, event: AgentDisconnected, at: float | None) -> None:
         name = event.name
@@ -367,6 +405,7 @@ class DashboardModel:
         agent.latency_ms = None
         agent.replaying = None
         self._log(at, "warn", f"{name} disconnected ({why})")
+        self._arrow(at, "disconnect", name, "hub", "", 0, None, detail=str(code) if code is not None else "")
 
     def _on_agent_registered(self, event: AgentRegistered, at: float | None) -> None:
         agent = self._agent(event.name)
@@ -433,6 +472,10 @@ class DashboardModel:
         self.arrows.append(
             Arrow(self._next_serial(), at, kind, src, dst, channel_id, seq, envelope_id, attempt, detail)
         )
+
+    def _marker(self, at: float | None, what: str, target: str | None) -> None:
+        """A fault or control on the sequence diagram: a row across every lane, at its time."""
+        self._arrow(at, "fault", target or "hub", target or "hub", "", 0, None, detail=what)
 
     def _channel(self, channel_id: str) -> ChannelInfo:
         channel = self.channels.get(channel_id)
@@ -589,7 +632,9 @@ class DashboardModel:
             case FaultItem(action=action, target=target, caption=caption, at=at):
                 target_text = f" {target}" if target else ""
                 caption_text = f" — {caption}" if caption else ""
-                self._log(self._tick(parse_time(at)), "fault", f"fault: {action}{target_text}{caption_text}")
+                when = self._tick(parse_time(at))
+                self._log(when, "fault", f"fault: {action}{target_text}{caption_text}")
+                self._marker(when, f"{action}{target_text}", target)
             case StatsItem(procs=procs, at=at):
                 self._tick(parse_time(at))
                 for name, stats in procs.items():
@@ -606,7 +651,10 @@ class DashboardModel:
             case ControlItem(verb=verb, target=target, message=message, error=error, at=at):
                 target_text = f" {target}" if target else ""
                 level = "error" if error else "control"
-                self._log(self._tick(parse_time(at)), level, f"control {verb}{target_text}: {message}")
+                when = self._tick(parse_time(at))
+                self._log(when, level, f"control {verb}{target_text}: {message}")
+                if not error and verb in CONTROL_VERBS:  # what an operator did is on the diagram like a fault
+                    self._marker(when, f"{verb}{target_text} (you)", target)
 
     def _on_process(self, item: ProcessItem) -> None:
         at = self._tick(parse_time(item.at))
@@ -685,9 +733,19 @@ class DashboardModel:
         return selection
 
     def select_arrows(self, channel_id: str | None = None) -> Selection:
-        predicate = (
-            None if channel_id is None else (lambda arrow: arrow.channel_id == channel_id or arrow.kind == "takeover")
-        )
+        """The diagram's rows: every arrow, or one channel's plus the markers that concern it (faults
+        and takeovers always; a connection marker when the agent is in the channel)."""
+        predicate: Callable[[Arrow], bool] | None = None
+        if channel_id is not None:
+
+            def predicate(arrow: Arrow) -> bool:
+                if arrow.channel_id == channel_id or arrow.kind in ("takeover", "fault"):
+                    return True
+                if arrow.kind not in ("connect", "disconnect"):
+                    return False
+                channel = self.channels.get(channel_id)
+                return channel is not None and arrow.src in channel.participants
+
         selection = Selection(self.arrows, predicate)
         selection.sync()
         return selection

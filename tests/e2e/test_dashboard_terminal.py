@@ -56,6 +56,11 @@ def test_tui_url_attaches_to_a_hand_started_hub_and_shows_what_happens(
     assert "event log" in screen and "Traceback" not in screen
     footer = screen.rstrip("\n").splitlines()[-1]
     assert "? help" in footer and "q quit" in footer and "t target" in footer
+    # the hub restarts: the log says the feed went, came back, and bob's reconnect either way
+    hub.kill()
+    term.wait_for("feed reconnecting")
+    hub.start()
+    term.wait_for(lambda s: "feed connected ag" in s and "bob reconnected" in s)  # lines end in … at 80
     term.press("q")
     assert term.wait_exit() == 0
     bob.terminate()

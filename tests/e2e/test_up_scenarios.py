@@ -25,6 +25,8 @@ from rich.console import Console
 from agentnet.launcher.checker import check_run
 from agentnet.launcher.runner import UpOptions, up
 from agentnet.run import control
+from agentnet.run.recording import RecordingReader
+from agentnet.tui.model import DashboardModel
 from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -200,6 +202,15 @@ def test_chaos_headless_applies_every_fault(tmp_path: Path) -> None:
         assert caption in out
     procs = {p["name"]: p for p in summary["processes"]}
     assert procs["consumer-1"]["restarts"] == 1  # the policy restarted it after the kill
+    # after restart-hub the dashboard's log says each agent came back, whether it reconnected
+    # before the launcher's observer did (said from the snapshot) or after (its own event)
+    model = DashboardModel()
+    for recorded in RecordingReader(run_dir / "recording.jsonl"):
+        model.apply(recorded.item)
+    log = [line.text for line in model.log]
+    after = log[next(i for i, text in enumerate(log) if text.startswith("fault: restart-hub")) :]
+    for name in ("producer", "consumer-1", "consumer-2"):
+        assert any(text.startswith(f"{name} reconnected (session") for text in after), (name, after)
     checked = agentnet("check", str(run_dir), cwd=tmp_path)
     assert checked.returncode == 0, checked.stdout
     assert "PASS" in checked.stdout

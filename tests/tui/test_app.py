@@ -593,3 +593,31 @@ async def test_one_clock_the_same_t_for_an_event_live_and_in_playback(sample_rec
         assert "t+6.90s / t+19.00s" in bar  # the playback bar: the last event at or before t+7s, of the end
         app.playback.seek(2)  # before the t = 0 caption: still scenario t (negative), as recorded
         assert app.model.format_at(app.playback.current_at) == "t-0.70s"
+
+
+async def test_tab_never_lands_on_a_hidden_pane_in_the_compact_layout() -> None:
+    def visible(widget: Any) -> bool:
+        node = widget
+        while node is not None and node is not app.main:
+            if not node.display or not node.visible:
+                return False
+            node = node.parent
+        region = widget.region
+        return region.width > 0 and region.height > 0 and app.main.region.contains_region(region)
+
+    app, feed, _ = live_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot, feed)
+        assert app.main.has_class("-compact")
+        for tab in ("overview", "sequence"):
+            await pilot.press("1" if tab == "overview" else "2")
+            seen = []
+            for key in ["tab"] * 8 + ["shift+tab"] * 8:
+                await pilot.press(key)
+                focused = app.focused
+                assert focused is not None and visible(focused), (tab, key, focused)
+                seen.append(focused.id)
+            if tab == "overview":  # every pane on screen is reached: none skipped, none hidden
+                assert {"processes", "channels", "cursors", "wal", "log"} <= set(seen), seen
+            else:
+                assert set(seen) == {"ladder"}, seen

@@ -211,7 +211,7 @@ def test_nack_and_dead_letter_are_logged_and_marked() -> None:
 def test_log_has_connections_replays_faults_captions_and_process_changes() -> None:
     texts = [line.text for line in loaded().log]
     for expected in (
-        "bob connected (session s-bob-2)",
+        "bob reconnected (session s-bob-2)",  # seen connected before: a reconnect
         "bob disconnected (code 1006, connection lost)",
         "replaying 2 envelopes to bob",
         "replay to bob done (2 envelopes)",
@@ -403,3 +403,75 @@ def test_restarts_and_delivered_cells_read_sensibly() -> None:
     assert delivered_text(3, 5).plain == "5"
     assert delivered_text(1202, 1).plain == "≤1202"  # a sender: its own envelopes are skipped
     assert delivered_text(4, 0).plain == "—"
+
+
+def test_faults_controls_and_connections_are_marked_on_the_sequence_diagram() -> None:
+    from agentnet.tui.diagram import arrow_label, draw_arrow, lane_centres, to_mermaid
+
+    model = loaded()
+    model.apply(("control", {"kind": "control", "at": iso(END_T + 1), "verb": "pause", "target": "carol"}))
+    model.apply(("control", {"at": iso(END_T + 2), "verb": "kill", "target": "x", "error": True, "message": "no"}))
+    markers = [(a.kind, a.src, arrow_label(a).strip()) for a in model.arrows if a.kind in a.MARKERS]
+    assert markers == [
+        ("connect", "alice", "alice connected"),
+        ("connect", "bob", "bob connected"),
+        ("connect", "carol", "carol connected"),
+        ("fault", "bob", "⚡ kill bob"),
+        ("disconnect", "bob", "bob disconnected 1006"),
+        ("connect", "bob", "bob reconnected"),
+        ("fault", "carol", "⚡ pause carol (you)"),  # an operator's control (a refused one is not marked)
+    ]
+    # in time among the arrows: the kill between bob's last delivery and his disconnect
+    kinds = [a.kind for a in model.arrows]
+    assert kinds.index("fault") < kinds.index("disconnect") < kinds.index("redeliver")
+    # a channel's diagram keeps every fault and the connections of its own participants
+    arith = [model.select_arrows("arith")[i] for i in range(len(model.select_arrows("arith")))]
+    assert ("connect", "carol") not in [(a.kind, a.src) for a in arith]
+    assert [a.detail for a in arith if a.kind == "fault"] == ["kill bob", "pause carol (you)"]
+    centres = lane_centres(["hub", "alice", "bob"], 0, 90)
+    fault = next(a for a in arith if a.kind == "fault")
+    row, span = draw_arrow(fault, centres, 90, arrow_label(fault))
+    assert "⚡ kill bob" in row and row.startswith("┄") and span == (0, 90)  # a row across every lane
+    back = next(a for a in arith if a.kind == "connect" and a.src == "bob" and a.detail == "reconnected")
+    row, _ = draw_arrow(back, centres, 90, arrow_label(back))
+    assert "●" in row and "bob reconnected" in row
+    mermaid = to_mermaid(model, "arith")
+    assert "Note over bob: ⚡ kill bob" in mermaid and "Note over bob: bob reconnected" in mermaid
+
+
+def test_a_resnapshot_says_which_connections_changed_while_the_dashboard_was_away() -> None:
+    """After a hub restart the dashboard re-observes; an agent that reconnected first left no event."""
+    model = loaded()
+
+    def agent(name: str, session: str | None, connected: bool) -> dict[str, Any]:
+        return {"name": name, "agent_id": f"ag-{name}", "connected": connected, "session_id": session}
+
+    model.apply(
+        (
+            "snapshot",
+            {
+                "at": iso(END_T + 2),
+                "hub": {"hub_id": "hub-7f3a", "started_at": iso(END_T + 1), "store": "sqlite", "event_seq": 0},
+                "agents": [agent("alice", None, False), agent("bob", "s-bob-3", True), agent("carol", None, False)],
+                "channels": [],
+                "cursors": [
+                    {"recipient": "bob", "channel_id": "arith", "ack_floor": 12, "delivered_seq": 13, "inflight": 1}
+                ],
+            },
+        )
+    )
+    texts = [line.text for line in model.log][-4:]
+    assert texts[0] == "snapshot: 3 agents, 0 channels, 1 cursor (event_seq 0) after the hub restarted"
+    assert texts[1].startswith("bob reconnected (session s-bob-3) before the dashboard re-attached")
+    assert texts[1].endswith("1 envelope in flight to it now")
+    assert texts[2:] == [
+        "alice disconnected while the dashboard was away",
+        "carol disconnected while the dashboard was away",
+    ]
+    assert [(a.kind, a.src) for a in list(model.arrows)[-3:]] == [
+        ("connect", "bob"),
+        ("disconnect", "alice"),
+        ("disconnect", "carol"),
+    ]
+    model.apply(event(END_T + 3, "agent.connected", name="alice", agent_id="ag-alice", session_id="s-alice-2"))
+    assert model.log[-1].text == "alice reconnected (session s-alice-2)"

@@ -54,6 +54,10 @@ ARROW_KIND_STYLES = {
     "ack": "dim green",
     "nack": "bold red",
     "dead": "bold magenta",
+    "takeover": "bold white on dark_red",
+    "fault": "bold magenta",
+    "connect": "cyan",
+    "disconnect": "yellow",
 }
 STRIP_CACHE = 2_000
 
@@ -482,7 +486,10 @@ class LadderView(StreamView):
         line, (start, end) = draw_arrow(arrow, self._centres(width), area, arrow_label(arrow, label_text))
         text = Text(no_wrap=True)
         text.append(f"{self.format_at(arrow.at):<9}", style="dim")
-        text.append(f" {arrow.channel_id[:5]:<5} "[: self.GUTTER - 9], style="dim cyan")
+        channel = arrow.channel_id
+        if channel.startswith("ch-"):  # generated ids share "ch-00…": show the part that tells them apart
+            channel = channel[3:]
+        text.append(f" {channel[:5]:<5} "[: self.GUTTER - 9], style="dim cyan")
         body = Text(line, style="dim")
         if end > start:
             body.stylize(ARROW_KIND_STYLES.get(arrow.kind, ""), start, end)
