@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import faulthandler
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any, NoReturn
@@ -157,7 +159,7 @@ def _run_hub(args: argparse.Namespace) -> int:
     except (StoreError, AuthError) as exc:
         return fail(str(exc))
     except HubSteppedDown as exc:
-        print(f"agentnet hub: lost the leadership ({exc}); stepped down", file=sys.stderr, flush=True)
+        print(f"agentnet hub: {exc}; stopped", file=sys.stderr, flush=True)
         return 3
     except OSError as exc:
         if exc.errno == 98:
@@ -322,6 +324,8 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "run", None):
         parser.print_help()
         return EXIT_USAGE
+    # `kill -USR1 PID` prints every thread's stack to stderr: what a stuck process is doing, without a debugger.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     level = getattr(args, "log_level", "warning")
     logging.basicConfig(level=level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
     from agentnet.protocol import redact

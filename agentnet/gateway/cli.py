@@ -64,7 +64,8 @@ def _fail(message: str) -> int:
 
 def _run_autogen(args: argparse.Namespace) -> int:
     try:
-        from agentnet.gateway.autogen.gateway import GatewayError, GatewaySettings, run_gateway
+        from agentnet.gateway.autogen.gateway import GatewayError, GatewaySettings
+        from agentnet.gateway.autogen.serving import run_gateway
     except ModuleNotFoundError as exc:
         if exc.name and exc.name.split(".")[0] in ("grpc", "google"):
             return _fail("grpcio and protobuf are missing: pip install 'agentnet[autogen]'")
@@ -99,7 +100,8 @@ def hub_with_autogen(hub_settings: object, address: str, port_file: Path | None,
     if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
         return f"--autogen takes HOST:PORT (e.g. 127.0.0.1:50051), not {address!r}"
     try:
-        from agentnet.gateway.autogen.gateway import GatewaySettings, run_hub_with_gateway
+        from agentnet.gateway.autogen.gateway import GatewaySettings
+        from agentnet.gateway.autogen.serving import run_hub_with_gateway
     except ModuleNotFoundError as exc:
         if exc.name and exc.name.split(".")[0] in ("grpc", "google"):
             return "--autogen needs grpcio and protobuf: pip install 'agentnet[autogen]'"

@@ -240,6 +240,23 @@ class LocalHubClient:
         except Exception:
             log.exception("%s: could not handle a frame from the hub", self.name)
 
+    # ------------------------------------------------------------------ read-only peeks (in-process only)
+
+    def idle_head(self, channel_id: str) -> int | None:
+        """The channel's last appended seq if everything there for this identity has been sent to it
+        (HubCore.idle_head) and handled here (no frame of the hub's waits in this client); else None."""
+        core = self.hub.core
+        peer = self._peer
+        if peer is None or peer.frames or core is None:
+            return None
+        return core.idle_head(self.name, channel_id)
+
+    def appended_type(self, channel_id: str, seq: int) -> str | None:
+        """The type of the envelope appended at `seq` (committed or not), if the hub has it in memory."""
+        core = self.hub.core
+        rec = core.appended(channel_id, seq) if core is not None else None
+        return rec.type if rec is not None else None
+
     # ------------------------------------------------------------------ requests and receipts
 
     def request_nowait(self, op: str, **params: Any) -> asyncio.Future:

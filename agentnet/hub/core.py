@@ -241,6 +241,30 @@ class HubCore(Ops):
         found = (self._envelope(ch, seq) for seq in range(max(1, first), min(last, ch.committed_seq) + 1))
         return [rec for rec in found if rec is not None]
 
+    def idle_head(self, name: str, channel_id: str) -> int | None:
+        """Read only, for in-process adapters: the channel's last appended seq when everything there
+        addressed to `name` has been sent to it (nothing appended, committed or not, waits for a first
+        delivery; nothing waits for a resend or a replay); else None. (The in-hub AutoGen gateway
+        hands a request on before its commit only then, so the order its worker sees is the hub's.)"""
+        cur = self.cursors.get(name, {}).get(channel_id)
+        ch = self.channels.get(channel_id)
+        if cur is None or ch is None or cur.ready or cur.courtesy or len(cur.inflight) > 16:
+            return None
+        if any(inf.state is not InflightState.SENT for inf in cur.inflight.values()):
+            return None
+        if ch.head_seq - cur.next_seq >= 16:
+            return None  # far behind: not idle, whatever is there
+        for seq in range(cur.next_seq, ch.head_seq + 1):
+            rec = ch.cache.get(seq)
+            if rec is None or rec.addressed_to(name, ch.participants):
+                return None
+        return ch.head_seq
+
+    def appended(self, channel_id: str, seq: int) -> EnvRecord | None:
+        """Read only, for in-process adapters: an envelope appended (committed or not) and still cached."""
+        ch = self.channels.get(channel_id)
+        return ch.cache.get(seq) if ch is not None else None
+
     def _cached(self, ch: ChannelRecord, added: int, resident: bool = False) -> None:
         """Account for `added` bytes put in a channel's cache; trim it, and the hub's, when over.
         (`resident`: the caller knows the channel is resident; on the append path, once per envelope.)"""

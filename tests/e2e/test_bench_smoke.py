@@ -142,7 +142,16 @@ def test_ctrl_c_stops_every_process_it_started(tmp_path: Path) -> None:
         children = wait_until("the bench to start its three processes", three_children, 60)
         wait_until("the measured phase to store envelopes", lambda: _envelopes_stored(workdir) >= 200, 60)
         bench.send_signal(signal.SIGINT)
-        _, err = bench.communicate(timeout=60)
+        try:
+            _, err = bench.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            states = {c.pid: c.status() for c in psutil.Process(bench.pid).children(recursive=True)}
+            bench.send_signal(signal.SIGUSR1)  # its threads' stacks, to say where it hangs
+            try:
+                _, err = bench.communicate(timeout=3)
+            except subprocess.TimeoutExpired as exc:
+                err = (exc.stderr or b"").decode(errors="replace")
+            raise AssertionError(f"no exit 60 s after SIGINT; children {states}; stderr:\n{err[-6000:]}") from None
         assert bench.returncode == 130, err
         assert "interrupted" in err
         assert _wait_gone(children) == []

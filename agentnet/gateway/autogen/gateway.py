@@ -25,7 +25,6 @@ import contextlib
 import heapq
 import itertools
 import logging
-import os
 import re
 import time
 from collections.abc import AsyncIterator, Callable
@@ -122,7 +121,7 @@ class AutogenGateway(pb_grpc.AgentRpcServicer):
         self.port: int | None = None
         self._ticker: asyncio.Task | None = None
         self._closers: set[asyncio.Task] = set()
-        self.stats = {"requests": 0, "responses": 0, "events": 0}
+        self.stats = {"requests": 0, "responses": 0, "events": 0, "early": 0}
         self._logs: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ acks (and the processed-log)
@@ -573,15 +572,28 @@ class AutogenGateway(pb_grpc.AgentRpcServicer):
         if req.HasField("source"):
             data["source"] = {"type": req.source.type, "key": req.source.key}
         assert self.gw is not None
+        # In the hub's process, when all the hub has for this type was handed to its worker already (the
+        # worker's stream keeps that order), the request goes to the worker while its commit is in
+        # flight, and its response waits for the commit (_durable); otherwise the hub's notify brings
+        # it, once stored. See docs/autogen.md, "Handed on while it commits".
+        client, owner = ts.client, ts.owner
+        idle = getattr(client, "idle_head", None)
+        head = (
+            idle(ts.channel_id) if idle is not None and owner is not None and owner.alive and ts.held is None else None
+        )
         _post(
             self.gw,
-            lambda f: self._request_posted(f, gw_id),
+            lambda f: self._request_posted(f, gw_id, ts),
             channel_id=ts.channel_id,
             type="ag.rpc.request",
             data=data,
         )
+        if head is not None and owner is not None and client.appended_type(ts.channel_id, head + 1) == "ag.rpc.request":
+            ts.forwarded[gw_id] = None  # the hub took it (it is being committed): hand it on now
+            self.stats["early"] += 1
+            owner.send(msg)
 
-    def _request_posted(self, fut: Any, gw_id: str) -> None:
+    def _request_posted(self, fut: Any, gw_id: str, ts: TypeState) -> None:
         error = None
         exc = fut.exception()
         if exc is not None:
@@ -590,10 +602,26 @@ class AutogenGateway(pb_grpc.AgentRpcServicer):
             frame = fut.result()
             if not frame["ok"]:
                 error = f"the hub refused the request: {frame.get('error_code')}: {frame.get('error_message')}"
-        if error is not None:
-            call = self.calls.pop(gw_id, None)
-            if call is not None:
-                self._fail(call.caller, call.caller_request_id, error)
+        if error is None:
+            self._durable(gw_id)
+            return
+        if gw_id in ts.forwarded and ts.forwarded[gw_id] is None:  # handed on early, never stored
+            del ts.forwarded[gw_id]
+            ts.answered.pop(gw_id, None)
+        call = self.calls.pop(gw_id, None)
+        if call is not None:
+            self._fail(call.caller, call.caller_request_id, error)
+
+    def _durable(self, gw_id: str) -> None:
+        """The request is stored: its response may go to the caller (now, if it came first)."""
+        call = self.calls.get(gw_id)
+        if call is None or call.durable:
+            return
+        call.durable = True
+        if call.held is not None:
+            del self.calls[gw_id]
+            if call.caller.alive:
+                call.caller.send(call.held)
 
     def _on_response(self, worker: Worker, msg: pb.Message) -> None:
         resp = msg.response
@@ -601,17 +629,25 @@ class AutogenGateway(pb_grpc.AgentRpcServicer):
         ts = env = None
         for name in worker.types:
             t = self.types[name]
-            env = t.forwarded.pop(gw_id, None)
-            if env is not None:
-                ts = t
+            if gw_id in t.forwarded:
+                ts, env = t, t.forwarded[gw_id]
+                if env is None and gw_id in t.answered:
+                    return  # a second answer to a request handed on early: the first one counts
+                if env is not None:
+                    del t.forwarded[gw_id]
                 break
         self.stats["responses"] += 1
         stored = _b64(msg.SerializeToString()) if ts is not None else None
-        call = self.calls.pop(gw_id, None)
-        if call is not None and call.caller.alive:
+        call = self.calls.get(gw_id)
+        if call is not None:
             resp.request_id = call.caller_request_id
-            call.caller.send(msg)  # handed on at once; the request is acked once the response is stored
-        if ts is None or env is None or ts.client is None:
+            if call.durable or ts is None:
+                del self.calls[gw_id]
+                if call.caller.alive:
+                    call.caller.send(msg)  # handed on at once; the request is acked once the response is stored
+            else:
+                call.held = msg  # handed on early: the caller gets it once the request is stored
+        if ts is None or ts.client is None:
             return  # a response to nothing we forwarded (or the type's worker is gone): nothing to store
         payload = resp.payload
         data: dict[str, Any] = {
@@ -623,7 +659,14 @@ class AutogenGateway(pb_grpc.AgentRpcServicer):
         }
         if resp.error:
             data["error"] = resp.error[:2000]
+        if env is None:
+            ts.answered[gw_id] = data  # stored once the hub's notify brings the request's envelope
+            return
+        self._store_response(ts, env, gw_id, data)
+
+    def _store_response(self, ts: TypeState, env: dict, gw_id: str, data: dict[str, Any]) -> None:
         client = ts.client
+        assert client is not None
         _post(
             client,
             lambda f: self._response_posted(f, ts, client, env, gw_id),
@@ -714,8 +757,17 @@ class AutogenGateway(pb_grpc.AgentRpcServicer):
         if kind == "ag.rpc.request":
             gw_id = data["request_id"]
             if gw_id in ts.forwarded:
-                ts.forwarded[gw_id] = env  # a redelivery while the worker still has it
+                if ts.forwarded[gw_id] is None:  # handed on early: now it is stored
+                    self._handled(client, env)
+                    self._durable(gw_id)
+                    answer = ts.answered.pop(gw_id, None)
+                    if answer is not None:
+                        del ts.forwarded[gw_id]
+                        self._store_response(ts, env, gw_id, answer)
+                        return
+                ts.forwarded[gw_id] = env  # (or a redelivery while the worker still has it)
                 return
+            self._durable(gw_id)  # the notify comes only once the request is stored
             if data.get("expires_at", 0) < time.time():
                 call = self.calls.pop(gw_id, None)
                 if call is not None:
@@ -749,6 +801,7 @@ class AutogenGateway(pb_grpc.AgentRpcServicer):
         ts.owner = None
         ts.held = None
         ts.forwarded.clear()  # unacked: the hub redelivers them to the next worker of this type
+        ts.answered.clear()
         if ts.release is not None:
             ts.release.cancel()
             ts.release = None
@@ -791,68 +844,3 @@ class AutogenGateway(pb_grpc.AgentRpcServicer):
                 call = self.calls.pop(gw_id, None)
                 if call is not None and call.caller.alive:
                     self._fail(call.caller, call.caller_request_id, self._deadline_error(call))
-
-
-def _write_port(port_file: Any, port: int | None) -> None:
-
-    tmp = port_file.with_suffix(".tmp")
-    tmp.write_text(str(port))
-    os.replace(tmp, port_file)
-
-
-async def _until_signalled() -> None:
-    import signal
-
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-
-
-@contextlib.asynccontextmanager
-async def _serving(gw: AutogenGateway, port_file: Any, announce: bool, *, in_hub: bool = False) -> AsyncIterator[None]:
-    """Start the gateway (stopped again if that fails), write its port file, say where it listens;
-    stop it when the block ends."""
-    try:
-        await gw.start()
-    except BaseException:
-        await gw.stop(0)
-        raise
-    if port_file is not None:
-        _write_port(port_file, gw.port)
-    if announce:
-        summary = gw.summary()
-        if in_hub:
-            summary = summary.replace(f" as {GATEWAY_NAME}", f" (in this process) as {GATEWAY_NAME}")
-        print(summary, flush=True)
-    try:
-        yield
-    finally:
-        await gw.stop()
-
-
-async def run_hub_with_gateway(
-    hub_settings: Any, settings: GatewaySettings, *, port_file: Any = None, announce: bool = True
-) -> None:
-    """`agentnet hub --autogen HOST:PORT`: the hub and the gateway in one process. The gateway's
-    identities attach to the hub's core directly (no WebSocket hop, no second process). On a shared
-    store the gateway serves only while this hub is the active one: it starts once the hub has
-    taken the lead, and stops with it."""
-    from agentnet.gateway.local import LocalHubClient
-    from agentnet.hub.server import run_hub
-
-    def gateway(hub: Any) -> contextlib.AbstractAsyncContextManager[None]:
-        settings.hub = hub.url
-        gw = AutogenGateway(settings, connect=lambda name: LocalHubClient(hub, name=name))
-        return _serving(gw, port_file, announce, in_hub=True)
-
-    await run_hub(hub_settings, announce=announce, alongside=gateway)
-
-
-async def run_gateway(settings: GatewaySettings, *, port_file: Any = None, announce: bool = True) -> None:
-    """Run until SIGTERM/SIGINT, then stop serving and close the hub connections."""
-    async with _serving(AutogenGateway(settings), port_file, announce):
-        await _until_signalled()
-        if announce:
-            print("agentnet autogen gateway: shutting down (workers are disconnected; their backlog stays in the hub)")

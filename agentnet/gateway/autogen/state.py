@@ -89,7 +89,10 @@ class TypeState:
     client: HubClient | None = None
     held: list[dict] | None = None  # events held until the owner's subscriptions are in place
     release: asyncio.TimerHandle | None = None
-    forwarded: dict[str, dict] = field(default_factory=dict)  # gateway request id -> request envelope
+    # gateway request id -> the request's envelope, as handed to the worker (None: handed on while its
+    # commit was in flight, before the hub's notify brought the envelope)
+    forwarded: dict[str, dict | None] = field(default_factory=dict)
+    answered: dict[str, dict] = field(default_factory=dict)  # responses to those, waiting for the envelope
 
 
 @dataclass(eq=False, slots=True)
@@ -98,6 +101,8 @@ class Call:
     caller_request_id: str
     target: str
     expires: float
+    durable: bool = False  # the request is stored: a response may go to the caller
+    held: pb.Message | None = None  # a response that came first, released once the request is stored
 
 
 SubKey = tuple[str, str, str]  # ("type" | "prefix", topic type or prefix, agent type)
