@@ -63,7 +63,7 @@ class StatusBar(TextLine):
             text.append(" READ-ONLY ", style="bold black on yellow")
         else:
             text.append(" PLAYBACK ", style="bold white on magenta")
-        t = model.t_of(now)
+        t = model.t_of(now) if now else None  # no present yet (a playback before its first item)
         if t is not None:
             text.append(f"  {format_t(t)}", style="bold")
             if model.t0 is None:  # no scenario clock (attached to a hub, or still booting)
