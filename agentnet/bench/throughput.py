@@ -579,7 +579,7 @@ async def run_benchmark(cfg: BenchConfig, progress: Progress) -> dict[str, Any]:
         raise
     finally:
         if pg_local is not None:
-            await asyncio.to_thread(pg_local.stop)
+            await asyncio.to_thread(pg_local.stop if not own_dir or failed else pg_local.discard)
         if own_dir and not failed:
             shutil.rmtree(workdir, ignore_errors=True)
         elif own_dir:
