@@ -28,17 +28,19 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@echo "installing agentnet into $(VENV) ..."
 	@$(BIN)/python -m pip install -q --upgrade pip
-	@$(BIN)/python -m pip install -q -e '.[dev,autogen]'
+	@PYTHONWARNINGS=ignore $(BIN)/python -m pip install -q -e '.[dev,autogen]'
 	@touch $(STAMP)
 
 # `make up` needs agentnet alone (no test tools); a full install (make test) counts too.
+# PYTHONWARNINGS=ignore: setuptools' build backend prints a 10-line "Editable installation" banner
+# (folders named like the package) on every editable install; it is no news for this flat layout.
 $(RUN_STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "agentnet needs Python 3.11+, found " + sys.version.split()[0]'
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@if [ ! -f $(STAMP) ] || [ pyproject.toml -nt $(STAMP) ]; then \
 		echo "installing agentnet into $(VENV) ..."; \
 		$(BIN)/python -m pip install -q --upgrade pip; \
-		$(BIN)/python -m pip install -q -e .; fi
+		PYTHONWARNINGS=ignore $(BIN)/python -m pip install -q -e .; fi
 	@touch $(RUN_STAMP)
 
 $(AG2_STAMP):

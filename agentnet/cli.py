@@ -159,7 +159,7 @@ def _run_hub(args: argparse.Namespace) -> int:
     except (StoreError, AuthError) as exc:
         return fail(str(exc))
     except HubSteppedDown as exc:
-        print(f"agentnet hub: lost the leadership ({exc}); stepped down", file=sys.stderr, flush=True)
+        print(f"agentnet hub: {exc}; stopped", file=sys.stderr, flush=True)
         return 3
     except OSError as exc:
         if exc.errno == 98:

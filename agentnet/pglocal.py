@@ -85,7 +85,10 @@ class LocalPostgres:
         base: str | os.PathLike[str] | None = None,
         port: int = 0,
         settings: dict[str, str] | None = None,
+        existing: bool = False,
     ) -> None:
+        """`datadir`: where the cluster lives and stays (None: a temp dir, removed at stop).
+        `existing`: only open a cluster made before (a reader, such as `agentnet check`): never initdb."""
         self.bindir = find_bindir()
         self._own_dir = datadir is None
         self.as_root = os.geteuid() == 0
@@ -98,15 +101,25 @@ class LocalPostgres:
             self.root = Path(tempfile.mkdtemp(prefix="agentnet-pg-", dir=base))
         else:
             self.root = Path(datadir).resolve()
+            if existing and not self.root.is_dir():
+                raise PgLocalError(f"no PostgreSQL data directory at {self.root}")
             self.root.mkdir(parents=True, exist_ok=True)
-            if not _traversable(self.root, self.uid, self.gid):
-                # The postgres user cannot reach this place (a root-only parent): keep the cluster in
-                # the temp dir instead, and leave a note where it was asked for.
+            note = self.root / "WHERE"
+            if note.exists():  # the cluster asked for here lives where the note says (see below)
+                self.root = Path(note.read_text().strip())
+                if not self.root.is_dir():
+                    raise PgLocalError(
+                        f"the PostgreSQL cluster of {note.parent} was kept in {self.root}, which is gone"
+                    )
+            elif not _traversable(self.root, self.uid, self.gid):
+                # The postgres user cannot reach this place (a root-only parent such as /root): keep the
+                # cluster in a temp dir instead, for good like the place asked for, and leave a note there.
                 where = Path(tempfile.mkdtemp(prefix="agentnet-pg-"))
-                (self.root / "WHERE").write_text(f"{where}\n")
+                note.write_text(f"{where}\n")
                 self.root = where
-                self._own_dir = True
         self.data = self.root / "data"
+        if existing and not (self.data / "PG_VERSION").exists():
+            raise PgLocalError(f"no PostgreSQL cluster in {self.data}")
         self.port = port or _free_port()
         self.settings = {
             "listen_addresses": "127.0.0.1",
@@ -215,6 +228,11 @@ class LocalPostgres:
         self.proc = None
         if self._own_dir:
             shutil.rmtree(self.root, ignore_errors=True)
+
+    def discard(self) -> None:
+        """Stop and delete the cluster, wherever it was kept (a throwaway whose caller asked for a place)."""
+        self.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
 
     def kill(self) -> None:
         """SIGKILL the postmaster and every backend (its process group): the database is lost at once."""

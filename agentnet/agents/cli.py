@@ -67,7 +67,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="take over --as even if an agent of that name is connected (it is disconnected: impersonation)",
     )
     q.add_argument("--to", action="append", required=True, help="who answers (repeat for several)")
-    q.add_argument("--type", default="consulting", choices=["consulting", "conversation", "discussion", "workflow"])
+    q.add_argument(
+        "--type",
+        default="consulting",
+        choices=["consulting", "conversation", "discussion", "workflow"],
+        help="the kind of channel the question opens (default: consulting: closes once every target answered)",
+    )
     q.add_argument("--token", default=os.environ.get("AGENTNET_TOKEN"), help="API key (or $AGENTNET_TOKEN)")
     q.add_argument(
         "--ca-file",

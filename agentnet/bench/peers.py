@@ -67,6 +67,22 @@ async def _until_eof(stdin: asyncio.StreamReader) -> None:
         pass
 
 
+async def _unless_eof(stdin: asyncio.StreamReader, work: Any) -> bool:
+    """Run `work` to its end (True), or stop it when stdin ends first (False): the orchestrator is
+    stopping the run (Ctrl-C), so a peer leaves at once instead of finishing millions of envelopes."""
+    work_task = asyncio.ensure_future(work)
+    eof = asyncio.ensure_future(_until_eof(stdin))
+    try:
+        await asyncio.wait({work_task, eof}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (work_task, eof):
+            task.cancel()
+    if work_task.done() and not work_task.cancelled():
+        work_task.result()  # its exception, if it failed
+        return True
+    return False
+
+
 async def _progress(counter: Any, key: str, interval: float = 0.5) -> None:
     last = -1
     while True:
@@ -134,7 +150,8 @@ async def run_receiver(a: argparse.Namespace) -> int:
         emit("warm")
     ticker = asyncio.create_task(_progress(lambda: len(acked), "acked"))
     try:
-        await finished.wait()
+        if not await _unless_eof(stdin, finished.wait()):
+            return 0
         ticker.cancel()
         elapsed_ns = state["last_ack"] - state["first_post"]
         emit(
@@ -197,7 +214,8 @@ async def run_sender(a: argparse.Namespace) -> int:
             return 0  # the orchestrator gave up
         latencies: list[int] = []
         t_go = time.monotonic_ns()
-        await phase(a.warmup, total, latencies)
+        if not await _unless_eof(stdin, phase(a.warmup, total, latencies)):
+            return 0
         t_end = time.monotonic_ns()
         ticker.cancel()
         emit(

@@ -202,7 +202,18 @@ class Hub:
             asyncio.create_task(self._writer(), name="hub-writer"),
             asyncio.create_task(self._ticker(), name="hub-ticker"),
         ]
+        for task in self._tasks:
+            task.add_done_callback(self._background_task_done)
         self.active.set()
+
+    def _background_task_done(self, task: asyncio.Task) -> None:
+        """The writer and the ticker run for the hub's whole life: one that dies of an error leaves a
+        hub that answers nothing (posts never commit) while looking alive, so the hub stops instead."""
+        if task.cancelled() or task.exception() is None:
+            return
+        exc = task.exception()
+        log.error("%s died", task.get_name(), exc_info=exc)
+        self._step_down(f"{type(exc).__name__}: {exc}", f"{task.get_name()} failed")
 
     async def _campaign(self) -> None:
         """Standby: try to take the leadership every `standby_poll` seconds; once taken, load the
@@ -238,13 +249,14 @@ class Hub:
         log.warning("took the leadership of %s; active on %s", store.description, self.advertised_url)
         self._become_active()
 
-    def _step_down(self, reason: str) -> None:
-        """The leadership is lost (the database ended this hub's session): nothing more can be
-        committed, so every client is sent away to find the active hub, and the hub stops."""
+    def _step_down(self, reason: str, why: str = "lost the leadership") -> None:
+        """The hub can commit nothing more: the database ended its session (the leadership is lost),
+        or the store cannot be read back after a failed commit. Every client is sent away (to the
+        active hub, or to this one once restarted) and the hub stops with exit code 3."""
         if self.stepped_down is not None:
             return
-        self.stepped_down = reason
-        log.error("lost the leadership (%s); stepping down", reason)
+        self.stepped_down = f"{why} ({reason})"
+        log.error("%s (%s); stopping", why, reason)
         self.active.clear()
         for peer in list(self.peers.values()):
             peer.close(CloseCode.TRY_AGAIN_LATER, "hub lost its leadership; reconnect")
@@ -673,7 +685,11 @@ class Hub:
                 return False
             self._dispatch(self.core.batch_failed(batch.batch_id, str(exc)))
             log.error("store commit failed (%s); answering its posts with errors and reloading", exc)
-            self._reload_after_failure()
+            try:
+                self._reload_after_failure()
+            except Exception as reload_exc:  # whatever it is, memory can no longer be trusted
+                self._step_down(str(reload_exc), "cannot read the store back after a failed commit")
+                return False
             return True
         if batch.envelopes:
             crashpoint("hub.after_commit_before_response")

@@ -266,10 +266,8 @@ def _facts_from_postgres(spec: str, url: str | None) -> Facts:
         if url is None:
             from agentnet.pglocal import LocalPostgres, PgLocalError
 
-            if not datadir.is_dir():
-                raise CheckError(f"the hub's PostgreSQL data directory {datadir} is missing")
             try:
-                local = LocalPostgres(datadir).start()
+                local = LocalPostgres(datadir, existing=True).start()
             except PgLocalError as exc:
                 raise CheckError(f"cannot start the run's PostgreSQL in {datadir}: {exc}") from None
             url = local.url

@@ -43,7 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "kill (SIGKILL, no restart), stop (SIGTERM, no restart), pause (SIGSTOP), resume (SIGCONT), "
         "disconnect (the hub drops the agent's socket), restart, restart-hub, restart-all.",
     )
-    c.add_argument("verb", choices=VERBS)
+    c.add_argument("verb", choices=VERBS, help="what to do (see above)")
     c.add_argument("target", nargs="?", help="a process name (or a replicated agent's name, or hub)")
     c.add_argument("--run", dest="run_dir", type=Path, help="the run directory (default: the newest running one)")
     c.add_argument("--json", action="store_true", help="print the launcher's answer as JSON")
@@ -80,11 +80,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Validate scenario files; print every problem, one per line (FILE:LINE: KEY: MESSAGE). "
         "Exit code 2 if any file has a problem.",
     )
-    v.add_argument("files", type=Path, nargs="+")
+    v.add_argument("files", type=Path, nargs="+", help="scenario files (YAML), e.g. scenarios/*.yaml")
     v.set_defaults(run=_run_validate)
 
     j = sub.add_parser("schema", help="print the JSON Schema of scenario files (for editors)")
-    j.add_argument("--indent", type=int, default=2)
+    j.add_argument("--indent", type=int, default=2, help="spaces per JSON indent level (default: 2)")
     j.set_defaults(run=_run_schema)
 
 

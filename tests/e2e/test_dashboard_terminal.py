@@ -106,3 +106,17 @@ def test_up_consult_kill_and_restart_bob_shows_the_replay(terms: list[Term], tmp
     term.press("y")
     assert term.wait_exit() == 0
     assert "PASSED" in term.history(), term.history()
+
+
+def test_up_at_80x24_shows_the_wal_and_ctrl_c_stops_the_run_gracefully(terms: list[Term], tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    term = Term([*AGENTNET, "up", "scenarios/consult.yaml", "--run-dir", str(run_dir)], width=80, height=24)
+    terms.append(term.start())
+    # the smallest usual terminal: the WAL stream (questions and answers) and the event log on screen,
+    # the scenario clock on the status line
+    screen = term.wait_for(lambda s: "alice→ bob✓ What is 1 times 11?" in s and "event log" in s)
+    assert " t+" in screen.splitlines()[0]
+    term.press("C-c")  # the same graceful stop as headless: the summary follows
+    assert term.wait_exit() == 0
+    history = term.history()
+    assert "PASSED" in history and "Traceback" not in history and "never awaited" not in history, history

@@ -50,3 +50,23 @@ def test_disk_full_episodes_never_repeat_attempt_one(procs: Procs, evidence: Pat
     assert not twice, f"{len(twice)} seqs delivered twice with attempt 1, e.g. {twice[:10]}"
     assert len({r["session"] for r in records}) > EPISODES  # each failure made the receiver reconnect
     assert report.redelivered > 0
+
+
+def test_a_store_unreadable_after_a_failed_commit_stops_the_hub(procs: Procs, evidence: Path, tmp_path: Path) -> None:
+    """After a failed commit the hub rebuilds its state from the store; if the store cannot even be
+    read, nothing in memory can be trusted: the hub says why and exits 3 (a supervisor restarts it)
+    instead of living on with a dead writer that answers no post."""
+    full, unreadable = tmp_path / "disk-full", tmp_path / "unreadable"
+    env = {"AGENTNET_FAULT_DISK_FULL": str(full), "AGENTNET_FAULT_UNREADABLE": str(unreadable)}
+    hub = HubProc(procs, tmp_path / "hub.db", env=env).start()
+    stream = Stream(procs, hub, evidence, run="unreadable", count=100_000)
+    stream.start_receiver()
+    stream.start_sender()
+    stream.wait_processed(200)
+    unreadable.touch()
+    full.touch()
+    assert hub.proc is not None
+    assert hub.proc.popen.wait(timeout=60) == 3, hub.proc.log()
+    log = hub.proc.log()
+    assert "cannot read the store back after a failed commit" in log and "fault point" in log, log
+    stream.stop_receiver()  # its peers wait to reconnect; the procs fixture proves every one is gone

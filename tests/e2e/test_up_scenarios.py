@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -214,6 +215,44 @@ def test_chaos_headless_applies_every_fault(tmp_path: Path) -> None:
     checked = agentnet("check", str(run_dir), cwd=tmp_path)
     assert checked.returncode == 0, checked.stdout
     assert "PASS" in checked.stdout
+
+
+def test_failover_scenario_with_a_kill_and_a_planned_handover(tmp_path: Path) -> None:
+    """The shipped failover scenario, shortened, with the `failover` fault (a planned handover) in
+    place of the freeze (tests/e2e/test_failover.py freezes hubs): two hubs on the launcher's own
+    PostgreSQL, the active one SIGKILLed, then the next one handed over; the run passes `check`."""
+    text = (SCENARIOS / "failover.yaml").read_text()
+    text = text.replace("count: 1500", "count: 500").replace("within: 90", "within: 60")
+    text = (
+        text[: text.index("faults:")]
+        + (
+            "faults:\n"
+            "  - at: 2\n    action: kill-hub\n"
+            "  - at: 4.5\n    action: failover\n"
+            "    caption: a planned handover\n"
+        )
+        + text[text.index("expect:") :]
+    )
+    text = text.replace("min_delivered: 1500", "min_delivered: 500")
+    scenario = tmp_path / "failover.yaml"
+    scenario.write_text(text)
+    result = agentnet("up", str(scenario), "--headless", cwd=tmp_path, timeout=120)
+    out = result.stdout
+    assert result.returncode == 0, out + result.stderr
+    run_dir = the_run_dir(tmp_path)
+    assert_all_gone(run_pids(run_dir))
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert [(f["action"], f["ok"]) for f in summary["faults"]] == [("kill-hub", True), ("failover", True)]
+    assert summary["counts"]["dead_lettered"] == 0 and summary["counts"]["acked"] >= 500
+    assert out.count("failover: ") >= 2, out  # each takeover said in the log
+    try:
+        checked = agentnet("check", str(run_dir), cwd=tmp_path)  # starts the run's PostgreSQL again to read it
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+        assert "PASS" in checked.stdout and "postgresql-local:" in checked.stdout
+    finally:  # pytest's tmp dir is root-only, so the cluster was kept in a temp dir named in pg/WHERE
+        where = run_dir / "pg" / "WHERE"
+        if where.exists():
+            shutil.rmtree(where.read_text().strip(), ignore_errors=True)
 
 
 # --------------------------------------------------------------------------- configuration errors

@@ -578,6 +578,8 @@ async def test_one_clock_the_same_t_for_an_event_live_and_in_playback(sample_rec
         await settle(app, pilot, feed)
         live = times(app)
         status = screen_text(app).splitlines()[0]
+        tooltip = str(app.query_one("#status").tooltip)  # hovering the status line: the wall time of t = 0
+        assert "scenario's t = 0 was 10:00:01.000 UTC" in tooltip
     # the sample's t = 0 caption is at 10:00:01: bob's replay (10:00:07.5) is t+6.50s
     assert live == {"log": "t+6.50s", "wal": "t+3.50s", "sequence": "t+6.52s"}
     assert "t+" in status and "UTC" not in status
@@ -591,6 +593,9 @@ async def test_one_clock_the_same_t_for_an_event_live_and_in_playback(sample_rec
         assert times(app) == live
         bar = screen_text(app).splitlines()[-2]
         assert "t+6.90s / t+19.00s" in bar  # the playback bar: the last event at or before t+7s, of the end
+        app.playback.seek(0)  # nothing applied yet: no time at all rather than a nonsense one
+        app.sync_views()
+        assert " t" not in screen_text(app).splitlines()[0].split("ev/s")[0]
         app.playback.seek(2)  # before the t = 0 caption: still scenario t (negative), as recorded
         assert app.model.format_at(app.playback.current_at) == "t-0.70s"
 

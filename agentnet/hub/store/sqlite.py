@@ -114,6 +114,9 @@ class SqliteStore:
 
     def load(self) -> LoadedState:
         db = self._db
+        unreadable = os.environ.get("AGENTNET_FAULT_UNREADABLE")  # a test fault point: a store gone bad
+        if unreadable and os.path.exists(unreadable):
+            raise StoreError(f"cannot read store {self.path}: disk I/O error (fault point {unreadable})")
         heads = dict(db.execute("SELECT channel_id, MAX(seq) FROM envelopes GROUP BY channel_id"))
         return load_sql_state(db, self.hub_id, heads, after_crash=self.after_crash)
 

@@ -14,7 +14,7 @@ from textual.app import ComposeResult
 from textual.widget import Widget
 from textual.widgets import Footer
 
-from agentnet.tui.format import format_t, sparkline_text
+from agentnet.tui.format import format_clock, format_t, sparkline_text
 from agentnet.tui.widgets.lines import TextLine
 
 if TYPE_CHECKING:
@@ -44,9 +44,15 @@ class StatusBar(TextLine):
         self.run_name = run_name
         self.recording = recording
         self.target: str | None = None  # the process the control keys act on (live only)
+        self._tooltip_origin: float | None = None
 
     def sync(self, model: DashboardModel, now: float) -> None:
         self.set(self.status_text(model, now))
+        origin = model.origin
+        if origin is not None and origin != self._tooltip_origin:  # hover: the wall time behind t
+            self._tooltip_origin = origin
+            zero = "the scenario's t = 0" if model.t0 is not None else "t = 0 (when the dashboard attached)"
+            self.tooltip = f"times are scenario t: {zero} was {format_clock(origin)} UTC"
 
     def status_text(self, model: DashboardModel, now: float) -> Text:
         text = Text(no_wrap=True, overflow="ellipsis")
@@ -57,7 +63,7 @@ class StatusBar(TextLine):
             text.append(" READ-ONLY ", style="bold black on yellow")
         else:
             text.append(" PLAYBACK ", style="bold white on magenta")
-        t = model.t_of(now)
+        t = model.t_of(now) if now else None  # no present yet (a playback before its first item)
         if t is not None:
             text.append(f"  {format_t(t)}", style="bold")
             if model.t0 is None:  # no scenario clock (attached to a hub, or still booting)
