@@ -8,12 +8,15 @@ error exit of the command-line entry points.
   `name:N` the N-th time it gets there (mid-stream rather than at the first commit).
   Random kills rarely hit narrow windows (after a reply is posted, before its ack); a crash point
   hits them every time. Inactive unless the variable names the point.
+* `cancel_on_signals(task)`: SIGINT and SIGTERM cancel a command's main task (so its cleanup runs),
+  also in a process started with SIGINT ignored (a background job); a second signal exits at once.
 * `fail(message)`: print `agentnet: error: MESSAGE` to stderr and return the usage exit code.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import os
 import signal
@@ -25,6 +28,27 @@ EXIT_USAGE = 2
 CRASHPOINT_ENV = "AGENTNET_CRASHPOINT"
 _ACTIVE, _, _AT = os.environ.get(CRASHPOINT_ENV, "").partition(":")
 _hits = 0
+
+
+def cancel_on_signals(task: asyncio.Task) -> None:
+    """Ctrl-C (SIGINT) or SIGTERM cancels `task`, whose `finally` blocks stop what it started. Set
+    on the loop explicitly: asyncio.run's own SIGINT handling is skipped when the process inherited
+    SIGINT ignored, as a background job of a script does. A second signal exits at once (130); the
+    children the command started die with it (`exit_with_parent`)."""
+    loop = task.get_loop()
+    signals = (signal.SIGINT, signal.SIGTERM)
+
+    def force() -> None:
+        print("interrupted again: exiting at once", file=sys.stderr, flush=True)
+        os._exit(130)
+
+    def first() -> None:
+        task.cancel()
+        for sig in signals:
+            loop.add_signal_handler(sig, force)
+
+    for sig in signals:
+        loop.add_signal_handler(sig, first)
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> int:

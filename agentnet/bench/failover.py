@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from agentnet.child import cancel_on_signals
+
 
 class FailoverBenchError(Exception):
     pass
@@ -230,12 +232,18 @@ def run_failover(cfg: FailoverConfig, *, as_json: bool = False, quiet: bool = Fa
         if not quiet:
             print(f"bench: {text}", file=sys.stderr, flush=True)
 
+    async def main() -> dict[str, Any]:
+        task = asyncio.current_task()
+        assert task is not None
+        cancel_on_signals(task)
+        return await run_failover_bench(cfg, note)
+
     try:
-        result = asyncio.run(run_failover_bench(cfg, note))
+        result = asyncio.run(main())
     except FailoverBenchError as exc:
         print(f"agentnet bench failover: error: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, asyncio.CancelledError):
         print("agentnet bench failover: interrupted; every process it started has been stopped", file=sys.stderr)
         return 130
     if as_json:

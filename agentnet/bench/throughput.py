@@ -32,6 +32,8 @@ from typing import Any
 import orjson
 import psutil
 
+from agentnet.child import cancel_on_signals
+
 # The figures the issue asks us to beat (docs/benchmarks.md, shared reference peer-numbers.md).
 TARGETS = {"memory": 5_000, "sqlite": 3_000}
 AG2_ACKED_PER_S = {"memory": 1_656, "sqlite": 250}
@@ -745,10 +747,8 @@ def run_throughput(cfg: BenchConfig, *, as_json: bool = False, quiet: bool = Fal
 
     async def main() -> dict[str, Any]:
         task = asyncio.current_task()
-        loop = asyncio.get_running_loop()
         assert task is not None
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(signal.SIGTERM, task.cancel)
+        cancel_on_signals(task)
         return await run_benchmark(cfg, progress)
 
     try:

@@ -35,6 +35,9 @@ class Summary:
             st = report.stats
             counts.posted, counts.acked, counts.dead_lettered = st["envelopes"], st["acked"], st["dead"]
             counts.redelivered = max(st["redelivered"], counts.redelivered)
+            # The live feed misses deliveries while the launcher's observer reconnects (a hub restart,
+            # a failover); the store's cursors do not: every delivery that reached, plus the repeats.
+            counts.delivered = max(counts.delivered, st["reached"] + counts.redelivered)
             counts.duplicates_suppressed = st["duplicates_suppressed"]
             if self.store_path is None:
                 counts.posted = max(counts.posted, self.model.counts["posted"])

@@ -128,6 +128,8 @@ def test_ctrl_c_stops_every_process_it_started(tmp_path: Path) -> None:
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
+        # as a background job of a script starts it: asyncio.run alone would then never see Ctrl-C
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
     )
     try:
 

@@ -196,6 +196,14 @@ class AutogenGateway(pb_grpc.AgentRpcServicer):
     async def stop(self, grace: float = 2.0) -> None:
         if self.server is not None:
             await self.server.stop(grace)
+            st = self.stats
+            log.info(
+                "served %d requests (%d handed on while committing), %d responses, %d events",
+                st["requests"],
+                st["early"],
+                st["responses"],
+                st["events"],
+            )
         if self._ticker is not None:
             self._ticker.cancel()
         for ts in self.types.values():
