@@ -41,9 +41,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--description", help="passport description shown to others")
     p.add_argument(
         "--log-level",
-        default=os.environ.get("AGENTNET_LOG_LEVEL", "warning"),
+        default=os.environ.get("AGENTNET_LOG_LEVEL", "info"),
         choices=["debug", "info", "warning", "error"],
-        help="log level (default: $AGENTNET_LOG_LEVEL or warning); API keys are never logged",
+        help="log level (default: $AGENTNET_LOG_LEVEL or info: a line per connect, disconnect, reconnect "
+        "and replay, none per message); API keys are never logged",
     )
     p.add_argument("--exit-with-parent", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(run=_run_agent)

@@ -77,6 +77,9 @@ async def _unless_eof(stdin: asyncio.StreamReader, work: Any) -> bool:
     finally:
         for task in (work_task, eof):
             task.cancel()
+        # Wait for the cancellations to land: a stdin read still pending would make the caller's next
+        # read fail ("readuntil() called while another coroutine is already waiting").
+        await asyncio.gather(work_task, eof, return_exceptions=True)
     if work_task.done() and not work_task.cancelled():
         work_task.result()  # its exception, if it failed
         return True

@@ -14,7 +14,7 @@ from textual.app import ComposeResult
 from textual.widget import Widget
 from textual.widgets import Footer
 
-from agentnet.tui.format import format_clock, format_t, sparkline_text
+from agentnet.tui.format import format_clock, format_t, plural, sparkline_text
 from agentnet.tui.widgets.lines import TextLine
 
 if TYPE_CHECKING:
@@ -83,9 +83,11 @@ class StatusBar(TextLine):
             text.append("  controls off", style="yellow")
         elif self.mode == "playback":
             text.append("  no side effects", style="magenta")
-        text.append(f"  {model.events_total} events", style="dim")
+        text.append(f"  {plural(model.events_total, 'event')}", style="dim")
         if model.snapshots:
-            text.append(f"  {model.total_channels:,} channels · {model.total_agents:,} agents", style="dim")
+            text.append(
+                f"  {plural(model.total_channels, 'channel')} · {plural(model.total_agents, 'agent')}", style="dim"
+            )
         hub = model.hub
         if hub.hub_id:
             text.append(f"  hub {hub.hub_id}", style="cyan")
