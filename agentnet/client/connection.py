@@ -44,6 +44,25 @@ FATAL_CLOSE_CODES = {
 }
 
 
+async def _speaks_tls(url: str, timeout: float = 2.0) -> bool:
+    """Whether the host:port of this ws:// URL completes a TLS handshake (certificate not checked)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    try:
+        async with asyncio.timeout(timeout):
+            _, writer = await asyncio.open_connection(parts.hostname, parts.port or 80, ssl=context)
+    except (OSError, ssl.SSLError, TimeoutError, ValueError):
+        return False
+    writer.close()
+    with contextlib.suppress(OSError, ssl.SSLError):
+        await writer.wait_closed()
+    return True
+
+
 class HubError(Exception):
     """The hub answered a request with an error, or could not be reached."""
 
@@ -333,9 +352,14 @@ class HubClient:
                 "tls", f"{url}: TLS handshake failed ({exc.reason}); if the hub serves plain ws://, use ws://"
             ) from None
         except InvalidMessage:
-            raise HubError(
-                "tls", f"{url}: the hub did not answer in HTTP; if it serves TLS, use wss:// instead of ws://"
-            ) from None
+            # No HTTP answer: a TLS port read our plain request (and answered with an alert), or the
+            # hub went away mid-handshake (killed, or stopping during a failover). Only the first is
+            # fatal, so ask the port itself whether it speaks TLS before giving up on it.
+            if not tls and await _speaks_tls(url):
+                raise HubError(
+                    "tls", f"{url}: the hub did not answer in HTTP; it serves TLS: use wss:// instead of ws://"
+                ) from None
+            raise HubUnavailable(f"cannot reach {url}: the connection closed during the handshake") from None
         except ConnectionResetError:
             if tls:  # a plain server drops a TLS ClientHello it cannot read
                 raise HubUnavailable(

@@ -116,3 +116,28 @@ def test_a_non_loopback_bind_needs_auth_or_the_insecure_flag(tmp_path: Path) -> 
     )
     assert refused.returncode == 2
     assert "--insecure-no-auth" in refused.stderr and len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+
+
+async def test_a_hub_that_closes_during_the_handshake_is_not_taken_for_a_tls_port() -> None:
+    """A hub killed or stopping mid-handshake (a failover) sends no HTTP answer, as a TLS port does:
+    the client must keep trying it (unavailable), not give up on it as a TLS port (it did, once, in
+    a loaded failover run: the sender died with "use wss://")."""
+    import asyncio
+
+    from agentnet.client import HubClient
+    from agentnet.client.connection import HubError
+
+    async def close_at_once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")  # the whole upgrade request, then nothing: gone
+        writer.close()
+
+    server = await asyncio.start_server(close_at_once, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        with pytest.raises(HubError) as raised:
+            await HubClient(f"ws://127.0.0.1:{port}/v1", name="probe", reconnect=False).start()
+        assert raised.value.code == "unavailable", raised.value
+        assert "closed during the handshake" in raised.value.message
+    finally:
+        server.close()
+        await server.wait_closed()
