@@ -166,6 +166,22 @@ def model_rate(events: int, **stream: Any) -> float:
     return len(items) / (time.perf_counter() - start)
 
 
+def _time_the_follow_key(app: Any) -> tuple[list[float], list[float]]:
+    """Key latency: from a key event entering the app's queue (the caller appends the time it sent
+    the key to `sent`) to the follow action running (appended to `latencies`)."""
+    sent: list[float] = []
+    latencies: list[float] = []
+    original_follow = app.action_follow
+
+    def timed_follow() -> None:
+        if sent:
+            latencies.append(time.perf_counter() - sent.pop(0))
+        original_follow()
+
+    app.action_follow = timed_follow
+    return sent, latencies
+
+
 async def _run(
     events: int, size: tuple[int, int], key_interval: float, pace: float | None = None, **stream: Any
 ) -> dict[str, Any]:
@@ -185,17 +201,7 @@ async def _run(
         original_sync(tables=tables)
 
     app.sync_views = counting_sync  # type: ignore[method-assign]
-    # key latency: time from a key event entering the app's queue to its action running
-    sent: list[float] = []
-    latencies: list[float] = []
-    original_follow = app.action_follow
-
-    def timed_follow() -> None:
-        if sent:
-            latencies.append(time.perf_counter() - sent.pop(0))
-        original_follow()
-
-    app.action_follow = timed_follow  # type: ignore[method-assign]
+    sent, latencies = _time_the_follow_key(app)
     async with app.run_test(size=size) as pilot:
         attach_start = time.perf_counter()
         if pace:  # a paced run times keys once the dashboard has attached (its first snapshot shown)
@@ -263,16 +269,7 @@ async def _attached(url: str, seconds: float, size: tuple[int, int], key_interva
     started = time.perf_counter()  # attach = connect + every snapshot page + applied + painted
     async with ObserverClient(url, "bench-dashboard", max_size=2**20) as observer:
         app = DashboardApp(observer.__aiter__(), None, title="bench scale")
-        sent: list[float] = []
-        latencies: list[float] = []
-        original_follow = app.action_follow
-
-        def timed_follow() -> None:
-            if sent:
-                latencies.append(time.perf_counter() - sent.pop(0))
-            original_follow()
-
-        app.action_follow = timed_follow  # type: ignore[method-assign]
+        sent, latencies = _time_the_follow_key(app)
         async with app.run_test(size=size) as pilot:
             while not app.model.snapshots:
                 await asyncio.sleep(0.01)
