@@ -251,6 +251,11 @@ class LocalHubClient:
             return None
         return core.idle_head(self.name, channel_id)
 
+    @property
+    def max_data_bytes(self) -> int:
+        """The hub's limit on a post's encoded `data`."""
+        return self.hub.core.config.max_data_bytes
+
     def appended_type(self, channel_id: str, seq: int) -> str | None:
         """The type of the envelope appended at `seq` (committed or not), if the hub has it in memory."""
         core = self.hub.core

@@ -256,6 +256,11 @@ class Batch:
             or self.forget
         )
 
+    def only_bookkeeping(self) -> bool:
+        """Cursor rows and receipts alone: no answer, notify, event or channel waits for their
+        commit, and a crash that loses them costs redeliveries only."""
+        return not (self.envelopes or self.channels or self.agents or self.after_commit or self.posts or self.forget)
+
 
 @dataclass(slots=True, frozen=True)
 class CommitBatch:

@@ -45,11 +45,13 @@ from .state import (
     TypeState,
     Worker,
     _b64,
-    _readable,
     _sub_key,
     _sub_proto,
+    event_data,
     identity_for,
     message_from,
+    request_data,
+    response_data,
 )
 
 log = logging.getLogger("agentnet.gateway.autogen")
@@ -123,6 +125,7 @@ class AutogenGateway(pb_grpc.AgentRpcServicer):
         self._closers: set[asyncio.Task] = set()
         self.stats = {"requests": 0, "responses": 0, "events": 0, "early": 0}
         self._logs: dict[str, Any] = {}
+        self._outbox: list[Callable[[], None]] = []  # see _later
 
     # ------------------------------------------------------------------ acks (and the processed-log)
 
@@ -196,6 +199,7 @@ class AutogenGateway(pb_grpc.AgentRpcServicer):
     async def stop(self, grace: float = 2.0) -> None:
         if self.server is not None:
             await self.server.stop(grace)
+            self._flush_outbox()
             st = self.stats
             log.info(
                 "served %d requests (%d handed on while committing), %d responses, %d events",
@@ -567,39 +571,60 @@ class AutogenGateway(pb_grpc.AgentRpcServicer):
         self.calls[gw_id] = Call(worker, caller_id, target, expires)
         heapq.heappush(self.deadlines, (expires, gw_id))
         req.request_id = gw_id  # AutoGen's per-worker counters collide across callers (#7016)
-        payload = req.payload
-        data: dict[str, Any] = {
-            "text": _readable(payload.data_type, payload.data_content_type, payload.data),
-            "request_id": gw_id,
-            "caller": worker.client_id,
-            "caller_request_id": caller_id,
-            "target": {"type": target, "key": req.target.key},
-            "expires_at": time.time() + worker.deadline,
-            "pb": _b64(msg.SerializeToString()),
-        }
-        if req.HasField("source"):
-            data["source"] = {"type": req.source.type, "key": req.source.key}
-        assert self.gw is not None
         # In the hub's process, when all the hub has for this type was handed to its worker already (the
-        # worker's stream keeps that order), the request goes to the worker while its commit is in
-        # flight, and its response waits for the commit (_durable); otherwise the hub's notify brings
-        # it, once stored. See docs/autogen.md, "Handed on while it commits".
+        # worker's stream keeps that order), the request goes to the worker now and is stored right
+        # after (its response waits for the commit: _durable); otherwise the hub's notify brings it,
+        # once stored. See docs/autogen.md, "Handed on while it commits".
         client, owner = ts.client, ts.owner
         idle = getattr(client, "idle_head", None)
-        head = (
-            idle(ts.channel_id) if idle is not None and owner is not None and owner.alive and ts.held is None else None
+        early = (
+            idle is not None
+            and owner is not None
+            and owner.alive
+            and ts.held is None
+            and not ts.queued
+            and msg.ByteSize() < client.max_data_bytes // 3  # surely stored (the stored form is ~2.7x)
+            and idle(ts.channel_id) is not None
         )
+        if early:
+            ts.forwarded[gw_id] = None
+            self.stats["early"] += 1
+            owner.send(msg)
+        else:
+            ts.queued += 1
+        self._later(lambda: self._store_request(worker, msg, ts, caller_id, early))
+
+    def _store_request(self, worker: Worker, msg: pb.Message, ts: TypeState, caller_id: str, early: bool) -> None:
+        if not early:
+            ts.queued -= 1
+        gw_id = msg.request.request_id
+        assert self.gw is not None
         _post(
             self.gw,
             lambda f: self._request_posted(f, gw_id, ts),
             channel_id=ts.channel_id,
             type="ag.rpc.request",
-            data=data,
+            data=request_data(msg, worker.client_id, caller_id, worker.deadline),
         )
-        if head is not None and owner is not None and client.appended_type(ts.channel_id, head + 1) == "ag.rpc.request":
-            ts.forwarded[gw_id] = None  # the hub took it (it is being committed): hand it on now
-            self.stats["early"] += 1
-            owner.send(msg)
+
+    # ------------------------------------------------------------------ bookkeeping after forwarding
+
+    def _later(self, work: Callable[[], None]) -> None:
+        """Store what a message means after handing it on: `work` runs in the next loop turn, after
+        the workers' streams have written what this turn gave them (each stream writes in its own
+        task's step, scheduled before this), so the hub's work is off the RPC's path. In order: the
+        WAL keeps the order in which the gateway read the messages."""
+        if not self._outbox:
+            asyncio.get_running_loop().call_soon(self._flush_outbox)
+        self._outbox.append(work)
+
+    def _flush_outbox(self) -> None:
+        box, self._outbox = self._outbox, []
+        for work in box:
+            try:
+                work()
+            except Exception:  # a gateway bug costs this message's record, never the others
+                log.exception("could not store a message")
 
     def _request_posted(self, fut: Any, gw_id: str, ts: TypeState) -> None:
         error = None
@@ -657,19 +682,21 @@ class AutogenGateway(pb_grpc.AgentRpcServicer):
                 call.held = msg  # handed on early: the caller gets it once the request is stored
         if ts is None or ts.client is None:
             return  # a response to nothing we forwarded (or the type's worker is gone): nothing to store
-        payload = resp.payload
-        data: dict[str, Any] = {
-            "text": ("error: " + resp.error[:500])
-            if resp.error
-            else _readable(payload.data_type, payload.data_content_type, payload.data),
-            "request_id": gw_id,
-            "pb": stored,
-        }
-        if resp.error:
-            data["error"] = resp.error[:2000]
-        if env is None:
-            ts.answered[gw_id] = data  # stored once the hub's notify brings the request's envelope
-            return
+        self._later(lambda: self._record_response(ts, env, gw_id, resp, stored))
+
+    def _record_response(
+        self, ts: TypeState, env: dict | None, gw_id: str, resp: pb.RpcResponse, stored: str | None
+    ) -> None:
+        if ts.client is None:
+            return  # the type's worker went: the request is redelivered to the next one
+        data = response_data(resp, gw_id, stored)
+        if env is None:  # handed on early: the hub's notify may have brought the envelope since
+            env = ts.forwarded.get(gw_id)
+            if env is None:
+                if gw_id in ts.forwarded and gw_id not in ts.answered:
+                    ts.answered[gw_id] = data  # stored once the hub's notify brings the request's envelope
+                return
+            del ts.forwarded[gw_id]
         self._store_response(ts, env, gw_id, data)
 
     def _store_response(self, ts: TypeState, env: dict, gw_id: str, data: dict[str, Any]) -> None:
@@ -713,27 +740,17 @@ class AutogenGateway(pb_grpc.AgentRpcServicer):
         if not recipients:
             log.debug("event on topic %s/%s: no subscriber", ev.type, ev.source)
             return
-        attrs = ev.attributes
-        schema = attrs["dataschema"].ce_string if "dataschema" in attrs else ""
-        content = attrs["datacontenttype"].ce_string if "datacontenttype" in attrs else ""
-        body = ev.binary_data if ev.WhichOneof("data") == "binary_data" else ev.text_data.encode()
-        data: dict[str, Any] = {
-            "text": _readable(schema, content, body),
-            "event_id": ev.id,
-            "topic": {"type": ev.type, "source": ev.source},
-            "recipients": recipients,
-            "pb": _b64(msg.SerializeToString()),
-        }
-        if "agagentsendertype" in attrs:
-            data["sender"] = {
-                "type": attrs["agagentsendertype"].ce_string,
-                "key": attrs["agagentsenderkey"].ce_string if "agagentsenderkey" in attrs else "",
-            }
+        targets = [ts for name in recipients if (ts := self.types.get(name)) is not None]
+        for ts in targets:
+            ts.queued += 1
+        self._later(lambda: self._store_event(msg, recipients, targets))
+
+    def _store_event(self, msg: pb.Message, recipients: list[str], targets: list[TypeState]) -> None:
+        data = event_data(msg, recipients)
         assert self.gw is not None
-        for name in recipients:
-            ts = self.types.get(name)
-            if ts is not None:
-                _post(self.gw, self._event_posted, channel_id=ts.channel_id, type="ag.event", data=data)
+        for ts in targets:
+            ts.queued -= 1
+            _post(self.gw, self._event_posted, channel_id=ts.channel_id, type="ag.event", data=data)
 
     @staticmethod
     def _event_posted(fut: Any) -> None:

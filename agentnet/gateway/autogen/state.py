@@ -8,6 +8,7 @@ import base64
 import hashlib
 import logging
 import re
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -53,6 +54,61 @@ def _readable(data_type: str, content_type: str, data: bytes) -> str:
     return f"{data_type} <{len(data)} bytes of {content_type or 'data'}>"
 
 
+def request_data(msg: pb.Message, caller: str, caller_request_id: str, deadline: float) -> dict[str, Any]:
+    """An `ag.rpc.request` envelope's data: the message (its request id the gateway's), readable."""
+    req = msg.request
+    payload = req.payload
+    data: dict[str, Any] = {
+        "text": _readable(payload.data_type, payload.data_content_type, payload.data),
+        "request_id": req.request_id,
+        "caller": caller,
+        "caller_request_id": caller_request_id,
+        "target": {"type": req.target.type, "key": req.target.key},
+        "expires_at": time.time() + deadline,
+        "pb": _b64(msg.SerializeToString()),
+    }
+    if req.HasField("source"):
+        data["source"] = {"type": req.source.type, "key": req.source.key}
+    return data
+
+
+def response_data(resp: pb.RpcResponse, gw_id: str, stored: str | None) -> dict[str, Any]:
+    """An `ag.rpc.response` record's data (`stored`: the message as the worker sent it, base64)."""
+    payload = resp.payload
+    data: dict[str, Any] = {
+        "text": ("error: " + resp.error[:500])
+        if resp.error
+        else _readable(payload.data_type, payload.data_content_type, payload.data),
+        "request_id": gw_id,
+        "pb": stored,
+    }
+    if resp.error:
+        data["error"] = resp.error[:2000]
+    return data
+
+
+def event_data(msg: pb.Message, recipients: list[str]) -> dict[str, Any]:
+    """An `ag.event` envelope's data: the CloudEvent, its topic and the types it is stored for."""
+    ev = msg.cloudEvent
+    attrs = ev.attributes
+    schema = attrs["dataschema"].ce_string if "dataschema" in attrs else ""
+    content = attrs["datacontenttype"].ce_string if "datacontenttype" in attrs else ""
+    body = ev.binary_data if ev.WhichOneof("data") == "binary_data" else ev.text_data.encode()
+    data: dict[str, Any] = {
+        "text": _readable(schema, content, body),
+        "event_id": ev.id,
+        "topic": {"type": ev.type, "source": ev.source},
+        "recipients": recipients,
+        "pb": _b64(msg.SerializeToString()),
+    }
+    if "agagentsendertype" in attrs:
+        data["sender"] = {
+            "type": attrs["agagentsendertype"].ce_string,
+            "key": attrs["agagentsenderkey"].ce_string if "agagentsenderkey" in attrs else "",
+        }
+    return data
+
+
 def message_from(data: dict[str, Any]) -> pb.Message:
     """The protobuf message an `ag.*` envelope carries (stored losslessly as base64)."""
     return pb.Message.FromString(base64.b64decode(data["pb"]))
@@ -93,6 +149,7 @@ class TypeState:
     # commit was in flight, before the hub's notify brought the envelope)
     forwarded: dict[str, dict | None] = field(default_factory=dict)
     answered: dict[str, dict] = field(default_factory=dict)  # responses to those, waiting for the envelope
+    queued: int = 0  # requests and events for this type read but not yet posted (none: it may be idle)
 
 
 @dataclass(eq=False, slots=True)

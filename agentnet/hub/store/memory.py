@@ -15,6 +15,7 @@ from .base import StoreError, build_state, channel_record, cursor_record
 class MemoryStore:
     description = "memory (volatile)"
     threaded = False
+    commit_on_loop = True
 
     def __init__(self) -> None:
         self.hub_id = ids.new_id("hub")

@@ -132,6 +132,7 @@ class PgStore:
     """`open_store("postgresql://...")`. `try_lead()` must succeed before `load()` and `commit()`."""
 
     threaded = True
+    commit_on_loop = False
     shared = True  # other hubs may use the same database: the shell waits for leadership
 
     def __init__(self, url: str, *, lease: float = 2.0, connect_timeout: float = 5.0) -> None:

@@ -68,6 +68,8 @@ class SqliteStore:
             raise StoreError(f"synchronous must be FULL, NORMAL or EXTRA, not {synchronous!r}")
         self.path = Path(path)
         self.description = f"sqlite:{self.path} (synchronous={synchronous})"
+        # NORMAL in WAL mode syncs only at checkpoints: a commit is SQLite's CPU work, done on the loop.
+        self.commit_on_loop = synchronous == "NORMAL"
         if not self.path.parent.is_dir():  # a typo in the path must not quietly create directories
             raise StoreError(
                 f"sqlite:{self.path}: the directory {self.path.parent} does not exist (create it, or pick another path)"
