@@ -8,7 +8,7 @@ from typing import Any, NamedTuple
 
 from agentnet.protocol.events import ChannelView
 
-from .effects import AfterCommit
+from .effects import AfterCommit, Send
 
 # ----------------------------------------------------------------------------- rows a commit writes
 # Named tuples: the stores write them positionally (in column order), readers use the names.
@@ -256,10 +256,15 @@ class Batch:
             or self.forget
         )
 
-    def only_bookkeeping(self) -> bool:
-        """Cursor rows and receipts alone: no answer, notify, event or channel waits for their
-        commit, and a crash that loses them costs redeliveries only."""
-        return not (self.envelopes or self.channels or self.agents or self.after_commit or self.posts or self.forget)
+    def can_wait(self) -> bool:
+        """Nothing in it is delivered or waited on but by its own posters: cursor rows, receipts,
+        and records (`audience: []`, answered once durable like any post). Its commit may wait a
+        little for company; a crash inside that wait costs redeliveries and those posts' answers."""
+        if self.channels or self.agents or self.forget or len(self.after_commit) != len(self.posts):
+            return False
+        return all(rec.audience == () for rec in self.envelopes) and all(
+            type(item) is Send for item in self.after_commit
+        )
 
 
 @dataclass(slots=True, frozen=True)
