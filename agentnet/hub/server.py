@@ -84,6 +84,12 @@ class HubSettings(BaseModel):
     # session, and with it the leadership; how often a standby tries to take it; the URL it
     # announces to the others once active (default: its own ws://host:port/v1).
     lease: float = Field(2.0, ge=0.2, le=600)
+    # Group commit for chatty in-process clients (`agentnet hub --autogen` sets both; 0: commit at
+    # once): a batch of cursor rows, receipts and records alone waits up to `bookkeeping_wait` s for
+    # a write someone waits on; with COMMIT_SIBLINGS deliveries unacked hub-wide, a commit made on
+    # the loop waits `commit_delay` s to take more posts. See docs/autogen.md, "Performance".
+    bookkeeping_wait: float = Field(0.0, ge=0, le=1)
+    commit_delay: float = Field(0.0, ge=0, le=0.1)
     standby_poll: float = Field(0.05, gt=0, le=10)
     advertise: str | None = None
 
@@ -101,7 +107,7 @@ class HubSettings(BaseModel):
 
 
 MAX_HELD_FRAMES = 10_000  # frames of one connection waiting behind a store read fetched ahead
-BOOKKEEPING_WAIT = 0.005  # s a commit of cursor rows, receipts and records alone waits for company
+COMMIT_SIBLINGS = 8  # unacked deliveries hub-wide from which a commit on the loop waits `commit_delay`
 RETENTION_INTERVAL = 60.0  # seconds between retention passes (sooner while there is more to drop)
 
 
@@ -128,6 +134,7 @@ class Hub:
         self.peers: dict[int, Peer] = {}
         self._next_conn = 0
         self._commit_wanted = asyncio.Event()
+        self._held_since: float | None = None  # loop time since which the writer holds back (_may_wait)
         self._fetching: set[asyncio.Task] = set()
         self._next_retention = 0.0  # monotonic time of the next retention pass (--retain-closed)
         self._tasks: list[asyncio.Task] = []
@@ -628,8 +635,13 @@ class Hub:
                     async with asyncio.timeout(beat):
                         await self._commit_wanted.wait()
             self._commit_wanted.clear()
-            if self.core.batch.can_wait():
-                await self._hold_bookkeeping()
+            if self._may_wait():
+                continue
+            delay = self.settings.commit_delay
+            if delay and self.store.commit_on_loop and self.core.unacked_total >= COMMIT_SIBLINGS:
+                # Busy (PostgreSQL's commit_delay/commit_siblings): a commit on the loop waits a
+                # moment so that it takes many posts, as a commit in a thread does while it runs.
+                await asyncio.sleep(delay)
             committed = await self._commit_once()
             if self.settings.retain_closed is not None and self.core is not None:
                 await self._retention()
@@ -646,19 +658,25 @@ class Hub:
                     return
                 self._last_io = now
 
-    async def _hold_bookkeeping(self) -> None:
-        """Cursor rows, receipts and records (Batch.can_wait) wait up to BOOKKEEPING_WAIT for a
+    def _may_wait(self) -> bool:
+        """Cursor rows, receipts and records (Batch.can_wait) wait up to `bookkeeping_wait` for a
         write that a recipient waits on, and then share its commit: an AutoGen RPC after another
-        is one commit, not three (with SQLite FULL, one fsync)."""
+        is one commit, not three (with SQLite FULL, one fsync). True: not now (a timer wakes the
+        writer when the wait is over; any write before that wakes it too)."""
+        wait = self.settings.bookkeeping_wait
+        if not wait or self.stopping or not self.core.batch.can_wait():
+            self._held_since = None
+            return False
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + BOOKKEEPING_WAIT
-        timer = loop.call_at(deadline, self._commit_wanted.set)
-        try:
-            while self.core.batch.can_wait() and not self.stopping and loop.time() < deadline:
-                await self._commit_wanted.wait()
-                self._commit_wanted.clear()
-        finally:
-            timer.cancel()
+        now = loop.time()
+        if self._held_since is None:
+            self._held_since = now
+            loop.call_at(now + wait, self._commit_wanted.set)
+            return True
+        if now - self._held_since < wait:
+            return True
+        self._held_since = None
+        return False
 
     async def _retention(self) -> None:
         """Delete channels closed longer ago than `retain_closed` days (in the writer, between commits;
