@@ -634,7 +634,7 @@ class HubCore(Ops):
         # Only the cursors with pending work are visited (commits, timers, nacks and hello add them).
         # Every due resend first (one may dead-letter and free a slot), then the replays a hello's
         # `since` asked for, up to the window: a pump that ends below a full window leaves nothing
-        # undelivered, which is why an ack only needs a pump when the window was full.
+        # undelivered (so an ack only needs a pump when the window was full).
         cursors = list(work.values())
         for cur in cursors:
             if cur.ready:
@@ -838,8 +838,7 @@ class HubCore(Ops):
     @staticmethod
     def _above_floor(batch: Batch) -> list[AckRow]:
         """The receipts worth writing: dead letters, and acks the cursor's floor does not cover yet."""
-        rows = batch.cursors
-        out = []
+        rows, out = batch.cursors, []
         for ack in batch.acks:
             row = rows.get((ack.recipient, ack.channel_id))
             if ack.status != "acked" or row is None or ack.seq > row.ack_floor:
