@@ -711,6 +711,8 @@ class Hub:
                 await asyncio.to_thread(self.store.commit, batch)
             else:
                 self.store.commit(batch)
+                if getattr(self.store, "sync_after_commit", False):
+                    await asyncio.to_thread(self.store.sync)  # type: ignore[attr-defined]
         except StoreError as exc:
             if self.shared and not getattr(self.store, "leading", True):
                 # The fence: this hub can no longer commit anything. Whether this last COMMIT reached

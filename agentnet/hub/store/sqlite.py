@@ -1,13 +1,15 @@
 """The durable store: one SQLite file in WAL mode, appended to, never rewritten.
 
-Durability: `synchronous=FULL` by default, so a commit that returned survives power loss, not
-only a crash. Throughput comes from group commit in the shell (one transaction takes every post
-that arrived while the previous commit ran), not from relaxing fsync. Appends are one INSERT
-per envelope: a channel's log is never rewritten (the AG2 hub rewrote it on every post).
+Durability: `synchronous=FULL` by default, so a commit whose effects went out survives power
+loss, not only a crash. Throughput comes from group commit in the shell (one transaction takes
+every post that arrived while the previous commit synced), not from relaxing fsync. Appends are
+one INSERT per envelope: a channel's log is never rewritten (the AG2 hub rewrote it on every post).
 
-Threads: `commit` runs in a worker thread on the writer connection; reads (`load_envelopes`,
-`find_*`) run on the event loop over a second connection, which WAL mode lets proceed while a
-commit is in progress.
+Threads: `commit` runs on the event loop (in WAL mode with SQLite's synchronous=NORMAL it is CPU
+work only, ~40-70 us; a hop to a thread and back cost more); with FULL the shell then calls `sync`
+(an fsync of the WAL file) in a worker thread before releasing what the commit decided. EXTRA
+keeps SQLite's own syncing, and the whole commit in a thread. Reads (`load_envelopes`, `find_*`)
+go over a second connection, which WAL mode lets proceed while a commit is in progress.
 """
 
 from __future__ import annotations
@@ -68,8 +70,13 @@ class SqliteStore:
             raise StoreError(f"synchronous must be FULL, NORMAL or EXTRA, not {synchronous!r}")
         self.path = Path(path)
         self.description = f"sqlite:{self.path} (synchronous={synchronous})"
-        # NORMAL in WAL mode syncs only at checkpoints: a commit is SQLite's CPU work, done on the loop.
-        self.commit_on_loop = synchronous == "NORMAL"
+        # A commit's SQLite work is CPU only in WAL mode with synchronous=NORMAL (which syncs the WAL
+        # at checkpoints alone), so it runs on the loop. FULL is NORMAL plus an fsync of the WAL
+        # file after each commit (`sync`, in a thread, before anything the commit releases goes
+        # out): what SQLite's own FULL does in WAL mode, without the SQLite work in the thread.
+        self.commit_on_loop = synchronous in ("NORMAL", "FULL")
+        self.sync_after_commit = synchronous == "FULL"
+        self._wal_fd: int | None = None
         if not self.path.parent.is_dir():  # a typo in the path must not quietly create directories
             raise StoreError(
                 f"sqlite:{self.path}: the directory {self.path.parent} does not exist (create it, or pick another path)"
@@ -77,7 +84,7 @@ class SqliteStore:
         try:
             self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute(f"PRAGMA synchronous={synchronous}")
+            self._db.execute(f"PRAGMA synchronous={'NORMAL' if synchronous == 'FULL' else synchronous}")
             self._db.execute("PRAGMA busy_timeout=5000")
             self._db.executescript(SCHEMA)
             self._check_meta()
@@ -186,6 +193,16 @@ class SqliteStore:
             raise StoreError(f"commit failed: {exc}") from None
         self.commits += 1
 
+    def sync(self) -> None:
+        """Make every commit so far durable against power loss: fsync the WAL file. (The WAL is
+        reset in place after a checkpoint, never replaced, while the store is open.)"""
+        try:
+            if self._wal_fd is None:
+                self._wal_fd = os.open(f"{self.path}-wal", os.O_RDONLY)
+            os.fsync(self._wal_fd)
+        except OSError as exc:
+            raise StoreError(f"commit failed: cannot sync {self.path}-wal: {exc}") from None
+
     def _disk_full_fault(self) -> None:
         """Fault point for tests: while the file named by $AGENTNET_FAULT_DISK_FULL exists the database
         may not grow (SQLite's max_page_count), so a commit that needs a new page fails with a real
@@ -278,6 +295,9 @@ class SqliteStore:
         return [cid for cid, _ in dropped]
 
     def close(self) -> None:
+        if self._wal_fd is not None:
+            os.close(self._wal_fd)
+            self._wal_fd = None
         try:
             self._db.execute("UPDATE meta SET value='1' WHERE key='clean_shutdown'")
             self._db.close()
