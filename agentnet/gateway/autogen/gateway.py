@@ -568,7 +568,7 @@ class AutogenGateway(pb_grpc.AgentRpcServicer):
         caller_id = req.request_id
         now = time.monotonic()
         expires = now + worker.deadline
-        self.calls[gw_id] = Call(worker, caller_id, target, expires)
+        self.calls[gw_id] = call = Call(worker, caller_id, target, expires)
         heapq.heappush(self.deadlines, (expires, gw_id))
         req.request_id = gw_id  # AutoGen's per-worker counters collide across callers (#7016)
         # In the hub's process, when all the hub has for this type was handed to its worker already (the
@@ -592,6 +592,7 @@ class AutogenGateway(pb_grpc.AgentRpcServicer):
             owner.send(msg)
         else:
             ts.queued += 1
+            call.request = msg
         self._later(lambda: self._store_request(worker, msg, ts, caller_id, early))
 
     def _store_request(self, worker: Worker, msg: pb.Message, ts: TypeState, caller_id: str, early: bool) -> None:
@@ -801,7 +802,8 @@ class AutogenGateway(pb_grpc.AgentRpcServicer):
                 return
             ts.forwarded[gw_id] = env
             self._handled(client, env)
-            owner.send(message_from(data))
+            call = self.calls.get(gw_id)
+            owner.send(call.request if call is not None and call.request is not None else message_from(data))
         elif kind == "ag.event":
             # One copy per worker: the worker fans out to its own subscribed agents.
             first = next((r for r in data["recipients"] if (t := self.types.get(r)) and t.owner is owner), None)

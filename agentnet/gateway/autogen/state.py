@@ -160,6 +160,7 @@ class Call:
     expires: float
     durable: bool = False  # the request is stored: a response may go to the caller
     held: pb.Message | None = None  # a response that came first, released once the request is stored
+    request: pb.Message | None = None  # the request as read (the hub's notify need not be decoded again)
 
 
 SubKey = tuple[str, str, str]  # ("type" | "prefix", topic type or prefix, agent type)
