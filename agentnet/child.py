@@ -11,6 +11,8 @@ error exit of the command-line entry points.
 * `cancel_on_signals(task)`: SIGINT and SIGTERM cancel a command's main task (so its cleanup runs),
   also in a process started with SIGINT ignored (a background job); a second signal exits at once.
 * `fail(message)`: print `agentnet: error: MESSAGE` to stderr and return the usage exit code.
+* `run_on_loop(main, loop)`: `asyncio.run`, on uvloop's event loop when `loop` is `uvloop`, or
+  `auto` and uvloop is installed (as uvicorn chooses).
 """
 
 from __future__ import annotations
@@ -23,7 +25,10 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
 
+T = TypeVar("T")
 EXIT_USAGE = 2
 CRASHPOINT_ENV = "AGENTNET_CRASHPOINT"
 _ACTIVE, _, _AT = os.environ.get(CRASHPOINT_ENV, "").partition(":")
@@ -49,6 +54,27 @@ def cancel_on_signals(task: asyncio.Task) -> None:
 
     for sig in signals:
         loop.add_signal_handler(sig, first)
+
+
+LOOPS = ("auto", "asyncio", "uvloop")
+
+
+def loop_factory(loop: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The event loop `--loop` names (None: asyncio's own)."""
+    if loop == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        if loop == "uvloop":
+            raise
+        return None
+    return uvloop.new_event_loop
+
+
+def run_on_loop(main: Coroutine[Any, Any, T], loop: str = "auto") -> T:
+    with asyncio.Runner(loop_factory=loop_factory(loop)) as runner:
+        return runner.run(main)
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> int:

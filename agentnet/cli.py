@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import faulthandler
 import logging
 import os
@@ -13,7 +12,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from agentnet import __version__
-from agentnet.child import EXIT_USAGE, exit_with_parent_if_asked, fail
+from agentnet.child import EXIT_USAGE, LOOPS, exit_with_parent_if_asked, fail, loop_factory, run_on_loop
 from agentnet.hub.settings import DeliverySettings, KeepaliveSettings
 
 # --------------------------------------------------------------------------- hub
@@ -91,6 +90,12 @@ def _add_hub(sub: argparse._SubParsersAction) -> None:
         help="also serve AutoGen 0.7.5 gRPC workers on HOST:PORT from this process (the `agentnet gateway "
         "autogen` sidecar without its WebSocket hop; needs agentnet[autogen]; see docs/autogen.md)",
     )
+    p.add_argument(
+        "--loop",
+        choices=LOOPS,
+        default="auto",
+        help="event loop: uvloop (libuv's, faster), asyncio, or auto: uvloop when installed (default: auto)",
+    )
     p.add_argument("--autogen-port-file", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--autogen-log-dir", type=Path, help=argparse.SUPPRESS)  # processed-logs for `agentnet check`
     p.add_argument("--exit-with-parent", action="store_true", help=argparse.SUPPRESS)
@@ -154,8 +159,9 @@ def _run_hub(args: argparse.Namespace) -> int:
             return fail(main)
     else:
         main = run_hub(settings)
+    logging.getLogger("agentnet.hub").info("event loop: %s", "uvloop" if loop_factory(args.loop) else "asyncio")
     try:
-        asyncio.run(main)
+        run_on_loop(main, args.loop)
     except (StoreError, AuthError) as exc:
         return fail(str(exc))
     except HubSteppedDown as exc:
