@@ -70,7 +70,7 @@ async def run_hub_with_gateway(
     # three share the next request's commit, and a busy hub's commits take many RPCs (measured in
     # docs/autogen.md, "Performance"). Explicit settings win.
     given = hub_settings.model_fields_set
-    tuned = {k: v for k, v in (("bookkeeping_wait", 0.005), ("commit_delay", 0.002)) if k not in given}
+    tuned = {k: v for k, v in (("bookkeeping_wait", 0.005), ("commit_delay", 0.005)) if k not in given}
     await run_hub(hub_settings.model_copy(update=tuned), announce=announce, alongside=gateway)
 
 
