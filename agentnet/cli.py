@@ -159,7 +159,11 @@ def _run_hub(args: argparse.Namespace) -> int:
             return fail(main)
     else:
         main = run_hub(settings)
-    logging.getLogger("agentnet.hub").info("event loop: %s", "uvloop" if loop_factory(args.loop) else "asyncio")
+    try:
+        uvloop = loop_factory(args.loop) is not None
+    except ImportError:
+        return fail("--loop uvloop: uvloop is not installed (pip install uvloop), or use --loop auto")
+    logging.getLogger("agentnet.hub").info("event loop: %s", "uvloop" if uvloop else "asyncio")
     try:
         run_on_loop(main, args.loop)
     except (StoreError, AuthError) as exc:

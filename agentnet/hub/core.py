@@ -169,7 +169,6 @@ class HubCore(Ops):
         self._next_batch_id = 1
         self._out: list[Effect] = []
         self._dirty: set[str] = set()
-        self.unacked_total = sum(a.unacked for a in self.agents.values())  # in flight, hub-wide
         self.stats = {"posted": 0, "delivered": 0, "acked": 0, "redelivered": 0, "dead": 0, "ignored": 0}
         for cur in state.assumed:  # possibly delivered (after a crash or a failed commit): written down
             self._touch(cur)
@@ -583,7 +582,6 @@ class HubCore(Ops):
         """An in-flight delivery is over (acked or dead): free its window slot, move the floor."""
         del cur.inflight[inf.seq]
         agent.unacked -= 1
-        self.unacked_total -= 1
         agent.unacked_bytes -= inf.size
         ch = self.channels[cur.channel_id]
         idle = not cur.inflight and not cur.courtesy and cur.next_seq > ch.committed_seq
@@ -694,7 +692,6 @@ class HubCore(Ops):
         inf.size = len(rec.json)
         cur.inflight[seq] = inf
         agent.unacked += 1
-        self.unacked_total += 1
         agent.unacked_bytes += inf.size
         if not redelivery:
             cur.delivered_seq = seq
@@ -726,7 +723,6 @@ class HubCore(Ops):
             inf.size = len(rec.json)
             cur.inflight[seq] = inf
             agent.unacked += 1
-            self.unacked_total += 1
             agent.unacked_bytes += inf.size
             self._send(agent, cur, rec, inf, now)
         cur.courtesy = [start, end] if start <= end else []

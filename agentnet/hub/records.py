@@ -260,7 +260,7 @@ class Batch:
         """Nothing in it is delivered or waited on but by its own posters: cursor rows, receipts,
         and records (`audience: []`, answered once durable like any post). Its commit may wait a
         little for company; a crash inside that wait costs redeliveries and those posts' answers."""
-        if self.channels or self.agents or self.forget or len(self.after_commit) != len(self.posts):
+        if not self or self.channels or self.agents or self.forget or len(self.after_commit) != len(self.posts):
             return False
         return all(rec.audience == () for rec in self.envelopes) and all(
             type(item) is Send for item in self.after_commit

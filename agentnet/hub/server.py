@@ -107,7 +107,8 @@ class HubSettings(BaseModel):
 
 
 MAX_HELD_FRAMES = 10_000  # frames of one connection waiting behind a store read fetched ahead
-COMMIT_SIBLINGS = 8  # unacked deliveries hub-wide from which a commit on the loop waits `commit_delay`
+COMMIT_SIBLINGS = 8  # unacked deliveries to connected agents from which a commit on the loop waits `commit_delay`
+HOLD_SLACK = 0.002  # s: a held batch whose wait is this close to over is committed
 RETENTION_INTERVAL = 60.0  # seconds between retention passes (sooner while there is more to drop)
 
 
@@ -638,7 +639,7 @@ class Hub:
             if self._may_wait():
                 continue
             delay = self.settings.commit_delay
-            if delay and self.store.commit_on_loop and self.core.unacked_total >= COMMIT_SIBLINGS:
+            if delay and self.store.commit_on_loop and self._unacked_online() >= COMMIT_SIBLINGS:
                 # Busy (PostgreSQL's commit_delay/commit_siblings): a commit on the loop waits a
                 # moment so that it takes many posts, as a commit in a thread does while it runs.
                 await asyncio.sleep(delay)
@@ -658,6 +659,12 @@ class Hub:
                     return
                 self._last_io = now
 
+    def _unacked_online(self) -> int:
+        """Deliveries in flight to connected agents (a gone worker's stay in flight until the next
+        one comes, and must not make an idle hub wait). Counted only when `commit_delay` is set:
+        the in-hub AutoGen gateway's hub, a handful of identities."""
+        return sum(a.unacked for a in self.core.agents.values() if a.conn is not None)
+
     def _may_wait(self) -> bool:
         """Cursor rows, receipts and records (Batch.can_wait) wait up to `bookkeeping_wait` for a
         write that a recipient waits on, and then share its commit: an AutoGen RPC after another
@@ -673,7 +680,7 @@ class Hub:
             self._held_since = now
             loop.call_at(now + wait, self._commit_wanted.set)
             return True
-        if now - self._held_since < wait:
+        if now - self._held_since < wait - HOLD_SLACK:  # the timer may fire a hair early (uvloop: ms clock)
             return True
         self._held_since = None
         return False
@@ -712,7 +719,14 @@ class Hub:
             else:
                 self.store.commit(batch)
                 if getattr(self.store, "sync_after_commit", False):
-                    await asyncio.to_thread(self.store.sync)  # type: ignore[attr-defined]
+                    try:
+                        await asyncio.to_thread(self.store.sync)  # type: ignore[attr-defined]
+                    except StoreError as exc:
+                        # SQLite has the rows, the disk may not (after a failed fsync Linux may drop
+                        # the dirty pages): neither "stored" nor "failed" is true, so nobody is told
+                        # either. Clients retry at the restarted hub with their idempotency keys.
+                        self._step_down(str(exc), "cannot make a commit durable")
+                        return False
         except StoreError as exc:
             if self.shared and not getattr(self.store, "leading", True):
                 # The fence: this hub can no longer commit anything. Whether this last COMMIT reached

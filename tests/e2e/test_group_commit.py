@@ -50,8 +50,10 @@ class Pair:
         return max(floor[0] if floor else 0, above.fetchone()[0] or 0)
 
 
-async def _pair(tmp_path: Path, **settings: Any) -> AsyncIterator[Pair]:
-    hub = Hub(HubSettings(port=0, store=f"sqlite:{tmp_path / 'hub.db'}", synchronous="NORMAL", **settings))
+async def _pair(
+    tmp_path: Path, db: str = "hub.db", synchronous: str = "NORMAL", **settings: Any
+) -> AsyncIterator[Pair]:
+    hub = Hub(HubSettings(port=0, store=f"sqlite:{tmp_path / db}", synchronous=synchronous, **settings))
     await hub.start()
     alice, bob = LocalHubClient(hub, name="alice"), LocalHubClient(hub, name="bob")
     try:
@@ -108,3 +110,14 @@ async def test_a_held_receipt_is_committed_within_the_wait(held: Pair) -> None:
 async def test_a_native_hub_commits_a_receipt_at_once(native: Pair) -> None:
     seq = await _delivered_and_acked(native, "only")
     await await_until("the receipt stored", lambda: native.acked_in_store() >= seq, timeout=10)
+
+
+async def test_full_syncs_the_wal_sqlite_writes_through_a_symlinked_path(tmp_path: Path) -> None:
+    """FULL fsyncs the WAL file after each commit: the one SQLite writes, which for a symlinked
+    database path is next to the link's target, not next to the link."""
+    (tmp_path / "data").mkdir()
+    (tmp_path / "link.db").symlink_to(tmp_path / "data" / "hub.db")
+    async for pair in _pair(tmp_path, db="link.db", synchronous="FULL"):
+        seq = await _delivered_and_acked(pair, "through the link")
+        assert seq > 1 and pair.answers[-1].result()["ok"], pair.answers[-1].result()
+        assert (tmp_path / "data" / "hub.db-wal").exists() and not (tmp_path / "link.db-wal").exists()

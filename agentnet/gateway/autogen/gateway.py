@@ -747,10 +747,11 @@ class AutogenGateway(pb_grpc.AgentRpcServicer):
         self._later(lambda: self._store_event(msg, recipients, targets))
 
     def _store_event(self, msg: pb.Message, recipients: list[str], targets: list[TypeState]) -> None:
+        for ts in targets:
+            ts.queued -= 1
         data = event_data(msg, recipients)
         assert self.gw is not None
         for ts in targets:
-            ts.queued -= 1
             _post(self.gw, self._event_posted, channel_id=ts.channel_id, type="ag.event", data=data)
 
     @staticmethod

@@ -6,7 +6,8 @@ every post that arrived while the previous commit synced), not from relaxing fsy
 one INSERT per envelope: a channel's log is never rewritten (the AG2 hub rewrote it on every post).
 
 Threads: `commit` runs on the event loop (in WAL mode with SQLite's synchronous=NORMAL it is CPU
-work only, ~40-70 us; a hop to a thread and back cost more); with FULL the shell then calls `sync`
+work, ~40-70 us, but for the automatic checkpoint every ~1,000 WAL pages, which syncs the WAL and
+the database: a few ms; a hop to a thread and back cost more); with FULL the shell then calls `sync`
 (an fsync of the WAL file) in a worker thread before releasing what the commit decided. EXTRA
 keeps SQLite's own syncing, and the whole commit in a thread. Reads (`load_envelopes`, `find_*`)
 go over a second connection, which WAL mode lets proceed while a commit is in progress.
@@ -198,7 +199,9 @@ class SqliteStore:
         reset in place after a checkpoint, never replaced, while the store is open.)"""
         try:
             if self._wal_fd is None:
-                self._wal_fd = os.open(f"{self.path}-wal", os.O_RDONLY)
+                # The file SQLite writes: it resolves a symlinked database path (3.33+).
+                main = self._db.execute("PRAGMA database_list").fetchone()[2]
+                self._wal_fd = os.open(f"{main}-wal", os.O_RDONLY)
             os.fsync(self._wal_fd)
         except OSError as exc:
             raise StoreError(f"commit failed: cannot sync {self.path}-wal: {exc}") from None
