@@ -256,12 +256,6 @@ class LocalHubClient:
         """The hub's limit on a post's encoded `data`."""
         return self.hub.core.config.max_data_bytes
 
-    def appended_type(self, channel_id: str, seq: int) -> str | None:
-        """The type of the envelope appended at `seq` (committed or not), if the hub has it in memory."""
-        core = self.hub.core
-        rec = core.appended(channel_id, seq) if core is not None else None
-        return rec.type if rec is not None else None
-
     # ------------------------------------------------------------------ requests and receipts
 
     def request_nowait(self, op: str, **params: Any) -> asyncio.Future:

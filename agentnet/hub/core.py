@@ -260,11 +260,6 @@ class HubCore(Ops):
                 return None
         return ch.head_seq
 
-    def appended(self, channel_id: str, seq: int) -> EnvRecord | None:
-        """Read only, for in-process adapters: an envelope appended (committed or not) and still cached."""
-        ch = self.channels.get(channel_id)
-        return ch.cache.get(seq) if ch is not None else None
-
     def _cached(self, ch: ChannelRecord, added: int, resident: bool = False) -> None:
         """Account for `added` bytes put in a channel's cache; trim it, and the hub's, when over.
         (`resident`: the caller knows the channel is resident; on the append path, once per envelope.)"""
@@ -632,7 +627,7 @@ class HubCore(Ops):
         # Only the cursors with pending work are visited (commits, timers, nacks and hello add them).
         # Every due resend first (one may dead-letter and free a slot), then the replays a hello's
         # `since` asked for, up to the window: a pump that ends below a full window leaves nothing
-        # undelivered (so an ack only needs a pump when the window was full).
+        # undelivered, which is why an ack only needs a pump when the window was full.
         cursors = list(work.values())
         for cur in cursors:
             if cur.ready:
@@ -834,7 +829,8 @@ class HubCore(Ops):
     @staticmethod
     def _above_floor(batch: Batch) -> list[AckRow]:
         """The receipts worth writing: dead letters, and acks the cursor's floor does not cover yet."""
-        rows, out = batch.cursors, []
+        rows = batch.cursors
+        out = []
         for ack in batch.acks:
             row = rows.get((ack.recipient, ack.channel_id))
             if ack.status != "acked" or row is None or ack.seq > row.ack_floor:
