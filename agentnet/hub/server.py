@@ -108,6 +108,7 @@ class HubSettings(BaseModel):
 
 MAX_HELD_FRAMES = 10_000  # frames of one connection waiting behind a store read fetched ahead
 COMMIT_SIBLINGS = 8  # unacked deliveries to connected agents from which a commit on the loop waits `commit_delay`
+SYNC_INLINE_MAX = 0.002  # s: a sync after a commit that took longer sends the next one to a thread
 HOLD_SLACK = 0.002  # s: a held batch whose wait is this close to over is committed
 RETENTION_INTERVAL = 60.0  # seconds between retention passes (sooner while there is more to drop)
 
@@ -136,6 +137,7 @@ class Hub:
         self._next_conn = 0
         self._commit_wanted = asyncio.Event()
         self._held_since: float | None = None  # loop time since which the writer holds back (_may_wait)
+        self._sync_slow = False  # the last sync after a commit took over SYNC_INLINE_MAX (_sync)
         self._fetching: set[asyncio.Task] = set()
         self._next_retention = 0.0  # monotonic time of the next retention pass (--retain-closed)
         self._tasks: list[asyncio.Task] = []
@@ -720,7 +722,7 @@ class Hub:
                 self.store.commit(batch)
                 if getattr(self.store, "sync_after_commit", False):
                     try:
-                        await asyncio.to_thread(self.store.sync)  # type: ignore[attr-defined]
+                        await self._sync()
                     except StoreError as exc:
                         # SQLite has the rows, the disk may not (after a failed fsync Linux may drop
                         # the dirty pages): neither "stored" nor "failed" is true, so nobody is told
@@ -746,6 +748,24 @@ class Hub:
             crashpoint("hub.after_commit_before_response")
         self._dispatch(self.core.batch_committed(batch.batch_id, time.monotonic()))
         return True
+
+    async def _sync(self) -> None:
+        """Make the commit durable (SQLite FULL: fsync the WAL file). On the loop while syncs are fast:
+        an fsync (~0.1-0.2 ms on this VM's disk) costs less there than the hop to a thread and back,
+        which added ~0.25 ms to an RPC and ~170 us of hub CPU (measured: docs/autogen.md,
+        "Performance"). After a slow one the next goes to a thread, so that a slow disk does not
+        stop the loop; a fast one there brings them back."""
+        started = time.monotonic()
+        if self._sync_slow:
+            await asyncio.to_thread(self.store.sync)  # type: ignore[attr-defined]
+        else:
+            self.store.sync()  # type: ignore[attr-defined]
+        took = time.monotonic() - started
+        if (took > SYNC_INLINE_MAX) != self._sync_slow:
+            self._sync_slow = not self._sync_slow
+            say = log.warning if self._sync_slow else log.info
+            where = "in a worker thread while syncs are slow" if self._sync_slow else "on the event loop again"
+            say("a commit's fsync took %.1f ms: syncing %s", took * 1000, where)
 
     async def _commit_all(self) -> None:
         with contextlib.suppress(Exception):

@@ -16,8 +16,9 @@ class Store(Protocol):
     threaded: bool  # True: reads and commit() may block on I/O, so they run in a worker thread
     # True where a commit's own work is CPU only: it runs on the event loop (~40 us for an RPC's
     # rows, where a hop to a thread and back costs ~200 us of CPU: GIL hand-offs, wake-ups). Such a
-    # store may also have `sync_after_commit = True` and `sync()`, which the shell runs in a thread
-    # before releasing what the commit decided (SQLite FULL: an fsync of the WAL file).
+    # store may also have `sync_after_commit = True` and `sync()`, which the shell runs before
+    # releasing what the commit decided (SQLite FULL: an fsync of the WAL file): on the loop while
+    # syncs are fast, in a thread after a slow one (Hub._sync).
     commit_on_loop: bool
     # A store other hubs may share (postgresql) also has `shared = True`, `try_lead(address)`,
     # `leader()` and `heartbeat()`: the shell takes the leadership before `load()` (see server.py).

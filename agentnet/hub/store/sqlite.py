@@ -15,8 +15,10 @@ go over a second connection, which WAL mode lets proceed while a commit is in pr
 
 from __future__ import annotations
 
+import errno
 import os
 import sqlite3
+import time
 from pathlib import Path
 
 from agentnet.child import crashpoint
@@ -95,6 +97,7 @@ class SqliteStore:
             raise StoreError(f"cannot open store {self.path}: {exc}") from None
         self.commits = 0
         self._full_flag = os.environ.get("AGENTNET_FAULT_DISK_FULL") or None  # a test fault point
+        self._sync_fault = os.environ.get("AGENTNET_FAULT_SYNC") or None  # a test fault point
         self._full = False
         self._max_pages = self._db.execute("PRAGMA max_page_count").fetchone()[0]
 
@@ -198,6 +201,8 @@ class SqliteStore:
         """Make every commit so far durable against power loss: fsync the WAL file. (The WAL is
         reset in place after a checkpoint, never replaced, while the store is open.)"""
         try:
+            if self._sync_fault is not None and os.path.exists(self._sync_fault):
+                self._sync_fault_point(self._sync_fault)
             if self._wal_fd is None:
                 # The file SQLite writes: it resolves a symlinked database path (3.33+).
                 main = self._db.execute("PRAGMA database_list").fetchone()[2]
@@ -205,6 +210,25 @@ class SqliteStore:
             os.fsync(self._wal_fd)
         except OSError as exc:
             raise StoreError(f"commit failed: cannot sync {self.path}-wal: {exc}") from None
+
+    @staticmethod
+    def _sync_fault_point(flag: str) -> None:
+        """Fault point for tests: while the file named by $AGENTNET_FAULT_SYNC exists, each sync does
+        what it says: `fail` (an I/O error, as an fsync after a disk error) or a number of seconds
+        (a slow disk, over early if FILE goes; `FILE.syncing` exists while it lasts)."""
+        with open(flag) as f:
+            what = f.read().strip()
+        if what == "fail":
+            raise OSError(errno.EIO, f"Input/output error (fault point {flag})")
+        marker = f"{flag}.syncing"
+        with open(marker, "w"):
+            pass
+        try:
+            until = time.monotonic() + float(what)
+            while time.monotonic() < until and os.path.exists(flag):
+                time.sleep(0.01)
+        finally:
+            os.unlink(marker)
 
     def _disk_full_fault(self) -> None:
         """Fault point for tests: while the file named by $AGENTNET_FAULT_DISK_FULL exists the database
