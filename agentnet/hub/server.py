@@ -108,9 +108,18 @@ class HubSettings(BaseModel):
 
 MAX_HELD_FRAMES = 10_000  # frames of one connection waiting behind a store read fetched ahead
 COMMIT_SIBLINGS = 8  # unacked deliveries to connected agents from which a commit on the loop waits `commit_delay`
-SYNC_INLINE_MAX = 0.002  # s: a sync after a commit that took longer sends the next one to a thread
+SYNC_INLINE_MAX = 0.002  # s: an fsync that takes longer sends the following ones to a thread
+SYNC_FAST_AGAIN = 8  # fast fsyncs in a row, in the thread, that bring them back onto the loop
 HOLD_SLACK = 0.002  # s: a held batch whose wait is this close to over is committed
 RETENTION_INTERVAL = 60.0  # seconds between retention passes (sooner while there is more to drop)
+
+
+def _timed_sync(store: Store) -> float:
+    """The store's sync (it raises StoreError), and how long the fsync itself took (in a thread:
+    without the hop)."""
+    started = time.monotonic()
+    store.sync()  # type: ignore[attr-defined]
+    return time.monotonic() - started
 
 
 class Hub:
@@ -137,7 +146,8 @@ class Hub:
         self._next_conn = 0
         self._commit_wanted = asyncio.Event()
         self._held_since: float | None = None  # loop time since which the writer holds back (_may_wait)
-        self._sync_slow = False  # the last sync after a commit took over SYNC_INLINE_MAX (_sync)
+        self._sync_slow = False  # an fsync took over SYNC_INLINE_MAX: they run in a thread (_sync)
+        self._fast_syncs = 0  # fast fsyncs in a row since then
         self._fetching: set[asyncio.Task] = set()
         self._next_retention = 0.0  # monotonic time of the next retention pass (--retain-closed)
         self._tasks: list[asyncio.Task] = []
@@ -750,22 +760,25 @@ class Hub:
         return True
 
     async def _sync(self) -> None:
-        """Make the commit durable (SQLite FULL: fsync the WAL file). On the loop while syncs are fast:
-        an fsync (~0.1-0.2 ms on this VM's disk) costs less there than the hop to a thread and back,
-        which added ~0.25 ms to an RPC and ~170 us of hub CPU (measured: docs/autogen.md,
-        "Performance"). After a slow one the next goes to a thread, so that a slow disk does not
-        stop the loop; a fast one there brings them back."""
-        started = time.monotonic()
-        if self._sync_slow:
-            await asyncio.to_thread(self.store.sync)  # type: ignore[attr-defined]
-        else:
-            self.store.sync()  # type: ignore[attr-defined]
-        took = time.monotonic() - started
-        if (took > SYNC_INLINE_MAX) != self._sync_slow:
-            self._sync_slow = not self._sync_slow
-            say = log.warning if self._sync_slow else log.info
-            where = "in a worker thread while syncs are slow" if self._sync_slow else "on the event loop again"
-            say("a commit's fsync took %.1f ms: syncing %s", took * 1000, where)
+        """Make the commit durable (SQLite FULL: fsync the WAL file). On the loop while fsyncs are
+        fast: one (~0.1-0.2 ms on this VM's disk) costs less there than the hop to a thread and back,
+        which added ~0.23 ms to an RPC and ~170 us of hub CPU (measured: docs/autogen.md,
+        "Performance"). After one over SYNC_INLINE_MAX the next ones go to a thread, so that a slow
+        disk stops the loop once, not at every commit; SYNC_FAST_AGAIN fast ones in a row there
+        bring them back."""
+        if not self._sync_slow:
+            took = _timed_sync(self.store)
+            if took > SYNC_INLINE_MAX:
+                self._sync_slow, self._fast_syncs = True, 0
+                log.warning(
+                    "a commit's fsync took %.1f ms: syncing in a worker thread while syncs are slow", took * 1e3
+                )
+            return
+        took = await asyncio.to_thread(_timed_sync, self.store)
+        self._fast_syncs = self._fast_syncs + 1 if took <= SYNC_INLINE_MAX else 0
+        if self._fast_syncs >= SYNC_FAST_AGAIN:
+            self._sync_slow = False
+            log.info("%d fast fsyncs in a row: syncing on the event loop again", self._fast_syncs)
 
     async def _commit_all(self) -> None:
         with contextlib.suppress(Exception):

@@ -8,7 +8,8 @@ one INSERT per envelope: a channel's log is never rewritten (the AG2 hub rewrote
 Threads: `commit` runs on the event loop (in WAL mode with SQLite's synchronous=NORMAL it is CPU
 work, ~40-70 us, but for the automatic checkpoint every ~1,000 WAL pages, which syncs the WAL and
 the database: a few ms; a hop to a thread and back cost more); with FULL the shell then calls `sync`
-(an fsync of the WAL file) in a worker thread before releasing what the commit decided. EXTRA
+(an fsync of the WAL file) before releasing what the commit decided: on the loop while fsyncs are
+fast, in a worker thread after a slow one (Hub._sync). EXTRA
 keeps SQLite's own syncing, and the whole commit in a thread. Reads (`load_envelopes`, `find_*`)
 go over a second connection, which WAL mode lets proceed while a commit is in progress.
 """
@@ -75,8 +76,8 @@ class SqliteStore:
         self.description = f"sqlite:{self.path} (synchronous={synchronous})"
         # A commit's SQLite work is CPU only in WAL mode with synchronous=NORMAL (which syncs the WAL
         # at checkpoints alone), so it runs on the loop. FULL is NORMAL plus an fsync of the WAL
-        # file after each commit (`sync`, in a thread, before anything the commit releases goes
-        # out): what SQLite's own FULL does in WAL mode, without the SQLite work in the thread.
+        # file after each commit (`sync`, before anything the commit releases goes out): what
+        # SQLite's own FULL does in WAL mode, without a hop to a thread for SQLite's work.
         self.commit_on_loop = synchronous in ("NORMAL", "FULL")
         self.sync_after_commit = synchronous == "FULL"
         self._wal_fd: int | None = None
@@ -216,15 +217,20 @@ class SqliteStore:
         """Fault point for tests: while the file named by $AGENTNET_FAULT_SYNC exists, each sync does
         what it says: `fail` (an I/O error, as an fsync after a disk error) or a number of seconds
         (a slow disk, over early if FILE goes; `FILE.syncing` exists while it lasts)."""
-        with open(flag) as f:
-            what = f.read().strip()
-        if what == "fail":
-            raise OSError(errno.EIO, f"Input/output error (fault point {flag})")
+        try:
+            with open(flag) as f:
+                what = f.read().strip()
+        except FileNotFoundError:  # the fault ended just now
+            return
+        try:
+            seconds = float(what)
+        except ValueError:  # `fail`, or anything else: an I/O error
+            raise OSError(errno.EIO, f"Input/output error (fault point {flag}: {what!r})") from None
         marker = f"{flag}.syncing"
         with open(marker, "w"):
             pass
         try:
-            until = time.monotonic() + float(what)
+            until = time.monotonic() + seconds
             while time.monotonic() < until and os.path.exists(flag):
                 time.sleep(0.01)
         finally:
