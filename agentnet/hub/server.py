@@ -762,7 +762,7 @@ class Hub:
     async def _sync(self) -> None:
         """Make the commit durable (SQLite FULL: fsync the WAL file). On the loop while fsyncs are
         fast: one (~0.1-0.2 ms on this VM's disk) costs less there than the hop to a thread and back,
-        which added ~0.23 ms to an RPC and ~170 us of hub CPU (measured: docs/autogen.md,
+        which added ~0.23 ms to an RPC and 160-200 us of hub CPU (measured: docs/autogen.md,
         "Performance"). After one over SYNC_INLINE_MAX the next ones go to a thread, so that a slow
         disk stops the loop once, not at every commit; SYNC_FAST_AGAIN fast ones in a row there
         bring them back."""
