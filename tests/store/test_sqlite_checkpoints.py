@@ -3,7 +3,7 @@ inside a commit on the event loop, and the WAL is still started over (it does no
 
 from __future__ import annotations
 
-import threading
+import sqlite3
 from pathlib import Path
 
 from agentnet.hub.store import open_store
@@ -30,31 +30,50 @@ def wal_pages(db: Path, page_size: int = 4096) -> int:
 def test_the_wal_is_checkpointed_in_a_thread_and_started_over(tmp_path: Path) -> None:
     db = tmp_path / "hub.db"
     store = open_store(f"sqlite:{db}")
-    h = CoreHarness(store=store)
-    alice, _bob, ch = h.pair()
-    restarts = wal_restarts(db)
-    posted = 0
-    while store._checkpointer is None:  # started by the commit that takes the WAL to ~CHECKPOINT_PAGES
-        h.ok(alice, "post", channel_id=ch, type="note", data={"i": posted})
-        posted += 1
-    # Below the size at which a commit checkpoints by itself: whatever gets copied, the thread did it.
-    assert wal_pages(db) < SQLITE_OWN_CHECKPOINT
-    checkpointer = store._checkpointer
-    wait_until("the checkpoint thread to copy the WAL", lambda: checkpointer.copied)
-    # The next commit finishes the checkpoint (nothing was committed meanwhile) and starts the WAL over.
-    h.ok(alice, "post", channel_id=ch, type="note", data={"i": posted})
-    posted += 1
-    assert wal_restarts(db) == restarts + 1
-    store.close()
-    assert not any(t.name == "agentnet-sqlite-checkpoint" for t in threading.enumerate())
-    assert not Path(f"{db}-wal").exists()  # the last connection to close checkpointed and removed it
-
-    again = open_store(f"sqlite:{db}")
+    reader = sqlite3.connect(db, isolation_level=None)
     try:
-        notes = [r for r in again.load_envelopes(ch, 0, posted + 10) if r.type == "note"]
-        assert len(notes) == posted  # nothing lost in the copying
+        h = CoreHarness(store=store)
+        alice, _bob, ch = h.pair()
+        restarts, db_size = wal_restarts(db), db.stat().st_size
+        posted = 0
+
+        def post() -> None:
+            nonlocal posted
+            h.ok(alice, "post", channel_id=ch, type="note", data={"i": posted})
+            posted += 1
+
+        for _ in range(10):
+            post()
+        # A reader's snapshot: a checkpoint copies only what was committed before it began.
+        reader.execute("BEGIN")
+        reader.execute("SELECT COUNT(*) FROM envelopes").fetchone()
+        while store._checkpointer is None:  # started by the commit that takes the WAL to ~CHECKPOINT_PAGES
+            post()
+        # Below the size at which a commit checkpoints by itself: what gets copied, the thread copies.
+        assert wal_pages(db) < SQLITE_OWN_CHECKPOINT
+        checkpointer = store._checkpointer
+        wait_until("the checkpoint thread's pass", lambda: checkpointer.copied)
+        assert db.stat().st_size > db_size  # the pass copied the first posts into the database
+        reader.execute("COMMIT")
+        reader.close()
+        # The rest is still only in the WAL: the next commit copies it, and the WAL starts over there.
+        assert wal_restarts(db) == restarts
+        post()
+        assert not checkpointer.copied
+        assert wal_restarts(db) == restarts + 1
+        store.close()
+        assert not checkpointer._thread.is_alive()
+        assert not Path(f"{db}-wal").exists()  # the last connection to close checkpointed and removed it
+
+        again = open_store(f"sqlite:{db}")
+        try:
+            notes = [r for r in again.load_envelopes(ch, 0, posted + 10) if r.type == "note"]
+            assert len(notes) == posted  # nothing lost in the copying
+        finally:
+            again.close()
     finally:
-        again.close()
+        reader.close()
+        store.close()
 
 
 def test_a_store_that_never_needs_a_checkpoint_starts_no_thread(tmp_path: Path) -> None:

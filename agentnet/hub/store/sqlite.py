@@ -11,8 +11,8 @@ fsync of the WAL file) before releasing what the commit decided: on the loop whi
 fast, in a worker thread after a slow one (Hub._sync). EXTRA keeps SQLite's own syncing, and the
 whole commit in a thread. Reads (`load_envelopes`, `find_*`) go over a second connection, which WAL
 mode lets proceed while a commit is in progress. WAL checkpoints (copying the WAL into the
-database, and syncing both: a few ms) run in a thread of their own (`_Checkpointer`), not inside a
-commit on the loop.
+database and syncing both, 3-7 ms) run in a thread of their own (`_Checkpointer`); the commit after
+each one finishes it on the loop (the pages committed meanwhile and the two syncs, ~0.5-1 ms).
 """
 
 from __future__ import annotations
@@ -91,11 +91,18 @@ class _Checkpointer:
 
     def __init__(self, path: Path) -> None:
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=0)
+        # A checkpoint syncs the WAL before copying it and the database before counting it copied
+        # (so the WAL is never reused too early) whatever the build's default: at NORMAL and above.
+        self._db.execute("PRAGMA synchronous=NORMAL")
         self._wanted = threading.Event()
         self._stopping = False
         self.copied = False  # a pass is done: the next commit finishes the checkpoint
         self._thread = threading.Thread(target=self._run, name="agentnet-sqlite-checkpoint", daemon=True)
-        self._thread.start()
+        try:
+            self._thread.start()
+        except BaseException:
+            self._db.close()
+            raise
 
     def kick(self) -> None:
         self._wanted.set()
@@ -110,7 +117,7 @@ class _Checkpointer:
                 busy, _frames, _copied = self._db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
             except sqlite3.Error:  # a full disk, say: commits report it; SQLite's own checkpoint remains
                 continue
-            self.copied = not busy  # busy: SQLite's own checkpoint was running
+            self.copied = not busy  # busy: another checkpoint was running (SQLite's own, or a commit's finish)
 
     def stop(self) -> None:
         self._stopping = True
@@ -255,16 +262,21 @@ class SqliteStore:
                 db.execute("ROLLBACK")
             raise StoreError(f"commit failed: {exc}") from None
         self.commits += 1
-        rows = db.total_changes
+        self._checkpoint_if_due()
+
+    def _checkpoint_if_due(self) -> None:
+        """Start the checkpoint thread's pass once the WAL has about CHECKPOINT_PAGES pages."""
+        rows = self._db.total_changes
         written = (self.commits - self._commits_at_checkpoint) * PAGES_PER_COMMIT
-        if written + (rows - self._rows_at_checkpoint) * PAGES_PER_ROW >= CHECKPOINT_PAGES:
-            self._rows_at_checkpoint, self._commits_at_checkpoint = rows, self.commits
-            if self._checkpointer is None:
-                try:
-                    self._checkpointer = _Checkpointer(self.path)
-                except sqlite3.Error:  # SQLite's own checkpoints remain
-                    return
-            self._checkpointer.kick()
+        if written + (rows - self._rows_at_checkpoint) * PAGES_PER_ROW < CHECKPOINT_PAGES:
+            return
+        self._rows_at_checkpoint, self._commits_at_checkpoint = rows, self.commits
+        if self._checkpointer is None:
+            try:
+                self._checkpointer = _Checkpointer(self.path)
+            except Exception:  # no connection or no thread: SQLite's own checkpoints remain
+                return
+        self._checkpointer.kick()
 
     def _finish_checkpoint(self) -> None:
         """Copy what was committed while the checkpoint thread ran; the WAL then starts over."""
