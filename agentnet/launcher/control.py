@@ -44,7 +44,7 @@ class LauncherControls:
         supervisor: Supervisor,
         *,
         disconnect: Callable[[str], Awaitable[Any]],
-        restart_hub: Callable[[str], Awaitable[str]],
+        restart_hub: Callable[[str, bool], Awaitable[str]],  # (reason, by a fault)
         resolve: Callable[[str], tuple[str, ...]] | None = None,
         status: Callable[[], dict[str, Any]] | None = None,
         on_action: Callable[[dict[str, Any]], None] | None = None,
@@ -136,14 +136,15 @@ class LauncherControls:
 
     async def _one(self, verb: str, name: str | None, source: str) -> str:
         sup = self.supervisor
-        by = "a fault" if source == "fault" else "the operator"
+        fault = source == "fault"
+        by = "a fault" if fault else "the operator"
         if verb == "restart-hub":
-            return await self._restart_hub(f"restarted by {by}")
+            return await self._restart_hub(f"restarted by {by}", fault)
         if verb == "restart-all":
-            done = [await self._restart_hub(f"restarted by {by} (restart-all)")]
+            done = [await self._restart_hub(f"restarted by {by} (restart-all)", fault)]
             agents = [p.name for p in sup.processes.values() if p.role == "agent"]
             for agent in agents:
-                await sup.restart(agent, reason=f"restarted by {by} (restart-all)")
+                await sup.restart(agent, reason=f"restarted by {by} (restart-all)", by_fault=fault)
             await asyncio.gather(*(sup.wait_ready(a, READY_WAIT) for a in agents), return_exceptions=True)
             done.append(f"restarted {len(agents)} agents")
             return "; ".join(done)
@@ -175,9 +176,9 @@ class LauncherControls:
             return f"the hub dropped {name}'s connection; it will reconnect"
         if verb == "restart":
             if name == "hub":
-                return await self._restart_hub(f"restarted by {by}")
+                return await self._restart_hub(f"restarted by {by}", fault)
             old = sup.process(name).pid
-            p = await sup.restart(name, reason=f"restarted by {by}")
+            p = await sup.restart(name, reason=f"restarted by {by}", by_fault=fault)
             try:
                 await sup.wait_ready(name, READY_WAIT)
             except SupervisorError as exc:

@@ -278,9 +278,9 @@ class Processes:
             raise ControlError("the launcher is not connected to the hub")
         await self.observer.request("disconnect", name=name)
 
-    async def _restart_hub(self, reason: str) -> str:
+    async def _restart_hub(self, reason: str, by_fault: bool = False) -> str:
         old = self.supervisor.process("hub").pid
-        p = await self.supervisor.restart("hub", reason=reason)
+        p = await self.supervisor.restart("hub", reason=reason, by_fault=by_fault)
         await self.supervisor.wait_ready("hub", HUB_READY_TIMEOUT)
         return f"restarted the hub (pid {old} -> {p.pid}) on port {self.hub_port}, same store"
 

@@ -92,6 +92,6 @@ class Replicas:
 
             self.timeline.append(asyncio.create_task(thaw(), name=f"thaw-{active}"))
             return f"froze the active hub {active} (pid {pid}) for {duration:g} s; a standby takes over after the lease"
-        p = await sup.restart(active, reason="restarted by a fault (failover: a standby takes over)")
+        p = await sup.restart(active, reason="restarted by a fault (failover: a standby takes over)", by_fault=True)
         await sup.wait_ready(active, HUB_READY_TIMEOUT)
         return f"restarted the active hub {active} (pid {pid} -> {p.pid}); it came back as a standby"

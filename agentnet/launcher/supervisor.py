@@ -104,6 +104,7 @@ class Process:
     pid: int | None = None
     restarts: int = 0  # automatic restarts (the policy's count)
     operator_restarts: int = 0  # restarts the operator asked for (not counted by the policy)
+    fault_restarts: int = 0  # restarts a scenario's fault made (not counted by the policy either)
     started_at: float | None = None
     last_restart_at: float | None = None
     exit_code: int | None = None
@@ -142,6 +143,7 @@ class Process:
             "reason": self.reason,
             "restarts": self.restarts,
             "operator_restarts": self.operator_restarts,
+            "fault_restarts": self.fault_restarts,
             "started_at": utc_iso(self.started_at) if self.started_at else None,
             "last_restart_at": utc_iso(self.last_restart_at) if self.last_restart_at else None,
             "exit_code": self.exit_code,
@@ -443,15 +445,19 @@ class Supervisor:
         self._set(p, back, reason)
         return p
 
-    async def restart(self, name: str, *, reason: str = "restarted by the operator") -> Process:
+    async def restart(self, name: str, *, reason: str = "restarted by the operator", by_fault: bool = False) -> Process:
         """Stop it if it runs (SIGTERM, then SIGKILL), then start it again. Not counted as a restart
-        by the policy; also starts a process that is not running."""
+        by the policy, but as the operator's (or, `by_fault`, a scenario fault's); also starts a
+        process that is not running."""
         p = self.process(name)
         self._cancel_backoff(p)
         if p.alive:
             await self._terminate(p, "restart", "restarting")
         p.last_restart_at = time.time()
-        p.operator_restarts += 1
+        if by_fault:
+            p.fault_restarts += 1
+        else:
+            p.operator_restarts += 1
         return await self.start(name, reason=reason)
 
     async def _terminate(self, p: Process, intent: str, reason: str, timeout: float | None = None) -> None:

@@ -39,6 +39,7 @@ class ProcessItem:
     reason: str = ""
     restarts: int = 0  # automatic restarts (the policy's count)
     operator_restarts: int = 0  # restarts the operator asked for
+    fault_restarts: int = 0  # restarts a scenario's fault made
     started_at: str | None = None
     last_restart_at: str | None = None
     exit_code: int | None = None

@@ -33,6 +33,7 @@ class ProcessInfo:
     reason: str = ""
     restarts: int = 0  # automatic (the policy's count)
     operator_restarts: int = 0  # asked for by the operator
+    fault_restarts: int = 0  # made by a scenario's fault
     started_at: float | None = None
     last_restart_at: float | None = None
     exit_code: int | None = None

@@ -671,6 +671,7 @@ class DashboardModel:
         proc.reason = item.reason
         proc.restarts = item.restarts
         proc.operator_restarts = item.operator_restarts
+        proc.fault_restarts = item.fault_restarts
         proc.started_at = parse_time(item.started_at)
         proc.last_restart_at = parse_time(item.last_restart_at)
         proc.exit_code = item.exit_code

@@ -316,14 +316,16 @@ class FakeHub:
     def __init__(self) -> None:
         self.disconnected: list[str] = []
         self.restarts = 0
+        self.by_fault: list[bool] = []
 
     async def disconnect(self, name: str) -> None:
         if name == "ghost":
             raise RuntimeError("ghost is not connected")
         self.disconnected.append(name)
 
-    async def restart_hub(self, reason: str) -> str:
+    async def restart_hub(self, reason: str, by_fault: bool = False) -> str:
         self.restarts += 1
+        self.by_fault.append(by_fault)
         return f"hub restarted ({reason})"
 
 
@@ -355,8 +357,14 @@ async def test_controls_act_on_processes(h: Harness) -> None:
     with pytest.raises(ControlError, match="disconnect ghost: ghost is not connected"):
         await c.act("disconnect", "ghost")
     assert await c.act("restart-hub", None) == "hub restarted (restarted by the operator)"
+    assert await c.act("restart-hub", None, source="fault") == "hub restarted (restarted by a fault)"
+    assert hub.by_fault == [False, True]
     message = await c.act("restart", "worker-2")
     assert message.startswith("restarted worker-2 (pid") and message.endswith("), ready")
+    await c.act("restart", "worker-2", source="fault")
+    w2 = h.sup.process("worker-2")  # each restart counted as who asked for it: the dashboard shows `0+1 you+1 fault`
+    assert (w2.restarts, w2.operator_restarts, w2.fault_restarts) == (0, 1, 1)
+    assert w2.info()["fault_restarts"] == 1
     h.track()
     assert (await c.act("stop", "worker-2")).startswith("stopped worker-2")
     assert (await c.act("kill", "ghost")).startswith("killed ghost (pid")

@@ -208,6 +208,8 @@ def test_chaos_headless_applies_every_fault(tmp_path: Path) -> None:
     model = DashboardModel()
     for recorded in RecordingReader(run_dir / "recording.jsonl"):
         model.apply(recorded.item)
+    hub = model.processes["hub"]
+    assert (hub.fault_restarts, hub.operator_restarts) == (1, 0)  # the restarts cell: `0+1 fault`, not `you`
     log = [line.text for line in model.log]
     after = log[next(i for i, text in enumerate(log) if text.startswith("fault: restart-hub")) :]
     for name in ("producer", "consumer-1", "consumer-2"):

@@ -52,6 +52,7 @@ class FakeLauncher:
                 "reason": reason,
                 "restarts": proc["restarts"],
                 "operator_restarts": proc.get("operator_restarts", 0),
+                "fault_restarts": proc.get("fault_restarts", 0),
                 "started_at": iso(proc["started_at"]) if running else None,
                 "last_restart_at": iso(proc["last_restart_at"]) if proc.get("last_restart_at") else None,
                 "exit_code": exit_code,

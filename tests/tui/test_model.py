@@ -400,6 +400,8 @@ def test_restarts_and_delivered_cells_read_sensibly() -> None:
 
     assert restarts_text(0, 0) == "0" and restarts_text(2, 0) == "2"
     assert restarts_text(0, 1) == "0+1 you"  # an operator restart beside `last restart 6 s ago`
+    assert restarts_text(0, 0, 1) == "0+1 fault"  # a scenario's fault, not you
+    assert restarts_text(1, 2, 1) == "1+2 you+1 fault"
     assert delivered_text(3, 5).plain == "5"
     assert delivered_text(1202, 1).plain == "≤1202"  # a sender: its own envelopes are skipped
     assert delivered_text(4, 0).plain == "—"

@@ -195,17 +195,19 @@ class ProcessTable(KeyedTable):
                     f"{proc.cpu:.0f}%" if proc.cpu is not None else "—",
                     format_bytes(proc.rss),
                     format_duration(uptime),
-                    restarts_text(proc.restarts, proc.operator_restarts),
+                    restarts_text(proc.restarts, proc.operator_restarts, proc.fault_restarts),
                     f"{format_duration(now - since)} ago" if since is not None else "—",
                 )
             rows.append((name, cells))
         self.sync_rows(rows)
 
 
-def restarts_text(automatic: int, by_operator: int) -> str:
-    """The restarts cell: the policy's count, plus the operator's restarts when there were any
-    (so `last restart 6 s ago` never sits beside a bare `0`)."""
-    return f"{automatic}+{by_operator} you" if by_operator else str(automatic)
+def restarts_text(automatic: int, by_operator: int, by_fault: int = 0) -> str:
+    """The restarts cell: the policy's count, plus the operator's and the scenario's faults' restarts
+    when there were any (so `last restart 6 s ago` never sits beside a bare `0`): `0+1 you`,
+    `0+1 fault`, `0+1 you+2 fault`."""
+    asked = [f"{n} {who}" for n, who in ((by_operator, "you"), (by_fault, "fault")) if n]
+    return f"{automatic}+{'+'.join(asked)}" if asked else str(automatic)
 
 
 def delivered_text(floor: int, delivered: int) -> Text:
