@@ -140,7 +140,7 @@ class ProcessTable(KeyedTable):
         ("cpu", "cpu", 5),
         ("rss", "rss", 8),
         ("uptime", "uptime", 10),
-        ("restarts", "restarts", 8),
+        ("restarts", "restarts", 0),  # sized to content: `0`, `0+1 you`, `0+1 fault`
         ("last", "last restart", 12),
     )
 
