@@ -103,7 +103,7 @@ class HeadlessView:
             self._live = None
 
     def note(self, text: str, style: str = "") -> None:
-        line = Text(f"{self.clock()} ", style="dim") + Text(text, style=style)
+        line = Text(f"{self.clock():>10} ", style="dim") + Text(text, style=style)  # numbers aligned
         self.console.print(line, highlight=False, markup=False)
 
     def item(self, kind: str, data: dict[str, Any], decoded: Snapshot | AnyEvent | None = None) -> None:

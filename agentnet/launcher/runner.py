@@ -192,10 +192,12 @@ class Run(Processes, Timeline, Replicas, Expect, Summary, RunFiles):
         self.publish("control", action, dashboard=item.origin != "dashboard")
 
     def clock(self) -> str:
+        """Seconds since launch until t = 0 (everything ready), then since t = 0, as the dashboard
+        writes them: `boot+0.43`, `t+2.00`."""
         now = time.monotonic()
         if self.t0 is None:
-            return f"boot+{now - self.launched:5.2f}"
-        return f"t={now - self.t0:7.2f}"
+            return f"boot+{now - self.launched:.2f}"
+        return f"t+{now - self.t0:.2f}"
 
     def alias(self, channel_id: str) -> str:
         return self.alias_of.get(channel_id, channel_id)
