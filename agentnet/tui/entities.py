@@ -77,6 +77,7 @@ class AgentInfo:
     close_reason: str | None = None
     replaying: int | None = None
     seen_connected: bool = False  # this dashboard saw it connect (a later connect is a reconnect)
+    registered_in: str | None = None  # the session in which it last registered (again: a passport update)
 
     @property
     def via(self) -> str | None:

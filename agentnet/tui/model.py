@@ -411,7 +411,11 @@ class DashboardModel:
         agent = self._agent(event.name)
         agent.agent_id = event.agent_id or agent.agent_id
         agent.passport = event.passport if event.passport is not None else agent.passport
-        self._log(at, "info", f"{agent.name} registered" + (f" (via {agent.via})" if agent.via else ""))
+        # A second register in the same session changes the passport (an AutoGen worker's types, say)
+        again = agent.connected and agent.session_id is not None and agent.registered_in == agent.session_id
+        agent.registered_in = agent.session_id if agent.connected else None
+        what = "updated its passport" if again else "registered"
+        self._log(at, "info", f"{agent.name} {what}" + (f" (via {agent.via})" if agent.via else ""))
 
     def _on_agent_latency(self, event: AgentLatency, at: float | None) -> None:
         """The hub's keepalive round trips, every 2 s: ``latency_ms: {name: ms}``."""

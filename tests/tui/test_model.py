@@ -378,6 +378,21 @@ def test_an_agent_that_came_through_an_adapter_has_a_protocol_badge() -> None:
     assert with_badge("calc", None).plain == "calc"
     logged = [line.text for line in model.log]
     assert "bob registered (via ag2)" in logged and "calc registered" in logged
+    # registering again in the same session is a passport update (an AutoGen worker's new types);
+    # in a new session it is a registration again
+    model.apply(event(1.2, "agent.connected", name="bob", session_id="s-1"))
+    model.apply(event(1.3, "agent.registered", name="bob", agent_id="a-1", passport={"meta": {"via": "ag2"}}))
+    model.apply(event(1.4, "agent.registered", name="bob", agent_id="a-1", passport={"meta": {"via": "ag2"}}))
+    model.apply(event(1.5, "agent.disconnected", name="bob", session_id="s-1", code=1000))
+    model.apply(event(1.6, "agent.connected", name="bob", session_id="s-2"))
+    model.apply(event(1.7, "agent.registered", name="bob", agent_id="a-1", passport={"meta": {"via": "ag2"}}))
+    bob = [line.text for line in model.log if line.text.startswith(("bob registered", "bob updated"))]
+    assert bob == [
+        "bob registered (via ag2)",
+        "bob registered (via ag2)",
+        "bob updated its passport (via ag2)",
+        "bob registered (via ag2)",
+    ]
 
 
 def test_a_hub_takeover_is_a_row_across_the_sequence_diagram() -> None:
