@@ -469,6 +469,7 @@ class HubCore(Ops):
         self._welcome(conn, name, agent.agent_id, session_id, count)
         if self.observed:
             self._emit(events.AgentConnected(name, agent.agent_id, session_id, "agent"))
+        agent.session_replayed = count
         if count:
             agent.replay_count = count
             if self.observed:

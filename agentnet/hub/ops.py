@@ -85,6 +85,9 @@ class Ops:
         if full:  # what observers see
             info["session_id"] = a.session_id if a.conn is not None else None
             info["latency_ms"] = self.latency_ms(a.conn) if a.conn is not None else None
+            # the current session's replay, for an observer that attached after replay.start went out
+            info["replayed"] = a.session_replayed if a.conn is not None else None
+            info["replaying"] = a.conn is not None and a.replay_count > 0
         return info
 
     def _agent_page(self, after: str, limit: int, budget: int, full: bool) -> tuple[list[dict], str | None]:

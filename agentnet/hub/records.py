@@ -215,6 +215,7 @@ class AgentRecord:
     unacked: int = 0  # in-flight deliveries across all channels (the window)
     unacked_bytes: int = 0  # ... and their envelopes' bytes (the window in bytes)
     replay_count: int = 0  # non-zero while a replay announced by replay.start is running
+    session_replayed: int = 0  # what the current session's hello replayed (observers see it in snapshots)
     # Its cursors with anything pending (in flight, due for a resend, a courtesy replay, or committed
     # envelopes the scanner has not reached), by channel_id: the only ones a pump or hello visits.
     work: dict[str, Cursor] = field(default_factory=dict)

@@ -133,6 +133,8 @@ class AgentView:
     session_id: str | None = None
     passport: dict[str, Any] | None = None
     latency_ms: float | None = None
+    replayed: int | None = None  # (ext) envelopes the current session's hello replayed (None: offline)
+    replaying: bool = False  # (ext) that replay is still running (its replay.end is to come)
 
     @property
     def pid(self) -> int | None:

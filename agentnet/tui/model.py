@@ -26,6 +26,7 @@ from agentnet.protocol.events import (
     AgentDisconnected,
     AgentLatency,
     AgentRegistered,
+    AgentView,
     AnyEvent,
     ChannelClosed,
     ChannelOpened,
@@ -234,7 +235,7 @@ class DashboardModel:
         self.hub = snap.hub
         self.event_seq = snap.hub.event_seq
         agents: dict[str, AgentInfo] = {}
-        came: list[AgentInfo] = []
+        came: list[tuple[AgentInfo, AgentView]] = []
         went: list[AgentInfo] = []
         for entry in snap.agents:
             name = entry.name
@@ -243,13 +244,15 @@ class DashboardModel:
             agent.role = entry.role or agent.role
             was_connected, old_session = agent.connected, agent.session_id
             if resync and entry.connected and (not was_connected or entry.session_id != old_session):
-                came.append(agent)
+                came.append((agent, entry))
             elif resync and was_connected and not entry.connected:
                 went.append(agent)
             agent.connected = entry.connected
             agent.session_id = entry.session_id
             agent.passport = entry.passport if entry.passport is not None else agent.passport
             agent.latency_ms = entry.latency_ms
+            if entry.replayed is not None:  # a hub that says how its sessions' replays stand
+                agent.replaying = entry.replayed if entry.replaying else None
             if agent.connected and not was_connected:
                 agent.connected_at = agent.connected_at or when
             if agent.connected and not resync:
@@ -287,19 +290,28 @@ class DashboardModel:
         )
         self._unseen_connections(when, came, went)
 
-    def _unseen_connections(self, at: float | None, came: list[AgentInfo], went: list[AgentInfo]) -> None:
+    def _unseen_connections(
+        self, at: float | None, came: list[tuple[AgentInfo, AgentView]], went: list[AgentInfo]
+    ) -> None:
         """Connections that changed while the dashboard was away (it reconnects after a hub restart
         too, and the hub emits nothing while nobody observes): said from the snapshot, not skipped."""
-        for agent in came:
+        for agent, entry in came:
             again = agent.seen_connected
             agent.seen_connected = True
             inflight = sum(c.inflight for c in self.cursors.values() if c.recipient == agent.name)
+            if entry.replayed is None:  # a hub that does not say
+                replay = "its replay, if any, came before this snapshot"
+            elif entry.replaying:
+                replay = f"replaying {plural(entry.replayed, 'envelope')} to it"
+            elif entry.replayed:
+                replay = f"{plural(entry.replayed, 'envelope')} replayed to it"
+            else:
+                replay = "nothing to replay"
             self._log(
                 at,
                 "replay",
                 f"{agent.name} {'reconnected' if again else 'connected'} (session {agent.session_id}) before "
-                f"the dashboard re-attached: its replay, if any, came before this snapshot; "
-                f"{plural(inflight, 'envelope')} in flight to it now",
+                f"the dashboard re-attached: {replay}; {plural(inflight, 'envelope')} in flight to it now",
             )
             self._arrow(at, "connect", agent.name, "hub", "", 0, None, detail="reconnected" if again else "connected")
         for agent in went:

@@ -213,6 +213,39 @@ def test_reconnect_replays_unacked_in_seq_order_with_replay_events():
     assert start["count"] == 4
 
 
+def test_a_snapshot_says_how_each_sessions_replay_stands():
+    """An observer that attaches after replay.start went out (a dashboard back after a hub restart)
+    learns from the snapshot what the agent's current session replayed, and whether it still runs."""
+    h = CoreHarness(window=2)
+    a, b, ch = h.pair()
+    for i in range(3):
+        post(h, a, ch, i)
+    while got := h.notifies(b):
+        for n in got:
+            h.receipt(b, n)
+    h.commit()
+    h.drop(b)
+    b2 = h.connect("bob", since={ch: 0})  # the opening and the three again: more than the window takes
+    o = h.connect("watcher", role="observer")
+
+    def bob() -> dict:
+        return next(x for x in h.ok(o, "observe")["agents"] if x["name"] == "bob")
+
+    assert (bob()["replayed"], bob()["replaying"]) == (4, True)  # the window holds two of the four
+    for n in h.notifies(b2):
+        h.receipt(b2, n)
+    for n in h.notifies(b2):
+        h.receipt(b2, n)
+    h.commit()
+    assert (bob()["replayed"], bob()["replaying"]) == (4, False)
+    h.drop(b2)
+    assert (bob()["replayed"], bob()["replaying"]) == (None, False)
+    h.connect("bob")
+    assert (bob()["replayed"], bob()["replaying"]) == (0, False)
+    alice = next(x for x in h.ok(o, "observe")["agents"] if x["name"] == "alice")
+    assert (alice["replayed"], alice["replaying"]) == (0, False)
+
+
 def test_superseded_session_is_closed_and_its_late_receipts_ignored():
     h = CoreHarness()
     a, b, ch = h.pair()

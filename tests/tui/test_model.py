@@ -492,3 +492,48 @@ def test_a_resnapshot_says_which_connections_changed_while_the_dashboard_was_awa
     ]
     model.apply(event(END_T + 3, "agent.connected", name="alice", agent_id="ag-alice", session_id="s-alice-2"))
     assert model.log[-1].text == "alice reconnected (session s-alice-2)"
+
+
+def test_a_resnapshot_says_what_a_session_that_came_meanwhile_replayed() -> None:
+    """A hub that reports each session's replay (`replayed`, `replaying`) lets the dashboard say
+    which replay.start it missed, and show a replay still running as one it saw."""
+    model = loaded()
+
+    def agent(name: str, session: str, replayed: int, replaying: bool) -> dict[str, Any]:
+        return {
+            "name": name,
+            "agent_id": f"ag-{name}",
+            "connected": True,
+            "session_id": session,
+            "replayed": replayed,
+            "replaying": replaying,
+        }
+
+    model.apply(
+        (
+            "snapshot",
+            {
+                "at": iso(END_T + 2),
+                "hub": {"hub_id": "hub-7f3a", "started_at": iso(END_T + 1), "store": "sqlite", "event_seq": 0},
+                "agents": [
+                    agent("alice", "s-alice-2", 0, False),
+                    agent("bob", "s-bob-3", 2, False),
+                    agent("carol", "s-carol-2", 3, True),
+                ],
+                "channels": [],
+                "cursors": [],
+            },
+        )
+    )
+    texts = [line.text for line in model.log][-3:]
+    assert [t.split(": ", 1)[1] for t in texts] == [
+        "nothing to replay; 0 envelopes in flight to it now",
+        "2 envelopes replayed to it; 0 envelopes in flight to it now",
+        "replaying 3 envelopes to it; 0 envelopes in flight to it now",
+    ]
+    assert texts[2].startswith("carol reconnected (session s-carol-2) before the dashboard re-attached")
+    assert model.connection_label("carol") == "replay 3"
+    assert model.connection_label("bob") == model.agents["bob"].connection
+    model.apply(event(END_T + 3, "replay.end", recipient="carol", count=3))
+    assert model.log[-1].text == "replay to carol done (3 envelopes)"
+    assert model.connection_label("carol") == model.agents["carol"].connection
