@@ -8,8 +8,9 @@ naming a forgotten channel, a hello whose replay reaches below the cache), the s
 in a thread first, holding that connection's later frames in order, and only then hands the frame
 to the core, which finds the answer here. Other connections are served meanwhile.
 
-A read nobody fetched ahead (a first delivery of an old backlog found by the scanner, a channel
-listing) still goes to the store on the loop thread, under the same lock: `sync_reads` counts them.
+A channel listing (`list_channels`, an observer's snapshot) is fetched ahead the same way. A read
+nobody fetched ahead (a first delivery of an old backlog found by the scanner) still goes to the
+store on the loop thread, under the same lock: `sync_reads` counts them.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class ReadAhead:
         self.idempotent: dict[tuple[str, str], Any] = {}
         self.causation: dict[tuple[str, str, str | None], Any] = {}
         self.channels: dict[str, Any] = {}
+        self.listings: dict[tuple[str, int, str | None], list[ChannelRecord]] = {}
         self.sync_reads = 0  # reads the core made on the loop thread (nothing fetched ahead)
         self.async_reads = 0  # reads made in a worker thread ahead of the core
 
@@ -71,6 +73,9 @@ class ReadAhead:
         return self._sync(self.store.load_channel, channel_id)
 
     def list_channels(self, after: str, limit: int, member: str | None) -> list[ChannelRecord]:
+        found = self.listings.pop((after, limit, member), None)
+        if found is not None:
+            return found
         return self._sync(self.store.list_channels, after, limit, member)
 
     def _sync(self, fn: Any, *args: Any) -> Any:
@@ -109,6 +114,12 @@ class ReadAhead:
         self.causation[key] = await self._read(self.store.find_by_causation, channel_id, causation_id, sender)
         if len(self.causation) > MAX_AHEAD:
             self.causation.clear()
+
+    async def fetch_listing(self, after: str, limit: int, member: str | None) -> None:
+        """A page of the store's channels, as `list_channels` will ask for it (its `limit` + 1)."""
+        if len(self.listings) >= 64:
+            self.listings.clear()  # unused fetches (their requests were refused): drop them rather than grow
+        self.listings[(after, limit, member)] = await self._read(self.store.list_channels, after, limit, member)
 
     async def fetch_channel(self, channel_id: str) -> None:
         self.channels[channel_id] = await self._read(self.store.load_channel, channel_id)

@@ -34,7 +34,7 @@ from agentnet.child import crashpoint
 from agentnet.protocol import events, ids
 from agentnet.protocol.codec import FrameError, decode_client_frame
 from agentnet.protocol.errors import CloseCode, ErrorCode
-from agentnet.protocol.frames import ClientFrame, Hello
+from agentnet.protocol.frames import MAX_PAGE_LIMIT, ClientFrame, Hello, PageParams
 
 from .ag2 import PATHS as AG2_PATHS
 from .ag2 import Ag2Endpoint
@@ -539,6 +539,15 @@ class Hub:
             value = params.get(name) if isinstance(params, dict) else getattr(params, name, None)
             return value if isinstance(value, kind) and not isinstance(value, bool) else None
 
+        if frame.op in ("list_channels", "observe"):
+            # the page's channels that are not resident: read as _channel_page will ask (limit + 1)
+            session = core.sessions.get(conn)
+            limit = param("limit", int) or PageParams.model_fields["limit"].default
+            if session is not None and 1 <= limit <= MAX_PAGE_LIMIT:
+                member = session.name if session.role == "agent" and frame.op == "list_channels" else None
+                after = (param("after", str) or "") if frame.op == "list_channels" else ""
+                out.append(reads.fetch_listing(after, limit + 1, member))
+            return out
         channel_id = param("channel_id", str)
         ch = core.channels.get(channel_id) if channel_id else None
         if channel_id and ch is None and hasattr(self.store, "load_channel"):

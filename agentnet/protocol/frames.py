@@ -69,6 +69,9 @@ class NoParams(WireModel):
     pass
 
 
+MAX_PAGE_LIMIT = 5000
+
+
 class PageParams(WireModel):
     """list_agents, list_channels, observe: one page, in key order (agent name, channel id).
 
@@ -76,7 +79,7 @@ class PageParams(WireModel):
     the following page (null on the last one)."""
 
     after: Annotated[str, StringConstraints(max_length=256)] | None = None
-    limit: Annotated[int, Field(ge=1, le=5000)] = 1000
+    limit: Annotated[int, Field(ge=1, le=MAX_PAGE_LIMIT)] = 1000
     cursors: bool = False  # list_channels, observers only: the resident cursors of the page's channels
 
 
