@@ -109,6 +109,13 @@ async def main() -> None:
     ap.add_argument("--own-host", type=int, help="start AutoGen's GrpcWorkerAgentRuntimeHost on this port instead")
     ap.add_argument("--serve", action="append", default=[], help="agent type to serve (repeatable)")
     ap.add_argument("--topic", action="append", default=[], help="topic type the served types subscribe to")
+    ap.add_argument(
+        "--subscribe-after",
+        type=float,
+        metavar="SECONDS",
+        help="add the --topic subscriptions this long after registering the types (AutoGen's usual order), "
+        "not before (default: before)",
+    )
     ap.add_argument("--deadline", type=float, help="ask the gateway for this RPC deadline (seconds)")
     ap.add_argument("--exit-on-eof", action="store_true", help="stop when stdin closes (default: keep serving)")
     ap.add_argument("--rpc", help="drive: each round, send a Ping to this agent type and print the answer")
@@ -138,9 +145,15 @@ async def main() -> None:
         runtime.add_message_serializer(try_get_known_serializers_for_type(cls))
     await runtime.start()
     for agent_type in args.serve:
-        for topic in args.topic:  # before register: present when the type's backlog is released
-            await runtime.add_subscription(TypeSubscription(topic_type=topic, agent_type=agent_type))
+        if args.subscribe_after is None:
+            for topic in args.topic:
+                await runtime.add_subscription(TypeSubscription(topic_type=topic, agent_type=agent_type))
         await Echo.register(runtime, agent_type, Echo)
+    if args.subscribe_after is not None:
+        await asyncio.sleep(args.subscribe_after)
+        for agent_type in args.serve:
+            for topic in args.topic:
+                await runtime.add_subscription(TypeSubscription(topic_type=topic, agent_type=agent_type))
     emit({"ready": "worker", "serves": args.serve})
     for n in range(1, args.rounds + 1):
         if args.rpc:

@@ -52,6 +52,7 @@ from .state import (
     message_from,
     request_data,
     response_data,
+    subscribes,
 )
 
 log = logging.getLogger("agentnet.gateway.autogen")
@@ -63,8 +64,13 @@ INBOX_TOPIC = "autogen inbox: "
 AUTOGEN_VERSION = "0.7.5"
 DEADLINE_HINT = re.compile(r"agentnet-rpc-deadline[=/]([0-9.]+)")
 WORKER_HINT = re.compile(r"agentnet-worker[=/]([a-z0-9][a-z0-9_.-]{0,63})")
-RELEASE_AFTER_SUBSCRIPTIONS = 0.05  # s after the `T:` subscription returns: the worker adds it locally then
+SUBSCRIPTION_SETTLE = 0.05  # s after AddSubscription returns: the worker has added it locally by then
 RELEASE_FALLBACK = 1.0  # s after RegisterAgent when no `T:` subscription comes (register_agent_instance)
+# s a worker has, from the first event for a topic it has not subscribed the type to, to subscribe it:
+# the event waits (and the type's later deliveries behind it), as a worker drops events it holds no
+# subscription for. After that such events are dropped here at once, and logged.
+SUBSCRIPTION_WAIT = 3.0
+FANNED_MAX = 10_000  # events remembered per worker as fanned out (see Worker.fanned)
 
 
 def _post(client: Any, callback: Callable[[Any], None], **params: Any) -> None:
@@ -335,13 +341,7 @@ class AutogenGateway(pb_grpc.AgentRpcServicer):
         cached = self._recipients.get(topic_type)
         if cached is not None:
             return cached
-        found = sorted(
-            {
-                agent_type
-                for kind, topic, agent_type in self.subs
-                if (topic == topic_type if kind == "type" else topic_type.startswith(topic))
-            }
-        )
+        found = sorted({key[2] for key in self.subs if subscribes(key, topic_type, key[2])})
         if len(self._recipients) > 10_000:
             self._recipients.clear()
         self._recipients[topic_type] = found
@@ -382,7 +382,9 @@ class AutogenGateway(pb_grpc.AgentRpcServicer):
             return pb.RegisterAgentTypeResponse()
         if not worker.alive:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "the worker's channel closed")
+        self._setting_up(worker)
         ts.owner = worker
+        ts.wait_until, ts.dropped_topics, ts.settle_by = None, set(), None
         worker.types.add(agent_type)
         if worker.client is not None:
             worker.client.request_nowait("register", passport=self._worker_passport(worker))
@@ -422,20 +424,51 @@ class AutogenGateway(pb_grpc.AgentRpcServicer):
             await context.abort(grpc.StatusCode.UNAVAILABLE, f"cannot store the subscription: {exc}")
         self.aliases[sub_id] = key  # a restarted worker re-adds with new ids: aliases of the same subscription
         ts = self.types.get(agent_type)
-        if kind == "prefix" and topic == agent_type + ":" and ts is not None and ts.owner is worker:
-            # BaseAgent.register adds this one last; the worker adds it locally once we return.
-            if ts.release is not None:
-                ts.release.cancel()
-            ts.release = asyncio.get_running_loop().call_later(RELEASE_AFTER_SUBSCRIPTIONS, self._release, ts)
+        loop = asyncio.get_running_loop()
+        if (
+            key == ("prefix", agent_type + ":", agent_type)
+            and ts is not None
+            and ts.owner is worker
+            and ts.release is not None
+            and ts.settle_by is None
+        ):
+            # BaseAgent.register adds this one last, and the worker adds it locally once we return: the
+            # type's backlog goes once the worker is done setting up (_setting_up).
+            ts.settle_by = loop.time() + RELEASE_FALLBACK
+        self._setting_up(worker)
+        loop.call_later(SUBSCRIPTION_SETTLE, self._subscribed, worker, key)
         return pb.AddSubscriptionResponse()
+
+    def _setting_up(self, worker: Worker) -> None:
+        """The worker registered a type or added a subscription just now: the backlogs of its types
+        that it has registered locally wait until it has been quiet for SUBSCRIPTION_SETTLE (at most
+        RELEASE_FALLBACK), so that an event stored for several of its types goes to it once, after
+        all of them are registered and subscribed (the worker fans it out to them)."""
+        loop = asyncio.get_running_loop()
+        for name in worker.types:
+            ts = self.types.get(name)
+            if ts is None or ts.owner is not worker or ts.release is None or ts.settle_by is None:
+                continue
+            ts.release.cancel()
+            ts.release = loop.call_at(min(loop.time() + SUBSCRIPTION_SETTLE, ts.settle_by), self._release, ts)
+
+    def _subscribed(self, worker: Worker, key: SubKey) -> None:
+        """The worker holds `key` locally by now: the events it covers may go to the worker."""
+        if not worker.alive:
+            return
+        worker.subs.add(key)
+        ts = self.types.get(key[2])
+        if ts is not None and ts.owner is worker and ts.waiting is not None:
+            self._release(ts)
 
     async def RemoveSubscription(
         self, request: pb.RemoveSubscriptionRequest, context: Any
     ) -> pb.RemoveSubscriptionResponse:
-        await self._worker_for(context)
+        worker = await self._worker_for(context)
         key = self.aliases.get(request.id)
         if key is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"no subscription with id {request.id}")
+        worker.subs.discard(key)
         async with self._lock:
             if key in self.subs:
                 kind, topic, agent_type = key
@@ -806,22 +839,70 @@ class AutogenGateway(pb_grpc.AgentRpcServicer):
             call = self.calls.get(gw_id)
             owner.send(call.request if call is not None and call.request is not None else message_from(data))
         elif kind == "ag.event":
-            # One copy per worker: the worker fans out to its own subscribed agents.
-            first = next((r for r in data["recipients"] if (t := self.types.get(r)) and t.owner is owner), None)
-            if first == ts.name:
-                self._handled(client, env)
-                owner.send(message_from(data), lambda: client.receipt_nowait(env))
-            else:
-                self._ack(client, env)  # the worker gets it through its first recipient type
+            self._deliver_event(ts, client, owner, env, data)
         else:
             self._ack(client, env)  # channel.opened and other bookkeeping
 
+    def _deliver_event(self, ts: TypeState, client: HubClient, owner: Worker, env: dict, data: dict) -> None:
+        """An event stored for `ts`: to its worker once the worker has subscribed `ts` to the topic
+        (before that the worker would drop it), and once per worker: the worker fans an event out to
+        all its types subscribed to the topic, so a copy stored for one of those is acked, not sent."""
+        event_id = data.get("event_id", "")
+        if ts.name in owner.fanned.get(event_id, ()):
+            self._ack(client, env)  # the worker had it through another of its types
+            return
+        topic = data["topic"]["type"]
+        if not any(subscribes(key, topic, ts.name) for key in owner.subs):
+            loop = asyncio.get_running_loop()
+            if ts.wait_until is None:
+                ts.wait_until = loop.time() + SUBSCRIPTION_WAIT
+            if loop.time() < ts.wait_until:
+                ts.held = [env]  # with everything after it (_release), until _subscribed or _give_up
+                if ts.waiting is None:
+                    ts.waiting = loop.call_at(ts.wait_until, self._give_up, ts)
+                return
+            self._drop_unsubscribed(ts, client, owner, env, topic)
+            return
+        owner.fanned[event_id] = frozenset(t for t in owner.types if any(subscribes(k, topic, t) for k in owner.subs))
+        if len(owner.fanned) > FANNED_MAX:
+            owner.fanned.popitem(last=False)
+        self._handled(client, env)
+        owner.send(message_from(data), lambda: client.receipt_nowait(env))
+
+    def _give_up(self, ts: TypeState) -> None:
+        """SUBSCRIPTION_WAIT is over: the held event and those like it are dropped, the rest go on."""
+        ts.waiting = None
+        if ts.held:
+            self._release(ts)
+
+    def _drop_unsubscribed(self, ts: TypeState, client: HubClient, owner: Worker, env: dict, topic: str) -> None:
+        if topic not in ts.dropped_topics:
+            ts.dropped_topics.add(topic)
+            log.warning(
+                "agent type %s: worker %s has not subscribed it to topic %r; its events are dropped from %s #%d "
+                "on (a worker drops events it holds no subscription for)",
+                ts.name,
+                owner.client_id,
+                topic,
+                env["channel_id"],
+                env["seq"],
+            )
+        self._ack(client, env, "rejected")
+
     def _release(self, ts: TypeState) -> None:
         held, ts.held = ts.held, None
-        ts.release = None
+        if ts.release is not None:
+            ts.release.cancel()
+            ts.release = None
         if held and ts.client is not None:
-            for env in held:
+            for i, env in enumerate(held):
                 self._deliver(ts, ts.client, env)
+                if ts.held is not None:  # an event waits for a subscription: the rest wait behind it
+                    ts.held.extend(held[i + 1 :])
+                    return
+        if ts.waiting is not None:
+            ts.waiting.cancel()
+            ts.waiting = None
 
     # ------------------------------------------------------------------ workers leaving, deadlines
 
@@ -833,6 +914,9 @@ class AutogenGateway(pb_grpc.AgentRpcServicer):
         if ts.release is not None:
             ts.release.cancel()
             ts.release = None
+        if ts.waiting is not None:
+            ts.waiting.cancel()
+            ts.waiting = None
         client, ts.client = ts.client, None
         if client is not None:
             task = asyncio.get_running_loop().create_task(client.close())

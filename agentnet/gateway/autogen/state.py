@@ -9,7 +9,7 @@ import hashlib
 import logging
 import re
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -124,6 +124,11 @@ class Worker:
     identity: str = ""
     client: Any = None  # the worker's own hub identity (shown in the dashboard while it is connected)
     types: set[str] = field(default_factory=set)
+    # subscriptions this worker has added in its session and holds locally by now (see SUBSCRIPTION_SETTLE)
+    subs: set[tuple[str, str, str]] = field(default_factory=set)
+    # event id -> the agent types this worker fanned that event out to: a second copy for one of them
+    # (the event was stored once per recipient type) is not handed over again
+    fanned: OrderedDict[str, frozenset[str]] = field(default_factory=OrderedDict)
     out: deque = field(default_factory=deque)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     alive: bool = True
@@ -143,8 +148,14 @@ class TypeState:
     channel_id: str
     owner: Worker | None = None
     client: HubClient | None = None
-    held: list[dict] | None = None  # events held until the owner's subscriptions are in place
+    # deliveries held, in the hub's order: until the owner has registered the type locally (release),
+    # and behind an event whose topic the owner has not subscribed this type to yet (waiting)
+    held: list[dict] | None = None
     release: asyncio.TimerHandle | None = None
+    waiting: asyncio.TimerHandle | None = None  # gives up on the held event's subscription (_give_up)
+    settle_by: float | None = None  # loop time: the latest release once the owner registered it locally
+    wait_until: float | None = None  # loop time: the owner's last chance to subscribe (SUBSCRIPTION_WAIT)
+    dropped_topics: set[str] = field(default_factory=set)  # events dropped for want of one (logged once)
     # gateway request id -> the request's envelope, as handed to the worker (None: handed on while its
     # commit was in flight, before the hub's notify brought the envelope)
     forwarded: dict[str, dict | None] = field(default_factory=dict)
@@ -164,6 +175,13 @@ class Call:
 
 
 SubKey = tuple[str, str, str]  # ("type" | "prefix", topic type or prefix, agent type)
+
+
+def subscribes(key: SubKey, topic_type: str, agent_type: str) -> bool:
+    """Whether subscription `key` sends events of `topic_type` to `agent_type` (AutoGen's
+    TypeSubscription: the same topic type; TypePrefixSubscription: a topic type with the prefix)."""
+    kind, topic, subscriber = key
+    return subscriber == agent_type and (topic == topic_type if kind == "type" else topic_type.startswith(topic))
 
 
 def _sub_key(sub: pb.Subscription) -> SubKey:
