@@ -96,6 +96,14 @@ def _add_hub(sub: argparse._SubParsersAction) -> None:
         default="auto",
         help="event loop: uvloop (libuv's, faster), asyncio, or auto: uvloop when installed (default: auto)",
     )
+    p.add_argument(
+        "--autogen-rpc-deadline",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="with --autogen: seconds a caller waits for an RPC response before it gets an error; a worker can "
+        "ask for its own (docs/autogen.md) (default: 30)",
+    )
     p.add_argument("--autogen-port-file", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--autogen-log-dir", type=Path, help=argparse.SUPPRESS)  # processed-logs for `agentnet check`
     p.add_argument("--exit-with-parent", action="store_true", help=argparse.SUPPRESS)
@@ -151,12 +159,18 @@ def _run_hub(args: argparse.Namespace) -> int:
     except ValueError as exc:  # a delivery or keepalive option out of bounds
         return fail(str(exc))
     exit_with_parent_if_asked(args)
+    startup_errors: tuple[type[Exception], ...] = ()
     if args.autogen:
         from agentnet.gateway.cli import hub_with_autogen
 
-        main = hub_with_autogen(settings, args.autogen, args.autogen_port_file, args.autogen_log_dir)
+        main = hub_with_autogen(
+            settings, args.autogen, args.autogen_port_file, args.autogen_log_dir, args.autogen_rpc_deadline
+        )
         if isinstance(main, str):
             return fail(main)
+        from agentnet.gateway.autogen.gateway import GatewayError
+
+        startup_errors = (GatewayError,)
     else:
         main = run_hub(settings)
     try:
@@ -166,7 +180,7 @@ def _run_hub(args: argparse.Namespace) -> int:
     logging.getLogger("agentnet.hub").info("event loop: %s", "uvloop" if uvloop else "asyncio")
     try:
         run_on_loop(main, args.loop)
-    except (StoreError, AuthError) as exc:
+    except (StoreError, AuthError, *startup_errors) as exc:
         return fail(str(exc))
     except HubSteppedDown as exc:
         print(f"agentnet hub: {exc}; stopped", file=sys.stderr, flush=True)
@@ -195,7 +209,11 @@ async def open_dashboard(feed: Any, controls: Any, *, title: str, recording_path
 # One example per command at least, shown at the end of its --help (the parser-tree test checks it).
 EXAMPLES: dict[str, tuple[str, ...]] = {
     "agentnet": ("agentnet up scenarios/consult.yaml", "agentnet hub --store sqlite:hub.db"),
-    "hub": ("agentnet hub --store sqlite:hub.db --log-level info", "agentnet hub --port 0 --port-file hub.port"),
+    "hub": (
+        "agentnet hub --store sqlite:hub.db --log-level info",
+        "agentnet hub --port 0 --port-file hub.port",
+        "agentnet hub --store sqlite:hub.db --autogen 127.0.0.1:50051",
+    ),
     "agent": (
         "agentnet agent --name bob --brain calc",
         "agentnet agent --name eve --brain echo --hub ws://127.0.0.1:8765/v1",
@@ -263,7 +281,7 @@ def _polish(parser: argparse.ArgumentParser, name: str) -> None:
     """Give every parser of the tree the help formatter, examples and our usage errors."""
     parser.formatter_class = HelpFormatter
     examples = EXAMPLES.get(name)
-    if examples and "Example" not in (parser.epilog or ""):
+    if examples and "example" not in (parser.epilog or "").lower():  # a parser's own examples win
         block = "\n".join(f"  {line}" for line in examples)
         parser.epilog = ((parser.epilog + "\n\n") if parser.epilog else "") + f"Examples:\n{block}"
     for action in parser._actions:

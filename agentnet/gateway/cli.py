@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
+import socket
 import sys
 from pathlib import Path
 
 EXAMPLE = """\
-example:
-  agentnet hub --store sqlite:run/hub.db &
+Examples:
+  agentnet hub --store sqlite:hub.db &
   agentnet gateway autogen --hub ws://127.0.0.1:8765/v1 --port 50051
   # then, in each AutoGen worker (the only change):
   #   GrpcWorkerAgentRuntime(host_address="127.0.0.1:50051")
@@ -47,9 +49,35 @@ def register(sub: argparse._SubParsersAction) -> None:
         "with the gRPC option ('grpc.primary_user_agent', 'agentnet-rpc-deadline=SECONDS') (default: 30)",
     )
     p.add_argument("--port-file", type=Path, help="write the bound port here once listening")
-    p.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
+    p.add_argument(
+        "--log-level",
+        default="warning",
+        choices=["debug", "info", "warning", "error"],
+        help="log level; info also logs each worker and agent type as it comes and goes (default: warning)",
+    )
     p.add_argument("--exit-with-parent", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(run=_run_autogen)
+
+
+def port_taken(host: str, port: int) -> str | None:
+    """Why the gRPC server could not listen on host:port, found before anything starts (grpc itself
+    would print a C-core error and a traceback), or None. Port 0 is always free."""
+    if port == 0:
+        return None
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        return f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as grpc binds: a TIME_WAIT port is free
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return f"port {port} on {host} is already in use (pick another, or port 0 for a free one)"
+            return f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+    return None
 
 
 def _usage(parser: argparse.ArgumentParser) -> int:
@@ -76,6 +104,9 @@ def _run_autogen(args: argparse.Namespace) -> int:
         return _fail(f"--port must be 0-65535, not {args.port}")
     if args.rpc_deadline <= 0:
         return _fail("--rpc-deadline must be more than 0")
+    taken = port_taken(args.host, args.port)
+    if taken:
+        return _fail(taken)
     if getattr(args, "exit_with_parent", False):
         from agentnet.child import exit_with_parent
 
@@ -94,11 +125,19 @@ def _run_autogen(args: argparse.Namespace) -> int:
     return 0
 
 
-def hub_with_autogen(hub_settings: object, address: str, port_file: Path | None, log_dir: Path | None = None) -> object:
+def hub_with_autogen(
+    hub_settings: object,
+    address: str,
+    port_file: Path | None,
+    log_dir: Path | None = None,
+    rpc_deadline: float = 30.0,
+) -> object:
     """The coroutine `agentnet hub --autogen HOST:PORT` runs, or an error message."""
     host, sep, port = address.rpartition(":")
     if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
         return f"--autogen takes HOST:PORT (e.g. 127.0.0.1:50051), not {address!r}"
+    if rpc_deadline <= 0:
+        return "--autogen-rpc-deadline must be more than 0"
     try:
         from agentnet.gateway.autogen.gateway import GatewaySettings
         from agentnet.gateway.autogen.serving import run_hub_with_gateway
@@ -106,5 +145,10 @@ def hub_with_autogen(hub_settings: object, address: str, port_file: Path | None,
         if exc.name and exc.name.split(".")[0] in ("grpc", "google"):
             return "--autogen needs grpcio and protobuf: pip install 'agentnet[autogen]'"
         raise
-    settings = GatewaySettings(hub="", host=host or "127.0.0.1", port=int(port), log_dir=log_dir)
+    taken = port_taken(host or "127.0.0.1", int(port))
+    if taken:
+        return f"--autogen {address}: {taken}"
+    settings = GatewaySettings(
+        hub="", host=host or "127.0.0.1", port=int(port), log_dir=log_dir, rpc_deadline=rpc_deadline
+    )
     return run_hub_with_gateway(hub_settings, settings, port_file=port_file)

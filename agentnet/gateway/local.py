@@ -89,6 +89,8 @@ class _NoSocket:
 class LocalPeer:
     """What the hub's shell sees of a local identity: a `Peer` whose frames are handed over in memory."""
 
+    in_process = True  # the hub refuses a socket's hello that would take this session's name over
+
     def __init__(self, client: LocalHubClient, conn: int) -> None:
         self.client = client
         self.conn = conn
@@ -122,10 +124,11 @@ class LocalPeer:
 class LocalHubClient:
     """One identity on an in-process hub (see the module docstring)."""
 
-    def __init__(self, hub: Hub, *, name: str, role: str = "agent", **_: Any) -> None:
+    def __init__(self, hub: Hub, *, name: str, role: str = "agent", takeover: bool | None = None, **_: Any) -> None:
         self.hub = hub
         self.name = name
         self.role = role
+        self.takeover = takeover  # False: refuse to replace a connected session of this name (as HubClient)
         self.on_frame: Callable[[dict[str, Any]], None] | None = None
         self.welcome: dict[str, Any] | None = None
         self._peer: LocalPeer | None = None
@@ -155,7 +158,10 @@ class LocalHubClient:
         self._peer = peer = LocalPeer(self, conn)
         hub.peers[conn] = peer  # type: ignore[assignment]
         self._welcomed = asyncio.get_running_loop().create_future()
-        hello = _frame({"kind": "hello", "name": self.name, "role": self.role})
+        said: dict[str, Any] = {"kind": "hello", "name": self.name, "role": self.role}
+        if self.takeover is not None:
+            said["takeover"] = self.takeover
+        hello = _frame(said)
         hub._dispatch(hub.core.hello(conn, hello, time.monotonic()))  # type: ignore[arg-type]
         try:
             async with asyncio.timeout(10):

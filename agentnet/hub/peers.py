@@ -8,7 +8,7 @@ import asyncio
 import logging
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
 from websockets.asyncio.server import ServerConnection
@@ -51,6 +51,7 @@ class Peer:
     frame_bytes: int = 0  # bytes of `frames` (responses, notifies) not yet written
     event_bytes: int = 0  # bytes of `events` not yet written
     refused: int = 0  # requests answered `overloaded` in a row (the peer does not read its answers)
+    in_process: ClassVar[bool] = False  # a gateway's identity inside the hub (gateway.local.LocalPeer) is
     event_timeout: float | None = None  # observers: how long an event write may stall (events are lossy)
     max_size: int = PEER_MAX_SIZE  # the largest frame the peer accepts (hello.max_size): never send more
     observer: bool = False

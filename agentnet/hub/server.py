@@ -147,6 +147,7 @@ class Hub:
         self._commit_wanted = asyncio.Event()
         self._held_since: float | None = None  # loop time since which the writer holds back (_may_wait)
         self._sync_slow = False  # an fsync took over SYNC_INLINE_MAX: they run in a thread (_sync)
+        self._slow_syncs = 0  # times that happened
         self._fast_syncs = 0  # fast fsyncs in a row since then
         self._fetching: set[asyncio.Task] = set()
         self._next_retention = 0.0  # monotonic time of the next retention pass (--retain-closed)
@@ -634,6 +635,15 @@ class Hub:
             log.info("conn %d: refused %s %r: %s", conn, frame.role, frame.name, problem)
             self._refuse(peer, ErrorCode.AUTH_FAILED, problem, CloseCode.FORBIDDEN)
             return
+        held = self.core.agents.get(frame.name)
+        holder = self.peers.get(held.conn) if held is not None and held.conn is not None else None
+        if holder is not None and holder.in_process:
+            # a gateway inside this hub serves that identity: a socket must not take it over (the
+            # gateway would lose it for good); a second gateway, or a worker named like it, is refused
+            message = f"{frame.name} is served by the gateway inside this hub; connect under another name"
+            log.info("conn %d: refused %s %r: %s", conn, frame.role, frame.name, message)
+            self._refuse(peer, ErrorCode.CONFLICT, message, CloseCode.IN_USE)
+            return
         peer.max_size = frame.max_size or PEER_MAX_SIZE
         self._dispatch(self.core.hello(conn, frame, time.monotonic()))
         peer.greeted = not peer.closing  # the core may refuse it too (a reserved name, a client ahead)
@@ -779,8 +789,13 @@ class Hub:
             took = _timed_sync(self.store)
             if took > SYNC_INLINE_MAX:
                 self._sync_slow, self._fast_syncs = True, 0
-                log.warning(
-                    "a commit's fsync took %.1f ms: syncing in a worker thread while syncs are slow", took * 1e3
+                self._slow_syncs += 1
+                # a busy disk comes and goes: said as a warning once, then at info (each switch)
+                log.log(
+                    logging.WARNING if self._slow_syncs == 1 else logging.INFO,
+                    "a commit's fsync took %.1f ms: syncing in a worker thread while syncs are slow (%s)",
+                    took * 1e3,
+                    "the first time" if self._slow_syncs == 1 else f"{self._slow_syncs} times since the hub started",
                 )
             return
         took = await asyncio.to_thread(_timed_sync, self.store)

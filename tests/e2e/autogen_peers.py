@@ -126,8 +126,16 @@ class AgWorker:
 
 
 def start_worker(
-    procs: Procs, name: str, address: str, serve: list[str], topics: list[str], *extra: str, timeout: float = 60.0
+    procs: Procs,
+    name: str,
+    address: str,
+    serve: list[str],
+    topics: list[str],
+    *extra: str,
+    timeout: float = 60.0,
+    shown_as: str | None = None,
 ) -> AgWorker:
+    """A demo worker; `shown_as`: the agentnet name it asks for (agentnet-worker=NAME in its user agent)."""
     out = procs.workdir / f"{name}.{len(procs.started)}.out"
     log_path = procs.workdir / f"{name}.{len(procs.started)}.log"
     args = [str(AUTOGEN_PYTHON), str(DEMO_WORKER), "--host", address, "--exit-on-eof", *extra]
@@ -136,6 +144,9 @@ def start_worker(
     for t in topics:
         args += ["--topic", t]
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "AUTOGEN_DISABLE_RUNTIME_TRACING": "true"}
+    env.pop("AGENTNET_AGENT_NAME", None)
+    if shown_as is not None:
+        env["AGENTNET_AGENT_NAME"] = shown_as
     with out.open("wb") as stdout, log_path.open("wb") as stderr:
         popen = subprocess.Popen(
             args, stdin=subprocess.PIPE, stdout=stdout, stderr=stderr, cwd=REPO, env=env, start_new_session=True

@@ -73,6 +73,19 @@ SUBSCRIPTION_WAIT = 3.0
 FANNED_MAX = 10_000  # events remembered per worker as fanned out (see Worker.fanned)
 
 
+def _inbox_topic(agent_type: str) -> str:
+    """A type's inbox channel's topic (for people: the gateway finds inboxes through its registry),
+    within the hub's 1,000 characters however long the type."""
+    topic = INBOX_TOPIC + agent_type
+    return topic if len(topic) <= 1000 else topic[:999] + "…"
+
+
+def _status(exc: HubError) -> grpc.StatusCode:
+    """The gRPC status for a hub's refusal: INVALID_ARGUMENT for what no retry changes (the worker's
+    request itself), UNAVAILABLE for the rest (a retry may work)."""
+    return grpc.StatusCode.INVALID_ARGUMENT if exc.code in ("invalid", "too_large") else grpc.StatusCode.UNAVAILABLE
+
+
 def _post(client: Any, callback: Callable[[Any], None], **params: Any) -> None:
     """Post; `callback` gets the answer as a done Future (or, in the hub's process, an `Outcome`
     that reads the same, without a Future or an extra loop turn)."""
@@ -169,19 +182,39 @@ class AutogenGateway(pb_grpc.AgentRpcServicer):
 
     # ------------------------------------------------------------------ lifecycle
 
-    def _hub_client(self, name: str) -> HubClient:
-        if self._connect is not None:
-            return self._connect(name)
-        return HubClient(self.settings.hub, name=name, token=self.settings.token, request_timeout=15.0)
+    def _hub_client(self, name: str, takeover: bool | None = None) -> HubClient:
+        """A hub identity. takeover=False: its hello is refused while a session of that name is
+        connected (it is someone else's); set `client.takeover = None` once it is ours, so that its
+        reconnects replace its own stale session."""
+        client = (
+            self._connect(name)
+            if self._connect is not None
+            else HubClient(self.settings.hub, name=name, token=self.settings.token, request_timeout=15.0)
+        )
+        client.takeover = takeover
+        return client
+
+    async def _start_own(self, client: HubClient) -> None:
+        try:
+            await client.start()
+        except HubError as exc:
+            if exc.code != "conflict":
+                raise
+            raise GatewayError(
+                f"another AutoGen gateway is attached to the hub {self.settings.hub or '(in this process)'}: "
+                f"{client.name} is connected ({exc.message}). A hub serves one gateway: stop the other one "
+                "(`agentnet gateway autogen`, or a hub's own --autogen), or point this one at another hub"
+            ) from None
+        client.takeover = None
 
     async def start(self) -> None:
-        self.gw = self._hub_client(GATEWAY_NAME)
+        self.gw = self._hub_client(GATEWAY_NAME, takeover=False)
         self.gw.on_frame = self._acker(lambda: self.gw)
-        self.registry = self._hub_client(REGISTRY_NAME)
+        self.registry = self._hub_client(REGISTRY_NAME, takeover=False)
         self.registry.on_frame = self._acker(lambda: self.registry)
-        await self.registry.start()
+        await self._start_own(self.registry)
         await self.registry.request("register", passport=self._passport("the AutoGen gateway's registry"))
-        await self.gw.start()
+        await self._start_own(self.gw)
         await self.gw.request("register", passport=self._passport(f"AutoGen {AUTOGEN_VERSION} gRPC gateway"))
         await self._load_registry()
         self.server = grpc.aio.server(
@@ -324,7 +357,7 @@ class AutogenGateway(pb_grpc.AgentRpcServicer):
             async with self._hub_client(identity) as client:  # hello registers the identity
                 await client.request("register", passport=self._type_passport(agent_type, None))
             ch = await self.gw.request(
-                "open_channel", type="conversation", participants=[identity], topic=INBOX_TOPIC + agent_type
+                "open_channel", type="conversation", participants=[identity], topic=_inbox_topic(agent_type)
             )
             data = {"type": agent_type, "identity": identity, "channel_id": ch["channel_id"]}
             await self._record("ag.type", data, f"agent type {agent_type} is {identity}, inbox {ch['channel_id']}")
@@ -372,7 +405,7 @@ class AutogenGateway(pb_grpc.AgentRpcServicer):
         try:
             ts = await self._ensure_type(agent_type)
         except HubError as exc:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, f"the hub refused agent type {agent_type}: {exc}")
+            await context.abort(_status(exc), f"the hub refused agent type {agent_type}: {exc}")
         if ts.owner is not None and ts.owner is not worker:
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT,
@@ -421,7 +454,7 @@ class AutogenGateway(pb_grpc.AgentRpcServicer):
                         what = "topic" if kind == "type" else "topics starting with"
                         await self._record("ag.subscribe", data, f"{agent_type} subscribes to {what} {topic!r}")
         except HubError as exc:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, f"cannot store the subscription: {exc}")
+            await context.abort(_status(exc), f"cannot store the subscription: {exc}")
         self.aliases[sub_id] = key  # a restarted worker re-adds with new ids: aliases of the same subscription
         ts = self.types.get(agent_type)
         loop = asyncio.get_running_loop()
@@ -476,7 +509,7 @@ class AutogenGateway(pb_grpc.AgentRpcServicer):
                 try:
                     await self._record("ag.unsubscribe", data, f"{agent_type} unsubscribes from {topic!r}")
                 except HubError as exc:
-                    await context.abort(grpc.StatusCode.UNAVAILABLE, f"cannot store the removal: {exc}")
+                    await context.abort(_status(exc), f"cannot store the removal: {exc}")
         return pb.RemoveSubscriptionResponse()
 
     async def GetSubscriptions(self, request: pb.GetSubscriptionsRequest, context: Any) -> pb.GetSubscriptionsResponse:
@@ -510,9 +543,21 @@ class AutogenGateway(pb_grpc.AgentRpcServicer):
         if hint:
             with contextlib.suppress(ValueError):
                 deadline = max(0.01, float(hint.group(1)))
+        default = "agw-" + re.sub(r"[^a-z0-9]", "", client_id.lower())[:12]
         named = WORKER_HINT.search(agent)
-        identity = named.group(1) if named else "agw-" + re.sub(r"[^a-z0-9]", "", client_id.lower())[:12]
-        worker = Worker(client_id, context, deadline, identity)
+        identity = named.group(1) if named else default
+        if identity != default and (identity in (GATEWAY_NAME, REGISTRY_NAME) or identity.startswith(("ag-", "agw-"))):
+            log.warning(
+                "worker %s asked to show as %r, a name the gateway keeps for itself (%s, %s, ag-*, agw-*): "
+                "it shows as %s",
+                client_id,
+                identity,
+                GATEWAY_NAME,
+                REGISTRY_NAME,
+                default,
+            )
+            identity = default
+        worker = Worker(client_id, context, deadline, identity, default_identity=default)
         self.workers[client_id] = worker
         log.info("worker %s (%s) connected (rpc deadline %g s)", client_id, identity, deadline)
         self._attach_worker(worker)
@@ -540,10 +585,26 @@ class AutogenGateway(pb_grpc.AgentRpcServicer):
         """The worker as an agentnet identity of its own, connected while its stream is open."""
 
         async def attach() -> None:
-            client = self._hub_client(worker.identity)
+            # never over a connected session: a worker named like another must not take its identity
+            client = self._hub_client(worker.identity, takeover=False)
             client.on_frame = self._acker(lambda: client)
             try:
-                await client.start()
+                try:
+                    await client.start()
+                except HubError as exc:
+                    if exc.code != "conflict" or worker.identity == worker.default_identity:
+                        raise
+                    log.warning(
+                        "worker %s asked to show as %r, which is connected: it shows as %s",
+                        worker.client_id,
+                        worker.identity,
+                        worker.default_identity,
+                    )
+                    worker.identity = worker.default_identity
+                    client = self._hub_client(worker.identity, takeover=False)
+                    client.on_frame = self._acker(lambda: client)
+                    await client.start()
+                client.takeover = None
                 await client.request("register", passport=self._worker_passport(worker))
             except HubError as exc:
                 log.warning("worker %s: no hub identity %s: %s", worker.client_id, worker.identity, exc)
@@ -936,7 +997,10 @@ class AutogenGateway(pb_grpc.AgentRpcServicer):
             task = asyncio.get_running_loop().create_task(client.close())
             self._closers.add(task)
             task.add_done_callback(self._closers.discard)
-        log.info("worker %s disconnected; its types wait in the hub: %s", worker.client_id, sorted(worker.types))
+        if worker.types:
+            log.info("worker %s disconnected; its types wait in the hub: %s", worker.client_id, sorted(worker.types))
+        else:
+            log.info("worker %s disconnected (it served no agent type)", worker.client_id)
 
     def _deadline_error(self, call: Call) -> str:
         ts = self.types.get(call.target)

@@ -122,6 +122,7 @@ class Worker:
     context: Any
     deadline: float
     identity: str = ""
+    default_identity: str = ""  # agw-<its client id>: its name when it asks for none, or for one that is taken
     client: Any = None  # the worker's own hub identity (shown in the dashboard while it is connected)
     types: set[str] = field(default_factory=set)
     # subscriptions this worker has added in its session and holds locally by now (see SUBSCRIPTION_SETTLE)
