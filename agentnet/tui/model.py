@@ -464,6 +464,12 @@ class DashboardModel:
             old = self.envelopes[0]
             self._by_key.pop((old.channel_id, old.seq), None)
             self._by_id.pop(old.envelope_id, None)
+        for name in recipients:  # the hub says nothing of a cursor that does not move (its agent is away)
+            cursor = self.cursors.get((name, channel_id))
+            if cursor is not None and seq - cursor.ack_floor > cursor.lag:
+                cursor.lag = seq - cursor.ack_floor
+                if at is not None:
+                    cursor.lag_series.add(at, cursor.lag)
         row = EnvelopeRow.of(self._next_serial(), envelope, at, recipients)
         self.envelopes.append(row)
         self._by_key[(channel_id, seq)] = row

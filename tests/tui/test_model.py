@@ -537,3 +537,17 @@ def test_a_resnapshot_says_what_a_session_that_came_meanwhile_replayed() -> None
     model.apply(event(END_T + 3, "replay.end", recipient="carol", count=3))
     assert model.log[-1].text == "replay to carol done (3 envelopes)"
     assert model.connection_label("carol") == model.agents["carol"].connection
+
+
+def test_a_cursor_whose_agent_is_away_lags_as_its_channel_grows() -> None:
+    """The hub emits nothing for a cursor that does not move (its agent is disconnected): the lag
+    grows with each envelope appended for that agent, not only at the agent's next ack."""
+    model = loaded()
+    bob = model.cursors[("bob", "arith")]
+    floor, head = bob.ack_floor, model.channels["arith"].head_seq
+    model.apply(event(END_T + 1, "agent.disconnected", name="bob", session_id="s", code=1006, reason="killed"))
+    for seq in (head + 1, head + 2):
+        model.apply(event(END_T + 2, "wal.append", envelope=envelope("arith", seq, "alice")))
+    assert bob.lag == head + 2 - floor
+    model.apply(event(END_T + 3, "wal.append", envelope=envelope("arith", head + 3, "bob", audience=["alice"])))
+    assert bob.lag == head + 2 - floor  # not addressed to bob
