@@ -551,7 +551,7 @@ class HubCore(Ops):
             cur.acked += 1
             self.stats["acked"] += 1
             if self.observed:
-                self._emit(events.Ack(cur.recipient, cur.channel_id, r.seq, r.envelope_id))
+                self._emit(events.Ack(cur.recipient, cur.channel_id, r.seq, r.envelope_id, r.reason or ""))
                 self._emit_cursor(cur, now)
         else:
             reason = r.reason or "nacked"

@@ -34,7 +34,7 @@ from agentnet.child import crashpoint
 from agentnet.protocol import events, ids
 from agentnet.protocol.codec import FrameError, decode_client_frame
 from agentnet.protocol.errors import CloseCode, ErrorCode
-from agentnet.protocol.frames import MAX_PAGE_LIMIT, ClientFrame, Hello, PageParams
+from agentnet.protocol.frames import ClientFrame, Hello
 
 from .ag2 import PATHS as AG2_PATHS
 from .ag2 import Ag2Endpoint
@@ -504,7 +504,7 @@ class Hub:
             return
         if self.reads is not None and self.core is not None:
             try:
-                fetches = self._reads_ahead(conn, peer, frame)
+                fetches = self.reads.plan(self.core, conn, peer.greeted, frame)
             except Exception:  # a bug here must not cost the frame: the core reads what it needs itself
                 log.exception("conn %d: could not plan the reads ahead", conn)
                 fetches = []
@@ -515,59 +515,6 @@ class Hub:
                 task.add_done_callback(self._fetching.discard)
                 return
         self._handle_frame(conn, peer, frame)
-
-    def _reads_ahead(self, conn: int, peer: Peer, frame: ClientFrame) -> list[Any]:
-        """The store reads the core will make for this frame and cannot answer from memory."""
-        reads, core = self.reads, self.core
-        assert reads is not None
-        out: list[Any] = []
-        if not peer.greeted:
-            if isinstance(frame, Hello) and frame.role == "agent":
-                # the replay after a reconnect: what was delivered and not acked, below the cache
-                for cur in core.cursors.get(frame.name, {}).values():
-                    ch = core.channels.get(cur.channel_id)
-                    first = cur.ack_floor + 1
-                    if ch is None or first > ch.committed_seq or first in ch.cache:
-                        continue
-                    last = min(ch.committed_seq, max(cur.delivered_seq, first + core.config.window - 1))
-                    out.append(reads.fetch_envelopes(ch.channel_id, first - 1, min(last - first + 1, 2048)))
-            return out
-        if frame.kind != "request":
-            return out
-        params = frame.params
-
-        def param(name: str, kind: type) -> Any:  # typed params, or a dict the core validates later
-            value = params.get(name) if isinstance(params, dict) else getattr(params, name, None)
-            return value if isinstance(value, kind) and not isinstance(value, bool) else None
-
-        if frame.op in ("list_channels", "observe"):
-            # the page's channels that are not resident: read as _channel_page will ask (limit + 1)
-            session = core.sessions.get(conn)
-            limit = param("limit", int) or PageParams.model_fields["limit"].default
-            if session is not None and 1 <= limit <= MAX_PAGE_LIMIT:
-                member = session.name if session.role == "agent" and frame.op == "list_channels" else None
-                after = (param("after", str) or "") if frame.op == "list_channels" else ""
-                out.append(reads.fetch_listing(after, limit + 1, member))
-            return out
-        channel_id = param("channel_id", str)
-        ch = core.channels.get(channel_id) if channel_id else None
-        if channel_id and ch is None and hasattr(self.store, "load_channel"):
-            out.append(reads.fetch_channel(channel_id))  # a forgotten channel, paged in for this request
-        key = param("idempotency_key", str)
-        if frame.op == "post" and key is not None:
-            session = core.sessions.get(conn)
-            sender = param("as_agent", str) or (session.name if session else None)
-            complete = getattr(core, "_idempotency_complete", False)
-            if sender and not complete and (sender, key) not in core.idempotency:
-                out.append(reads.fetch_idempotent(sender, key))
-        elif frame.op == "find_by_causation" and ch is not None and (cause := param("causation_id", str)):
-            if not any(r.causation_id == cause for r in ch.cache.values()):
-                out.append(reads.fetch_causation(ch.channel_id, cause, param("sender", str)))
-        elif frame.op == "read_wal" and ch is not None:
-            after, limit = param("after_seq", int) or 0, param("limit", int) or 100
-            if 0 <= after < ch.committed_seq and after + 1 not in ch.cache:
-                out.append(reads.fetch_envelopes(ch.channel_id, after, max(1, min(limit, 1000))))
-        return out
 
     async def _fetch_then_handle(self, conn: int, peer: Peer, frame: ClientFrame, fetches: list[Any]) -> None:
         try:

@@ -271,10 +271,12 @@ class Deliver(Event):
 @dataclass(frozen=True, slots=True)
 class Ack(Event):
     TYPE: ClassVar[str] = "ack"
+    NOTE: ClassVar[str] = "(ext) reason: what the recipient said with its ack, if anything (why it left it unhandled)"
     recipient: str
     channel_id: str
     seq: int
     envelope_id: str | None = None
+    reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)

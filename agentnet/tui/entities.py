@@ -170,6 +170,7 @@ class Mark:
         "pending": "·",
         "delivered": "→",
         "acked": "✓",
+        "settled": "⊘",  # acked with a reason: settled without being handled (e.g. an RPC that expired)
         "nacked": "✗",
         "dead": "†",
     }

@@ -525,7 +525,7 @@ class DashboardModel:
         if row is not None:
             mark = row.mark(recipient)
             mark.attempts = max(mark.attempts + 1, attempt)
-            if mark.state != "acked":
+            if mark.state not in ("acked", "settled"):
                 mark.state = "delivered"
             mark.note(at, "redelivered" if attempt > 1 else "delivered", f"attempt {attempt}, {reason}")
         cursor = self._cursor(recipient, channel_id)
@@ -543,18 +543,21 @@ class DashboardModel:
         recipient, channel_id, seq = event.recipient, event.channel_id, event.seq
         mark = self._mark(channel_id, seq, recipient)
         if mark is not None:
-            mark.state = "acked"
-            mark.note(at, "acked")
+            mark.state = "settled" if event.reason else "acked"
+            mark.note(at, "acked", event.reason)
         cursor = self._cursor(recipient, channel_id)
         cursor.since.pop(seq, None)
         cursor.last_ack_at = at
-        self._arrow(at, "ack", recipient, "hub", channel_id, seq, event.envelope_id)
+        self._arrow(at, "ack", recipient, "hub", channel_id, seq, event.envelope_id, detail=event.reason)
+        if event.reason:
+            text = f"{recipient} settled {channel_id} #{seq} unhandled: {event.reason}"
+            self._log(at, "info", text, event.envelope_id)
 
     def _on_nack(self, event: Nack, at: float | None) -> None:
         recipient, channel_id, seq, reason = event.recipient, event.channel_id, event.seq, event.reason
         mark = self._mark(channel_id, seq, recipient)
         if mark is not None:
-            if mark.state != "acked":
+            if mark.state not in ("acked", "settled"):
                 mark.state = "nacked"
             mark.note(at, "nacked", reason)
         cursor = self._cursor(recipient, channel_id)

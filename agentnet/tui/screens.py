@@ -291,8 +291,9 @@ CONCEPTS = """
   *redeliv* redeliveries, *dead* dead letters. A cursor that is not moving is marked ⚠ and explained
   in words under the table.
 * **WAL stream** — every envelope, with a delivery mark per recipient:
-  `·` not delivered yet, `→` delivered, `✓` acked, `✗` nacked, `†` dead-lettered, `↻N` redelivered N
-  times. Follow mode keeps the newest in view; scrolling up pauses it and counts what is new.
+  `·` not delivered yet, `→` delivered, `✓` acked, `⊘` acked unhandled (the recipient said why),
+  `✗` nacked, `†` dead-lettered, `↻N` redelivered N times. Follow mode keeps the newest in view;
+  scrolling up pauses it and counts what is new.
   Filter with `/`: `from:alice type:text to:bob words`.
 * **Event log** — connections, replays with counts, faults, nacks, dead letters, process changes and
   the scenario's captions. Enter on a line shows it whole (long lines end in `…` in the pane); enter

@@ -34,7 +34,7 @@ LEGACY_FIELDS: dict[str, tuple[str, ...]] = {
     "channel.closed": ("channel",),
     "wal.append": ("envelope",),
     "deliver": ("recipient", "channel_id", "seq", "envelope_id", "attempt", "reason"),
-    "ack": ("recipient", "channel_id", "seq", "envelope_id"),
+    "ack": ("recipient", "channel_id", "seq", "envelope_id", "reason"),  # reason: an extension
     "nack": ("recipient", "channel_id", "seq", "envelope_id", "attempt", "reason"),
     "cursor": ("recipient", "channel_id", "ack_floor", "delivered_seq", "inflight", "lag"),
     "replay.start": ("recipient", "count"),

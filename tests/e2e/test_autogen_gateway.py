@@ -112,6 +112,12 @@ def test_workers_through_the_gateway(procs: Procs, tmp_path: Path, shape: str) -
     for agent_type in ("beta", "gamma"):
         wait_until(f"{agent_type}'s backlog", lambda t=agent_type: sorted(e["n"] for e in b2.events(t)) == [2, 3, 4])
     assert b2.cmd(cmd="rpc", target="alpha", text="back")["reply"] == "alpha: back"
+    # The expired request was not handed to worker B2: acked unhandled, and observers are told why.
+    expired = "expired: its caller's deadline passed before a worker took it"
+    wait_until(
+        "the expired request's ack, with its reason",
+        lambda: [e["reason"] for e in read_jsonl(observed) if e.get("type") == "ack" and e.get("reason")] == [expired],
+    )
 
     # The gateway restarts: subscriptions and backlog survive it. Events 5 and 6 wait for beta and
     # gamma while worker B2 is down; the gateway is killed; after the restart a new worker A2

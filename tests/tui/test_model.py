@@ -551,3 +551,20 @@ def test_a_cursor_whose_agent_is_away_lags_as_its_channel_grows() -> None:
     assert bob.lag == head + 2 - floor
     model.apply(event(END_T + 3, "wal.append", envelope=envelope("arith", head + 3, "bob", audience=["alice"])))
     assert bob.lag == head + 2 - floor  # not addressed to bob
+
+
+def test_an_ack_with_a_reason_is_settled_unhandled_not_acked() -> None:
+    """The AutoGen gateway acks a request whose caller gave up with the reason: ⊘, said in the log."""
+    model = loaded()
+    head = model.channels["arith"].head_seq
+    model.apply(event(END_T + 1, "wal.append", envelope=envelope("arith", head + 1, "alice")))
+    model.apply(event(END_T + 2, "deliver", recipient="bob", channel_id="arith", seq=head + 1, attempt=1))
+    why = "expired: its caller's deadline passed before a worker took it"
+    model.apply(event(END_T + 3, "ack", recipient="bob", channel_id="arith", seq=head + 1, reason=why))
+    mark = model.envelopes[-1].marks["bob"]
+    assert (mark.state, mark.glyph) == ("settled", "⊘")
+    assert mark.history[-1][1:] == ("acked", why)
+    assert model.log[-1].text == f"bob settled arith #{head + 1} unhandled: {why}"
+    model.apply(event(END_T + 4, "wal.append", envelope=envelope("arith", head + 2, "alice")))
+    model.apply(event(END_T + 5, "ack", recipient="bob", channel_id="arith", seq=head + 2))
+    assert model.envelopes[-1].marks["bob"].glyph == "✓"

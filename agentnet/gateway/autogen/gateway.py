@@ -33,10 +33,10 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-import orjson
 
 from agentnet.client.connection import HubClient, HubError
 
+from .deliveries import InboxDeliveries
 from .protos import agent_worker_pb2 as pb
 from .protos import agent_worker_pb2_grpc as pb_grpc
 from .state import (
@@ -49,7 +49,6 @@ from .state import (
     _sub_proto,
     event_data,
     identity_for,
-    message_from,
     request_data,
     response_data,
     subscribes,
@@ -66,11 +65,6 @@ DEADLINE_HINT = re.compile(r"agentnet-rpc-deadline[=/]([0-9.]+)")
 WORKER_HINT = re.compile(r"agentnet-worker[=/]([a-z0-9][a-z0-9_.-]{0,63})")
 SUBSCRIPTION_SETTLE = 0.05  # s after AddSubscription returns: the worker has added it locally by then
 RELEASE_FALLBACK = 1.0  # s after RegisterAgent when no `T:` subscription comes (register_agent_instance)
-# s a worker has, from the first event for a topic it has not subscribed the type to, to subscribe it:
-# the event waits (and the type's later deliveries behind it), as a worker drops events it holds no
-# subscription for. After that such events are dropped here at once, and logged.
-SUBSCRIPTION_WAIT = 3.0
-FANNED_MAX = 10_000  # events remembered per worker as fanned out (see Worker.fanned)
 
 
 def _inbox_topic(agent_type: str) -> str:
@@ -119,7 +113,7 @@ class GatewayError(Exception):
 # --------------------------------------------------------------------------- the gateway
 
 
-class AutogenGateway(pb_grpc.AgentRpcServicer):
+class AutogenGateway(InboxDeliveries, pb_grpc.AgentRpcServicer):
     """`await gw.start()` ... `await gw.stop()`: serves `agents.AgentRpc` on settings.host:port."""
 
     def __init__(self, settings: GatewaySettings, connect: Callable[[str], Any] | None = None) -> None:
@@ -145,40 +139,6 @@ class AutogenGateway(pb_grpc.AgentRpcServicer):
         self.stats = {"requests": 0, "responses": 0, "events": 0, "early": 0}
         self._logs: dict[str, Any] = {}
         self._outbox: list[Callable[[], None]] = []  # see _later
-
-    # ------------------------------------------------------------------ acks (and the processed-log)
-
-    def _ack(self, client: Any, env: dict, effect: str = "applied") -> None:
-        """Record a delivery as handled (see _handled) and ack it."""
-        self._handled(client, env, effect)
-        client.receipt_nowait(env)
-
-    def _handled(self, client: Any, env: dict, effect: str = "applied") -> None:
-        """With settings.log_dir, log a delivery as the launcher's checker expects of every agent, when
-        it is handled (handed to a worker, or settled here), in the order the hub delivered it; always
-        before its ack. Not fsynced: it survives the process, not the machine."""
-        if self.settings.log_dir is not None:
-            self._log(client.name, env, effect)
-
-    def _log(self, name: str, env: dict, effect: str) -> None:
-        handle = self._logs.get(name)
-        if handle is None:
-            assert self.settings.log_dir is not None
-            folder = self.settings.log_dir / name
-            folder.mkdir(parents=True, exist_ok=True)
-            handle = self._logs[name] = (folder / "processed.jsonl").open("ab")
-        record = {
-            "ts": time.time(),
-            "agent": name,
-            "channel_id": env["channel_id"],
-            "seq": env["seq"],
-            "envelope_id": env["envelope_id"],
-            "causation_id": env.get("causation_id"),
-            "attempt": env.get("attempt", 1),
-            "effect": effect,
-        }
-        handle.write(orjson.dumps(record) + b"\n")
-        handle.flush()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -856,114 +816,6 @@ class AutogenGateway(pb_grpc.AgentRpcServicer):
         elif not fut.result()["ok"]:
             frame = fut.result()
             log.warning("an event was refused by the hub: %s: %s", frame.get("error_code"), frame.get("error_message"))
-
-    # ------------------------------------------------------------------ deliveries from the hub
-
-    def _on_type_frame(self, ts: TypeState, client: HubClient, frame: dict) -> None:
-        if frame.get("kind") != "notify" or ts.client is not client:
-            return
-        env = frame["envelope"]
-        env["attempt"] = frame.get("attempt", 1)
-        if ts.held is not None:  # until the worker's subscriptions are in place; keeps the hub's order
-            ts.held.append(env)
-            return
-        self._deliver(ts, client, env)
-
-    def _deliver(self, ts: TypeState, client: HubClient, env: dict) -> None:
-        owner = ts.owner
-        kind = env["type"]
-        if owner is None or not owner.alive:
-            return  # unacked: the hub keeps it for the next worker
-        data = env["data"]
-        if kind == "ag.rpc.request":
-            gw_id = data["request_id"]
-            if gw_id in ts.forwarded:
-                if ts.forwarded[gw_id] is None:  # handed on early: now it is stored
-                    self._handled(client, env)
-                    self._durable(gw_id)
-                    answer = ts.answered.pop(gw_id, None)
-                    if answer is not None:
-                        del ts.forwarded[gw_id]
-                        self._store_response(ts, env, gw_id, answer)
-                        return
-                ts.forwarded[gw_id] = env  # (or a redelivery while the worker still has it)
-                return
-            self._durable(gw_id)  # the notify comes only once the request is stored
-            if data.get("expires_at", 0) < time.time():
-                call = self.calls.pop(gw_id, None)
-                if call is not None:
-                    self._fail(call.caller, call.caller_request_id, self._deadline_error(call))
-                self._ack(client, env, "rejected")  # its caller has given up: not handed to a worker
-                return
-            ts.forwarded[gw_id] = env
-            self._handled(client, env)
-            call = self.calls.get(gw_id)
-            owner.send(call.request if call is not None and call.request is not None else message_from(data))
-        elif kind == "ag.event":
-            self._deliver_event(ts, client, owner, env, data)
-        else:
-            self._ack(client, env)  # channel.opened and other bookkeeping
-
-    def _deliver_event(self, ts: TypeState, client: HubClient, owner: Worker, env: dict, data: dict) -> None:
-        """An event stored for `ts`: to its worker once the worker has subscribed `ts` to the topic
-        (before that the worker would drop it), and once per worker: the worker fans an event out to
-        all its types subscribed to the topic, so a copy stored for one of those is acked, not sent."""
-        event_id = data.get("event_id", "")
-        if ts.name in owner.fanned.get(event_id, ()):
-            self._ack(client, env)  # the worker had it through another of its types
-            return
-        topic = data["topic"]["type"]
-        if not any(subscribes(key, topic, ts.name) for key in owner.subs):
-            loop = asyncio.get_running_loop()
-            if ts.wait_until is None:
-                ts.wait_until = loop.time() + SUBSCRIPTION_WAIT
-            if loop.time() < ts.wait_until:
-                ts.held = [env]  # with everything after it (_release), until _subscribed or _give_up
-                if ts.waiting is None:
-                    ts.waiting = loop.call_at(ts.wait_until, self._give_up, ts)
-                return
-            self._drop_unsubscribed(ts, client, owner, env, topic)
-            return
-        owner.fanned[event_id] = frozenset(t for t in owner.types if any(subscribes(k, topic, t) for k in owner.subs))
-        if len(owner.fanned) > FANNED_MAX:
-            owner.fanned.popitem(last=False)
-        self._handled(client, env)
-        owner.send(message_from(data), lambda: client.receipt_nowait(env))
-
-    def _give_up(self, ts: TypeState) -> None:
-        """SUBSCRIPTION_WAIT is over: the held event and those like it are dropped, the rest go on."""
-        ts.waiting = None
-        if ts.held:
-            self._release(ts)
-
-    def _drop_unsubscribed(self, ts: TypeState, client: HubClient, owner: Worker, env: dict, topic: str) -> None:
-        if topic not in ts.dropped_topics:
-            ts.dropped_topics.add(topic)
-            log.warning(
-                "agent type %s: worker %s has not subscribed it to topic %r; its events are dropped from %s #%d "
-                "on (a worker drops events it holds no subscription for)",
-                ts.name,
-                owner.client_id,
-                topic,
-                env["channel_id"],
-                env["seq"],
-            )
-        self._ack(client, env, "rejected")
-
-    def _release(self, ts: TypeState) -> None:
-        held, ts.held = ts.held, None
-        if ts.release is not None:
-            ts.release.cancel()
-            ts.release = None
-        if held and ts.client is not None:
-            for i, env in enumerate(held):
-                self._deliver(ts, ts.client, env)
-                if ts.held is not None:  # an event waits for a subscription: the rest wait behind it
-                    ts.held.extend(held[i + 1 :])
-                    return
-        if ts.waiting is not None:
-            ts.waiting.cancel()
-            ts.waiting = None
 
     # ------------------------------------------------------------------ workers leaving, deadlines
 

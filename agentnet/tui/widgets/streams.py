@@ -33,6 +33,7 @@ MARK_STYLES = {
     "pending": "dim",
     "delivered": "yellow",
     "acked": "green",
+    "settled": "dim green",
     "nacked": "bold red",
     "dead": "bold magenta",
     "takeover": "bold white on dark_red",
