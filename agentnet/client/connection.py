@@ -249,13 +249,14 @@ class HubClient:
         if self.on_connect is not None:
             await self.on_connect()
 
-    async def close(self) -> None:
+    async def close(self, reason: str = "bye") -> None:
+        """Close the session (code 1000; `reason` is what observers see of why)."""
         self._closing = True
         if self._outbox is not None:  # what was queued goes out before the close frame
             await self._flush(self._outbox)
         if self._ws is not None:
             with contextlib.suppress(Exception):
-                await self._ws.close(1000, "bye")
+                await self._ws.close(1000, reason[:120])
         if self._runner is not None:
             self._runner.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

@@ -170,7 +170,7 @@ class LocalHubClient:
             raise HubUnavailable(f"no welcome for {self.name} from the in-process hub") from None
         self.connected = True
 
-    async def close(self) -> None:
+    async def close(self, reason: str = "bye") -> None:
         self._closing = True
         if self._reattach is not None:
             self._reattach.cancel()
@@ -181,7 +181,7 @@ class LocalHubClient:
         self.connected = False
         peer.closing = True
         self.hub.peers.pop(peer.conn, None)
-        self.hub._dispatch(self.hub.core.connection_closed(peer.conn, 1000, "bye", time.monotonic()))
+        self.hub._dispatch(self.hub.core.connection_closed(peer.conn, 1000, reason, time.monotonic()))
         self._fail_pending(ConnectionLost("client closed"))
 
     def _closed_by_hub(self, peer: LocalPeer, code: int, reason: str) -> None:

@@ -101,6 +101,14 @@ def test_workers_through_the_gateway(procs: Procs, tmp_path: Path, shape: str) -
     # The subscriber's worker is SIGKILLed; three events are published while it is down, and an RPC
     # to its type fails after the caller's deadline (1.5 s, asked for by worker A).
     b.kill()
+    # ... which the observer is told as such (not as a clean close, `bye`)
+    wait_until(
+        "beta's identity gone with a broken stream",
+        lambda: any(
+            e.get("type") == "agent.disconnected" and e["reason"] == "its worker's gRPC stream broke"
+            for e in read_jsonl(observed)
+        ),
+    )
     for n in (2, 3, 4):
         assert a.cmd(cmd="publish", topic="news", text=f"while down {n}", n=n)["ok"]
     answer = a.cmd(cmd="rpc", target="beta", text="anyone?", timeout=15)

@@ -40,6 +40,7 @@ from .deliveries import InboxDeliveries
 from .protos import agent_worker_pb2 as pb
 from .protos import agent_worker_pb2_grpc as pb_grpc
 from .state import (
+    WORKER_CLOSED,
     Call,
     SubKey,
     TypeState,
@@ -209,19 +210,21 @@ class AutogenGateway(InboxDeliveries, pb_grpc.AgentRpcServicer):
             )
         if self._ticker is not None:
             self._ticker.cancel()
+        for worker in self.workers.values():
+            worker.gone = "the gateway stopped"
         for ts in self.types.values():
             if ts.client is not None:
                 client, ts.client = ts.client, None
-                await client.close()
+                await client.close("the gateway stopped")
         for task in list(self._closers):
             with contextlib.suppress(Exception):
                 await task
         for worker in list(self.workers.values()):
             if worker.client is not None:
-                await worker.client.close()
+                await worker.client.close("the gateway stopped")
         for client in (self.gw, self.registry):
             if client is not None:
-                await client.close()
+                await client.close("the gateway stopped")
         for handle in self._logs.values():
             handle.close()
 
@@ -314,8 +317,12 @@ class AutogenGateway(InboxDeliveries, pb_grpc.AgentRpcServicer):
                 return ts
             assert self.gw is not None
             identity = identity_for(agent_type)
-            async with self._hub_client(identity) as client:  # hello registers the identity
+            client = self._hub_client(identity)  # its hello makes the identity, which the inbox needs
+            await client.start()
+            try:
                 await client.request("register", passport=self._type_passport(agent_type, None))
+            finally:
+                await client.close("agent type registered; it connects while a worker serves it")
             ch = await self.gw.request(
                 "open_channel", type="conversation", participants=[identity], topic=_inbox_topic(agent_type)
             )
@@ -537,6 +544,10 @@ class AutogenGateway(InboxDeliveries, pb_grpc.AgentRpcServicer):
                 yield msg
                 if written is not None:
                     written()
+        except asyncio.CancelledError:  # grpc cancelled the call: the worker died, or its connection did
+            if worker.gone == WORKER_CLOSED:
+                worker.gone = "its worker's gRPC stream broke"
+            raise
         finally:
             reader.cancel()
             self._worker_gone(worker)
@@ -572,7 +583,7 @@ class AutogenGateway(InboxDeliveries, pb_grpc.AgentRpcServicer):
             if worker.alive:
                 worker.client = client
             else:
-                await client.close()
+                await client.close(worker.gone)
 
         task = asyncio.get_running_loop().create_task(attach())
         self._closers.add(task)
@@ -819,7 +830,7 @@ class AutogenGateway(InboxDeliveries, pb_grpc.AgentRpcServicer):
 
     # ------------------------------------------------------------------ workers leaving, deadlines
 
-    def _disown(self, ts: TypeState) -> None:
+    def _disown(self, ts: TypeState, reason: str = WORKER_CLOSED) -> None:
         ts.owner = None
         ts.held = None
         ts.forwarded.clear()  # unacked: the hub redelivers them to the next worker of this type
@@ -832,7 +843,7 @@ class AutogenGateway(InboxDeliveries, pb_grpc.AgentRpcServicer):
             ts.waiting = None
         client, ts.client = ts.client, None
         if client is not None:
-            task = asyncio.get_running_loop().create_task(client.close())
+            task = asyncio.get_running_loop().create_task(client.close(reason))
             self._closers.add(task)
             task.add_done_callback(self._closers.discard)
 
@@ -843,10 +854,10 @@ class AutogenGateway(InboxDeliveries, pb_grpc.AgentRpcServicer):
         for name in worker.types:
             ts = self.types.get(name)
             if ts is not None and ts.owner is worker:
-                self._disown(ts)
+                self._disown(ts, worker.gone)
         client, worker.client = worker.client, None
         if client is not None:
-            task = asyncio.get_running_loop().create_task(client.close())
+            task = asyncio.get_running_loop().create_task(client.close(worker.gone))
             self._closers.add(task)
             task.add_done_callback(self._closers.discard)
         if worker.types:

@@ -114,6 +114,9 @@ def message_from(data: dict[str, Any]) -> pb.Message:
     return pb.Message.FromString(base64.b64decode(data["pb"]))
 
 
+WORKER_CLOSED = "its worker closed its gRPC stream"
+
+
 @dataclass(eq=False)
 class Worker:
     """One `GrpcWorkerAgentRuntime` connection (its `client-id`), with its stream's writer."""
@@ -133,6 +136,7 @@ class Worker:
     out: deque = field(default_factory=deque)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     alive: bool = True
+    gone: str = WORKER_CLOSED  # why its identities' hub sessions end: the dashboard shows it
 
     def send(self, msg: pb.Message, written: Callable[[], None] | None = None) -> None:
         if self.alive:
