@@ -450,6 +450,14 @@ class DashboardApp(App[str | None]):
         if not name:
             self.notify("Pick a process first (t).", severity="warning")
             return
+        if name not in self.model.processes:
+            # an identity with no process of its own (a gateway's, inside the hub): the hub's log has it
+            hub = next((p.name for p in self.model.processes.values() if p.role == "hub"), None)
+            if hub is None:
+                self.notify(f"{name} has no process of its own, so no log.", severity="warning", timeout=4)
+                return
+            self.notify(f"{name} has no process of its own (the hub serves it): showing {hub}'s log", timeout=4)
+            name = hub
         self.push_screen(ProcessLogScreen(name, run_dir / "logs" / f"{name}.log"))
 
     def action_post(self) -> None:

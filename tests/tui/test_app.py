@@ -536,6 +536,33 @@ async def test_l_shows_the_selected_process_log(tmp_path: Path) -> None:
         assert not isinstance(app.screen, ProcessLogScreen)
 
 
+async def test_l_on_an_identity_without_a_process_shows_the_hubs_log(tmp_path: Path) -> None:
+    """A gateway's identity (autogen-gw, an AutoGen type) is a row of the processes pane with no
+    process of its own: `l` says so and shows the hub's log, where its activity is."""
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "hub.log").write_text("agentnet autogen gateway listening on 127.0.0.1:50051\n")
+    app, feed, launcher = live_app()
+    launcher.run_dir = tmp_path  # type: ignore[attr-defined]
+    feed.put_nowait(
+        "event",
+        {
+            "kind": "event",
+            "at": iso(21.0),
+            "type": "agent.connected",
+            "name": "autogen-gw",
+            "agent_id": "a-gw",
+            "session_id": "s-gw",
+            "role": "agent",
+        },
+    )
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot, feed)
+        await select_row(app, pilot, "#processes", "autogen-gw")
+        await pilot.press("l")
+        assert isinstance(app.screen, ProcessLogScreen) and app.screen.process_name == "hub"
+        await wait_for(lambda: "gateway listening on" in screen_text(app), pilot)
+
+
 async def test_channels_pane_and_status_line_show_the_hubs_totals_from_the_paged_snapshot() -> None:
     app, feed, _ = live_app()
     async with app.run_test(size=SIZE) as pilot:
