@@ -470,7 +470,17 @@ class DashboardApp(App[str | None]):
             )
             return
         agents = [p.name for p in self.model.processes.values() if p.role == "agent"] or sorted(self.model.agents)
-        target = self.selected_process if self.selected_process in agents else (agents[-1] if agents else "")
+        # an AutoGen worker takes RPCs and events through the gateway, never a channel's posts
+        agents = [a for a in agents if (info := self.model.agents.get(a)) is None or info.via != "autogen"]
+        if not agents:
+            self.notify(
+                "No agent here reads channel posts: AutoGen workers take RPCs and events through the gateway "
+                "(send them from a worker).",
+                severity="warning",
+                timeout=5,
+            )
+            return
+        target = self.selected_process if self.selected_process in agents else agents[-1]
         sender = next((a for a in agents if a != target), target)
 
         def posted(answer: tuple[str, list[str], str] | None) -> None:

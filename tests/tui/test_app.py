@@ -384,6 +384,21 @@ async def test_w_posts_a_message_as_an_agent_through_the_launcher() -> None:
         assert len(launcher.posts) == 1 and not isinstance(app.screen, PostScreen)
 
 
+async def test_w_offers_no_autogen_worker_a_channel_post() -> None:
+    """AutoGen workers (passport meta via=autogen) read no channel posts: w leaves them out, and says
+    why when no other agent is there."""
+    app, feed, launcher = live_app()
+    for name in ("alice", "bob", "carol"):
+        passport = {"description": f"AutoGen worker {name}", "meta": {"via": "autogen"}}
+        registered = {"name": name, "agent_id": f"a-{name}", "passport": passport}
+        feed.put_nowait("event", {"kind": "event", "at": iso(21.0), "type": "agent.registered", **registered})
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot, feed)
+        await pilot.press("w")
+        await pilot.pause()
+        assert not isinstance(app.screen, PostScreen) and launcher.posts == []
+
+
 async def test_read_only_dashboard_cannot_post() -> None:
     feed = QueueFeed()
     app = DashboardApp(feed, None, title="ro")
