@@ -24,6 +24,11 @@ from .effects import PEER_MAX_SIZE, _error_response
 log = logging.getLogger("agentnet.hub")
 
 
+def transport_peer(transport: Any) -> str:
+    peer = transport.get_extra_info("peername") if transport is not None else None
+    return f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) and len(peer) >= 2 else "a client"
+
+
 _NOTIFY_POINT = "hub.after_notify_before_cursor_write"
 NOTIFY_CRASH = _NOTIFY_POINT if crashpoint_armed(_NOTIFY_POINT) else ""  # only then are batches looked at
 _CLOSE = object()  # marker in a peer's outbox: close after what is queued before it
@@ -35,6 +40,17 @@ SEND_BATCH_BYTES = 256 * 1024  # a peer's queued frames are written together, up
 class HubConnection(BatchedSends, DirectReceives, ServerConnection):
     """A websockets server connection whose bursts go out in one socket write and whose incoming
     messages reach the hub straight from `data_received` (see `agentnet.wsfast`)."""
+
+    async def handshake(self, *args: Any, **kwargs: Any) -> None:
+        await super().handshake(*args, **kwargs)
+        refused = self.protocol.handshake_exc
+        if refused is not None and "HTTP/2" in f"{refused} {refused.__cause__}":
+            # the commonest wrong address: a gRPC client (an AutoGen worker) given the WebSocket port
+            log.warning(
+                "%s spoke HTTP/2 to the WebSocket port, as a gRPC client does: AutoGen workers connect "
+                "to the gateway's address (agentnet hub --autogen HOST:PORT, or agentnet gateway autogen)",
+                transport_peer(self.transport),
+            )
 
 
 @dataclass(eq=False)

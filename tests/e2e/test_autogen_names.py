@@ -20,7 +20,7 @@ import pytest
 from agentnet.client.connection import HubClient, HubError
 
 from .autogen_peers import InHubGateway, require_autogen, start_worker
-from .procs import HubProc, Procs
+from .procs import HubProc, Procs, wait_until
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -98,3 +98,14 @@ def test_a_busy_grpc_port_is_one_line_and_nothing_starts(tmp_path: Path, shape: 
         + (f"--autogen 127.0.0.1:{port}: " if shape == "in-hub" else "")
         + f"port {port} on 127.0.0.1 is already in use (pick another, or port 0 for a free one)"
     ]
+
+
+def test_a_grpc_client_on_the_websocket_port_is_told_where_to_go(procs: Procs, tmp_path: Path) -> None:
+    """A worker given the hub's WebSocket port instead of the gateway's: the hub says so in its log."""
+    hub = HubProc(procs, tmp_path / "hub.db").start()
+    with socket.create_connection(("127.0.0.1", hub.port)) as grpc_client:
+        grpc_client.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")  # HTTP/2's connection preface
+        assert grpc_client.recv(1000) == b""  # refused: the hub closes the connection
+    assert hub.proc is not None
+    wait_until("the hub's hint", lambda: "spoke HTTP/2 to the WebSocket port" in hub.proc.log())
+    assert "agentnet hub --autogen HOST:PORT" in hub.proc.log()
