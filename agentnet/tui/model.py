@@ -171,6 +171,7 @@ class DashboardModel:
         self.feed_detail = ""
         self.event_rate = RateCounter()
         self.wal_rate = RateCounter()
+        self.longest_sender = 0  # the WAL stream sizes its sender column to it (8 to 12 cells)
 
     # ------------------------------------------------------------------ dispatch
 
@@ -459,6 +460,8 @@ class DashboardModel:
             channel.rate.add(at)
             self.wal_rate.add(at)
         sender = envelope.sender
+        if len(sender) > self.longest_sender:
+            self.longest_sender = len(sender)
         recipients = list(recipients_of(envelope, channel.participants))
         if len(self.envelopes) == self.envelopes.maxlen:
             old = self.envelopes[0]

@@ -668,3 +668,17 @@ async def test_tab_never_lands_on_a_hidden_pane_in_the_compact_layout() -> None:
                 assert {"processes", "channels", "cursors", "wal", "log"} <= set(seen), seen
             else:
                 assert set(seen) == {"ladder"}, seen
+
+
+async def test_the_wal_stream_tells_long_senders_apart() -> None:
+    """`autogen-gw` and `autogen-registry` both read `autogen-→` in 8 cells: the sender column grows
+    to 12 cells for long names and cuts in the middle, keeping the end."""
+    app, feed, _ = live_app()
+    for seq, sender in ((90, "autogen-gw"), (91, "autogen-registry")):
+        frame = appended(seq, f"from {sender}")
+        frame["envelope"]["sender"] = sender
+        feed.put_nowait("event", frame)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot, feed)
+        text = screen_text(app)
+        assert "autogen-gw→ " in text and "autogen-…try→ " in text, text

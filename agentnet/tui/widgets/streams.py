@@ -350,6 +350,15 @@ class StreamView(ScrollView, can_focus=True):
 # ------------------------------------------------------------------------------------------ WAL
 
 
+def middle_cut(name: str, width: int) -> str:
+    """`name` in `width` cells, cut in the middle if longer, so that its end still tells it apart:
+    `autogen-registry` in 12 is `autogen…stry`, not `autogen-regi`."""
+    if len(name) <= width:
+        return name
+    tail = (width - 1) // 3
+    return name[: width - 1 - tail] + "…" + name[len(name) - tail :]
+
+
 class WalView(StreamView):
     PANE_TITLE = "WAL stream"
 
@@ -368,7 +377,13 @@ class WalView(StreamView):
         return item.version
 
     def render_context(self) -> Any:
-        return self.channel_id is None
+        return self.channel_id is None, self.sender_width
+
+    @property
+    def sender_width(self) -> int:
+        """Room for a sender's name: 8 cells, up to 12 as longer names appear (`autogen-gw`)."""
+        longest = self._model.longest_sender if self._model is not None else 0
+        return min(12, max(8, longest))
 
     def title(self) -> str:
         where = f"channel {self.channel_id}" if self.channel_id else "all channels"
@@ -388,10 +403,11 @@ class WalView(StreamView):
             text.append(f"{row.channel_id[:7]:<7}", style="dim cyan")
         text.append(f"{row.seq:>5} ", style="bold")
         if narrow:
-            text.append(f"{row.sender[:8]}→ ", style="cyan")
+            text.append(f"{middle_cut(row.sender, 8)}→ ", style="cyan")
         else:
             text.append(f"{self.format_at(row.at)} ", style="dim")
-            text.append(f"{row.sender[:8]:>8}→ ", style="cyan")
+            width = self.sender_width
+            text.append(f"{middle_cut(row.sender, width):>{width}}→ ", style="cyan")
         marks = Text(no_wrap=True)
         for mark in row.marks.values():
             marks.append(mark.recipient)
