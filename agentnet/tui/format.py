@@ -56,6 +56,15 @@ def format_bytes(value: float | None) -> str:
     return f"{value:.1f} GB"  # pragma: no cover
 
 
+def middle_cut(name: str, width: int) -> str:
+    """`name` in `width` cells, cut in the middle if longer, so that its end still tells it apart:
+    `autogen-registry` in 12 is `autogen-…try`, not `autogen-regi`."""
+    if len(name) <= width:
+        return name
+    tail = (width - 1) // 3
+    return name[: width - 1 - tail] + "…" + name[len(name) - tail :]
+
+
 def plural(count: int, word: str) -> str:
     return f"{count:,} {word}" if count == 1 else f"{count:,} {word}s"
 

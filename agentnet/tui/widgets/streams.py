@@ -20,6 +20,7 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from agentnet.tui.diagram import arrow_label, draw_arrow, lane_centres
+from agentnet.tui.format import middle_cut
 from agentnet.tui.model import (
     Arrow,
     DashboardModel,
@@ -348,15 +349,6 @@ class StreamView(ScrollView, can_focus=True):
 
 
 # ------------------------------------------------------------------------------------------ WAL
-
-
-def middle_cut(name: str, width: int) -> str:
-    """`name` in `width` cells, cut in the middle if longer, so that its end still tells it apart:
-    `autogen-registry` in 12 is `autogen…stry`, not `autogen-regi`."""
-    if len(name) <= width:
-        return name
-    tail = (width - 1) // 3
-    return name[: width - 1 - tail] + "…" + name[len(name) - tail :]
 
 
 class WalView(StreamView):

@@ -13,6 +13,7 @@ from textual.coordinate import Coordinate
 from textual.widgets import DataTable
 from textual.widgets.data_table import CellDoesNotExist, RowKey
 
+from agentnet.tui.format import middle_cut
 from agentnet.tui.model import (
     CONNECTED,
     ChannelInfo,
@@ -267,7 +268,7 @@ class ChannelTable(KeyedTable):
                         Text(sparkline_text(channel.rate.series(now, self.SPARK)), style="green"),
                         styled(channel.state),
                         channel.type,
-                        channel.topic or "",
+                        middle_cut(channel.topic or "", 12),  # `autogen inbox: echo`: `autogen…echo`
                         ",".join(channel.participants),
                     ),
                 )
