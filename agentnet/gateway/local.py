@@ -89,11 +89,12 @@ class _NoSocket:
 class LocalPeer:
     """What the hub's shell sees of a local identity: a `Peer` whose frames are handed over in memory."""
 
-    in_process = True  # the hub refuses a socket's hello that would take this session's name over
+    in_process = True
 
     def __init__(self, client: LocalHubClient, conn: int) -> None:
         self.client = client
         self.conn = conn
+        self.guarded = client.guard  # the hub refuses a socket's hello that would take this name over
         self.ws = _NoSocket()
         self.observer = False
         self.greeted = True
@@ -129,6 +130,7 @@ class LocalHubClient:
         self.name = name
         self.role = role
         self.takeover = takeover  # False: refuse to replace a connected session of this name (as HubClient)
+        self.guard = True  # no socket's hello may take this name over while it is attached (see Hub._greet)
         self.on_frame: Callable[[dict[str, Any]], None] | None = None
         self.welcome: dict[str, Any] | None = None
         self._peer: LocalPeer | None = None

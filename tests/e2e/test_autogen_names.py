@@ -109,3 +109,33 @@ def test_a_grpc_client_on_the_websocket_port_is_told_where_to_go(procs: Procs, t
     assert hub.proc is not None
     wait_until("the hub's hint", lambda: "spoke HTTP/2 to the WebSocket port" in hub.proc.log())
     assert "agentnet hub --autogen HOST:PORT" in hub.proc.log()
+
+
+async def test_a_worker_named_like_an_offline_agent_leaves_it_its_name_and_inbox(procs: Procs, tmp_path: Path) -> None:
+    """alice is offline with three posts waiting; a worker asks to be shown as alice. It shows under
+    its own name; alice can come back while it runs, and gets her three posts."""
+    require_autogen()
+    hub = HubProc(procs, tmp_path / "hub.db")
+    gw = InHubGateway(hub).start()
+    async with HubClient(hub.url, name="alice") as alice:
+        await alice.request("register", passport={"description": "alice, a native agent"})
+    async with HubClient(hub.url, name="bob") as bob:
+        channel = (await bob.request("open_channel", type="conversation", participants=["alice"]))["channel_id"]
+        for i in range(3):
+            await bob.request("post", channel_id=channel, data={"text": f"for alice {i}"})
+    start_worker(procs, "namesake", gw.address, ["x1"], [], shown_as="alice")
+    assert hub.proc is not None
+    wait_until("the worker under its own name", lambda: "asked to show as 'alice'" in hub.proc.log())
+
+    got: list[str] = []
+    alice = HubClient(hub.url, name="alice")
+    alice.on_frame = lambda f: (
+        got.append(f["envelope"]["data"].get("text", ""))
+        if f.get("kind") == "notify" and f["envelope"]["type"] == "text"
+        else None
+    )
+    async with alice:
+        deadline = time.monotonic() + 30
+        while got != ["for alice 0", "for alice 1", "for alice 2"]:
+            assert time.monotonic() < deadline, got
+            await asyncio.sleep(0.05)

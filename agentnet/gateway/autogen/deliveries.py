@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from .state import TypeState, Worker, message_from, subscribes
+from .state import Fan, TypeState, Worker, message_from, subscribes
 
 if TYPE_CHECKING:
     from agentnet.client.connection import HubClient
@@ -128,33 +128,59 @@ class InboxDeliveries:
             self._ack(client, env)  # channel.opened and other bookkeeping
 
     def _deliver_event(self, ts: TypeState, client: HubClient, owner: Worker, env: dict, data: dict) -> None:
-        """An event stored for `ts`: to its worker once the worker has subscribed `ts` to the topic
-        (before that the worker would drop it), and once per worker: the worker fans an event out to
-        all its types subscribed to the topic, so a copy stored for one of those is acked, not sent."""
+        """An event stored for `ts`: to its worker once the worker holds a subscription of `ts` to the
+        topic (before that the worker would drop it), and once per worker: the worker fans an event
+        out to all its types subscribed to the topic, so the copies stored for the others are acked
+        once that one is on the worker's stream, not sent again."""
         event_id = data.get("event_id", "")
-        if ts.name in owner.fanned.get(event_id, ()):
-            self._ack(client, env)  # the worker had it through another of its types
+        fan = owner.fanned.get(event_id)
+        if fan is not None and ts.name in fan.types:
+            self._handled(client, env)  # the worker has it through another of its types
+            if fan.written:
+                client.receipt_nowait(env)
+            else:
+                fan.copies.append((client, env))
             return
         topic = data["topic"]["type"]
-        if not any(subscribes(key, topic, ts.name) for key in owner.subs):
-            loop = asyncio.get_running_loop()
-            if ts.wait_until is None:
-                ts.wait_until = loop.time() + SUBSCRIPTION_WAIT
-            if loop.time() < ts.wait_until:
-                ts.held = [env]  # with everything after it (_release), until _subscribed or _give_up
-                if ts.waiting is None:
-                    ts.waiting = loop.call_at(ts.wait_until, self._give_up, ts)
-                return
-            self._drop_unsubscribed(ts, client, owner, env, topic)
+        if not any(subscribes(key, topic, ts.name) for key in owner.subs) or any(
+            subscribes(key, topic, t) for key in owner.settling for t in owner.types
+        ):
+            self._hold_for_subscription(ts, client, owner, env, topic)
             return
-        owner.fanned[event_id] = frozenset(t for t in owner.types if any(subscribes(k, topic, t) for k in owner.subs))
+        fan = Fan(frozenset(t for t in owner.types if any(subscribes(k, topic, t) for k in owner.subs)))
+        owner.fanned[event_id] = fan
         if len(owner.fanned) > FANNED_MAX:
             owner.fanned.popitem(last=False)
         self._handled(client, env)
-        owner.send(message_from(data), lambda: client.receipt_nowait(env))
+
+        def written() -> None:  # on the worker's stream: this copy and the others it stands for
+            fan.written = True
+            client.receipt_nowait(env)
+            for other, copy in fan.copies:
+                other.receipt_nowait(copy)
+            fan.copies.clear()
+
+        owner.send(message_from(data), written)
+
+    def _hold_for_subscription(self, ts: TypeState, client: HubClient, owner: Worker, env: dict, topic: str) -> None:
+        """Hold `env`, and the type's later deliveries behind it, until the worker's subscriptions
+        change (_subscriptions_changed): at once if one covering the topic is settling (for this type
+        or another of the worker's, so that one copy reaches them all); else for SUBSCRIPTION_WAIT
+        from the first event of this topic that waited, and then drop such events (_give_up)."""
+        soon = any(subscribes(key, topic, ts.name) for key in owner.settling) or any(
+            subscribes(key, topic, ts.name) for key in owner.subs
+        )
+        if not soon:
+            loop = asyncio.get_running_loop()
+            deadline = ts.wait_until.setdefault(topic, loop.time() + SUBSCRIPTION_WAIT)
+            if loop.time() >= deadline:
+                self._drop_unsubscribed(ts, client, owner, env, topic)
+                return
+            ts.waiting = loop.call_at(deadline, self._give_up, ts)
+        ts.held = [env]  # with everything after it (_release)
 
     def _give_up(self, ts: TypeState) -> None:
-        """SUBSCRIPTION_WAIT is over: the held event and those like it are dropped, the rest go on."""
+        """SUBSCRIPTION_WAIT is over for the held event's topic: it is dropped, the rest go on."""
         ts.waiting = None
         if ts.held:
             self._release(ts)
@@ -163,11 +189,12 @@ class InboxDeliveries:
         if topic not in ts.dropped_topics:
             ts.dropped_topics.add(topic)
             log.warning(
-                "agent type %s: worker %s has not subscribed it to topic %r; its events are dropped from %s #%d "
-                "on (a worker drops events it holds no subscription for)",
+                "agent type %s: worker %s has not subscribed it to topic %r within %g s; its events on that topic "
+                "are dropped until it does, from %s #%d (a worker drops events it holds no subscription for)",
                 ts.name,
                 owner.client_id,
                 topic,
+                SUBSCRIPTION_WAIT,
                 env["channel_id"],
                 env["seq"],
             )
@@ -175,16 +202,15 @@ class InboxDeliveries:
         self._ack(client, env, "rejected", why)
 
     def _release(self, ts: TypeState) -> None:
+        """Hand the type's held deliveries over, in order, until one has to wait again."""
         held, ts.held = ts.held, None
-        if ts.release is not None:
-            ts.release.cancel()
-            ts.release = None
+        for timer in (ts.release, ts.waiting):
+            if timer is not None:
+                timer.cancel()
+        ts.release = ts.waiting = None
         if held and ts.client is not None:
             for i, env in enumerate(held):
                 self._deliver(ts, ts.client, env)
                 if ts.held is not None:  # an event waits for a subscription: the rest wait behind it
                     ts.held.extend(held[i + 1 :])
                     return
-        if ts.waiting is not None:
-            ts.waiting.cancel()
-            ts.waiting = None

@@ -197,6 +197,9 @@ async def main() -> None:
                     emit({"ok": False, "error": f"{type(exc).__name__}: {exc}"[:2000], "ms": ms})
                     continue
                 emit({"ok": True, "reply": reply.text, "ms": round((time.perf_counter() - t0) * 1000, 2)})
+            elif op == "subscribe":  # at run time: an agent type it serves, to one more topic
+                await runtime.add_subscription(TypeSubscription(topic_type=cmd["topic"], agent_type=cmd["type"]))
+                emit({"ok": True})
             elif op == "publish":
                 topic = TopicId(cmd["topic"], cmd.get("source", "default"))
                 await runtime.publish_message(News(cmd.get("text", ""), cmd.get("n", 0)), topic)

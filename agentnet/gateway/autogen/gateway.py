@@ -13,6 +13,10 @@ response and published CloudEvent becomes an envelope in the hub's WAL:
 * subscriptions belong to the type and live in a registry channel (`ag.type`, `ag.subscribe`,
   `ag.unsubscribe` envelopes), so they survive worker and gateway restarts.
 
+This module serves the gRPC side and routes what workers send; identities.py holds the hub
+identities, deliveries.py hands what the hub delivers for each type to its worker, state.py the
+records and pure helpers.
+
 Hot path: a message read from a worker's stream is handled in the read loop (no task per message);
 hub requests are queued with `HubClient.request_nowait` (everything queued in one loop turn goes
 out in one WebSocket write) and finish in callbacks; each worker's stream has one writer task.
@@ -37,11 +41,13 @@ import grpc
 from agentnet.client.connection import HubClient, HubError
 
 from .deliveries import InboxDeliveries
+from .identities import HubIdentities
 from .protos import agent_worker_pb2 as pb
 from .protos import agent_worker_pb2_grpc as pb_grpc
 from .state import (
     WORKER_CLOSED,
     Call,
+    GatewayError,
     SubKey,
     TypeState,
     Worker,
@@ -107,14 +113,10 @@ class GatewaySettings:
     max_message: int = 4 * 1024 * 1024  # gRPC messages, each way (AutoGen's default)
 
 
-class GatewayError(Exception):
-    pass
-
-
 # --------------------------------------------------------------------------- the gateway
 
 
-class AutogenGateway(InboxDeliveries, pb_grpc.AgentRpcServicer):
+class AutogenGateway(HubIdentities, InboxDeliveries, pb_grpc.AgentRpcServicer):
     """`await gw.start()` ... `await gw.stop()`: serves `agents.AgentRpc` on settings.host:port."""
 
     def __init__(self, settings: GatewaySettings, connect: Callable[[str], Any] | None = None) -> None:
@@ -142,31 +144,6 @@ class AutogenGateway(InboxDeliveries, pb_grpc.AgentRpcServicer):
         self._outbox: list[Callable[[], None]] = []  # see _later
 
     # ------------------------------------------------------------------ lifecycle
-
-    def _hub_client(self, name: str, takeover: bool | None = None) -> HubClient:
-        """A hub identity. takeover=False: its hello is refused while a session of that name is
-        connected (it is someone else's); set `client.takeover = None` once it is ours, so that its
-        reconnects replace its own stale session."""
-        client = (
-            self._connect(name)
-            if self._connect is not None
-            else HubClient(self.settings.hub, name=name, token=self.settings.token, request_timeout=15.0)
-        )
-        client.takeover = takeover
-        return client
-
-    async def _start_own(self, client: HubClient) -> None:
-        try:
-            await client.start()
-        except HubError as exc:
-            if exc.code != "conflict":
-                raise
-            raise GatewayError(
-                f"another AutoGen gateway is attached to the hub {self.settings.hub or '(in this process)'}: "
-                f"{client.name} is connected ({exc.message}). A hub serves one gateway: stop the other one "
-                "(`agentnet gateway autogen`, or a hub's own --autogen), or point this one at another hub"
-            ) from None
-        client.takeover = None
 
     async def start(self) -> None:
         self.gw = self._hub_client(GATEWAY_NAME, takeover=False)
@@ -239,22 +216,6 @@ class AutogenGateway(InboxDeliveries, pb_grpc.AgentRpcServicer):
                 f'  workers GrpcWorkerAgentRuntime(host_address="{self.settings.host}:{self.port}")',
             ]
         )
-
-    @staticmethod
-    def _passport(description: str, **meta: Any) -> dict[str, Any]:
-        return {"description": description, "capabilities": ["autogen"], "meta": {"via": "autogen", **meta}}
-
-    def _acker(self, client: Callable[[], HubClient | None]) -> Callable[[dict], None]:
-        """A frame handler that acks every delivery (the gateway's own identities read nothing)."""
-
-        def on_frame(frame: dict) -> None:
-            c = client()
-            if frame.get("kind") == "notify" and c is not None:
-                env = frame["envelope"]
-                env["attempt"] = frame.get("attempt", 1)
-                self._ack(c, env)
-
-        return on_frame
 
     # ------------------------------------------------------------------ the registry (types, subscriptions)
 
@@ -330,12 +291,6 @@ class AutogenGateway(InboxDeliveries, pb_grpc.AgentRpcServicer):
             await self._record("ag.type", data, f"agent type {agent_type} is {identity}, inbox {ch['channel_id']}")
             return self.types[agent_type]
 
-    def _type_passport(self, agent_type: str, worker: Worker | None) -> dict[str, Any]:
-        meta: dict[str, Any] = {"autogen_type": agent_type}
-        if worker is not None:
-            meta["worker"] = worker.client_id
-        return self._passport(f"AutoGen agent type {agent_type}", **meta)
-
     def recipients(self, topic_type: str) -> list[str]:
         """Agent types subscribed to a topic type (AutoGen's TypeSubscription/TypePrefixSubscription)."""
         cached = self._recipients.get(topic_type)
@@ -384,7 +339,7 @@ class AutogenGateway(InboxDeliveries, pb_grpc.AgentRpcServicer):
             await context.abort(grpc.StatusCode.UNAVAILABLE, "the worker's channel closed")
         self._setting_up(worker)
         ts.owner = worker
-        ts.wait_until, ts.dropped_topics, ts.settle_by = None, set(), None
+        ts.wait_until, ts.dropped_topics, ts.settle_by = {}, set(), None
         worker.types.add(agent_type)
         if worker.client is not None:
             worker.client.request_nowait("register", passport=self._worker_passport(worker))
@@ -394,10 +349,16 @@ class AutogenGateway(InboxDeliveries, pb_grpc.AgentRpcServicer):
         ts.client = client
         try:
             await client.start()  # the hub replays the type's backlog: events are held (see _release)
-            client.request_nowait("register", passport=self._type_passport(agent_type, worker))
         except HubError as exc:
-            self._disown(ts)
+            if ts.client is client:
+                self._disown(ts)
             await context.abort(grpc.StatusCode.UNAVAILABLE, f"cannot attach agent type {agent_type} to the hub: {exc}")
+        if ts.client is not client or ts.owner is not worker:  # the worker left meanwhile (another may own it now)
+            await client.close(worker.gone)
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "the worker's channel closed")
+        client.request_nowait("register", passport=self._type_passport(agent_type, worker))
+        if ts.release is not None:
+            ts.release.cancel()
         ts.release = asyncio.get_running_loop().call_later(RELEASE_FALLBACK, self._release, ts)
         log.info("worker %s registered agent type %s (%s)", worker.client_id, agent_type, ts.identity)
         return pb.RegisterAgentTypeResponse()
@@ -436,7 +397,9 @@ class AutogenGateway(InboxDeliveries, pb_grpc.AgentRpcServicer):
             # type's backlog goes once the worker is done setting up (_setting_up).
             ts.settle_by = loop.time() + RELEASE_FALLBACK
         self._setting_up(worker)
-        loop.call_later(SUBSCRIPTION_SETTLE, self._subscribed, worker, key)
+        if key not in worker.subs:
+            worker.settling.add(key)
+            loop.call_later(SUBSCRIPTION_SETTLE, self._subscribed, worker, key)
         return pb.AddSubscriptionResponse()
 
     def _setting_up(self, worker: Worker) -> None:
@@ -454,12 +417,19 @@ class AutogenGateway(InboxDeliveries, pb_grpc.AgentRpcServicer):
 
     def _subscribed(self, worker: Worker, key: SubKey) -> None:
         """The worker holds `key` locally by now: the events it covers may go to the worker."""
-        if not worker.alive:
-            return
+        if not worker.alive or key not in worker.settling:
+            return  # gone, or removed meanwhile
+        worker.settling.discard(key)
         worker.subs.add(key)
-        ts = self.types.get(key[2])
-        if ts is not None and ts.owner is worker and ts.waiting is not None:
-            self._release(ts)
+        self._subscriptions_changed(worker)
+
+    def _subscriptions_changed(self, worker: Worker) -> None:
+        """Events of the worker's types that wait for a subscription may go now (or be dropped)."""
+        for name in list(worker.types):
+            ts = self.types.get(name)
+            # held, past the registration hold (release): waiting on a subscription
+            if ts is not None and ts.owner is worker and ts.held is not None and ts.release is None:
+                self._release(ts)
 
     async def RemoveSubscription(
         self, request: pb.RemoveSubscriptionRequest, context: Any
@@ -469,6 +439,8 @@ class AutogenGateway(InboxDeliveries, pb_grpc.AgentRpcServicer):
         if key is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"no subscription with id {request.id}")
         worker.subs.discard(key)
+        worker.settling.discard(key)
+        self._subscriptions_changed(worker)
         async with self._lock:
             if key in self.subs:
                 kind, topic, agent_type = key
@@ -551,50 +523,6 @@ class AutogenGateway(InboxDeliveries, pb_grpc.AgentRpcServicer):
         finally:
             reader.cancel()
             self._worker_gone(worker)
-
-    def _attach_worker(self, worker: Worker) -> None:
-        """The worker as an agentnet identity of its own, connected while its stream is open."""
-
-        async def attach() -> None:
-            # never over a connected session: a worker named like another must not take its identity
-            client = self._hub_client(worker.identity, takeover=False)
-            client.on_frame = self._acker(lambda: client)
-            try:
-                try:
-                    await client.start()
-                except HubError as exc:
-                    if exc.code != "conflict" or worker.identity == worker.default_identity:
-                        raise
-                    log.warning(
-                        "worker %s asked to show as %r, which is connected: it shows as %s",
-                        worker.client_id,
-                        worker.identity,
-                        worker.default_identity,
-                    )
-                    worker.identity = worker.default_identity
-                    client = self._hub_client(worker.identity, takeover=False)
-                    client.on_frame = self._acker(lambda: client)
-                    await client.start()
-                client.takeover = None
-                await client.request("register", passport=self._worker_passport(worker))
-            except HubError as exc:
-                log.warning("worker %s: no hub identity %s: %s", worker.client_id, worker.identity, exc)
-                return
-            if worker.alive:
-                worker.client = client
-            else:
-                await client.close(worker.gone)
-
-        task = asyncio.get_running_loop().create_task(attach())
-        self._closers.add(task)
-        task.add_done_callback(self._closers.discard)
-
-    def _worker_passport(self, worker: Worker) -> dict[str, Any]:
-        return self._passport(
-            f"AutoGen worker {worker.client_id}",
-            autogen_worker=worker.client_id,
-            autogen_types=sorted(worker.types),
-        )
 
     async def _read(self, worker: Worker, request_iterator: Any) -> None:
         on_message = self._on_message

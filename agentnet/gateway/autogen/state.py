@@ -117,6 +117,20 @@ def message_from(data: dict[str, Any]) -> pb.Message:
 WORKER_CLOSED = "its worker closed its gRPC stream"
 
 
+class GatewayError(Exception):
+    """The gateway cannot start (its port, another gateway on its hub): one line for the user."""
+
+
+@dataclass(eq=False, slots=True)
+class Fan:
+    """One event as a worker got it: the types it fanned it out to, and the other types' copies,
+    acked once this one is on the worker's stream (before that, a crash loses it for them too)."""
+
+    types: frozenset[str]
+    written: bool = False
+    copies: list[tuple[Any, dict]] = field(default_factory=list)  # (hub client, envelope) to ack
+
+
 @dataclass(eq=False)
 class Worker:
     """One `GrpcWorkerAgentRuntime` connection (its `client-id`), with its stream's writer."""
@@ -128,11 +142,13 @@ class Worker:
     default_identity: str = ""  # agw-<its client id>: its name when it asks for none, or for one that is taken
     client: Any = None  # the worker's own hub identity (shown in the dashboard while it is connected)
     types: set[str] = field(default_factory=set)
-    # subscriptions this worker has added in its session and holds locally by now (see SUBSCRIPTION_SETTLE)
+    # subscriptions this worker has added in its session and holds locally by now (see SUBSCRIPTION_SETTLE),
+    # and those whose AddSubscription has returned but which it may not hold yet
     subs: set[tuple[str, str, str]] = field(default_factory=set)
-    # event id -> the agent types this worker fanned that event out to: a second copy for one of them
-    # (the event was stored once per recipient type) is not handed over again
-    fanned: OrderedDict[str, frozenset[str]] = field(default_factory=OrderedDict)
+    settling: set[tuple[str, str, str]] = field(default_factory=set)
+    # event id -> how this worker got it (an event is stored once per recipient type; the worker fans
+    # the one copy it gets out to all its types subscribed to the topic)
+    fanned: OrderedDict[str, Fan] = field(default_factory=OrderedDict)
     out: deque = field(default_factory=deque)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     alive: bool = True
@@ -159,7 +175,8 @@ class TypeState:
     release: asyncio.TimerHandle | None = None
     waiting: asyncio.TimerHandle | None = None  # gives up on the held event's subscription (_give_up)
     settle_by: float | None = None  # loop time: the latest release once the owner registered it locally
-    wait_until: float | None = None  # loop time: the owner's last chance to subscribe (SUBSCRIPTION_WAIT)
+    # topic -> loop time: the owner's last chance to subscribe this type to it (SUBSCRIPTION_WAIT)
+    wait_until: dict[str, float] = field(default_factory=dict)
     dropped_topics: set[str] = field(default_factory=set)  # events dropped for want of one (logged once)
     # gateway request id -> the request's envelope, as handed to the worker (None: handed on while its
     # commit was in flight, before the hub's notify brought the envelope)
