@@ -144,3 +144,20 @@ def test_a_copy_stored_for_a_second_type_is_acked_only_once_the_first_is_on_the_
     got_gamma = {e["n"] for e in gamma.events("gamma")}
     assert got_beta, "the stopped worker's stream took everything: the test proves nothing"
     assert got_beta == got_gamma, (sorted(got_beta), sorted(got_gamma))
+
+
+def test_events_of_many_unwanted_topics_hold_a_types_rpcs_once_not_once_per_topic(procs: Procs, tmp_path: Path) -> None:
+    """An old worker subscribed svc to eight topics; one event of each waits. The new worker wants
+    none of them: they are dropped after one wait of 3 s (not 3 s each), and an RPC to svc behind
+    them is answered within its caller's 8 s deadline."""
+    require_autogen()
+    gw = InHubGateway(HubProc(procs, tmp_path / "hub.db")).start()
+    pub = start_worker(procs, "publisher", gw.address, ["pub"], [], "--deadline", "8")
+    topics = [f"t{i}" for i in range(8)]
+    start_worker(procs, "old", gw.address, ["svc"], topics).kill()
+    for n, topic in enumerate(topics):
+        assert pub.cmd(cmd="publish", topic=topic, text="unwanted", n=n)["ok"]
+    new = start_worker(procs, "new", gw.address, ["svc"], ["other"])
+    answer = pub.cmd(cmd="rpc", target="svc", text="still there?", timeout=15)
+    assert answer.get("reply") == "svc: still there?", answer
+    assert new.events() == []

@@ -138,7 +138,7 @@ class InboxDeliveries:
             self._handled(client, env)  # the worker has it through another of its types
             if fan.written:
                 client.receipt_nowait(env)
-            else:
+            elif all(copy["envelope_id"] != env["envelope_id"] for _, copy in fan.copies):  # not a resend
                 fan.copies.append((client, env))
             return
         topic = data["topic"]["type"]
@@ -165,14 +165,18 @@ class InboxDeliveries:
     def _hold_for_subscription(self, ts: TypeState, client: HubClient, owner: Worker, env: dict, topic: str) -> None:
         """Hold `env`, and the type's later deliveries behind it, until the worker's subscriptions
         change (_subscriptions_changed): at once if one covering the topic is settling (for this type
-        or another of the worker's, so that one copy reaches them all); else for SUBSCRIPTION_WAIT
-        from the first event of this topic that waited, and then drop such events (_give_up)."""
+        or another of the worker's, so that one copy reaches them all); else until SUBSCRIPTION_WAIT
+        after the first event that waited for this worker, and then drop such events (_give_up).
+        One deadline per worker and type, not per topic: an inbox with events of many topics the
+        worker does not want waits 3 s once, not 3 s per topic."""
         soon = any(subscribes(key, topic, ts.name) for key in owner.settling) or any(
             subscribes(key, topic, ts.name) for key in owner.subs
         )
         if not soon:
             loop = asyncio.get_running_loop()
-            deadline = ts.wait_until.setdefault(topic, loop.time() + SUBSCRIPTION_WAIT)
+            if ts.wait_until is None:
+                ts.wait_until = loop.time() + SUBSCRIPTION_WAIT
+            deadline = ts.wait_until
             if loop.time() >= deadline:
                 self._drop_unsubscribed(ts, client, owner, env, topic)
                 return
@@ -180,7 +184,7 @@ class InboxDeliveries:
         ts.held = [env]  # with everything after it (_release)
 
     def _give_up(self, ts: TypeState) -> None:
-        """SUBSCRIPTION_WAIT is over for the held event's topic: it is dropped, the rest go on."""
+        """SUBSCRIPTION_WAIT is over: the held event is dropped (and those like it), the rest go on."""
         ts.waiting = None
         if ts.held:
             self._release(ts)

@@ -339,11 +339,14 @@ class AutogenGateway(HubIdentities, InboxDeliveries, pb_grpc.AgentRpcServicer):
             await context.abort(grpc.StatusCode.UNAVAILABLE, "the worker's channel closed")
         self._setting_up(worker)
         ts.owner = worker
-        ts.wait_until, ts.dropped_topics, ts.settle_by = {}, set(), None
+        ts.wait_until, ts.dropped_topics, ts.settle_by = None, set(), None
         worker.types.add(agent_type)
         if worker.client is not None:
             worker.client.request_nowait("register", passport=self._worker_passport(worker))
-        ts.held = []
+        ts.held = []  # the registration hold: its timer is set before the hello, so nothing releases it early
+        if ts.release is not None:
+            ts.release.cancel()
+        ts.release = asyncio.get_running_loop().call_later(RELEASE_FALLBACK, self._release, ts)
         client = self._hub_client(ts.identity)
         client.on_frame = lambda frame, ts=ts, client=client: self._on_type_frame(ts, client, frame)
         ts.client = client

@@ -81,13 +81,14 @@ class HubIdentities:
 
     def _attach_worker(self, worker: Worker) -> None:
         """The worker as an agentnet identity of its own, connected while its stream is open: under
-        the name it asked for if that is free (not connected, not an agent's with deliveries waiting,
-        not a native agent's the hub knows), else under its default `agw-…` name."""
+        the name it asked for if that is free, else under its default `agw-…` name. Not free: a name
+        that is connected, that (inside the hub) an agent other than an AutoGen worker has, or that has
+        deliveries waiting (then it is given back at the first one, unacked: _on_worker_frame)."""
 
         async def attach() -> None:
-            names = dict.fromkeys([worker.identity, worker.default_identity])
-            for name in names:
-                taken = self._native_agent(name) if name != worker.default_identity else None
+            for name in dict.fromkeys([worker.identity, worker.default_identity]):
+                asked = name != worker.default_identity
+                taken = self._native_agent(name) if asked else None
                 if taken:
                     log.warning(
                         "worker %s asked to show as %r, %s: it shows as %s",
@@ -97,13 +98,14 @@ class HubIdentities:
                         worker.default_identity,
                     )
                     continue
+                worker.identity = name
                 # never over a connected session: a worker named like another must not take its identity
                 client = self._hub_client(name, takeover=False, guard=False)
-                client.on_frame = lambda frame, client=client: self._on_worker_frame(client, frame)
+                client.on_frame = lambda frame, client=client: self._on_worker_frame(worker, client, frame)
                 try:
                     await client.start()
                 except HubError as exc:
-                    if exc.code != "conflict" or name == worker.default_identity:
+                    if exc.code != "conflict" or not asked:
                         log.warning("worker %s: no hub identity %s: %s", worker.client_id, name, exc)
                         return
                     log.warning(
@@ -113,28 +115,22 @@ class HubIdentities:
                         worker.default_identity,
                     )
                     continue
-                if (client.welcome or {}).get("replay") and name != worker.default_identity:
-                    await client.close("the name belongs to an agent with deliveries waiting")
-                    log.warning(
-                        "worker %s asked to show as %r, an agent with deliveries waiting: it shows as %s",
-                        worker.client_id,
-                        name,
-                        worker.default_identity,
-                    )
-                    continue
+                if worker.identity != name:
+                    return  # a delivery came meanwhile: _give_name_back goes on from here
                 break
             else:
                 return
-            worker.identity = name
-            client.takeover = None
+            if not asked:
+                client.takeover = None  # its reconnects replace its own stale session; an asked-for name never
             try:
                 await client.request("register", passport=self._worker_passport(worker))
             except HubError as exc:
-                log.warning("worker %s: no hub identity %s: %s", worker.client_id, name, exc)
+                if worker.identity == name:
+                    log.warning("worker %s: no hub identity %s: %s", worker.client_id, name, exc)
                 return
-            if worker.alive:
+            if worker.alive and worker.identity == name:
                 worker.client = client
-            else:
+            elif worker.identity == name:
                 await client.close(worker.gone)
 
         task = asyncio.get_running_loop().create_task(attach())
@@ -142,22 +138,44 @@ class HubIdentities:
         task.add_done_callback(self._closers.discard)
 
     def _native_agent(self, name: str) -> str | None:
-        """Why `name` is another agent's, as far as an in-process hub knows it (None: free, or an AutoGen
-        worker's from before; a sidecar cannot tell and relies on the hub's answer to its hello)."""
+        """Why `name` is another agent's, as far as an in-process hub knows it (None: unknown, or an
+        AutoGen worker's from before). A sidecar cannot tell: it finds out at the first delivery."""
         hub = getattr(self.gw, "hub", None)
         agent = hub.core.agents.get(name) if hub is not None and hub.core is not None else None
-        if agent is None or not agent.passport:
+        if agent is None:
             return None
-        meta = agent.passport.get("meta")
-        return None if isinstance(meta, dict) and meta.get("via") == "autogen" else "a native agent's name"
+        meta = (agent.passport or {}).get("meta")
+        return None if isinstance(meta, dict) and meta.get("via") == "autogen" else "another agent's name"
 
-    def _on_worker_frame(self, client: HubClient, frame: dict) -> None:
-        """A worker's identity is a participant of nothing the gateway made: what the hub delivers to
-        it (someone posted to it) no AutoGen worker reads. Acked with that reason (⊘ in the dashboard)."""
-        if frame.get("kind") == "notify":
+    def _on_worker_frame(self, worker: Worker, client: HubClient, frame: dict) -> None:
+        """A worker's identity is a participant of nothing the gateway made. Under its default name,
+        what someone posts to it no AutoGen worker reads: acked with that reason (⊘ in the dashboard).
+        Under a name it asked for, a delivery says the name is an agent's with an inbox: not acked
+        (it goes back to the hub with this session), and the name is given back."""
+        if frame.get("kind") != "notify":
+            return
+        if client.name == worker.default_identity:
             env = frame["envelope"]
             env["attempt"] = frame.get("attempt", 1)
             self._ack(client, env, "rejected", "an AutoGen worker reads no channel posts")
+        elif worker.identity == client.name:
+            worker.identity = worker.default_identity
+            task = asyncio.get_running_loop().create_task(self._give_name_back(worker, client))
+            self._closers.add(task)
+            task.add_done_callback(self._closers.discard)
+
+    async def _give_name_back(self, worker: Worker, client: HubClient) -> None:
+        log.warning(
+            "worker %s showed as %r, an agent with deliveries waiting: it shows as %s",
+            worker.client_id,
+            client.name,
+            worker.default_identity,
+        )
+        await client.close("the name is an agent's with deliveries waiting; the worker shows as " + worker.identity)
+        if worker.client is client:
+            worker.client = None
+        if worker.alive:
+            self._attach_worker(worker)
 
     def _worker_passport(self, worker: Worker) -> dict[str, Any]:
         return self._passport(

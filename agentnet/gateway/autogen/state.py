@@ -175,8 +175,7 @@ class TypeState:
     release: asyncio.TimerHandle | None = None
     waiting: asyncio.TimerHandle | None = None  # gives up on the held event's subscription (_give_up)
     settle_by: float | None = None  # loop time: the latest release once the owner registered it locally
-    # topic -> loop time: the owner's last chance to subscribe this type to it (SUBSCRIPTION_WAIT)
-    wait_until: dict[str, float] = field(default_factory=dict)
+    wait_until: float | None = None  # loop time: the owner's last chance to subscribe (SUBSCRIPTION_WAIT)
     dropped_topics: set[str] = field(default_factory=set)  # events dropped for want of one (logged once)
     # gateway request id -> the request's envelope, as handed to the worker (None: handed on while its
     # commit was in flight, before the hub's notify brought the envelope)
