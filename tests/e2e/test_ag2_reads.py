@@ -12,7 +12,7 @@ import pytest
 
 from agentnet.client.connection import HubClient
 
-from .procs import HubProc, Peer, Procs, await_until, frame, request
+from .procs import HubProc, Peer, Procs, ack_every_delivery, await_until, frame, request
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -22,18 +22,9 @@ COUNT = 400
 async def test_ag2_read_wal_of_a_forgotten_channel_reads_the_store_in_pages(procs: Procs) -> None:
     hub = HubProc(procs, procs.workdir / "hub.db").start()
     acked: dict[str, int] = {}
-
-    def acker(client: HubClient) -> None:
-        def on_frame(f: dict) -> None:
-            if f["kind"] == "notify":
-                client.receipt_nowait(f["envelope"])
-                acked[client.name] = max(acked.get(client.name, 0), f["envelope"]["seq"])
-
-        client.on_frame = on_frame
-
     async with HubClient(hub.url, name="alice") as alice, HubClient(hub.url, name="bob") as bob:
-        acker(alice)
-        acker(bob)
+        for client in (alice, bob):
+            ack_every_delivery(client, lambda env, name=client.name: acked.__setitem__(name, env["seq"]))
         channel = (await alice.request("open_channel", type="conversation", participants=["bob"]))["channel_id"]
         for i in range(COUNT):
             alice.request_nowait("post", channel_id=channel, type="text", data={"text": f"line {i}"})

@@ -7,11 +7,13 @@ Real hub process (SQLite); the hub's /healthz counts the store reads made on the
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pytest
 
 from agentnet.client.connection import HubClient
 
-from .procs import HubProc, Procs, await_until
+from .procs import HubProc, Procs, ack_every_delivery, await_until
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -20,19 +22,10 @@ CHANNELS = 5
 
 async def test_listings_of_forgotten_channels_are_read_ahead_not_on_the_loop(procs: Procs) -> None:
     hub = HubProc(procs, procs.workdir / "hub.db").start()
-    acked: dict[str, int] = {}
-
-    def acker(client: HubClient) -> None:
-        def on_frame(f: dict) -> None:
-            if f["kind"] == "notify":
-                client.receipt_nowait(f["envelope"])
-                acked[client.name] = acked.get(client.name, 0) + 1
-
-        client.on_frame = on_frame
-
+    acked: Counter[str] = Counter()
     async with HubClient(hub.url, name="alice") as alice, HubClient(hub.url, name="bob") as bob:
-        acker(alice)
-        acker(bob)
+        for client in (alice, bob):
+            ack_every_delivery(client, lambda env, name=client.name: acked.update([name]))
         for i in range(CHANNELS):
             opened = await alice.request("open_channel", type="conversation", participants=["bob"], topic=f"t{i}")
             await alice.request("close_channel", channel_id=opened["channel_id"], reason="done")
