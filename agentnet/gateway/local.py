@@ -131,6 +131,7 @@ class LocalHubClient:
         self.role = role
         self.takeover = takeover  # False: refuse to replace a connected session of this name (as HubClient)
         self.guard = True  # no socket's hello may take this name over while it is attached (see Hub._greet)
+        self.ended = asyncio.Event()  # as HubClient's: set when the session is over for good
         self.on_frame: Callable[[dict[str, Any]], None] | None = None
         self.welcome: dict[str, Any] | None = None
         self._peer: LocalPeer | None = None
@@ -174,6 +175,7 @@ class LocalHubClient:
 
     async def close(self, reason: str = "bye") -> None:
         self._closing = True
+        self.ended.set()
         if self._reattach is not None:
             self._reattach.cancel()
         peer = self._peer
@@ -198,6 +200,7 @@ class LocalHubClient:
         # As HubClient reconnects: a close that is not final (a store failure rebuilt the hub's core,
         # an observer's disconnect) is followed by a new hello, which replays what was not acked.
         if code in FATAL_CLOSE_CODES or self._closing or hub.stopping or hub.stepped_down is not None:
+            self.ended.set()
             return
         if self._reattach is not None and not self._reattach.done():
             return  # a hello of the running attempt was refused: that attempt tries again

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -150,3 +151,89 @@ async def test_a_worker_named_like_an_offline_agent_leaves_it_its_name_and_inbox
         while got != ["for alice 0", "for alice 1", "for alice 2"]:
             assert time.monotonic() < deadline, got
             await asyncio.sleep(0.05)
+
+
+async def observed_agents(url: str) -> dict[str, dict]:
+    async with HubClient(url, name="watcher", role="observer") as watcher:
+        return {a["name"]: a for a in (await watcher.request("observe"))["agents"]}
+
+
+async def wait_for_agents(url: str, what: str, ok: Any) -> dict[str, dict]:
+    deadline = time.monotonic() + 30
+    while True:
+        agents = await observed_agents(url)
+        if ok(agents):
+            return agents
+        assert time.monotonic() < deadline, f"{what}: {sorted(n for n, a in agents.items() if a['connected'])}"
+        await asyncio.sleep(0.05)
+
+
+@pytest.mark.parametrize("shape", ["in-hub", "sidecar"])
+async def test_a_post_to_a_workers_name_is_settled_and_the_name_stays_the_workers(
+    procs: Procs, tmp_path: Path, shape: str
+) -> None:
+    """bob opens a channel with worker `wb` and posts: acked unhandled (workers read no posts), and
+    `wb` stays the worker's, for this worker and the next one that asks for it."""
+    require_autogen()
+    hub = HubProc(procs, tmp_path / "hub.db")
+    gw: InHubGateway | GatewayProc = (
+        InHubGateway(hub).start() if shape == "in-hub" else GatewayProc(procs, hub.start().url).start()
+    )
+    first = start_worker(procs, "wb-1", gw.address, ["s1"], [], shown_as="wb")
+    await wait_for_agents(hub.url, "wb connected", lambda a: a.get("wb", {}).get("connected"))
+    async with HubClient(hub.url, name="bob") as bob:
+        channel = (await bob.request("open_channel", type="conversation", participants=["wb"]))["channel_id"]
+        await bob.request("post", channel_id=channel, data={"text": "hello wb"})
+        first.kill()
+        start_worker(procs, "wb-2", gw.address, ["s1"], [], shown_as="wb")
+        await wait_for_agents(hub.url, "wb back", lambda a: a.get("wb", {}).get("connected"))
+        cursors = []
+        deadline = time.monotonic() + 30
+        while not cursors or cursors[0]["lag"]:
+            assert time.monotonic() < deadline, cursors
+            page = await bob.request("get_channel", channel_id=channel)
+            async with HubClient(hub.url, name="watcher", role="observer") as watcher:
+                snapshot = await watcher.request("observe")
+            cursors = [c for c in snapshot["cursors"] if c["recipient"] == "wb" and c["channel_id"] == channel]
+            await asyncio.sleep(0.05)
+        assert page["head_seq"] == cursors[0]["ack_floor"]  # the opening and the post: settled
+
+
+@pytest.mark.parametrize("shape", ["in-hub", "sidecar"])
+async def test_an_agent_that_takes_its_name_back_leaves_the_worker_its_own(
+    procs: Procs, tmp_path: Path, shape: str
+) -> None:
+    """A worker shows as carol, a name the hub did not know; then the native carol connects: she
+    gets her name, and the worker goes on under its agw-… name."""
+    require_autogen()
+    hub = HubProc(procs, tmp_path / "hub.db")
+    gw: InHubGateway | GatewayProc = (
+        InHubGateway(hub).start() if shape == "in-hub" else GatewayProc(procs, hub.start().url).start()
+    )
+    start_worker(procs, "namesake", gw.address, ["x1"], [], shown_as="carol")
+    await wait_for_agents(hub.url, "the worker as carol", lambda a: a.get("carol", {}).get("connected"))
+    async with HubClient(hub.url, name="carol") as carol:
+        await carol.request("register", passport={"description": "carol, a native agent"})
+        agents = await wait_for_agents(
+            hub.url,
+            "the worker under its own name",
+            lambda a: any(n.startswith("agw-") and x["connected"] for n, x in a.items()),
+        )
+        assert agents["carol"]["passport"]["description"] == "carol, a native agent"
+
+
+async def test_a_sidecar_worker_leaves_an_offline_agents_name_and_passport_alone(procs: Procs, tmp_path: Path) -> None:
+    """The sidecar looks the name up too (list_agents): alice is an agent, offline, nothing waiting."""
+    require_autogen()
+    hub = HubProc(procs, tmp_path / "hub.db").start()
+    gw = GatewayProc(procs, hub.url).start()
+    async with HubClient(hub.url, name="alice") as alice:
+        await alice.request("register", passport={"description": "alice, a native agent"})
+    start_worker(procs, "namesake", gw.address, ["x1"], [], shown_as="alice")
+    agents = await wait_for_agents(
+        hub.url,
+        "the worker under its own name",
+        lambda a: any(n.startswith("agw-") and x["connected"] for n, x in a.items()),
+    )
+    assert not agents["alice"]["connected"]
+    assert agents["alice"]["passport"]["description"] == "alice, a native agent"

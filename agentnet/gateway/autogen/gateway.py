@@ -139,6 +139,7 @@ class AutogenGateway(HubIdentities, InboxDeliveries, pb_grpc.AgentRpcServicer):
         self.port: int | None = None
         self._ticker: asyncio.Task | None = None
         self._closers: set[asyncio.Task] = set()
+        self._watchers: set[asyncio.Task] = set()
         self.stats = {"requests": 0, "responses": 0, "events": 0, "early": 0}
         self._logs: dict[str, Any] = {}
         self._outbox: list[Callable[[], None]] = []  # see _later
@@ -174,6 +175,8 @@ class AutogenGateway(HubIdentities, InboxDeliveries, pb_grpc.AgentRpcServicer):
         self._ticker = asyncio.create_task(self._expire_calls(), name="autogen-gw-deadlines")
 
     async def stop(self, grace: float = 2.0) -> None:
+        for watch in list(self._watchers):
+            watch.cancel()
         if self.server is not None:
             await self.server.stop(grace)
             self._flush_outbox()

@@ -26,6 +26,7 @@ class HubIdentities:
     gw: HubClient | None
     _connect: Callable[[str], Any] | None
     _closers: set[asyncio.Task]
+    _watchers: set[asyncio.Task]  # _keep_name, one per worker under a name it asked for
 
     if TYPE_CHECKING:  # AutogenGateway's, used here
 
@@ -82,13 +83,14 @@ class HubIdentities:
     def _attach_worker(self, worker: Worker) -> None:
         """The worker as an agentnet identity of its own, connected while its stream is open: under
         the name it asked for if that is free, else under its default `agw-…` name. Not free: a name
-        that is connected, that (inside the hub) an agent other than an AutoGen worker has, or that has
-        deliveries waiting (then it is given back at the first one, unacked: _on_worker_frame)."""
+        that is connected, or that the hub knows as an agent other than an AutoGen worker. If an agent
+        takes the name back later (its hello replaces the worker's session), the worker goes on under
+        its default name."""
 
         async def attach() -> None:
             for name in dict.fromkeys([worker.identity, worker.default_identity]):
                 asked = name != worker.default_identity
-                taken = self._native_agent(name) if asked else None
+                taken = await self._name_owner(name) if asked else None
                 if taken:
                     log.warning(
                         "worker %s asked to show as %r, %s: it shows as %s",
@@ -98,10 +100,9 @@ class HubIdentities:
                         worker.default_identity,
                     )
                     continue
-                worker.identity = name
                 # never over a connected session: a worker named like another must not take its identity
                 client = self._hub_client(name, takeover=False, guard=False)
-                client.on_frame = lambda frame, client=client: self._on_worker_frame(worker, client, frame)
+                client.on_frame = lambda frame, client=client: self._on_worker_frame(client, frame)
                 try:
                     await client.start()
                 except HubError as exc:
@@ -115,67 +116,84 @@ class HubIdentities:
                         worker.default_identity,
                     )
                     continue
-                if worker.identity != name:
-                    return  # a delivery came meanwhile: _give_name_back goes on from here
                 break
             else:
                 return
-            if not asked:
-                client.takeover = None  # its reconnects replace its own stale session; an asked-for name never
+            worker.identity = name
+            client.takeover = None  # its reconnects replace its own stale session
             try:
                 await client.request("register", passport=self._worker_passport(worker))
             except HubError as exc:
-                if worker.identity == name:
-                    log.warning("worker %s: no hub identity %s: %s", worker.client_id, name, exc)
+                log.warning("worker %s: no hub identity %s: %s", worker.client_id, name, exc)
                 return
-            if worker.alive and worker.identity == name:
-                worker.client = client
-            elif worker.identity == name:
+            if not worker.alive:
                 await client.close(worker.gone)
+                return
+            worker.client = client
+            if asked:
+                watch = asyncio.get_running_loop().create_task(self._keep_name(worker, client))
+                self._watchers.add(watch)
+                watch.add_done_callback(self._watchers.discard)
 
         task = asyncio.get_running_loop().create_task(attach())
         self._closers.add(task)
         task.add_done_callback(self._closers.discard)
 
-    def _native_agent(self, name: str) -> str | None:
-        """Why `name` is another agent's, as far as an in-process hub knows it (None: unknown, or an
-        AutoGen worker's from before). A sidecar cannot tell: it finds out at the first delivery."""
+    async def _keep_name(self, worker: Worker, client: HubClient) -> None:
+        """Under a name it asked for, a worker's session may be taken over by an agent of that name
+        (its hello replaces the worker's, for good): the worker goes on under its default name."""
+        await client.ended.wait()
+        if worker.alive and worker.client is client:  # not closed by the gateway: taken back
+            worker.client = None
+            log.warning(
+                "worker %s showed as %r until that agent connected: it shows as %s",
+                worker.client_id,
+                worker.identity,
+                worker.default_identity,
+            )
+            worker.identity = worker.default_identity
+            self._attach_worker(worker)
+
+    async def _name_owner(self, name: str) -> str | None:
+        """Why `name` is another agent's (None: the hub does not know it, or it is an AutoGen
+        worker's). Inside the hub its record is read; a sidecar asks the hub (list_agents)."""
         hub = getattr(self.gw, "hub", None)
-        agent = hub.core.agents.get(name) if hub is not None and hub.core is not None else None
-        if agent is None:
+        if hub is not None and hub.core is not None:
+            agent = hub.core.agents.get(name)
+            passport = agent.passport if agent is not None else None
+            known = agent is not None
+        else:
+            record = await self._agent_record(name)
+            passport, known = (record or {}).get("passport"), record is not None
+        if not known:
             return None
-        meta = (agent.passport or {}).get("meta")
+        meta = (passport or {}).get("meta")
         return None if isinstance(meta, dict) and meta.get("via") == "autogen" else "another agent's name"
 
-    def _on_worker_frame(self, worker: Worker, client: HubClient, frame: dict) -> None:
-        """A worker's identity is a participant of nothing the gateway made. Under its default name,
-        what someone posts to it no AutoGen worker reads: acked with that reason (⊘ in the dashboard).
-        Under a name it asked for, a delivery says the name is an agent's with an inbox: not acked
-        (it goes back to the hub with this session), and the name is given back."""
-        if frame.get("kind") != "notify":
-            return
-        if client.name == worker.default_identity:
+    async def _agent_record(self, name: str) -> dict[str, Any] | None:
+        """`name`'s record from the hub's agent listing (paged in name order from just below it)."""
+        assert self.gw is not None
+        after: str | None = name[:-1]
+        for _ in range(20):  # the names between name[:-1] and name: few, unless someone made them so
+            page = await self.gw.request("list_agents", **({"after": after} if after else {}))
+            for record in page["agents"]:
+                if record["name"] == name:
+                    return record
+                if record["name"] > name:
+                    return None
+            after = page.get("next")
+            if after is None:
+                return None
+        return None
+
+    def _on_worker_frame(self, client: HubClient, frame: dict) -> None:
+        """A worker's identity is a participant of nothing the gateway made: what someone posts to
+        it, no AutoGen worker reads. Acked with that reason (⊘ in the dashboard). (Its name is
+        free or a worker's: _attach_worker takes no other agent's name.)"""
+        if frame.get("kind") == "notify":
             env = frame["envelope"]
             env["attempt"] = frame.get("attempt", 1)
             self._ack(client, env, "rejected", "an AutoGen worker reads no channel posts")
-        elif worker.identity == client.name:
-            worker.identity = worker.default_identity
-            task = asyncio.get_running_loop().create_task(self._give_name_back(worker, client))
-            self._closers.add(task)
-            task.add_done_callback(self._closers.discard)
-
-    async def _give_name_back(self, worker: Worker, client: HubClient) -> None:
-        log.warning(
-            "worker %s showed as %r, an agent with deliveries waiting: it shows as %s",
-            worker.client_id,
-            client.name,
-            worker.default_identity,
-        )
-        await client.close("the name is an agent's with deliveries waiting; the worker shows as " + worker.identity)
-        if worker.client is client:
-            worker.client = None
-        if worker.alive:
-            self._attach_worker(worker)
 
     def _worker_passport(self, worker: Worker) -> dict[str, Any]:
         return self._passport(
