@@ -22,6 +22,7 @@ import orjson
 from agentnet.client.connection import FATAL_CLOSE_CODES, ConnectionLost, HubError, HubUnavailable
 from agentnet.hub.server import Hub
 from agentnet.protocol.codec import FrameError, decode_client_frame
+from agentnet.protocol.errors import CloseCode
 from agentnet.protocol.frames import CLIENT_FRAME, PostParams, PostRequest, Receipt
 
 log = logging.getLogger("agentnet.gateway.local")
@@ -132,6 +133,7 @@ class LocalHubClient:
         self.takeover = takeover  # False: refuse to replace a connected session of this name (as HubClient)
         self.guard = True  # no socket's hello may take this name over while it is attached (see Hub._greet)
         self.ended = asyncio.Event()  # as HubClient's: set when the session is over for good
+        self.close_code: int | None = None  # as HubClient's: the hub's close code when it ended it for good
         self.on_frame: Callable[[dict[str, Any]], None] | None = None
         self.welcome: dict[str, Any] | None = None
         self._peer: LocalPeer | None = None
@@ -200,6 +202,8 @@ class LocalHubClient:
         # As HubClient reconnects: a close that is not final (a store failure rebuilt the hub's core,
         # an observer's disconnect) is followed by a new hello, which replays what was not acked.
         if code in FATAL_CLOSE_CODES or self._closing or hub.stopping or hub.stepped_down is not None:
+            if code in FATAL_CLOSE_CODES:
+                self.close_code = code
             self.ended.set()
             return
         if self._reattach is not None and not self._reattach.done():
@@ -214,6 +218,10 @@ class LocalHubClient:
                 await self._attach()
                 return
             except HubError as exc:
+                if exc.code == "conflict":  # takeover=False and the name is someone else's now: for good
+                    self.close_code = CloseCode.IN_USE
+                    self.ended.set()
+                    return
                 log.info("%s: attaching again failed: %s", self.name, exc.message)
             await asyncio.sleep(delay)
             delay = min(2.0, delay * 2)

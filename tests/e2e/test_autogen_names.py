@@ -237,3 +237,52 @@ async def test_a_sidecar_worker_leaves_an_offline_agents_name_and_passport_alone
     )
     assert not agents["alice"]["connected"]
     assert agents["alice"]["passport"]["description"] == "alice, a native agent"
+
+
+@pytest.mark.parametrize("shape", ["in-hub", "sidecar"])
+async def test_a_name_an_agent_took_back_goes_to_no_worker_again(procs: Procs, tmp_path: Path, shape: str) -> None:
+    """dave took his name back from a worker without registering a passport (so the hub's record
+    still reads like a worker's); he goes offline with a post waiting. The next worker that asks for
+    dave does not get the name, nor dave's post."""
+    require_autogen()
+    hub = HubProc(procs, tmp_path / "hub.db")
+    gw: InHubGateway | GatewayProc = (
+        InHubGateway(hub).start() if shape == "in-hub" else GatewayProc(procs, hub.start().url).start()
+    )
+    first = start_worker(procs, "first", gw.address, ["x1"], [], shown_as="dave")
+    await wait_for_agents(hub.url, "the worker as dave", lambda a: a.get("dave", {}).get("connected"))
+    async with HubClient(hub.url, name="dave"):  # a native agent with no passport of its own
+        await wait_for_agents(hub.url, "the worker under its own name", lambda a: any(n.startswith("agw-") for n in a))
+    first.kill()
+    async with HubClient(hub.url, name="bob") as bob:
+        channel = (await bob.request("open_channel", type="conversation", participants=["dave"]))["channel_id"]
+        await bob.request("post", channel_id=channel, data={"text": "for dave"})
+    start_worker(procs, "second", gw.address, ["x2"], [], shown_as="dave")
+    assert gw.proc is not None
+    wait_until("the refusal", lambda: "asked to show as 'dave', an agent's that took it back" in gw.proc.log())
+    agents = await observed_agents(hub.url)
+    assert not agents["dave"]["connected"]
+    async with HubClient(hub.url, name="watcher", role="observer") as watcher:
+        cursors = (await watcher.request("observe"))["cursors"]
+    assert [c["lag"] for c in cursors if c["recipient"] == "dave" and c["channel_id"] == channel] == [2]
+
+
+async def test_the_sidecar_refuses_a_name_it_cannot_look_up(procs: Procs, tmp_path: Path) -> None:
+    """zed-b is an offline agent; 21 agents whose names sort just below it carry 300 kB passports,
+    one per page of list_agents: past its page limit the sidecar refuses the name (fails closed)."""
+    require_autogen()
+    hub = HubProc(procs, tmp_path / "hub.db").start()
+    gw = GatewayProc(procs, hub.url).start()
+    async with HubClient(hub.url, name="zed-b") as zed:
+        await zed.request("register", passport={"description": "zed-b, a native agent"})
+    for i in range(21):
+        async with HubClient(hub.url, name=f"zed-a{i:04d}") as filler:
+            await filler.request("register", passport={"description": "filler", "meta": {"blob": "x" * 300_000}})
+    start_worker(procs, "namesake", gw.address, ["x1"], [], shown_as="zed-b")
+    assert gw.proc is not None
+    wait_until("the refusal", lambda: "asked to show as 'zed-b'" in gw.proc.log())
+    async with HubClient(hub.url, name="watcher", role="observer") as watcher:
+        (zed,) = [
+            a for a in (await watcher.request("list_agents", after="zed-a0020"))["agents"] if a["name"] == "zed-b"
+        ]
+    assert not zed["connected"] and zed["passport"]["description"] == "zed-b, a native agent"

@@ -140,6 +140,7 @@ class AutogenGateway(HubIdentities, InboxDeliveries, pb_grpc.AgentRpcServicer):
         self._ticker: asyncio.Task | None = None
         self._closers: set[asyncio.Task] = set()
         self._watchers: set[asyncio.Task] = set()
+        self._taken_back: set[str] = set()
         self.stats = {"requests": 0, "responses": 0, "events": 0, "early": 0}
         self._logs: dict[str, Any] = {}
         self._outbox: list[Callable[[], None]] = []  # see _later

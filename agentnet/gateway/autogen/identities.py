@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from agentnet.client.connection import HubClient, HubError
+from agentnet.protocol.errors import CloseCode
 
 from .state import GatewayError, Worker
 
@@ -17,6 +18,18 @@ if TYPE_CHECKING:
     from .gateway import GatewaySettings
 
 log = logging.getLogger("agentnet.gateway.autogen")
+
+_UNVERIFIED = object()  # _agent_record could not tell
+
+
+def _taken_over(client: Any) -> bool:
+    """Whether a session ended for good because another took its name (not a stop or a step-down):
+    superseded, or a reconnect refused as the name is in use (HubClient: its fatal `conflict`)."""
+    if client.close_code in (CloseCode.SUPERSEDED, CloseCode.IN_USE):
+        return True
+    fatal = getattr(client, "fatal", None)
+    error = fatal() if callable(fatal) else None
+    return error is not None and error.code == "conflict"
 
 
 class HubIdentities:
@@ -27,6 +40,7 @@ class HubIdentities:
     _connect: Callable[[str], Any] | None
     _closers: set[asyncio.Task]
     _watchers: set[asyncio.Task]  # _keep_name, one per worker under a name it asked for
+    _taken_back: set[str]  # names agents took back from workers: no worker gets them again
 
     if TYPE_CHECKING:  # AutogenGateway's, used here
 
@@ -120,7 +134,9 @@ class HubIdentities:
             else:
                 return
             worker.identity = name
-            client.takeover = None  # its reconnects replace its own stale session
+            if not asked:
+                client.takeover = None  # its reconnects replace its own stale session; an asked-for name
+                # never takes over: a reconnect that finds the name's agent there ends it (_keep_name)
             try:
                 await client.request("register", passport=self._worker_passport(worker))
             except HubError as exc:
@@ -141,10 +157,12 @@ class HubIdentities:
 
     async def _keep_name(self, worker: Worker, client: HubClient) -> None:
         """Under a name it asked for, a worker's session may be taken over by an agent of that name
-        (its hello replaces the worker's, for good): the worker goes on under its default name."""
+        (its hello replaces the worker's, or holds the name when the worker reconnects): the worker
+        goes on under its default name, and the gateway gives that name to no worker again."""
         await client.ended.wait()
-        if worker.alive and worker.client is client:  # not closed by the gateway: taken back
+        if _taken_over(client) and worker.alive and worker.client is client:
             worker.client = None
+            self._taken_back.add(worker.identity)
             log.warning(
                 "worker %s showed as %r until that agent connected: it shows as %s",
                 worker.client_id,
@@ -157,6 +175,8 @@ class HubIdentities:
     async def _name_owner(self, name: str) -> str | None:
         """Why `name` is another agent's (None: the hub does not know it, or it is an AutoGen
         worker's). Inside the hub its record is read; a sidecar asks the hub (list_agents)."""
+        if name in self._taken_back:
+            return "an agent's that took it back from a worker"
         hub = getattr(self.gw, "hub", None)
         if hub is not None and hub.core is not None:
             agent = hub.core.agents.get(name)
@@ -164,14 +184,17 @@ class HubIdentities:
             known = agent is not None
         else:
             record = await self._agent_record(name)
+            if record is _UNVERIFIED:
+                return "a name the gateway could not look up"
             passport, known = (record or {}).get("passport"), record is not None
         if not known:
             return None
         meta = (passport or {}).get("meta")
         return None if isinstance(meta, dict) and meta.get("via") == "autogen" else "another agent's name"
 
-    async def _agent_record(self, name: str) -> dict[str, Any] | None:
-        """`name`'s record from the hub's agent listing (paged in name order from just below it)."""
+    async def _agent_record(self, name: str) -> Any:
+        """`name`'s record from the hub's agent listing (paged in name order from just below it);
+        None if the hub does not know it, _UNVERIFIED if too many names lie in between."""
         assert self.gw is not None
         after: str | None = name[:-1]
         for _ in range(20):  # the names between name[:-1] and name: few, unless someone made them so
@@ -184,7 +207,7 @@ class HubIdentities:
             after = page.get("next")
             if after is None:
                 return None
-        return None
+        return _UNVERIFIED  # fail closed: the name is taken as another agent's
 
     def _on_worker_frame(self, client: HubClient, frame: dict) -> None:
         """A worker's identity is a participant of nothing the gateway made: what someone posts to
