@@ -112,6 +112,14 @@ def test_a_grpc_client_on_the_websocket_port_is_told_where_to_go(procs: Procs, t
     assert "agentnet hub --autogen HOST:PORT" in hub.proc.log()
 
 
+def hub_and_gateway(procs: Procs, tmp_path: Path, shape: str) -> tuple[HubProc, InHubGateway | GatewayProc]:
+    """A hub (SQLite) with the gateway inside it (`in-hub`) or beside it (`sidecar`), started."""
+    hub = HubProc(procs, tmp_path / "hub.db")
+    if shape == "in-hub":
+        return hub, InHubGateway(hub).start()
+    return hub, GatewayProc(procs, hub.start().url).start()
+
+
 @pytest.mark.parametrize("shape", ["in-hub", "sidecar"])
 @pytest.mark.parametrize("passport", [True, False])
 async def test_a_worker_named_like_an_offline_agent_leaves_it_its_name_and_inbox(
@@ -121,10 +129,7 @@ async def test_a_worker_named_like_an_offline_agent_leaves_it_its_name_and_inbox
     under its own name (inside the hub: at once; a sidecar cannot look alice up, and gives the name
     back at the first delivery, unacked); alice comes back while it runs and gets her three posts."""
     require_autogen()
-    hub = HubProc(procs, tmp_path / "hub.db")
-    gw: InHubGateway | GatewayProc = (
-        InHubGateway(hub).start() if shape == "in-hub" else GatewayProc(procs, hub.start().url).start()
-    )
+    hub, gw = hub_and_gateway(procs, tmp_path, shape)
     async with HubClient(hub.url, name="alice") as alice:
         if passport:
             await alice.request("register", passport={"description": "alice, a native agent"})
@@ -175,10 +180,7 @@ async def test_a_post_to_a_workers_name_is_settled_and_the_name_stays_the_worker
     """bob opens a channel with worker `wb` and posts: acked unhandled (workers read no posts), and
     `wb` stays the worker's, for this worker and the next one that asks for it."""
     require_autogen()
-    hub = HubProc(procs, tmp_path / "hub.db")
-    gw: InHubGateway | GatewayProc = (
-        InHubGateway(hub).start() if shape == "in-hub" else GatewayProc(procs, hub.start().url).start()
-    )
+    hub, gw = hub_and_gateway(procs, tmp_path, shape)
     first = start_worker(procs, "wb-1", gw.address, ["s1"], [], shown_as="wb")
     await wait_for_agents(hub.url, "wb connected", lambda a: a.get("wb", {}).get("connected"))
     async with HubClient(hub.url, name="bob") as bob:
@@ -206,10 +208,7 @@ async def test_an_agent_that_takes_its_name_back_leaves_the_worker_its_own(
     """A worker shows as carol, a name the hub did not know; then the native carol connects: she
     gets her name, and the worker goes on under its agw-… name."""
     require_autogen()
-    hub = HubProc(procs, tmp_path / "hub.db")
-    gw: InHubGateway | GatewayProc = (
-        InHubGateway(hub).start() if shape == "in-hub" else GatewayProc(procs, hub.start().url).start()
-    )
+    hub, gw = hub_and_gateway(procs, tmp_path, shape)
     start_worker(procs, "namesake", gw.address, ["x1"], [], shown_as="carol")
     await wait_for_agents(hub.url, "the worker as carol", lambda a: a.get("carol", {}).get("connected"))
     async with HubClient(hub.url, name="carol") as carol:
@@ -245,10 +244,7 @@ async def test_a_name_an_agent_took_back_goes_to_no_worker_again(procs: Procs, t
     still reads like a worker's); he goes offline with a post waiting. The next worker that asks for
     dave does not get the name, nor dave's post."""
     require_autogen()
-    hub = HubProc(procs, tmp_path / "hub.db")
-    gw: InHubGateway | GatewayProc = (
-        InHubGateway(hub).start() if shape == "in-hub" else GatewayProc(procs, hub.start().url).start()
-    )
+    hub, gw = hub_and_gateway(procs, tmp_path, shape)
     first = start_worker(procs, "first", gw.address, ["x1"], [], shown_as="dave")
     await wait_for_agents(hub.url, "the worker as dave", lambda a: a.get("dave", {}).get("connected"))
     async with HubClient(hub.url, name="dave"):  # a native agent with no passport of its own
