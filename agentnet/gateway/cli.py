@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import errno
-import socket
 import sys
 from pathlib import Path
 
@@ -62,22 +60,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 def port_taken(host: str, port: int) -> str | None:
     """Why the gRPC server could not listen on host:port, found before anything starts (grpc itself
     would print a C-core error and a traceback), or None. Port 0 is always free."""
-    if port == 0:
-        return None
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except OSError as exc:
-        return f"cannot listen on {host}:{port}: {exc.strerror or exc}"
-    family, kind, proto, _, address = infos[0]
-    with socket.socket(family, kind, proto) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as grpc binds: a TIME_WAIT port is free
-        try:
-            probe.bind(address)
-        except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                return f"port {port} on {host} is already in use (pick another, or port 0 for a free one)"
-            return f"cannot listen on {host}:{port}: {exc.strerror or exc}"
-    return None
+    from agentnet.launcher.preflight import port_problem
+
+    return port_problem(port, host, "pick another, or port 0 for a free one") if port else None
 
 
 def _usage(parser: argparse.ArgumentParser) -> int:

@@ -90,8 +90,6 @@ class _NoSocket:
 class LocalPeer:
     """What the hub's shell sees of a local identity: a `Peer` whose frames are handed over in memory."""
 
-    in_process = True
-
     def __init__(self, client: LocalHubClient, conn: int) -> None:
         self.client = client
         self.conn = conn

@@ -67,8 +67,9 @@ class Peer:
     frame_bytes: int = 0  # bytes of `frames` (responses, notifies) not yet written
     event_bytes: int = 0  # bytes of `events` not yet written
     refused: int = 0  # requests answered `overloaded` in a row (the peer does not read its answers)
-    in_process: ClassVar[bool] = False  # a gateway's identity inside the hub (gateway.local.LocalPeer) is
-    guarded: ClassVar[bool] = False  # ... and, if guarded, no socket's hello may take its name over
+    # a gateway's own identity inside the hub (gateway.local.LocalPeer) is guarded: no socket's hello
+    # may take its name over
+    guarded: ClassVar[bool] = False
     event_timeout: float | None = None  # observers: how long an event write may stall (events are lossy)
     max_size: int = PEER_MAX_SIZE  # the largest frame the peer accepts (hello.max_size): never send more
     observer: bool = False

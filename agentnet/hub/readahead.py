@@ -94,7 +94,6 @@ class ReadAhead:
     def plan(self, core: HubCore, conn: int, greeted: bool, frame: ClientFrame) -> list[Awaitable[None]]:
         """The store reads the core will make for this frame (from connection `conn`, greeted or
         not yet) and cannot answer from memory, as fetches to await before the core gets it."""
-        reads = self
         out: list[Awaitable[None]] = []
         if not greeted:
             if isinstance(frame, Hello) and frame.role == "agent":
@@ -105,7 +104,7 @@ class ReadAhead:
                     if ch is None or first > ch.committed_seq or first in ch.cache:
                         continue
                     last = min(ch.committed_seq, max(cur.delivered_seq, first + core.config.window - 1))
-                    out.append(reads.fetch_envelopes(ch.channel_id, first - 1, min(last - first + 1, 2048)))
+                    out.append(self.fetch_envelopes(ch.channel_id, first - 1, min(last - first + 1, 2048)))
             return out
         if frame.kind != "request":
             return out
@@ -122,26 +121,26 @@ class ReadAhead:
             if session is not None and 1 <= limit <= MAX_PAGE_LIMIT:
                 member = session.name if session.role == "agent" and frame.op == "list_channels" else None
                 after = (param("after", str) or "") if frame.op == "list_channels" else ""
-                out.append(reads.fetch_listing(after, limit + 1, member))
+                out.append(self.fetch_listing(after, limit + 1, member))
             return out
         channel_id = param("channel_id", str)
         ch = core.channels.get(channel_id) if channel_id else None
-        if channel_id and ch is None and hasattr(reads.store, "load_channel"):
-            out.append(reads.fetch_channel(channel_id))  # a forgotten channel, paged in for this request
+        if channel_id and ch is None and hasattr(self.store, "load_channel"):
+            out.append(self.fetch_channel(channel_id))  # a forgotten channel, paged in for this request
         key = param("idempotency_key", str)
         if frame.op == "post" and key is not None:
             session = core.sessions.get(conn)
             sender = param("as_agent", str) or (session.name if session else None)
             complete = getattr(core, "_idempotency_complete", False)
             if sender and not complete and (sender, key) not in core.idempotency:
-                out.append(reads.fetch_idempotent(sender, key))
+                out.append(self.fetch_idempotent(sender, key))
         elif frame.op == "find_by_causation" and ch is not None and (cause := param("causation_id", str)):
             if not any(r.causation_id == cause for r in ch.cache.values()):
-                out.append(reads.fetch_causation(ch.channel_id, cause, param("sender", str)))
+                out.append(self.fetch_causation(ch.channel_id, cause, param("sender", str)))
         elif frame.op == "read_wal" and ch is not None:
             after, limit = param("after_seq", int) or 0, param("limit", int) or 100
             if 0 <= after < ch.committed_seq and after + 1 not in ch.cache:
-                out.append(reads.fetch_envelopes(ch.channel_id, after, max(1, min(limit, 1000))))
+                out.append(self.fetch_envelopes(ch.channel_id, after, max(1, min(limit, 1000))))
         return out
 
     async def _read(self, fn: Any, *args: Any) -> Any:

@@ -584,7 +584,7 @@ class Hub:
             return
         held = self.core.agents.get(frame.name)
         holder = self.peers.get(held.conn) if held is not None and held.conn is not None else None
-        if holder is not None and holder.in_process and holder.guarded:
+        if holder is not None and holder.guarded:
             # a gateway inside this hub serves that identity: a socket must not take it over (the
             # gateway would lose it for good); a second gateway, or a worker named like it, is refused
             message = f"{frame.name} is served by the gateway inside this hub; connect under another name"

@@ -34,16 +34,23 @@ def load_and_check(path: Path) -> Scenario:
     return scenario
 
 
-def port_problem(port: int, host: str = "127.0.0.1") -> str | None:
-    """Why the hub could not listen on `port` (None if it can), checked the way the hub binds."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+def port_problem(
+    port: int, host: str = "127.0.0.1", fix: str = "stop what uses it, or set port: 0 for a free one"
+) -> str | None:
+    """Why a server could not listen on host:port (None if it can), checked the way the hub and
+    grpc bind (SO_REUSEADDR: a port in TIME_WAIT is free); `fix` says what to do if it is in use."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except OSError as exc:
+        return f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+    sock = socket.socket(family, kind, proto)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
+        sock.bind(address)
         sock.listen(1)
     except OSError as exc:
         if exc.errno in (98, 48):  # EADDRINUSE on Linux / macOS
-            return f"port {port} on {host} is already in use (stop what uses it, or set port: 0 for a free one)"
+            return f"port {port} on {host} is already in use ({fix})"
         return f"cannot listen on {host}:{port}: {exc.strerror or exc}"
     finally:
         sock.close()

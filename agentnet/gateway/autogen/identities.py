@@ -76,15 +76,18 @@ class HubIdentities:
     def _passport(description: str, **meta: Any) -> dict[str, Any]:
         return {"description": description, "capabilities": ["autogen"], "meta": {"via": "autogen", **meta}}
 
-    def _acker(self, client: Callable[[], HubClient | None]) -> Callable[[dict], None]:
-        """A frame handler that acks every delivery (the gateway's own identities read nothing)."""
+    def _acker(
+        self, client: Callable[[], HubClient | None], effect: str = "applied", reason: str | None = None
+    ) -> Callable[[dict], None]:
+        """A frame handler that acks every delivery: the gateway's own identities read nothing, and
+        what someone posts to a worker's identity no AutoGen worker reads (acked with that reason)."""
 
         def on_frame(frame: dict) -> None:
             c = client()
             if frame.get("kind") == "notify" and c is not None:
                 env = frame["envelope"]
                 env["attempt"] = frame.get("attempt", 1)
-                self._ack(c, env)
+                self._ack(c, env, effect, reason)
 
         return on_frame
 
@@ -116,7 +119,10 @@ class HubIdentities:
                     continue
                 # never over a connected session: a worker named like another must not take its identity
                 client = self._hub_client(name, takeover=False, guard=False)
-                client.on_frame = lambda frame, client=client: self._on_worker_frame(client, frame)
+                # its name is free or a worker's (not another agent's): what is posted to it is settled
+                client.on_frame = self._acker(
+                    lambda c=client: c, "rejected", "an AutoGen worker reads no channel posts"
+                )
                 try:
                     await client.start()
                 except HubError as exc:
@@ -208,15 +214,6 @@ class HubIdentities:
             if after is None:
                 return None
         return _UNVERIFIED  # fail closed: the name is taken as another agent's
-
-    def _on_worker_frame(self, client: HubClient, frame: dict) -> None:
-        """A worker's identity is a participant of nothing the gateway made: what someone posts to
-        it, no AutoGen worker reads. Acked with that reason (⊘ in the dashboard). (Its name is
-        free or a worker's: _attach_worker takes no other agent's name.)"""
-        if frame.get("kind") == "notify":
-            env = frame["envelope"]
-            env["attempt"] = frame.get("attempt", 1)
-            self._ack(client, env, "rejected", "an AutoGen worker reads no channel posts")
 
     def _worker_passport(self, worker: Worker) -> dict[str, Any]:
         return self._passport(
